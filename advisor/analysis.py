@@ -1,0 +1,177 @@
+"""The models of analysis.json: the versioned product every report and export renders from.
+
+Money is Decimal, serialised as a decimal string; shares are floats in 0..1. Lists are sorted by
+the producer so that the same input gives a byte-identical document (only `generated_at` varies).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+
+from advisor.errors import AdvisorError
+
+SCHEMA_VERSION = "1.0"
+
+Money = Annotated[
+    Decimal,
+    PlainSerializer(lambda d: format(d.normalize(), "f"), return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileInput(_Model):
+    path: str
+    format: str
+    rows: int
+    ingested: int
+    duplicates: int
+    quarantined: int
+
+
+class Period(_Model):
+    start: str | None
+    end: str | None
+    days: float
+
+
+class UnpricedModel(_Model):
+    model: str
+    provider: str | None
+    requests: int
+    input_tokens: int
+    output_tokens: int
+
+
+class QuarantineReason(_Model):
+    file: str
+    field: str | None
+    reason: str
+    rows: int
+    first_line: int
+
+
+class TokenSources(_Model):
+    logged: int = 0
+    tokenized: int = 0
+    estimated: int = 0
+    unbilled: int = 0
+
+
+class Coverage(_Model):
+    requests: int
+    priced_requests: int
+    unpriced_requests: int
+    quarantined_rows: int
+    duplicate_rows: int
+    error_requests: int
+    unpriced_models: list[UnpricedModel]
+    token_source: TokenSources
+    token_calibration: float | None = Field(
+        None, description="logged / estimated prompt tokens, applied to estimated counts"
+    )
+    tokenizer: str = Field(description="tiktoken, or estimate when no encoding could be loaded")
+    model_resolution: dict[str, int]
+    quarantine_reasons: list[QuarantineReason]
+    notes: list[str]
+
+
+class CostRow(_Model):
+    key: str | None
+    requests: int
+    input_tokens: int
+    cache_read_tokens: int
+    output_tokens: int
+    cost: Money
+    share: float
+    unpriced_requests: int = 0
+    model_key: str | None = None
+
+
+class Reconciliation(_Model):
+    rows_with_logged_cost: int
+    logged_total: Money
+    computed_total: Money
+    gap: Money
+    gap_share: float | None
+    by_model: list[dict[str, Any]]
+
+
+class Baseline(_Model):
+    cost: Money
+    by_model: list[CostRow]
+    by_feature: list[CostRow]
+    by_user: list[CostRow]
+    by_day: list[CostRow]
+    reconciliation: Reconciliation
+
+
+class Lever(_Model):
+    id: str
+    title: str
+    standalone_saving: Money
+    marginal_saving: Money
+    affected_requests: int
+    risk: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Combined(_Model):
+    cost: Money
+    saving: Money
+    saving_share: float
+
+
+class Recommendation(_Model):
+    title: str
+    lever: str
+    saving: Money
+    action: str
+
+
+class Analysis(_Model):
+    schema_version: str = SCHEMA_VERSION
+    generated_at: str
+    advisor_version: str
+    currency: str = "USD"
+    inputs: list[FileInput]
+    period: Period
+    coverage: Coverage
+    baseline: Baseline
+    levers: list[Lever] = Field(default_factory=list)
+    combined: Combined
+    guardrails: dict[str, Any] = Field(default_factory=dict)
+    anomalies: list[dict[str, Any]] = Field(default_factory=list)
+    recommendations: list[Recommendation] = Field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
+
+
+def json_schema() -> dict[str, Any]:
+    return Analysis.model_json_schema(mode="serialization")
+
+
+def load_analysis(path: Path) -> Analysis:
+    """Read an analysis.json, refusing other schema versions and currencies we cannot mix."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise AdvisorError(f"cannot read {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise AdvisorError(f"{path}: not JSON (line {exc.lineno}): {exc.msg}") from exc
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION:
+        raise AdvisorError(
+            f"{path}: schema_version {version!r}; this advisor reads {SCHEMA_VERSION}",
+            hint="re-run `advisor analyze` with this version",
+        )
+    return Analysis.model_validate(data)

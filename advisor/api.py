@@ -1,0 +1,241 @@
+"""The library facade: what the CLI (and any Python user) calls. Nothing here prints.
+
+    from advisor import api
+    result = api.analyze(["logs.jsonl"], out_dir="advisor-out")
+    print(result.analysis.combined.saving)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from advisor import __version__, baseline, store, tokens
+from advisor.analysis import Analysis, FileInput, load_analysis
+from advisor.errors import AdvisorError, InputError
+from advisor.ingest import IngestReport, Progress
+from advisor.ingest import ingest as _ingest
+from advisor.levers import LeverContext, SimOptions
+from advisor.pricing import PriceTable, load_prices
+from advisor.ruleset import default_rules_dir
+from advisor.simulate import simulate
+
+__all__ = [
+    "AnalyzeResult",
+    "Analysis",
+    "IngestReport",
+    "SimOptions",
+    "analyze",
+    "export_decisions",
+    "ingest",
+    "load_analysis",
+    "load_price_table",
+    "render_report",
+]
+
+ANALYSIS_FILE = "analysis.json"
+REPORT_FILE = "report.html"
+DB_FILE = "advisor.duckdb"
+
+
+@dataclass
+class AnalyzeResult:
+    analysis: Analysis
+    out_dir: Path
+    files: dict[str, Path] = field(default_factory=dict)
+    ingest: IngestReport = field(default_factory=IngestReport)
+    problems: list[str] = field(default_factory=list)  # what --strict refuses
+
+
+def load_price_table(rules_dir: Path | None = None, prices_files: Sequence[Path] = ()) -> PriceTable:
+    return load_prices(rules_dir or default_rules_dir(), prices_files)
+
+
+def ingest(
+    logs: Sequence[str],
+    db: Path,
+    *,
+    fmt: str = "auto",
+    mapping: Mapping[str, str] | None = None,
+    model: str | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Add logs to a store (created if needed); re-ingesting a file adds nothing."""
+    con = store.connect(db)
+    try:
+        return _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
+    finally:
+        con.close()
+
+
+def _tokenizer_note(fill: tokens.TokenFill) -> tuple[str, list[str]]:
+    notes = []
+    tokenizer = "tiktoken" if tokens.get_encoding(tokens.DEFAULT_ENCODING) else "estimate"
+    if fill.estimated and tokenizer == "estimate":
+        cal = f", calibrated x{fill.calibration:.3f} against logged usage" if fill.calibration else ""
+        notes.append(
+            f"{fill.estimated} requests had no usage and no tokenizer could be loaded: their "
+            f"token counts are estimated from text length{cal}"
+        )
+    elif fill.estimated:
+        notes.append(
+            f"{fill.estimated} requests had no usage: counted with o200k_base as an approximation "
+            "of their provider's tokenizer (marked estimated)"
+        )
+    if fill.unbilled:
+        notes.append(f"{fill.unbilled} failed requests had no usage: counted as unbilled (0 tokens)")
+    return tokenizer, notes
+
+
+def build_analysis(
+    con: duckdb.DuckDBPyConnection,
+    prices: PriceTable,
+    report: IngestReport,
+    *,
+    rules_dir: Path | None = None,
+    options: SimOptions | None = None,
+    now: dt.datetime | None = None,
+) -> Analysis:
+    """Price, fill, simulate and summarise everything in an ingested store."""
+    options = options or SimOptions()
+    baseline.resolve_models(con, prices, options.deployments)
+    encodings = {key: m.encoding for key, m in prices.models.items()}
+    fill = tokens.fill_token_counts(con, encodings)
+    baseline.price_requests(con, prices)
+    tokenizer, notes = _tokenizer_note(fill)
+    ctx = LeverContext(con, prices, rules_dir or default_rules_dir(), options)
+    sim = simulate(ctx)
+    generated = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return Analysis(
+        generated_at=generated,
+        advisor_version=__version__,
+        inputs=[
+            FileInput(path=Path(f.path).name, format=f.format, rows=f.counts.rows,
+                      ingested=f.counts.ingested, duplicates=f.counts.duplicates,
+                      quarantined=f.counts.quarantined)
+            for f in report.files
+        ],
+        period=baseline.build_period(con),
+        coverage=baseline.build_coverage(con, report, fill.calibration, tokenizer, notes),
+        baseline=baseline.build_baseline(con),
+        levers=sim.levers,
+        combined=sim.combined,
+        recommendations=sim.recommendations,
+    )
+
+
+def analyze(
+    logs: Sequence[str],
+    *,
+    out_dir: Path | str = "advisor-out",
+    db: Path | None = None,
+    fmt: str = "auto",
+    mapping: Mapping[str, str] | None = None,
+    model: str | None = None,
+    prices_files: Sequence[Path] = (),
+    rules_dir: Path | None = None,
+    options: SimOptions | None = None,
+    progress: Progress | None = None,
+    write_report: bool = True,
+) -> AnalyzeResult:
+    """The main job: ingest -> price -> simulate -> analysis.json + report.html in `out_dir`.
+
+    Without `db`, the store is `out_dir/advisor.duckdb`, made afresh so the analysis covers
+    exactly `logs`; with `db`, logs are added to that store and the whole store is analysed.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    prices = load_price_table(rules_dir, prices_files)
+    db_path = Path(db) if db else out / DB_FILE
+    if db is None:
+        for stale in (db_path, db_path.with_suffix(".duckdb.wal")):
+            stale.unlink(missing_ok=True)
+    con = store.connect(db_path)
+    try:
+        report = _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
+        if con.execute("SELECT count(*) FROM requests").fetchone() == (0,):
+            raise InputError(
+                "nothing usable: no request could be read from " + ", ".join(logs),
+                hint="see the quarantine reasons above, or force a format with --format",
+            )
+        result = build_analysis(con, prices, report, rules_dir=rules_dir, options=options)
+    finally:
+        con.close()
+    files = {"db": db_path, "analysis": out / ANALYSIS_FILE}
+    files["analysis"].write_text(result.to_json(), encoding="utf-8")
+    if write_report:
+        files["report"] = out / REPORT_FILE
+        files["report"].write_text(render_report(result, "html"), encoding="utf-8")
+    problems = []
+    cov = result.coverage
+    if cov.quarantined_rows:
+        problems.append(f"{cov.quarantined_rows} rows quarantined")
+    if cov.unpriced_requests:
+        problems.append(f"{cov.unpriced_requests} requests on unpriced models")
+    return AnalyzeResult(result, out, files, report, problems)
+
+
+def render_report(analysis: Analysis, fmt: str = "html") -> str:
+    """Render an analysis as html, md or json (presentation modules load only when asked)."""
+    if fmt == "html":
+        from advisor.report.html import render_html
+
+        return render_html(analysis)
+    if fmt in ("md", "markdown"):
+        from advisor.report.markdown import render_markdown
+
+        return render_markdown(analysis)
+    if fmt == "json":
+        return analysis.to_json()
+    raise AdvisorError(f"unknown report format {fmt!r}", hint="formats: html, md, json")
+
+
+DECISION_COLUMNS = (
+    "request_id", "ts", "model", "feature", "user_id", "difficulty", "confidence",
+    "routed_model", "baseline_cost", "final_cost", "input_tokens", "cache_read_tokens_sim",
+    "trimmed_tokens", "output_cap", "batch_eligible",
+)  # fmt: skip
+
+
+def export_decisions(db: Path, output: Path) -> int:
+    """One row per request: the audit trail behind every figure (Parquet or CSV by extension)."""
+    if not Path(db).is_file():
+        raise AdvisorError(f"no store at {db}", hint="run `advisor analyze LOGS` first")
+    con = store.connect(db, read_only=True)
+    try:
+        tables = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
+        if "sim_final" not in tables:
+            raise AdvisorError(f"{db} holds no analysis", hint="run `advisor analyze` on it first")
+        joins, selects = [], []
+        lever_columns = {
+            "tiering": ("difficulty", "confidence", "routed_model"),
+            "caching": ("cache_read_tokens_sim",),
+            "trimming": ("trimmed_tokens",),
+            "output_caps": ("output_cap",),
+            "batching": ("batch_eligible",),
+        }
+        for lever, columns in lever_columns.items():
+            table = f"lever_{lever}"
+            if table in tables:
+                joins.append(f"LEFT JOIN {table} USING (request_id)")
+            for column in columns:
+                selects.append(f"{table}.{column}" if table in tables else f"NULL AS {column}")
+        query = f"""
+            SELECT r.request_id, r.ts, r.model, r.feature, r.user_id,
+                   {", ".join(selects[:3])}, c.baseline_cost, f.final_cost, r.input_tokens,
+                   {", ".join(selects[3:])}
+            FROM requests r JOIN costs c USING (request_id) JOIN sim_final f USING (request_id)
+            {" ".join(joins)}
+            ORDER BY r.ts, r.request_id"""
+        output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        kind = "PARQUET" if output.suffix == ".parquet" else "CSV, HEADER"
+        con.execute(f"COPY ({query}) TO '{str(output).replace(chr(39), chr(39) * 2)}' ({'FORMAT ' + kind})")
+        row = con.execute("SELECT count(*) FROM requests").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        con.close()

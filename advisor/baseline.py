@@ -1,0 +1,182 @@
+"""The baseline: resolve models to prices, price every request exactly, and roll it up.
+
+Per-request costs live in the `costs` table (request_id, baseline_cost); NULL means unpriced, and
+every roll-up counts those rows instead of treating them as free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from advisor import analysis as A
+from advisor.ingest import IngestReport
+from advisor.pricing import PriceTable, cost_sql, register_prices
+
+TOP_USERS = 25
+
+
+def resolve_models(
+    con: duckdb.DuckDBPyConnection, prices: PriceTable, deployments: Mapping[str, str]
+) -> None:
+    """Set model_key / model_resolution (and a missing provider) on every request."""
+    pairs = [(m, p) for m, p in con.execute("SELECT DISTINCT model, provider FROM requests").fetchall()]
+    resolved = prices.resolve_many(pairs, deployments)
+    rows: dict[str, list[Any]] = {"model": [], "provider": [], "key": [], "how": [], "kp": []}
+    for (model, provider), hit in resolved.items():
+        rows["model"].append(model)
+        rows["provider"].append(provider)
+        rows["key"].append(hit.key if hit else None)
+        rows["how"].append(hit.how if hit else None)
+        rows["kp"].append(prices.models[hit.key].provider if hit else None)
+    con.register("_resolved", pa.table(rows))
+    con.execute(
+        """UPDATE requests r SET model_key = m.key, model_resolution = m.how,
+                  provider = coalesce(r.provider, m.kp)
+           FROM _resolved m
+           WHERE r.model = m.model AND r.provider IS NOT DISTINCT FROM m.provider"""
+    )
+    con.unregister("_resolved")
+
+
+def price_requests(con: duckdb.DuckDBPyConnection, prices: PriceTable) -> None:
+    """Register the price table and write `costs` (request_id, baseline_cost)."""
+    register_prices(con, prices)
+    con.execute(
+        f"""CREATE OR REPLACE TABLE costs AS
+            SELECT r.request_id, {cost_sql("r", "p")} AS baseline_cost
+            FROM requests r LEFT JOIN prices p ON p.model_key = r.model_key"""
+    )
+
+
+def _money(value: Any) -> Decimal:
+    return Decimal(0) if value is None else Decimal(value)
+
+
+def _rollup(con: duckdb.DuckDBPyConnection, key_sql: str, total: Decimal,
+            limit: int | None = None, extra: str = "NULL") -> list[A.CostRow]:
+    limit_sql = f"LIMIT {limit}" if limit else ""
+    rows = con.execute(
+        f"""SELECT {key_sql} AS k, count(*), sum(r.input_tokens), sum(r.cache_read_tokens),
+                   sum(r.output_tokens), sum(c.baseline_cost),
+                   count(*) FILTER (WHERE c.baseline_cost IS NULL), {extra}
+            FROM requests r JOIN costs c USING (request_id)
+            GROUP BY k ORDER BY sum(c.baseline_cost) DESC NULLS LAST, k NULLS LAST {limit_sql}"""
+    ).fetchall()
+    out = []
+    for k, n, inp, cached, outp, cost, unpriced, model_key in rows:
+        cost = _money(cost)
+        out.append(
+            A.CostRow(
+                key=None if k is None else str(k), requests=n, input_tokens=int(inp or 0),
+                cache_read_tokens=int(cached or 0), output_tokens=int(outp or 0), cost=cost,
+                share=float(cost / total) if total else 0.0, unpriced_requests=unpriced,
+                model_key=model_key,
+            )
+        )
+    return out
+
+
+def _reconciliation(con: duckdb.DuckDBPyConnection) -> A.Reconciliation:
+    rows = con.execute(
+        """SELECT r.model_key, count(*), sum(r.logged_cost), sum(c.baseline_cost)
+           FROM requests r JOIN costs c USING (request_id)
+           WHERE r.logged_cost IS NOT NULL AND c.baseline_cost IS NOT NULL
+           GROUP BY r.model_key ORDER BY r.model_key"""
+    ).fetchall()
+    logged = sum((_money(row[2]) for row in rows), Decimal(0))
+    computed = sum((_money(row[3]) for row in rows), Decimal(0))
+    by_model = []
+    for key, n, lg, cp in rows:
+        lg, cp = _money(lg), _money(cp)
+        by_model.append({
+            "model_key": key, "requests": n, "logged": format(lg, "f"),
+            "computed": format(cp, "f"), "gap": format(lg - cp, "f"),
+            "gap_share": float((lg - cp) / cp) if cp else None,
+        })  # fmt: skip
+    return A.Reconciliation(
+        rows_with_logged_cost=sum(row[1] for row in rows), logged_total=logged,
+        computed_total=computed, gap=logged - computed,
+        gap_share=float((logged - computed) / computed) if computed else None, by_model=by_model,
+    )
+
+
+def build_baseline(con: duckdb.DuckDBPyConnection) -> A.Baseline:
+    total = _money(con.execute("SELECT sum(baseline_cost) FROM costs").fetchone()[0])  # type: ignore[index]
+    return A.Baseline(
+        cost=total,
+        by_model=_rollup(con, "r.model", total, extra="any_value(r.model_key)"),
+        by_feature=_rollup(con, "r.feature", total),
+        by_user=_rollup(con, "r.user_id", total, limit=TOP_USERS),
+        by_day=sorted(_rollup(con, "strftime(r.ts, '%Y-%m-%d')", total),
+                      key=lambda row: row.key or ""),
+        reconciliation=_reconciliation(con),
+    )
+
+
+def build_coverage(
+    con: duckdb.DuckDBPyConnection, report: IngestReport, calibration: float | None,
+    tokenizer: str, notes: list[str],
+) -> A.Coverage:
+    def scalar(sql: str) -> int:
+        row = con.execute(sql).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    requests = scalar("SELECT count(*) FROM requests")
+    unpriced = [
+        A.UnpricedModel(model=m, provider=p, requests=n, input_tokens=int(i or 0),
+                        output_tokens=int(o or 0))
+        for m, p, n, i, o in con.execute(
+            """SELECT model, provider, count(*), sum(input_tokens), sum(output_tokens)
+               FROM requests WHERE model_key IS NULL GROUP BY model, provider
+               ORDER BY count(*) DESC, model, provider"""
+        ).fetchall()
+    ]
+    sources = dict(con.execute(
+        "SELECT token_source, count(*) FROM requests GROUP BY token_source").fetchall())
+    resolution = {
+        str(how or "unpriced"): n
+        for how, n in con.execute(
+            "SELECT model_resolution, count(*) FROM requests GROUP BY 1 ORDER BY 1 NULLS LAST"
+        ).fetchall()
+    }
+    reasons = [
+        A.QuarantineReason(file=f, field=fd, reason=r, rows=n, first_line=line)
+        for f, fd, r, n, line in con.execute(
+            """SELECT source_file, field,
+                      CASE WHEN reason LIKE 'expected%got%' THEN split_part(reason, ', got', 1)
+                           WHEN reason LIKE 'cannot read % as a time' THEN 'cannot read as a time'
+                           WHEN reason LIKE 'not UTF-8 text%' THEN 'not UTF-8 text'
+                           ELSE reason END AS r,
+                      count(*), min(source_line)
+               FROM quarantine GROUP BY source_file, field, r
+               ORDER BY count(*) DESC, source_file, min(source_line)"""
+        ).fetchall()
+    ]
+    return A.Coverage(
+        requests=requests,
+        priced_requests=scalar("SELECT count(*) FROM requests WHERE model_key IS NOT NULL"),
+        unpriced_requests=scalar("SELECT count(*) FROM requests WHERE model_key IS NULL"),
+        quarantined_rows=scalar("SELECT count(*) FROM quarantine"),
+        duplicate_rows=report.totals.duplicates,
+        error_requests=scalar("SELECT count(*) FROM requests WHERE status = 'error'"),
+        unpriced_models=unpriced,
+        token_source=A.TokenSources(**{k: v for k, v in sources.items() if k}),
+        token_calibration=calibration,
+        tokenizer=tokenizer,
+        model_resolution=resolution,
+        quarantine_reasons=reasons,
+        notes=notes,
+    )
+
+
+def build_period(con: duckdb.DuckDBPyConnection) -> A.Period:
+    start, end = con.execute("SELECT min(ts), max(ts) FROM requests").fetchone()  # type: ignore[misc]
+    if start is None:
+        return A.Period(start=None, end=None, days=0.0)
+    days = (end - start).total_seconds() / 86400
+    return A.Period(start=start.isoformat() + "Z", end=end.isoformat() + "Z", days=round(days, 4))

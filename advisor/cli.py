@@ -1,0 +1,302 @@
+"""The command line: parse, call advisor.api, render. No analysis logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from advisor import __version__, api
+from advisor.errors import AdvisorError
+
+app = typer.Typer(
+    help="advisor: replay your LLM traffic logs under cheaper policies and price every one.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+prices_app = typer.Typer(help="Inspect and refresh the price table.", no_args_is_help=True)
+export_app = typer.Typer(help="Write deployable artefacts from an analysis.", no_args_is_help=True)
+app.add_typer(prices_app, name="prices")
+app.add_typer(export_app, name="export")
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+_state = {"debug": False}
+
+# Options shared by several commands, defined once.
+LogsArg = Annotated[list[str], typer.Argument(help="Log files, folders or globs (.gz ok).")]
+OutputDir = Annotated[Path, typer.Option("-o", "--output", help="Output folder.")]
+DbOpt = Annotated[Path, typer.Option("--db", help="DuckDB store file.")]
+FormatOpt = Annotated[
+    str, typer.Option("--format", help="Input format: auto|jsonl|openai|anthropic|csv|parquet.")
+]
+MapOpt = Annotated[
+    list[str] | None,
+    typer.Option("--map", help="Map a canonical field to a CSV/Parquet column: FIELD=COLUMN."),
+]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model for rows that name none.")]
+PricesOpt = Annotated[
+    list[Path] | None, typer.Option("--prices", help="Extra prices file(s) overriding the table.")
+]
+RulesOpt = Annotated[Path | None, typer.Option("--rules-dir", help="Use rules from this folder.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
+
+
+def _parse_map(items: list[str] | None) -> dict[str, str]:
+    mapping = {}
+    for item in items or []:
+        field, sep, column = item.partition("=")
+        if not sep or not field or not column:
+            raise AdvisorError(f"--map {item!r}: expected FIELD=COLUMN", hint="e.g. --map ts=TIMESTAMP")
+        mapping[field.strip()] = column.strip()
+    return mapping
+
+
+def _progress() -> tuple[Progress, api.Progress]:
+    bar = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    )
+    tasks: dict[str, int] = {}
+
+    def update(path: str, lines: int) -> None:
+        if path not in tasks:
+            tasks[path] = bar.add_task(f"reading {Path(path).name}")
+        bar.update(tasks[path], description=f"reading {escape(Path(path).name)}: {lines:,} lines")
+
+    return bar, update
+
+
+@app.callback(invoke_without_command=True)
+def main_options(
+    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """advisor: replay your LLM traffic logs under cheaper policies and price every one."""
+    _state["debug"] = debug
+    if version:
+        out.print(f"advisor {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def analyze(
+    logs: LogsArg,
+    output: OutputDir = Path("advisor-out"),
+    db: Annotated[Path | None, typer.Option("--db", help="Add to this store instead.")] = None,
+    fmt: FormatOpt = "auto",
+    map_: MapOpt = None,
+    model: ModelOpt = None,
+    prices: PricesOpt = None,
+    rules_dir: RulesOpt = None,
+    cache_ttl: Annotated[
+        int | None, typer.Option("--cache-ttl", help="What-if cache TTL in seconds.")
+    ] = None,
+    offline_feature: Annotated[
+        list[str] | None,
+        typer.Option("--offline-feature", help="Feature with no user waiting (batchable)."),
+    ] = None,
+    deployment: Annotated[
+        list[str] | None,
+        typer.Option("--deployment", help="Azure deployment name to model: NAME=MODEL."),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail on any quarantined row or unpriced model.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Ingest logs, price them, replay every lever; write analysis.json and report.html.
+
+    Example: advisor analyze sample_logs/traffic.jsonl.gz -o advisor-out
+    """
+    options = api.SimOptions(
+        cache_ttl_seconds=cache_ttl,
+        offline_features=tuple(offline_feature or ()),
+        deployments=_parse_map(deployment),
+    )
+    bar, update = _progress()
+    with bar:
+        result = api.analyze(
+            logs, out_dir=output, db=db, fmt=fmt, mapping=_parse_map(map_), model=model,
+            prices_files=prices or (), rules_dir=rules_dir, options=options, progress=update,
+        )
+    if json_:
+        sys.stdout.write(result.analysis.to_json())
+    else:
+        from advisor.report.console import render_console
+
+        render_console(result.analysis, out)
+        for name, path in result.files.items():
+            out.print(f"[dim]{name}:[/dim] {escape(str(path))}")
+    if strict and result.problems:
+        raise AdvisorError("--strict: " + "; ".join(result.problems))
+
+
+@app.command()
+def ingest(
+    logs: LogsArg,
+    db: DbOpt = Path("advisor-out/advisor.duckdb"),
+    fmt: FormatOpt = "auto",
+    map_: MapOpt = None,
+    model: ModelOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Add logs to a DuckDB store; re-ingesting a file adds nothing.
+
+    Example: advisor ingest logs/*.jsonl.gz --db advisor-out/advisor.duckdb
+    """
+    bar, update = _progress()
+    with bar:
+        report = api.ingest(logs, db, fmt=fmt, mapping=_parse_map(map_), model=model, progress=update)
+    rows = [
+        {"file": f.path, "format": f.format, **vars(f.counts)} for f in report.files
+    ]
+    if json_:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    for row in rows:
+        out.print(
+            f"{escape(str(row['file']))} ({row['format']}): {row['rows']:,} rows, "
+            f"{row['ingested']:,} new, {row['duplicates']:,} already present, "
+            f"{row['quarantined']:,} quarantined"
+        )
+
+
+@app.command()
+def report(
+    analysis_file: Annotated[Path, typer.Argument(help="An analysis.json.")],
+    fmt: Annotated[str, typer.Option("--format", help="html|md|json.")] = "html",
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
+    ] = None,
+) -> None:
+    """Render an analysis.json without re-running the pipeline.
+
+    Example: advisor report advisor-out/analysis.json --format md -o report.md
+    """
+    text = api.render_report(api.load_analysis(analysis_file), fmt)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {escape(str(output))}")
+
+
+@export_app.command("decisions")
+def export_decisions(
+    db: DbOpt = Path("advisor-out/advisor.duckdb"),
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Parquet or CSV, by extension.")
+    ] = Path("advisor-out/decisions.parquet"),
+) -> None:
+    """One row per request with every lever's decision: the audit trail behind the report.
+
+    Example: advisor export decisions --db advisor-out/advisor.duckdb -o decisions.csv
+    """
+    count = api.export_decisions(db, output)
+    err.print(f"wrote {count:,} rows to {escape(str(output))}")
+
+
+@prices_app.command("list")
+def prices_list(
+    prices: PricesOpt = None, rules_dir: RulesOpt = None, json_: JsonOpt = False
+) -> None:
+    """List every priced model (USD per 1M tokens).
+
+    Example: advisor prices list --json
+    """
+    table = api.load_price_table(rules_dir, prices or ())
+    rows = [
+        {"model": key, "provider": m.provider, "input": m.prices.input,
+         "cached_input": m.prices.cached_input, "output": m.prices.output}
+        for key, m in sorted(table.models.items())
+    ]
+    if json_:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    from rich.table import Table
+
+    grid = Table("model", "provider", "input", "cached input", "output", title="USD per 1M tokens")
+    for row in rows:
+        grid.add_row(*(escape("" if v is None else str(v)) for v in row.values()))
+    out.print(grid)
+
+
+@prices_app.command("show")
+def prices_show(
+    model: Annotated[str, typer.Argument(help="A model name as logged (aliases resolve).")],
+    prices: PricesOpt = None,
+    rules_dir: RulesOpt = None,
+) -> None:
+    """Show one model's prices, source and caching rules, as JSON.
+
+    Example: advisor prices show gpt-4o-2024-08-06
+    """
+    table = api.load_price_table(rules_dir, prices or ())
+    hit = table.resolve(model)
+    if hit is None:
+        raise AdvisorError(f"no price for model {model!r}", hint="see `advisor prices list`")
+    entry = table.models[hit.key]
+    doc = {"resolved_as": hit.how, **entry.model_dump(mode="json")}
+    caching = table.caching_for(hit.key)
+    doc["caching"] = caching.model_dump(mode="json") if caching else None
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+@prices_app.command("import")
+def prices_import(
+    litellm_file: Annotated[Path, typer.Argument(help="LiteLLM model_prices_and_context_window.json")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Prices YAML to write.")
+    ] = Path("prices-litellm.yaml"),
+) -> None:
+    """Convert LiteLLM's price table to a prices file usable with --prices.
+
+    Example: advisor prices import model_prices_and_context_window.json -o prices.yaml
+    """
+    from advisor.pricing import import_litellm, write_prices_yaml
+
+    models = import_litellm(litellm_file)
+    write_prices_yaml(models, output)
+    err.print(f"wrote {len(models):,} models to {escape(str(output))}; use it with --prices")
+
+
+def main() -> None:
+    """Entry point: the one error boundary (messages on stderr, data on stdout)."""
+    try:
+        app(standalone_mode=False)
+    except AdvisorError as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        err.print(f"[bold red]error:[/bold red] {escape(exc.message)}")
+        if exc.hint:
+            err.print(f"[dim]hint:[/dim] {escape(exc.hint)}")
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if _state["debug"]:
+            raise
+        err.print(f"[bold red]internal error:[/bold red] {escape(repr(exc))}")
+        err.print("[dim]hint:[/dim] re-run with --debug for the traceback, and report it")
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

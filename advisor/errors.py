@@ -1,0 +1,23 @@
+"""The one error family: every failure a user can act on is an AdvisorError with a hint."""
+
+from __future__ import annotations
+
+
+class AdvisorError(Exception):
+    """A failure the user can act on: a message and an optional hint, shown without a trace."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\nhint: {self.hint}"
+
+
+class RuleError(AdvisorError):
+    """A rules file is missing, malformed or fails validation."""
+
+
+class InputError(AdvisorError):
+    """Log input that cannot be used at all (as opposed to single bad rows, which are quarantined)."""

@@ -1,0 +1,152 @@
+"""Ingest: detect each file's format, parse it in bounded chunks, and load the store.
+
+Formats: `jsonl` (advisor's envelope, OpenAI or Anthropic bodies detected per line), `openai`
+and `anthropic` (the same, forcing that provider's token convention), `csv` and `parquet`
+(generic tables with `--map`). Bad rows are quarantined with file, line, field and reason;
+re-ingesting a file adds nothing (request ids are stable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from advisor.errors import InputError
+from advisor.ingest import envelope, tabular
+from advisor.ingest.files import expand_paths, head_bytes, is_gzip, read_line_chunks
+from advisor.ingest.load import LoadCounts, load_staged, quarantine_rows
+
+FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet")
+Progress = Callable[[str, int], None]  # (file, rows done so far in that file)
+
+
+@dataclass
+class FileReport:
+    path: str
+    format: str
+    counts: LoadCounts
+
+
+@dataclass
+class IngestReport:
+    files: list[FileReport] = field(default_factory=list)
+
+    @property
+    def totals(self) -> LoadCounts:
+        total = LoadCounts()
+        for report in self.files:
+            total.add(report.counts)
+        return total
+
+
+def detect_format(path: Path) -> str:
+    """The format of one file, from its name and first bytes."""
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".csv", ".tsv")):
+        return "csv"
+    head = head_bytes(path)
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    text = head.lstrip()
+    if not text:
+        return "jsonl"
+    if text[:1] in (b"{", b"["):
+        return "jsonl"
+    first = text.split(b"\n", 1)[0]
+    if b"," in first and not first.startswith(b"{"):
+        return "csv"
+    return "jsonl"
+
+
+def _decode(chunk: list[tuple[int, bytes]]) -> tuple[list[int], list[str], list[tuple]]:
+    lines: list[int] = []
+    raws: list[str] = []
+    bad: list[tuple] = []
+    for number, data in chunk:
+        if not data.strip():
+            bad.append((number, None, "empty line", ""))
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            excerpt = data[:80].decode("utf-8", "replace")
+            bad.append((number, None, f"not UTF-8 text (byte {exc.start})", excerpt))
+            continue
+        if "\x00" in text:
+            bad.append((number, None, "binary data (NUL byte)", text[:80].replace("\x00", "")))
+            continue
+        lines.append(number)
+        raws.append(text)
+    return lines, raws, bad
+
+
+def _ingest_jsonl(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: str,
+    model: str | None,
+    progress: Progress | None,
+) -> LoadCounts:
+    counts = LoadCounts()
+    convention = fmt if fmt in ("openai", "anthropic") else "auto"
+    sql = envelope.staging_sql("_raw_lines", convention, model)
+    source = str(path)
+    for chunk in read_line_chunks(path):
+        lines, raws, bad = _decode(chunk)
+        counts.rows += len(bad)
+        counts.quarantined += quarantine_rows(con, source, bad)
+        if raws:
+            table = pa.table({"line": pa.array(lines, pa.int64()), "raw": pa.array(raws)})
+            con.register("_raw_lines", table)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
+            con.unregister("_raw_lines")
+            counts.add(load_staged(con, "_staged", source, fmt))
+        if progress is not None:
+            progress(source, chunk[-1][0])
+    con.execute("DROP TABLE IF EXISTS _staged")
+    return counts
+
+
+def _ingest_table(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: str,
+    mapping: Mapping[str, str],
+    model: str | None,
+) -> LoadCounts:
+    if fmt == "csv" and is_gzip(path) is False and path.stat().st_size == 0:
+        return LoadCounts()
+    sql = tabular.staging_sql(con, path, fmt, mapping, model)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
+    counts = load_staged(con, "_staged", str(path), fmt)
+    con.execute("DROP TABLE IF EXISTS _staged")
+    return counts
+
+
+def ingest(
+    con: duckdb.DuckDBPyConnection,
+    patterns: Sequence[str],
+    *,
+    fmt: str = "auto",
+    mapping: Mapping[str, str] | None = None,
+    model: str | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest log files into an open store; safe to repeat (nothing is counted twice)."""
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format {fmt!r}", hint="formats: " + ", ".join(FORMATS))
+    report = IngestReport()
+    for path in expand_paths(patterns):
+        file_fmt = detect_format(path) if fmt == "auto" else fmt
+        if file_fmt in ("csv", "parquet"):
+            counts = _ingest_table(con, path, file_fmt, mapping or {}, model)
+        else:
+            counts = _ingest_jsonl(con, path, file_fmt, model, progress)
+        report.files.append(FileReport(str(path), file_fmt, counts))
+    return report

@@ -1,0 +1,305 @@
+"""JSON-lines logs in advisor's envelope (docs/logging-format.md), parsed and validated in DuckDB.
+
+Each line is parsed once into a fixed structure whose leaves are VARCHAR or JSON, so that a wrong
+type never aborts the scan: it is caught by the TRY_CASTs below and named in the quarantine.
+Provider token conventions are normalised here:
+- OpenAI (and OpenAI-compatible, Azure, Gemini's OpenAI endpoint): `prompt_tokens` already
+  includes `prompt_tokens_details.cached_tokens`; reasoning is inside `completion_tokens`.
+- Anthropic: `cache_read_input_tokens` and `cache_creation_input_tokens` come on top of
+  `input_tokens`; the canonical `input_tokens` is their sum.
+- Gemini native (`usageMetadata`): cached tokens inside `promptTokenCount`; `thoughtsTokenCount`
+  on top of `candidatesTokenCount`.
+"""
+
+from __future__ import annotations
+
+import json
+
+# Every leaf is VARCHAR or JSON: typing happens in SQL so that each failure can be named.
+_USAGE = {
+    "prompt_tokens": "VARCHAR",
+    "completion_tokens": "VARCHAR",
+    "prompt_tokens_details": {"cached_tokens": "VARCHAR"},
+    "completion_tokens_details": {"reasoning_tokens": "VARCHAR"},
+    "input_tokens": "VARCHAR",
+    "output_tokens": "VARCHAR",
+    "cache_read_input_tokens": "VARCHAR",
+    "cache_creation_input_tokens": "VARCHAR",
+    "cache_creation": {"ephemeral_1h_input_tokens": "VARCHAR"},
+}
+_GEMINI_USAGE = {
+    "promptTokenCount": "VARCHAR",
+    "candidatesTokenCount": "VARCHAR",
+    "cachedContentTokenCount": "VARCHAR",
+    "thoughtsTokenCount": "VARCHAR",
+}
+_BODY = {
+    "model": "VARCHAR",
+    "messages": "JSON",
+    "system": "JSON",
+    "max_tokens": "VARCHAR",
+    "max_completion_tokens": "VARCHAR",
+    "stream": "VARCHAR",
+    "n": "VARCHAR",
+    "temperature": "VARCHAR",
+    "tools": "JSON",
+    "response_format": "JSON",
+    "service_tier": "VARCHAR",
+    "user": "VARCHAR",
+    "metadata": "JSON",
+}
+_RESPONSE = {
+    "id": "VARCHAR",
+    "model": "VARCHAR",
+    "type": "VARCHAR",
+    "choices": "JSON",
+    "content": "JSON",
+    "stop_reason": "VARCHAR",
+    "service_tier": "VARCHAR",
+    "usage": _USAGE,
+    "usageMetadata": _GEMINI_USAGE,
+}
+STRUCTURE = {
+    "id": "VARCHAR",
+    "request_id": "VARCHAR",
+    "timestamp": "VARCHAR",
+    "latency_ms": "VARCHAR",
+    "ttft_ms": "VARCHAR",
+    "provider": "VARCHAR",
+    "user": "VARCHAR",
+    "user_id": "VARCHAR",
+    "account": "VARCHAR",
+    "account_id": "VARCHAR",
+    "feature": "VARCHAR",
+    "session_id": "VARCHAR",
+    "tags": "JSON",
+    "service_tier": "VARCHAR",
+    "error": "JSON",
+    "status": "VARCHAR",
+    "cost": "VARCHAR",
+    "feedback": "VARCHAR",
+    "metadata": "JSON",
+    "request": _BODY,
+    "response": _RESPONSE,
+    # flattened logs: body fields at the top level
+    **{k: v for k, v in _BODY.items() if k not in ("user", "metadata", "service_tier")},
+    "usage": _USAGE,
+}
+
+# (canonical name, SQL over parsed struct `j`, cast type, rule) for every typed field.
+# rule: "count" = non-negative integer; "number"; "bool"; "money".
+_TYPED = [
+    ("latency_ms", "j.latency_ms", "DOUBLE", "nonneg"),
+    ("ttft_ms", "j.ttft_ms", "DOUBLE", "nonneg"),
+    ("max_tokens", "coalesce(j.request.max_completion_tokens, j.request.max_tokens, "
+     "j.max_completion_tokens, j.max_tokens)", "BIGINT", "count"),
+    ("n", "coalesce(j.request.n, j.n)", "BIGINT", "count"),
+    ("temperature", "coalesce(j.request.temperature, j.temperature)", "DOUBLE", "number"),
+    ("stream", "coalesce(j.request.stream, j.stream)", "BOOLEAN", "bool"),
+    ("logged_cost", "j.cost", "DECIMAL(18,9)", "nonneg"),
+    ("feedback", "j.feedback", "DOUBLE", "number"),
+    ("u_prompt", "coalesce(j.response.usage.prompt_tokens, j.usage.prompt_tokens)", "BIGINT", "count"),
+    ("u_completion", "coalesce(j.response.usage.completion_tokens, j.usage.completion_tokens)",
+     "BIGINT", "count"),
+    ("u_cached", "coalesce(j.response.usage.prompt_tokens_details.cached_tokens, "
+     "j.usage.prompt_tokens_details.cached_tokens)", "BIGINT", "count"),
+    ("u_reasoning", "coalesce(j.response.usage.completion_tokens_details.reasoning_tokens, "
+     "j.usage.completion_tokens_details.reasoning_tokens)", "BIGINT", "count"),
+    ("u_input", "coalesce(j.response.usage.input_tokens, j.usage.input_tokens)", "BIGINT", "count"),
+    ("u_output", "coalesce(j.response.usage.output_tokens, j.usage.output_tokens)", "BIGINT", "count"),
+    ("u_cache_read", "coalesce(j.response.usage.cache_read_input_tokens, "
+     "j.usage.cache_read_input_tokens)", "BIGINT", "count"),
+    ("u_cache_write", "coalesce(j.response.usage.cache_creation_input_tokens, "
+     "j.usage.cache_creation_input_tokens)", "BIGINT", "count"),
+    ("u_cache_write_1h", "coalesce(j.response.usage.cache_creation.ephemeral_1h_input_tokens, "
+     "j.usage.cache_creation.ephemeral_1h_input_tokens)", "BIGINT", "count"),
+    ("g_prompt", "j.response.usageMetadata.promptTokenCount", "BIGINT", "count"),
+    ("g_candidates", "j.response.usageMetadata.candidatesTokenCount", "BIGINT", "count"),
+    ("g_cached", "j.response.usageMetadata.cachedContentTokenCount", "BIGINT", "count"),
+    ("g_thoughts", "j.response.usageMetadata.thoughtsTokenCount", "BIGINT", "count"),
+]
+
+# Field names as the user wrote them, for messages.
+_FIELD_NAMES = {
+    "latency_ms": "latency_ms",
+    "ttft_ms": "ttft_ms",
+    "max_tokens": "request.max_tokens",
+    "n": "request.n",
+    "temperature": "request.temperature",
+    "stream": "request.stream",
+    "logged_cost": "cost",
+    "feedback": "feedback",
+    "u_prompt": "response.usage.prompt_tokens",
+    "u_completion": "response.usage.completion_tokens",
+    "u_cached": "response.usage.prompt_tokens_details.cached_tokens",
+    "u_reasoning": "response.usage.completion_tokens_details.reasoning_tokens",
+    "u_input": "response.usage.input_tokens",
+    "u_output": "response.usage.output_tokens",
+    "u_cache_read": "response.usage.cache_read_input_tokens",
+    "u_cache_write": "response.usage.cache_creation_input_tokens",
+    "u_cache_write_1h": "response.usage.cache_creation.ephemeral_1h_input_tokens",
+    "g_prompt": "response.usageMetadata.promptTokenCount",
+    "g_candidates": "response.usageMetadata.candidatesTokenCount",
+    "g_cached": "response.usageMetadata.cachedContentTokenCount",
+    "g_thoughts": "response.usageMetadata.thoughtsTokenCount",
+}
+
+_CHECK = {
+    "count": "{v} >= 0",
+    "nonneg": "{v} >= 0",
+    "number": "true",
+    "bool": "true",
+}
+_EXPECT = {
+    "count": "a non-negative integer",
+    "nonneg": "a non-negative number",
+    "number": "a number",
+    "bool": "true or false",
+}
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _text_of(json_expr: str) -> str:
+    """Text of a content value: a string, or the concatenated `text` of a list of parts."""
+    return (
+        f"CASE json_type({json_expr}) WHEN 'VARCHAR' THEN json_extract_string({json_expr}, '$') "
+        f"WHEN 'ARRAY' THEN array_to_string(json_extract_string({json_expr}, '$[*].text'), '') "
+        f"ELSE NULL END"
+    )
+
+
+def staging_sql(source: str, convention: str = "auto", default_model: str | None = None) -> str:
+    """SQL turning `source(line, raw)` into typed, validated, normalised rows.
+
+    Output columns: source_line, excerpt, error_field, error_reason, the canonical columns that
+    come from the log, and `msgs` (list of {role, text}), `system_text`, `response_text`,
+    `tools_text` for the texts tables.
+    """
+    structure = _sql_str(json.dumps(STRUCTURE))
+    typed = []
+    errors = []
+    for name, expr, kind, rule in _TYPED:
+        raw = f"raw_{name}"
+        typed.append(f"{expr} AS {raw}, TRY_CAST({expr} AS {kind}) AS {name}")
+        valid = _CHECK[rule].format(v=name)
+        errors.append(
+            f"WHEN {raw} IS NOT NULL AND ({name} IS NULL OR NOT ({valid})) "
+            f"THEN {_sql_str(_FIELD_NAMES[name])} || '|expected {_EXPECT[rule]}, got ' "
+            f"|| left({raw}, 40)"
+        )
+    typed_sql = ",\n       ".join(typed)
+    errors_sql = "\n            ".join(errors)
+    openai_in = "u_prompt IS NOT NULL OR g_prompt IS NOT NULL"
+    anthropic_in = "u_input IS NOT NULL"
+    if convention == "openai":
+        anthropic_in = "false"
+    elif convention == "anthropic":
+        openai_in = "false"
+    ts = "raw_ts"
+    default = "NULL" if default_model is None else _sql_str(default_model)
+    return f"""
+WITH parsed AS (
+  SELECT line, raw, json_valid(raw) AS ok_json,
+         CASE WHEN json_valid(raw) THEN json_type(raw) END AS top_type
+  FROM {source}
+), structured AS (
+  SELECT line, raw, ok_json, top_type,
+         CASE WHEN top_type = 'OBJECT' THEN json_transform(raw, {structure}) END AS j
+  FROM parsed
+), typed AS (
+  SELECT line, raw, ok_json, top_type, j,
+       j.timestamp AS {ts},
+       CASE WHEN TRY_CAST(j.timestamp AS DOUBLE) IS NOT NULL THEN
+            to_timestamp(CASE WHEN TRY_CAST(j.timestamp AS DOUBLE) > 1e11
+                              THEN TRY_CAST(j.timestamp AS DOUBLE) / 1000
+                              ELSE TRY_CAST(j.timestamp AS DOUBLE) END) AT TIME ZONE 'UTC'
+            ELSE TRY_CAST(j.timestamp AS TIMESTAMPTZ) AT TIME ZONE 'UTC' END AS ts,
+       coalesce(j.request.model, j.model, j.response.model, {default}) AS model,
+       coalesce(j.request.messages, j.messages) AS messages_json,
+       coalesce(j.request.system, j.system) AS system_json,
+       coalesce(j.request.tools, j.tools) AS tools_json,
+       coalesce(j.request.response_format, j.response_format) AS response_format_json,
+       {typed_sql}
+  FROM structured
+), checked AS (
+  SELECT *,
+    CASE
+      WHEN NOT ok_json THEN '|invalid JSON (truncated or malformed line)'
+      WHEN top_type <> 'OBJECT' THEN '|expected a JSON object, got ' || lower(top_type)
+      WHEN {ts} IS NULL THEN 'timestamp|missing required field'
+      WHEN ts IS NULL THEN 'timestamp|cannot read ' || left({ts}, 40) || ' as a time'
+      WHEN model IS NULL OR model = '' THEN 'request.model|missing required field'
+      {errors_sql}
+      WHEN NOT ({openai_in} OR {anthropic_in}) AND messages_json IS NULL
+        THEN 'response.usage|no token counts and no prompt text to count them from'
+    END AS error
+  FROM typed
+)
+SELECT line AS source_line,
+       left(raw, 200) AS excerpt,
+       nullif(split_part(error, '|', 1), '') AS error_field,
+       CASE WHEN error IS NOT NULL THEN substr(error, strpos(error, '|') + 1) END AS error_reason,
+       coalesce(j.id, j.request_id, j.response.id) AS logged_id,
+       ts,
+       latency_ms, ttft_ms,
+       lower(coalesce(j.provider,
+         CASE WHEN {anthropic_in} OR j.response.type = 'message' THEN 'anthropic'
+              WHEN g_prompt IS NOT NULL THEN 'google' END)) AS provider,
+       model,
+       coalesce(j.user, j.user_id, j.request.user,
+                json_extract_string(j.request.metadata, '$.user_id'),
+                json_extract_string(j.metadata, '$.user_id')) AS user_id,
+       coalesce(j.account, j.account_id, json_extract_string(j.metadata, '$.account_id'))
+         AS account_id,
+       coalesce(j.feature, json_extract_string(j.tags, '$[0]'),
+                json_extract_string(j.request.metadata, '$.feature'),
+                json_extract_string(j.metadata, '$.feature')) AS feature,
+       j.session_id AS session_id,
+       CASE WHEN {anthropic_in} THEN u_input + coalesce(u_cache_read, 0) + coalesce(u_cache_write, 0)
+            WHEN u_prompt IS NOT NULL THEN u_prompt
+            WHEN g_prompt IS NOT NULL THEN g_prompt END AS input_tokens,
+       CASE WHEN {anthropic_in} THEN coalesce(u_cache_read, 0)
+            WHEN u_prompt IS NOT NULL THEN coalesce(u_cached, 0)
+            WHEN g_prompt IS NOT NULL THEN coalesce(g_cached, 0) END AS cache_read_tokens,
+       CASE WHEN {anthropic_in} THEN coalesce(u_cache_write, 0)
+            WHEN {openai_in} THEN 0 END AS cache_write_tokens,
+       CASE WHEN {anthropic_in} THEN coalesce(u_cache_write_1h, 0)
+            WHEN {openai_in} THEN 0 END AS cache_write_1h_tokens,
+       CASE WHEN {anthropic_in} THEN u_output
+            WHEN u_prompt IS NOT NULL THEN u_completion
+            WHEN g_prompt IS NOT NULL THEN coalesce(g_candidates, 0) + coalesce(g_thoughts, 0)
+            END AS output_tokens,
+       CASE WHEN u_prompt IS NOT NULL THEN u_reasoning
+            WHEN g_prompt IS NOT NULL THEN g_thoughts END AS reasoning_tokens,
+       max_tokens::INTEGER AS max_tokens, stream, n::INTEGER AS n, temperature,
+       CASE WHEN json_type(tools_json) = 'ARRAY' THEN json_array_length(tools_json)::INTEGER
+            END AS tools_count,
+       coalesce(json_extract_string(response_format_json, '$.type'),
+                json_extract_string(response_format_json, '$')) AS response_format,
+       lower(coalesce(j.service_tier, j.request.service_tier, j.response.service_tier,
+                      'default')) AS service_tier,
+       CASE WHEN j.error IS NOT NULL AND json_type(j.error) <> 'NULL' THEN 'error'
+            WHEN lower(j.status) IN ('error', 'failed', 'failure') THEN 'error'
+            ELSE 'ok' END AS status,
+       coalesce(json_extract_string(j.response.choices, '$[0].finish_reason'),
+                j.response.stop_reason) AS finish_reason,
+       logged_cost, feedback,
+       CASE WHEN json_type(messages_json) = 'ARRAY' THEN
+         list_transform(CAST(messages_json AS JSON[]), lambda m: {{
+           'role': json_extract_string(m, '$.role'),
+           'text': coalesce({_text_of("json_extract(m, '$.content')")}, '')
+                   || coalesce(CASE WHEN json_extract(m, '$.tool_calls') IS NOT NULL
+                                    THEN json_extract(m, '$.tool_calls')::VARCHAR END, '')
+         }}) END AS msgs,
+       {_text_of("system_json")} AS system_text,
+       CASE WHEN tools_json IS NOT NULL AND json_type(tools_json) <> 'NULL'
+            THEN tools_json::VARCHAR END AS tools_text,
+       coalesce(json_extract_string(j.response.choices, '$[0].message.content'),
+                {_text_of("j.response.content")}) AS response_text,
+       (u_prompt IS NOT NULL OR u_input IS NOT NULL OR g_prompt IS NOT NULL) AS has_usage,
+       md5(raw) AS raw_hash
+FROM checked
+"""

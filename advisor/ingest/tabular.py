@@ -1,0 +1,192 @@
+"""Generic CSV / Parquet logs: map columns to canonical fields (`--map FIELD=COLUMN`).
+
+Common column names are recognised without a map (e.g. Azure's TIMESTAMP / ContextTokens /
+GeneratedTokens, LiteLLM's prompt_tokens / completion_tokens); `--map` overrides them and
+`--model` supplies the model where the file has none. Values are read as text and typed in SQL,
+so each bad cell is quarantined with its row and column named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import duckdb
+
+from advisor.errors import InputError
+
+# canonical field -> column names recognised without a --map (compared case-insensitively)
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "request_id": ("request_id", "id", "call_id"),
+    "ts": ("ts", "timestamp", "time", "start_time", "starttime", "created_at", "startTime"),
+    "model": ("model", "model_name", "deployment"),
+    "provider": ("provider", "custom_llm_provider"),
+    "user_id": ("user_id", "user", "end_user"),
+    "account_id": ("account_id", "account", "team_id", "team"),
+    "feature": ("feature", "endpoint", "route", "tag"),
+    "session_id": ("session_id", "session"),
+    "input_tokens": ("input_tokens", "prompt_tokens", "contexttokens", "context_tokens"),
+    "output_tokens": ("output_tokens", "completion_tokens", "generatedtokens", "generated_tokens"),
+    "cache_read_tokens": ("cache_read_tokens", "cached_tokens", "cache_read_input_tokens"),
+    "cache_write_tokens": ("cache_write_tokens", "cache_creation_input_tokens"),
+    "reasoning_tokens": ("reasoning_tokens",),
+    "latency_ms": ("latency_ms", "latency"),
+    "ttft_ms": ("ttft_ms",),
+    "max_tokens": ("max_tokens",),
+    "stream": ("stream",),
+    "service_tier": ("service_tier",),
+    "status": ("status",),
+    "finish_reason": ("finish_reason",),
+    "logged_cost": ("logged_cost", "cost", "spend", "response_cost"),
+    "prompt": ("prompt", "input", "prompt_text"),
+    "response": ("response", "output", "completion", "response_text"),
+}
+MAPPABLE = tuple(SYNONYMS)
+_COUNT_FIELDS = (
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+    "reasoning_tokens", "max_tokens",
+)  # fmt: skip
+_NUMBER_FIELDS = ("latency_ms", "ttft_ms")
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def source_sql(path: Path, kind: str) -> str:
+    if kind == "parquet":
+        return f"read_parquet({_lit(str(path))})"
+    return f"read_csv({_lit(str(path))}, all_varchar = true, header = true)"
+
+
+def resolve_mapping(
+    columns: list[str], mapping: Mapping[str, str], path: Path
+) -> dict[str, str]:
+    """canonical field -> file column, from --map first, then recognised names."""
+    unknown = sorted(set(mapping) - set(MAPPABLE))
+    if unknown:
+        raise InputError(
+            f"--map {unknown[0]}=...: unknown field", hint="fields: " + ", ".join(MAPPABLE)
+        )
+    missing = sorted(col for col in mapping.values() if col not in columns)
+    if missing:
+        raise InputError(
+            f"{path}: --map names column {missing[0]!r}, which the file does not have",
+            hint="columns: " + ", ".join(columns),
+        )
+    lower = {c.lower(): c for c in columns}
+    resolved = dict(mapping)
+    for field, names in SYNONYMS.items():
+        if field not in resolved:
+            for name in names:
+                if name.lower() in lower:
+                    resolved[field] = lower[name.lower()]
+                    break
+    return resolved
+
+
+def staging_sql(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    kind: str,
+    mapping: Mapping[str, str],
+    model: str | None,
+) -> str:
+    src = source_sql(path, kind)
+    columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
+    cols = resolve_mapping(columns, mapping, path)
+
+    def col(field: str) -> str:
+        return f"CAST({_q(cols[field])} AS VARCHAR)" if field in cols else "NULL::VARCHAR"
+
+    if "ts" not in cols:
+        raise InputError(
+            f"{path}: no timestamp column", hint="name it with --map ts=COLUMN"
+        )
+    if "model" not in cols and model is None:
+        raise InputError(f"{path}: no model column", hint="give the model with --model NAME")
+    if "input_tokens" not in cols and "prompt" not in cols:
+        raise InputError(
+            f"{path}: no token counts and no prompt text",
+            hint="name them with --map input_tokens=COLUMN --map output_tokens=COLUMN",
+        )
+    model_expr = col("model") if "model" in cols else "NULL"
+    if model is not None:
+        model_expr = f"coalesce(nullif({model_expr}, ''), {_lit(model)})"
+    checks = []
+    typed = []
+    for field in _COUNT_FIELDS + _NUMBER_FIELDS:
+        kind_sql = "BIGINT" if field in _COUNT_FIELDS else "DOUBLE"
+        typed.append(f"TRY_CAST(nullif({col(field)}, '') AS {kind_sql}) AS {field}")
+        if field in cols:
+            name = _lit(cols[field])
+            checks.append(
+                f"WHEN nullif({col(field)}, '') IS NOT NULL AND (TRY_CAST({col(field)} AS "
+                f"{kind_sql}) IS NULL OR TRY_CAST({col(field)} AS {kind_sql}) < 0) THEN "
+                f"{name} || '|expected a non-negative number, got ' || left({col(field)}, 40)"
+            )
+    ts_raw = col("ts")
+    ts_col = _lit(cols["ts"])
+    return f"""
+WITH src AS (
+  SELECT *, row_number() OVER () AS _row FROM {src}
+), typed AS (
+  SELECT _row, {ts_raw} AS raw_ts,
+         CASE WHEN TRY_CAST({ts_raw} AS DOUBLE) IS NOT NULL THEN
+              to_timestamp(CASE WHEN TRY_CAST({ts_raw} AS DOUBLE) > 1e11
+                                THEN TRY_CAST({ts_raw} AS DOUBLE) / 1000
+                                ELSE TRY_CAST({ts_raw} AS DOUBLE) END) AT TIME ZONE 'UTC'
+              ELSE TRY_CAST({ts_raw} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' END AS ts,
+         {model_expr} AS model,
+         {", ".join(typed)},
+         {col("request_id")} AS logged_id, {col("provider")} AS provider,
+         {col("user_id")} AS user_id, {col("account_id")} AS account_id,
+         {col("feature")} AS feature, {col("session_id")} AS session_id,
+         {col("service_tier")} AS raw_tier, {col("status")} AS raw_status,
+         {col("finish_reason")} AS finish_reason, {col("stream")} AS raw_stream,
+         {col("logged_cost")} AS raw_cost,
+         {col("prompt")} AS prompt_text, {col("response")} AS response_text,
+         md5(concat_ws(chr(31), COLUMNS(*))) AS raw_hash,
+         left(concat_ws(',', COLUMNS(*)), 200) AS excerpt
+  FROM src
+), checked AS (
+  SELECT *,
+    CASE
+      WHEN nullif(raw_ts, '') IS NULL THEN {ts_col} || '|missing required field'
+      WHEN ts IS NULL THEN {ts_col} || '|cannot read ' || left(raw_ts, 40) || ' as a time'
+      WHEN nullif(model, '') IS NULL THEN 'model|missing required field'
+      {" ".join(checks)}
+      WHEN nullif(raw_cost, '') IS NOT NULL AND TRY_CAST(raw_cost AS DECIMAL(18,9)) IS NULL
+        THEN 'cost|expected a number, got ' || left(raw_cost, 40)
+      WHEN input_tokens IS NULL AND prompt_text IS NULL
+        THEN 'input_tokens|no token count and no prompt text'
+      WHEN output_tokens IS NULL AND response_text IS NULL
+        THEN 'output_tokens|no token count and no response text'
+    END AS error
+  FROM typed
+)
+SELECT _row + 1 AS source_line, excerpt,
+       nullif(split_part(error, '|', 1), '') AS error_field,
+       CASE WHEN error IS NOT NULL THEN substr(error, strpos(error, '|') + 1) END AS error_reason,
+       logged_id, ts, latency_ms, ttft_ms, lower(provider) AS provider, model,
+       user_id, account_id, feature, session_id,
+       input_tokens, coalesce(cache_read_tokens, 0) AS cache_read_tokens,
+       coalesce(cache_write_tokens, 0) AS cache_write_tokens, 0::BIGINT AS cache_write_1h_tokens,
+       output_tokens, reasoning_tokens,
+       max_tokens::INTEGER AS max_tokens, TRY_CAST(raw_stream AS BOOLEAN) AS stream,
+       NULL::INTEGER AS n, NULL::DOUBLE AS temperature, NULL::INTEGER AS tools_count,
+       NULL::VARCHAR AS response_format,
+       lower(coalesce(nullif(raw_tier, ''), 'default')) AS service_tier,
+       CASE WHEN lower(raw_status) IN ('error', 'failed', 'failure') THEN 'error' ELSE 'ok' END
+         AS status,
+       finish_reason, TRY_CAST(raw_cost AS DECIMAL(18,9)) AS logged_cost, NULL::DOUBLE AS feedback,
+       CASE WHEN prompt_text IS NOT NULL
+            THEN [{{'role': 'user', 'text': prompt_text}}] END AS msgs,
+       NULL::VARCHAR AS system_text, NULL::VARCHAR AS tools_text, response_text,
+       input_tokens IS NOT NULL AS has_usage, raw_hash
+FROM checked
+"""

@@ -1,0 +1,71 @@
+"""Locating and loading rule files (YAML under rules/): validated, versioned data, never code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from advisor.errors import RuleError
+
+RULES_SCHEMA_VERSION = 1
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _data_dir(wheel_name: str, source_path: str) -> Path:
+    """A data folder shipped in the wheel (advisor/_data/...), else the source checkout's."""
+    package = Path(__file__).resolve().parent
+    installed = package / "_data" / wheel_name
+    return installed if installed.is_dir() else package.parent / source_path
+
+
+def default_rules_dir() -> Path:
+    return _data_dir("rules", "rules")
+
+
+def templates_dir() -> Path:
+    return _data_dir("templates", "reports/templates")
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read one rules file, checking the envelope every rules file shares."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RuleError(f"cannot read rules file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise RuleError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RuleError(f"{path}: expected a mapping at the top level")
+    version = data.get("schema_version")
+    if version != RULES_SCHEMA_VERSION:
+        raise RuleError(
+            f"{path}: schema_version is {version!r}, this advisor reads {RULES_SCHEMA_VERSION}",
+            hint="upgrade advisor or regenerate the file",
+        )
+    if "kind" not in data:
+        raise RuleError(f"{path}: missing field 'kind'")
+    return data
+
+
+def load_model(path: Path, model: type[M]) -> M:
+    """Validate a rules file against a pydantic model, naming the file and field on failure."""
+    data = read_yaml(path)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RuleError(f"{path}: field {where}: {first['msg']}") from exc
+
+
+def rule_files(rules_dir: Path, kind: str) -> Iterator[Path]:
+    """Every YAML file of one kind under a rules folder, in a stable order."""
+    for path in sorted(rules_dir.rglob("*.yaml")):
+        data = read_yaml(path)
+        if data["kind"] == kind:
+            yield path

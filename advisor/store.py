@@ -1,0 +1,112 @@
+"""The DuckDB store: connection settings, the canonical schema, and small shared queries.
+
+Tables:
+- requests:   one row per LLM call (the canonical request table of DESIGN.md section 3)
+- texts:      every distinct text once, keyed by content hash (md5 hex)
+- text_tokens: token count of a text under one encoding, counted once
+- messages:   the ordered prompt of each request as (request_id, position, role, text_hash)
+- quarantine: every input row that could not be read, with file, line, field and reason
+- meta:       key/value facts about the store (e.g. how token counts were obtained)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+CANONICAL_COLUMNS: dict[str, str] = {
+    "request_id": "VARCHAR PRIMARY KEY",
+    "ts": "TIMESTAMP",  # UTC
+    "latency_ms": "DOUBLE",
+    "ttft_ms": "DOUBLE",
+    "provider": "VARCHAR",
+    "model": "VARCHAR",
+    "model_key": "VARCHAR",  # price-table entry; NULL = unpriced
+    "model_resolution": "VARCHAR",  # exact | alias | prefix | deployment | NULL
+    "user_id": "VARCHAR",
+    "account_id": "VARCHAR",
+    "feature": "VARCHAR",
+    "session_id": "VARCHAR",
+    "input_tokens": "BIGINT",  # all prompt tokens, cached reads and writes included
+    "cache_read_tokens": "BIGINT",  # subset of input_tokens
+    "cache_write_tokens": "BIGINT",  # subset of input_tokens (5 min + 1 h writes)
+    "cache_write_1h_tokens": "BIGINT",  # subset of cache_write_tokens written with a 1 h TTL
+    "output_tokens": "BIGINT",  # reasoning included
+    "reasoning_tokens": "BIGINT",  # subset of output_tokens
+    "token_source": "VARCHAR",  # logged | tokenized | estimated | unbilled (failed, no usage)
+    "max_tokens": "INTEGER",
+    "stream": "BOOLEAN",
+    "n": "INTEGER",
+    "temperature": "DOUBLE",
+    "tools_count": "INTEGER",
+    "response_format": "VARCHAR",
+    "message_count": "INTEGER",
+    "service_tier": "VARCHAR",  # default | batch | flex | priority
+    "status": "VARCHAR",  # ok | error
+    "finish_reason": "VARCHAR",
+    "logged_cost": "DECIMAL(18,9)",
+    "feedback": "DOUBLE",  # outcome signal where the log has one (e.g. thumbs up 1 / down -1)
+    "prompt_hash": "VARCHAR",
+    "system_hash": "VARCHAR",
+    "response_hash": "VARCHAR",
+    "source_format": "VARCHAR",
+    "source_file": "VARCHAR",
+    "source_line": "BIGINT",
+}
+
+SCHEMA_SQL = f"""
+CREATE TABLE IF NOT EXISTS requests (
+    {", ".join(f"{name} {kind}" for name, kind in CANONICAL_COLUMNS.items())}
+);
+CREATE TABLE IF NOT EXISTS texts (
+    text_hash VARCHAR PRIMARY KEY,
+    text VARCHAR
+);
+CREATE TABLE IF NOT EXISTS text_tokens (
+    text_hash VARCHAR,
+    encoding VARCHAR,       -- o200k_base | cl100k_base | estimate
+    tokens BIGINT,
+    PRIMARY KEY (text_hash, encoding)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    request_id VARCHAR,
+    position INTEGER,       -- 0 = tools block (if any), then system, then messages in order
+    role VARCHAR,
+    text_hash VARCHAR,
+    PRIMARY KEY (request_id, position)
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    source_file VARCHAR,
+    source_line BIGINT,
+    field VARCHAR,
+    reason VARCHAR,
+    excerpt VARCHAR,
+    PRIMARY KEY (source_file, source_line)
+);
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+"""
+
+
+def connect(path: Path | str | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) a store. Never touches the network: extension autoload is off."""
+    config = {
+        "autoinstall_known_extensions": "false",
+        "autoload_known_extensions": "false",
+    }
+    database = ":memory:" if path is None else str(path)
+    if path is not None and not read_only:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(database, read_only=read_only, config=config)
+    if not read_only:
+        con.execute(SCHEMA_SQL)
+    return con
+
+
+def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+    con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+
+def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
+    row = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+    return None if row is None else str(row[0])
