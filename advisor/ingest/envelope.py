@@ -233,6 +233,14 @@ WITH parsed AS (
       WHEN ts IS NULL THEN 'timestamp|cannot read ' || left({ts}, 40) || ' as a time'
       WHEN model IS NULL OR model = '' THEN 'request.model|missing required field'
       {errors_sql}
+      WHEN u_cached > u_prompt
+        THEN 'response.usage.prompt_tokens_details.cached_tokens|exceeds prompt_tokens'
+      WHEN u_reasoning > u_completion
+        THEN 'response.usage.completion_tokens_details.reasoning_tokens|exceeds completion_tokens'
+      WHEN u_cache_write_1h > u_cache_write
+        THEN 'response.usage.cache_creation.ephemeral_1h_input_tokens|exceeds cache_creation_input_tokens'
+      WHEN g_cached > g_prompt
+        THEN 'response.usageMetadata.cachedContentTokenCount|exceeds promptTokenCount'
       WHEN NOT ({openai_in} OR {anthropic_in}) AND messages_json IS NULL
         THEN 'response.usage|no token counts and no prompt text to count them from'
     END AS error
@@ -299,7 +307,7 @@ SELECT line AS source_line,
             THEN tools_json::VARCHAR END AS tools_text,
        coalesce(json_extract_string(j.response.choices, '$[0].message.content'),
                 {_text_of("j.response.content")}) AS response_text,
-       (u_prompt IS NOT NULL OR u_input IS NOT NULL OR g_prompt IS NOT NULL) AS has_usage,
+       ({openai_in} OR {anthropic_in}) AS has_usage,
        md5(raw) AS raw_hash
 FROM checked
 """

@@ -121,13 +121,15 @@ def staging_sql(
     typed = []
     for field in _COUNT_FIELDS + _NUMBER_FIELDS:
         kind_sql = "BIGINT" if field in _COUNT_FIELDS else "DOUBLE"
-        typed.append(f"TRY_CAST(nullif({col(field)}, '') AS {kind_sql}) AS {field}")
+        typed.append(
+            f"nullif({col(field)}, '') AS raw_{field}, "
+            f"TRY_CAST(nullif({col(field)}, '') AS {kind_sql}) AS {field}"
+        )
         if field in cols:
-            name = _lit(cols[field])
             checks.append(
-                f"WHEN nullif({col(field)}, '') IS NOT NULL AND (TRY_CAST({col(field)} AS "
-                f"{kind_sql}) IS NULL OR TRY_CAST({col(field)} AS {kind_sql}) < 0) THEN "
-                f"{name} || '|expected a non-negative number, got ' || left({col(field)}, 40)"
+                f"WHEN raw_{field} IS NOT NULL AND ({field} IS NULL OR {field} < 0) THEN "
+                f"{_lit(cols[field])} || '|expected a non-negative number, got ' "
+                f"|| left(raw_{field}, 40)"
             )
     ts_raw = col("ts")
     ts_col = _lit(cols["ts"])

@@ -1,0 +1,184 @@
+"""The terminal summary of an Analysis (rich): coverage first, then spend, levers, recommendations.
+
+Every string that came from a log is escaped with `rich.markup.escape`, so a model called
+`[bold]x[/bold]` prints as written instead of being styled.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from advisor.analysis import Analysis, CostRow
+from advisor.report import fmt
+
+TOP_ROWS = 10
+TOP_REASONS = 5
+_NAME_WIDTH = 48
+
+
+def render_console(analysis: Analysis, console: Console) -> None:
+    """Print the summary: what the figures rest on, where the money goes, what would save it."""
+    _header(analysis, console)
+    _coverage(analysis, console)
+    _spend(analysis, console)
+    _levers(analysis, console)
+    _recommendations(analysis, console)
+
+
+def _header(a: Analysis, console: Console) -> None:
+    period = f"{a.period.start or 'unknown start'} to {a.period.end or 'unknown end'}"
+    console.print(
+        f"[bold]LLM spend and savings[/bold]  {escape(period)} "
+        f"({fmt.number(a.period.days)} days, {escape(a.currency)})"
+    )
+    console.print(
+        f"Spend [bold]{_money(a, a.baseline.cost)}[/bold] · combined saving "
+        f"[bold green]{_money(a, a.combined.saving)}[/bold green] "
+        f"({fmt.pct(a.combined.saving_share)}) · after levers {_money(a, a.combined.cost)}"
+    )
+
+
+def _coverage(a: Analysis, console: Console) -> None:
+    cov = a.coverage
+    console.rule("[bold]Coverage[/bold]", align="left")
+    priced = fmt.pct(cov.priced_requests / cov.requests) if cov.requests else fmt.NONE
+    console.print(
+        f"Requests {fmt.count(cov.requests)} · priced {fmt.count(cov.priced_requests)} ({priced})"
+        f" · unpriced {fmt.count(cov.unpriced_requests)} · errors {fmt.count(cov.error_requests)}"
+        f" · duplicates skipped {fmt.count(cov.duplicate_rows)}"
+    )
+    style = "yellow" if cov.quarantined_rows else "default"
+    console.print(f"[{style}]Quarantined rows {fmt.count(cov.quarantined_rows)}[/{style}]")
+    reasons = sorted(cov.quarantine_reasons, key=lambda q: (-q.rows, q.file, q.first_line))
+    for q in reasons[:TOP_REASONS]:
+        field = f"field {q.field}" if q.field else "no field"
+        console.print(
+            f"  {escape(q.file)}:{q.first_line}  {escape(field)}: {escape(q.reason)}"
+            f"  ({fmt.count(q.rows)} rows)"
+        )
+    if len(reasons) > TOP_REASONS:
+        console.print(f"  … and {len(reasons) - TOP_REASONS} more reasons in analysis.json")
+    if cov.unpriced_models:
+        console.print(
+            "[yellow]Unpriced models[/yellow] (spend unknown, not counted as zero, "
+            "not in any total):"
+        )
+        for u in sorted(cov.unpriced_models, key=lambda u: (-u.requests, u.model)):
+            provider = f" ({escape(u.provider)})" if u.provider else ""
+            console.print(f"  {escape(u.model)}{provider}  {fmt.count(u.requests)} requests")
+    src = cov.token_source
+    console.print(
+        f"Token counts: logged {fmt.count(src.logged)} · tokenized {fmt.count(src.tokenized)}"
+        f" · estimated {fmt.count(src.estimated)} · unbilled {fmt.count(src.unbilled)}"
+        f"  (tokenizer: {escape(cov.tokenizer)})"
+    )
+    if src.estimated:
+        why = (
+            "no tokenizer was available"
+            if cov.tokenizer.lower().startswith("estimat")
+            else f"tokenizer {escape(cov.tokenizer)} could not count them"
+        )
+        calibrated = (
+            f"; calibrated ×{fmt.number(cov.token_calibration)} against logged usage"
+            if cov.token_calibration is not None
+            else ""
+        )
+        console.print(
+            f"[bold yellow]Warning:[/bold yellow] {fmt.count(src.estimated)} requests have "
+            f"estimated token counts because {why}{calibrated}; their costs are approximate."
+        )
+    for note in cov.notes:
+        console.print(f"  note: {escape(note)}")
+
+
+def _spend(a: Analysis, console: Console) -> None:
+    base = a.baseline
+    console.rule("[bold]Spend[/bold]", align="left")
+    console.print(_cost_table(a, "Spend by model", "model", base.by_model))
+    console.print(_cost_table(a, "Spend by feature", "feature", base.by_feature))
+    console.print(_cost_table(a, "Top users", "user", base.by_user))
+    rec = base.reconciliation
+    if rec.rows_with_logged_cost:
+        share = f" ({fmt.pct(rec.gap_share)})" if rec.gap_share is not None else ""
+        console.print(
+            f"Reconciliation: logs report {_money(a, rec.logged_total)} for "
+            f"{fmt.count(rec.rows_with_logged_cost)} requests; our prices give "
+            f"{_money(a, rec.computed_total)}; gap {_money(a, rec.gap)}{share}"
+        )
+    else:
+        console.print("Reconciliation: no logged cost to compare our pricing against")
+
+
+def _cost_table(a: Analysis, title: str, name: str, rows: list[CostRow]) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold")
+    table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=_NAME_WIDTH)
+    for column in ("requests", "input", "output", "spend", "share", "unpriced"):
+        table.add_column(column, justify="right")
+    ranked = sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key)))
+    for r in ranked[:TOP_ROWS]:
+        table.add_row(
+            escape(fmt.text(r.key)),
+            fmt.count(r.requests),
+            fmt.tokens(r.input_tokens),
+            fmt.tokens(r.output_tokens),
+            _money(a, r.cost),
+            fmt.pct(r.share),
+            fmt.count(r.unpriced_requests) if r.unpriced_requests else "",
+        )
+    if len(ranked) > TOP_ROWS:
+        table.caption = f"top {TOP_ROWS} of {fmt.count(len(ranked))}"
+    return table
+
+
+def _levers(a: Analysis, console: Console) -> None:
+    console.rule("[bold]Levers[/bold]", align="left")
+    if not a.levers:
+        console.print("No lever was simulated.")
+        return
+    table = Table()
+    table.add_column("#", justify="right")
+    table.add_column("lever", overflow="fold", max_width=_NAME_WIDTH)
+    table.add_column("standalone saving", justify="right")
+    table.add_column("marginal saving", justify="right")
+    table.add_column("affected requests", justify="right")
+    for i, lever in enumerate(a.levers, start=1):
+        table.add_row(
+            str(i),
+            escape(lever.title),
+            _money(a, lever.standalone_saving),
+            _money(a, lever.marginal_saving),
+            fmt.count(lever.affected_requests),
+        )
+    table.add_section()
+    table.add_row(
+        "",
+        "[bold]combined, in this order[/bold]",
+        "not summed",
+        f"[bold green]{_money(a, a.combined.saving)}[/bold green]",
+        f"{fmt.pct(a.combined.saving_share)} of spend",
+    )
+    console.print(table)
+    console.print(
+        "Savings replay the logged requests. Levers interact, so standalone savings are not "
+        "added up; the combined saving applies them in the order above."
+    )
+
+
+def _recommendations(a: Analysis, console: Console) -> None:
+    console.rule("[bold]Recommendations[/bold]", align="left")
+    if not a.recommendations:
+        console.print("None.")
+        return
+    for i, r in enumerate(a.recommendations, start=1):
+        console.print(
+            f"{i}. [bold]{escape(r.title)}[/bold]  {_money(a, r.saving)}  ({escape(r.lever)})"
+        )
+        console.print(f"   {escape(r.action)}")
+
+
+def _money(a: Analysis, amount: Decimal) -> str:
+    return escape(fmt.money(amount, a.currency))

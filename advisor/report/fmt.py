@@ -1,0 +1,212 @@
+"""Display formatting of analysis values: the one place numbers are rounded for people to read.
+
+Every renderer (html, markdown, console) formats money, shares and token counts through this
+module, so the same figure reads the same everywhere. `tree` turns a lever's free-form `details`
+(or `risk`, guardrails, anomalies) into a small typed tree of already-formatted text that each
+renderer draws in its own way, so a new lever needs no template change.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+NONE = "—"
+_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
+_CENT = Decimal("0.01")
+
+# Keys of free-form details whose values are money, shares or token counts (by naming convention).
+_MONEY_KEY = re.compile(r"(cost|saving|savings|spend|price|amount|budget|usd)(_|$)")
+_SHARE_KEY = re.compile(r"(share|fraction|ratio|rate)$")
+_TOKENS_KEY = re.compile(r"tokens")
+
+MAX_TABLE_ROWS = 50
+MAX_DEPTH = 6
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """A Decimal from a Decimal, int, float or decimal string; None when it is not a number."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
+    if isinstance(value, int | float | str):
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            return None
+        return number if number.is_finite() else None
+    return None
+
+
+def money(d: Decimal | int | float | str | None, currency: str = "USD") -> str:
+    """'$1,234.57'; amounts under a cent keep two significant digits ('$0.0042')."""
+    amount = to_decimal(d)
+    if amount is None:
+        return NONE
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    if amount == 0 or amount >= _CENT:
+        text = f"{amount.quantize(_CENT, rounding=ROUND_HALF_UP):,}"
+    else:
+        exponent = Decimal(1).scaleb(amount.adjusted() - 1)
+        text = format(amount.quantize(exponent, rounding=ROUND_HALF_UP), "f").rstrip("0")
+    symbol = _SYMBOLS.get(currency.upper())
+    if symbol is None:
+        return f"{sign}{text} {currency}"
+    return f"{sign}{symbol}{text}"
+
+
+def pct(x: float | Decimal | None, digits: int = 1) -> str:
+    """A share in 0..1 as a percentage ('12.3%'); tiny non-zero shares never read as 0 or 100."""
+    if x is None or isinstance(x, bool):
+        return NONE
+    value = float(x)
+    if math.isnan(value) or math.isinf(value):
+        return NONE
+    floor = 10.0**-digits / 100
+    if 0 < abs(value) < floor:
+        return f"{'-' if value < 0 else ''}<{floor * 100:.{digits}f}%"
+    if 1 - floor < value < 1:
+        return f">{(1 - floor) * 100:.{digits}f}%"
+    return f"{value * 100:.{digits}f}%"
+
+
+def tokens(n: int | float | None) -> str:
+    """A token count in short form: '950', '12.3k', '1.2M', '3.4B'."""
+    if n is None or isinstance(n, bool):
+        return NONE
+    value = float(n)
+    if math.isnan(value) or math.isinf(value):
+        return NONE
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if round(value) < 1000:
+        return f"{sign}{value:.0f}" if value == int(value) else f"{sign}{value:.1f}"
+    for divisor, unit in ((1e3, "k"), (1e6, "M"), (1e9, "B")):
+        shown = round(value / divisor, 1)
+        if shown < 1000 or unit == "B":
+            return f"{sign}{shown:,.1f}{unit}"
+    return f"{sign}{value:,.0f}"  # pragma: no cover - the loop always returns
+
+
+def count(n: int | None) -> str:
+    """An exact count with thousands separators: '1,234'."""
+    if n is None or isinstance(n, bool):
+        return NONE
+    return f"{n:,}"
+
+
+def number(x: float | int | Decimal | None) -> str:
+    """A plain measurement (a ratio, a threshold, a number of days) to four significant digits."""
+    if x is None or isinstance(x, bool):
+        return NONE
+    if isinstance(x, int):
+        return count(x)
+    value = float(x)
+    if math.isnan(value) or math.isinf(value):
+        return NONE
+    if value == int(value) and abs(value) < 1e15:
+        return count(int(value))
+    return f"{value:,.4g}" if abs(value) >= 1e-4 else f"{value:.2e}"
+
+
+def label(key: str) -> str:
+    """A field name as a heading: 'standalone_saving' -> 'Standalone saving'."""
+    text = key.replace("_", " ").strip()
+    return text[:1].upper() + text[1:] if text else key
+
+
+def text(value: str | None) -> str:
+    """A log string for display; a missing key reads as '(none)', never as an empty cell."""
+    return "(none)" if value is None else value
+
+
+def scalar(key: str, value: Any, currency: str = "USD") -> str:
+    """One free-form value, formatted by what its key says it is."""
+    if value is None:
+        return NONE
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    name = key.lower()
+    if _MONEY_KEY.search(name):
+        amount = to_decimal(value)
+        if amount is not None:
+            return money(amount, currency)
+    if isinstance(value, int | float | Decimal):
+        if _SHARE_KEY.search(name) and isinstance(value, float | Decimal) and -1 <= value <= 1:
+            return pct(value)
+        if _TOKENS_KEY.search(name):
+            return tokens(value)
+        return number(value)
+    return str(value)
+
+
+def is_numeric(key: str, value: Any) -> bool:
+    """Whether a free-form value renders as a number (right-aligned in tables)."""
+    if isinstance(value, bool) or value is None:
+        return False
+    if isinstance(value, int | float | Decimal):
+        return True
+    return bool(_MONEY_KEY.search(key.lower())) and to_decimal(value) is not None
+
+
+@dataclass
+class Node:
+    """A formatted value: 'scalar' (text), 'map' (items), 'table' (columns, rows) or 'list'."""
+
+    kind: str
+    text: str = ""
+    numeric: bool = False
+    items: list[tuple[str, Node]] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[Node]] = field(default_factory=list)
+    omitted: int = 0
+
+
+def tree(key: str, value: Any, currency: str = "USD", depth: int = 0) -> Node:
+    """Free-form JSON-like data as a Node tree; long tables keep their first MAX_TABLE_ROWS rows."""
+    if isinstance(value, Mapping) and depth < MAX_DEPTH:
+        items = [(str(k), tree(str(k), v, currency, depth + 1)) for k, v in value.items()]
+        return Node("map", items=items)
+    is_list = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+    if is_list and depth < MAX_DEPTH:
+        entries = list(value)
+        if entries and all(isinstance(e, Mapping) for e in entries):
+            columns: list[str] = []
+            for entry in entries:
+                columns.extend(str(k) for k in entry if str(k) not in columns)
+            rows = [
+                [tree(c, _get(entry, c), currency, depth + 1) for c in columns]
+                for entry in entries[:MAX_TABLE_ROWS]
+            ]
+            omitted = max(0, len(entries) - MAX_TABLE_ROWS)
+            return Node("table", columns=columns, rows=rows, omitted=omitted)
+        shown = [tree(key, e, currency, depth + 1) for e in entries[:MAX_TABLE_ROWS]]
+        return Node("list", items=[("", n) for n in shown], omitted=len(entries) - len(shown))
+    if isinstance(value, Mapping | list | tuple):
+        return Node("scalar", text=repr(value)[:200])
+    return Node("scalar", text=scalar(key, value, currency), numeric=is_numeric(key, value))
+
+
+def _get(entry: Mapping[Any, Any], column: str) -> Any:
+    for k, v in entry.items():
+        if str(k) == column:
+            return v
+    return None
+
+
+def flat(node: Node) -> str:
+    """A Node as one line of text (for a table cell in plain-text renderers)."""
+    if node.kind == "scalar":
+        return node.text
+    if node.kind == "list":
+        more = f", … {node.omitted} more" if node.omitted else ""
+        return ", ".join(flat(n) for _, n in node.items) + more
+    if node.kind == "map":
+        return "; ".join(f"{label(k)}: {flat(n)}" for k, n in node.items)
+    return f"table of {len(node.rows) + node.omitted} rows"

@@ -1,0 +1,296 @@
+"""The HTML report: one self-contained file rendered from an Analysis, with no network at all.
+
+Templates come from `reports/templates/` (jinja2, autoescape on). Charts are altair specs drawn by
+vega-embed, whose JavaScript is inlined from vl-convert-python's offline bundle; chart data sits in
+`<script type="application/json">` blocks with every `<`, `>` and `&` escaped, so no string from a
+log can close the block or open markup. A Content-Security-Policy forbids every network fetch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from decimal import Decimal
+from functools import lru_cache, partial
+from typing import Any
+
+import altair as alt
+import jinja2
+from markupsafe import Markup
+
+from advisor.analysis import Analysis, CostRow, Lever
+from advisor.report import fmt
+from advisor.ruleset import templates_dir
+
+TEMPLATE = "report.html.j2"
+MAX_SERIES = 8  # models stacked in the daily chart; the rest are grouped as "other"
+MAX_BARS = 15
+_LABEL_LIMIT = 260  # px; longer axis labels are cut with an ellipsis by vega
+_OTHER = "(other)"
+
+_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028"}
+_JSON_ESCAPES["\u2029"] = "\\u2029"
+_JSON_UNSAFE = re.compile("[<>&\u2028\u2029]")
+
+
+def render_html(analysis: Analysis) -> str:
+    """The report as one HTML document (charts included), the same bytes for the same analysis."""
+    currency = analysis.currency
+    bundle, bundle_problem = _vega_bundle()
+    charts = _charts(analysis) if bundle else []
+    context: dict[str, Any] = {
+        "a": analysis,
+        "view": _view(analysis),
+        "charts": {c["name"]: c for c in charts},
+        "bundle": Markup(bundle) if bundle else None,
+        "bundle_problem": bundle_problem,
+        "guardrails": fmt.tree("guardrails", analysis.guardrails, currency),
+        "anomalies": fmt.tree("anomalies", analysis.anomalies, currency),
+        "reconciliation": fmt.tree(
+            "by_model", analysis.baseline.reconciliation.by_model, currency
+        ),
+        "money": partial(fmt.money, currency=currency),
+        "pct": fmt.pct,
+        "tokens": fmt.tokens,
+        "count": fmt.count,
+        "number": fmt.number,
+        "label": fmt.label,
+        "text": fmt.text,
+        "table_limit": fmt.MAX_TABLE_ROWS,
+    }
+    return _environment().get_template(TEMPLATE).render(context)
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def script_json(data: Any) -> Markup:
+    """JSON safe to place inside a <script> element: no '<', '>' or '&' survives unescaped."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return Markup(_JSON_UNSAFE.sub(lambda m: _JSON_ESCAPES[m.group(0)], text))
+
+
+@lru_cache(maxsize=1)
+def _vega_bundle() -> tuple[str | None, str | None]:
+    """vega + vega-lite + vega-embed as one inline script, or None and why it is unavailable."""
+    try:
+        import vl_convert
+    except ImportError:
+        return None, "charts omitted: the vl-convert-python package is not installed"
+    wanted = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+    version = wanted if wanted in vl_convert.get_vegalite_versions() else None
+    bundle = vl_convert.javascript_bundle(vl_version=version)
+    # The bundle never contains these today; escaping keeps it so if a future one does.
+    bundle = re.sub(r"</(script)", r"<\\/\1", bundle, flags=re.IGNORECASE).replace("<!--", "<\\!--")
+    return bundle, None
+
+
+def _view(analysis: Analysis) -> dict[str, Any]:
+    """Figures the template shows that are derived from the analysis rather than stored in it."""
+    cov = analysis.coverage
+    src = cov.token_source
+    counted = src.logged + src.tokenized + src.estimated + src.unbilled
+    base = analysis.baseline
+    return {
+        "priced_share": cov.priced_requests / cov.requests if cov.requests else None,
+        "unpriced_share": cov.unpriced_requests / cov.requests if cov.requests else None,
+        "estimated_share": src.estimated / counted if counted else None,
+        "no_tokenizer": cov.tokenizer.lower().startswith("estimat"),
+        "token_rows": [
+            ("logged", src.logged),
+            ("tokenized", src.tokenized),
+            ("estimated", src.estimated),
+            ("unbilled", src.unbilled),
+        ],
+        "by_model": _by_cost(base.by_model),
+        "by_feature": _by_cost(base.by_feature),
+        "by_user": _by_cost(base.by_user),
+        "by_day": sorted(base.by_day, key=lambda r: (fmt.text(r.key), fmt.text(r.model_key))),
+        "levers": [_lever_view(lever, analysis.currency) for lever in analysis.levers],
+    }
+
+
+def _by_cost(rows: list[CostRow]) -> list[CostRow]:
+    return sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key)))
+
+
+def _lever_view(lever: Lever, currency: str) -> dict[str, Any]:
+    return {
+        "lever": lever,
+        "risk": fmt.tree("risk", lever.risk, currency),
+        "details": fmt.tree("details", lever.details, currency),
+    }
+
+
+def _charts(analysis: Analysis) -> list[dict[str, Any]]:
+    currency = analysis.currency
+    built = {
+        "by_day": _day_chart(analysis.baseline.by_day, currency),
+        "by_feature": _ranked_bars(analysis.baseline.by_feature, MAX_BARS, currency),
+        "by_user": _ranked_bars(analysis.baseline.by_user, 10, currency),
+        "levers": _lever_chart(analysis.levers, currency),
+    }
+    charts = []
+    for name, chart in built.items():
+        if chart is None:
+            continue
+        spec = chart.to_dict()
+        spec.pop("$schema", None)  # vega-embed is told the mode; the schema URL is not needed
+        charts.append({"name": name, "id": f"chart-{name}", "json": script_json(spec)})
+    return charts
+
+
+def _money_value(cost: Decimal) -> float:
+    """Bar length in the chart only; every figure a reader sees is formatted by fmt."""
+    return float(cost)
+
+
+def _day_chart(rows: list[CostRow], currency: str) -> alt.Chart | None:
+    if not rows:
+        return None
+    stacked = any(r.model_key for r in rows)
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    for r in rows:
+        totals[_series(r, stacked)] += r.cost
+    ranked = sorted(totals, key=lambda s: (-totals[s], s))
+    kept = set(ranked[:MAX_SERIES]) if len(ranked) > MAX_SERIES else set(ranked)
+    cells: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for r in rows:
+        series = _series(r, stacked)
+        cells[(r.key or "", series if series in kept else _OTHER)] += r.cost
+    order = [s for s in ranked if s in kept] + ([_OTHER] if len(kept) < len(ranked) else [])
+    values = [
+        {
+            "day": day,
+            "model": series,
+            "rank": order.index(series),
+            "cost": _money_value(cost),
+            "spend": fmt.money(cost, currency),
+        }
+        for (day, series), cost in sorted(cells.items())
+    ]
+    bar = alt.Chart(alt.Data(values=values)).mark_bar()
+    encoding: dict[str, Any] = {
+        "x": alt.X(
+            "day:O",
+            timeUnit="utcyearmonthdate",
+            title=None,
+            axis=alt.Axis(labelAngle=0, labelOverlap=True, format="%b %d"),
+        ),
+        "y": alt.Y("sum(cost):Q", title=f"spend ({currency})"),
+        "tooltip": [
+            alt.Tooltip("day:T", timeUnit="utcyearmonthdate", title="day"),
+            alt.Tooltip("model:N", title="model"),
+            alt.Tooltip("spend:N", title="spend"),
+        ],
+    }
+    if stacked:
+        encoding["color"] = alt.Color(
+            "model:N",
+            title="model",
+            sort=order,
+            scale=alt.Scale(domain=order),
+            legend=alt.Legend(labelLimit=_LABEL_LIMIT, orient="bottom", columns=2),
+        )
+        encoding["order"] = alt.Order("rank:Q")
+    return bar.encode(**encoding).properties(width="container", height=260)
+
+
+def _series(row: CostRow, stacked: bool) -> str:
+    if not stacked:
+        return "all models"
+    return row.model_key or "(unpriced)"
+
+
+def _ranked_bars(rows: list[CostRow], limit: int, currency: str) -> alt.Chart | None:
+    if not rows:
+        return None
+    ranked = sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key)))[:limit]
+    values = [
+        {
+            "name": fmt.text(r.key),
+            "rank": i,
+            "cost": _money_value(r.cost),
+            "spend": fmt.money(r.cost, currency),
+            "share": fmt.pct(r.share),
+            "requests": fmt.count(r.requests),
+        }
+        for i, r in enumerate(ranked)
+    ]
+    return (
+        alt.Chart(alt.Data(values=values))
+        .mark_bar()
+        .encode(
+            x=alt.X("cost:Q", title=f"spend ({currency})"),
+            y=alt.Y(
+                "name:N",
+                title=None,
+                sort=alt.EncodingSortField(field="rank", order="ascending"),
+                axis=alt.Axis(labelLimit=_LABEL_LIMIT),
+            ),
+            tooltip=[
+                alt.Tooltip("name:N", title="name"),
+                alt.Tooltip("spend:N", title="spend"),
+                alt.Tooltip("share:N", title="share"),
+                alt.Tooltip("requests:N", title="requests"),
+            ],
+        )
+        .properties(width="container", height=max(60, 22 * len(values)))
+    )
+
+
+def _lever_chart(levers: list[Lever], currency: str) -> alt.Chart | None:
+    if not levers:
+        return None
+    values = []
+    for i, lever in enumerate(levers):
+        for kind, amount in (
+            ("standalone", lever.standalone_saving),
+            ("marginal", lever.marginal_saving),
+        ):
+            values.append(
+                {
+                    "lever": f"{i + 1}. {lever.title}",
+                    "rank": i,
+                    "kind": kind,
+                    "saving": _money_value(amount),
+                    "amount": fmt.money(amount, currency),
+                }
+            )
+    return (
+        alt.Chart(alt.Data(values=values))
+        .mark_bar()
+        .encode(
+            x=alt.X("saving:Q", title=f"saving ({currency})"),
+            y=alt.Y(
+                "lever:N",
+                title=None,
+                sort=alt.EncodingSortField(field="rank", order="ascending"),
+                axis=alt.Axis(labelLimit=_LABEL_LIMIT),
+            ),
+            yOffset=alt.YOffset("kind:N", sort=["standalone", "marginal"]),
+            color=alt.Color(
+                "kind:N",
+                title="saving",
+                sort=["standalone", "marginal"],
+                scale=alt.Scale(domain=["standalone", "marginal"], range=["#9db7d5", "#2f5d8a"]),
+                legend=alt.Legend(orient="bottom"),
+            ),
+            tooltip=[
+                alt.Tooltip("lever:N", title="lever"),
+                alt.Tooltip("kind:N", title="saving"),
+                alt.Tooltip("amount:N", title="amount"),
+            ],
+        )
+        .properties(width="container", height=max(80, 44 * len(levers)))
+    )

@@ -1,0 +1,240 @@
+"""The Markdown report of an Analysis: the same figures as the HTML report, for PRs and wikis.
+
+Log strings are escaped for Markdown and for the HTML that Markdown passes through: markup
+characters become entities, Markdown punctuation and '|' are backslash-escaped, newlines fold.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+
+from advisor.analysis import Analysis, CostRow
+from advisor.report import fmt
+
+TOP_ROWS = 25
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_PUNCT = re.compile(r"([\\`*_\[\]|#~$!])")
+
+HOW_TO_READ = (
+    "> **How to read this.** Every saving is a counterfactual replay of the logged requests "
+    "under a changed policy, not an assumed percentage. Levers interact, so standalone savings "
+    "are not added up; the combined figure applies the levers in the order listed, and each "
+    "lever's marginal saving is what it adds at its place in that order. Unknown is never "
+    "counted as zero: the coverage section says what the figures leave out."
+)
+
+
+def md(text: str | None) -> str:
+    """A string from a log (or any text) made inert in Markdown, on one line."""
+    value = fmt.text(text)
+    value = "".join(_HTML.get(ch, ch) for ch in value)
+    value = _PUNCT.sub(r"\\\1", value)
+    return " ".join(value.split())
+
+
+def render_markdown(analysis: Analysis) -> str:
+    """The report as GitHub-flavoured Markdown, the same text for the same analysis."""
+    lines: list[str] = []
+    lines += _header(analysis)
+    lines += _coverage(analysis)
+    lines += _spend(analysis)
+    lines += _levers(analysis)
+    lines += _recommendations(analysis)
+    if analysis.guardrails:
+        lines += ["## Guardrails", "", *_node(fmt.tree("guardrails", analysis.guardrails)), ""]
+    if analysis.anomalies:
+        lines += ["## Anomalies", "", *_node(fmt.tree("anomalies", analysis.anomalies)), ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _header(a: Analysis) -> list[str]:
+    period = f"{a.period.start or 'unknown start'} to {a.period.end or 'unknown end'}"
+    return [
+        "# LLM spend and savings",
+        "",
+        f"{md(period)} ({fmt.number(a.period.days)} days) · generated {md(a.generated_at)} · "
+        f"advisor {md(a.advisor_version)} · schema {md(a.schema_version)} · {md(a.currency)}",
+        "",
+        f"**Spend:** {_money(a, a.baseline.cost)} · **Combined saving:** "
+        f"{_money(a, a.combined.saving)} ({fmt.pct(a.combined.saving_share)} of spend) · "
+        f"**Spend after levers:** {_money(a, a.combined.cost)}",
+        "",
+        HOW_TO_READ,
+        "",
+    ]
+
+
+def _coverage(a: Analysis) -> list[str]:
+    cov = a.coverage
+    src = cov.token_source
+    priced = fmt.pct(cov.priced_requests / cov.requests) if cov.requests else fmt.NONE
+    lines = [
+        "## Coverage",
+        "",
+        f"- Requests: {fmt.count(cov.requests)}; priced {fmt.count(cov.priced_requests)} "
+        f"({priced}); errors {fmt.count(cov.error_requests)}; "
+        f"duplicates skipped {fmt.count(cov.duplicate_rows)}",
+        f"- Unpriced requests: {fmt.count(cov.unpriced_requests)} (spend unknown, not counted "
+        "as zero, not in any total)",
+        f"- Quarantined rows: {fmt.count(cov.quarantined_rows)}",
+        f"- Token counts: logged {fmt.count(src.logged)}, tokenized {fmt.count(src.tokenized)}, "
+        f"estimated {fmt.count(src.estimated)}, unbilled {fmt.count(src.unbilled)} "
+        f"(tokenizer: {md(cov.tokenizer)})",
+    ]
+    if src.estimated:
+        why = "no tokenizer was available" if cov.tokenizer.lower().startswith("estimat") else ""
+        calibrated = (
+            f", calibrated ×{fmt.number(cov.token_calibration)} against logged usage"
+            if cov.token_calibration is not None
+            else ""
+        )
+        lines.append(
+            f"- **Warning:** {fmt.count(src.estimated)} requests have estimated token counts"
+            f"{' because ' + why if why else ''}{calibrated}; their costs are approximate."
+        )
+    rec = a.baseline.reconciliation
+    if rec.rows_with_logged_cost:
+        share = f" ({fmt.pct(rec.gap_share)})" if rec.gap_share is not None else ""
+        lines.append(
+            f"- Reconciliation: logs report {_money(a, rec.logged_total)} for "
+            f"{fmt.count(rec.rows_with_logged_cost)} requests, our prices give "
+            f"{_money(a, rec.computed_total)}: gap {_money(a, rec.gap)}{share}"
+        )
+    else:
+        lines.append("- Reconciliation: no logged cost to compare our pricing against")
+    lines += [f"- Note: {md(note)}" for note in cov.notes]
+    lines.append("")
+    if cov.unpriced_models:
+        lines += ["### Unpriced models", ""]
+        lines += _table(
+            ["Model", "Provider", "Requests", "Input tokens", "Output tokens"],
+            [
+                [md(u.model), md(u.provider), fmt.count(u.requests), fmt.tokens(u.input_tokens),
+                 fmt.tokens(u.output_tokens)]
+                for u in cov.unpriced_models
+            ],
+            right={2, 3, 4},
+        )
+    if cov.quarantine_reasons:
+        lines += ["### Quarantined rows", ""]
+        lines += _table(
+            ["File", "First line", "Field", "Reason", "Rows"],
+            [
+                [md(q.file), str(q.first_line), md(q.field), md(q.reason), fmt.count(q.rows)]
+                for q in cov.quarantine_reasons[:TOP_ROWS]
+            ],
+            right={1, 4},
+        )
+    return lines
+
+
+def _spend(a: Analysis) -> list[str]:
+    base = a.baseline
+    lines = ["## Spend", "", f"Spend in the period: **{_money(a, base.cost)}**", ""]
+    for title, name, rows in (
+        ("By model", "Model", base.by_model),
+        ("By feature", "Feature", base.by_feature),
+        ("Top users", "User", base.by_user),
+    ):
+        lines += [f"### {title}", ""]
+        lines += _cost_table(a, name, sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key))))
+    days = sorted(base.by_day, key=lambda r: (fmt.text(r.key), fmt.text(r.model_key)))
+    if days:
+        lines += ["### By day", ""]
+        lines += _cost_table(a, "Day", days, limit=len(days))
+    return lines
+
+
+def _cost_table(a: Analysis, name: str, rows: list[CostRow], limit: int = TOP_ROWS) -> list[str]:
+    if not rows:
+        return ["No rows.", ""]
+    body = [
+        [
+            md(r.key) + (f" ({md(r.model_key)})" if r.model_key and r.model_key != r.key else ""),
+            fmt.count(r.requests),
+            fmt.tokens(r.input_tokens),
+            fmt.tokens(r.output_tokens),
+            _money(a, r.cost),
+            fmt.pct(r.share),
+            fmt.count(r.unpriced_requests),
+        ]
+        for r in rows[:limit]
+    ]
+    header = [name, "Requests", "Input tokens", "Output tokens", "Spend", "Share", "Unpriced"]
+    lines = _table(header, body, right={1, 2, 3, 4, 5, 6})
+    if len(rows) > limit:
+        lines[-1:-1] = ["", f"Top {limit} of {fmt.count(len(rows))}; every row is in analysis.json."]
+    return lines
+
+
+def _levers(a: Analysis) -> list[str]:
+    lines = ["## Levers", ""]
+    if not a.levers:
+        return [*lines, "No lever was simulated.", ""]
+    body = [
+        [str(i), md(lv.title), _money(a, lv.standalone_saving), _money(a, lv.marginal_saving),
+         fmt.count(lv.affected_requests)]
+        for i, lv in enumerate(a.levers, start=1)
+    ]
+    body.append(["", "**Combined, in this order**", "not summed",
+                 f"**{_money(a, a.combined.saving)}**", f"{fmt.pct(a.combined.saving_share)} of spend"])
+    lines += _table(["#", "Lever", "Standalone saving", "Marginal saving", "Affected requests"],
+                    body, right={2, 3, 4})
+    for i, lever in enumerate(a.levers, start=1):
+        lines += [
+            f"### {i}. {md(lever.title)} (id: {md(lever.id)})",
+            "",
+            f"- Standalone saving: {_money(a, lever.standalone_saving)}",
+            f"- Marginal saving: {_money(a, lever.marginal_saving)} (step {i} of the order)",
+            f"- Affected requests: {fmt.count(lever.affected_requests)}",
+            "",
+        ]
+        for heading, data in (("Risk", lever.risk), ("Details", lever.details)):
+            lines += [f"**{heading}**", "", *_node(fmt.tree(heading, data, a.currency)), ""]
+    return lines
+
+
+def _recommendations(a: Analysis) -> list[str]:
+    if not a.recommendations:
+        return []
+    body = [[md(r.title), md(r.lever), _money(a, r.saving), md(r.action)]
+            for r in a.recommendations]
+    return ["## Recommendations", "", *_table(["Recommendation", "Lever", "Saving", "Action"],
+                                              body, right={2})]
+
+
+def _node(node: fmt.Node, indent: str = "") -> list[str]:
+    """A formatted free-form value as Markdown: maps as bullets, lists of records as tables."""
+    if node.kind == "scalar":
+        return [indent + md(node.text)]
+    if node.kind == "table":
+        rows = [[md(fmt.flat(cell)) for cell in row] for row in node.rows]
+        lines = _table([md(fmt.label(c)) for c in node.columns], rows)
+        if node.omitted:
+            lines.insert(-1, f"… and {fmt.count(node.omitted)} more rows, in analysis.json.")
+        return [indent + line if line else line for line in lines]
+    if not node.items:
+        return [indent + "_none_"]
+    lines = []
+    for key, child in node.items:
+        head = f"{indent}- **{md(fmt.label(key))}:**" if key else f"{indent}-"
+        if child.kind == "scalar":
+            lines.append(f"{head} {md(child.text)}")
+        else:
+            lines += [head, "", *_node(child, indent + "  "), ""]
+    if node.omitted:
+        lines.append(f"{indent}- … and {fmt.count(node.omitted)} more, in analysis.json")
+    return lines
+
+
+def _table(header: list[str], rows: list[list[str]], right: set[int] | None = None) -> list[str]:
+    right = right or set()
+    align = ["---:" if i in right else "---" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _money(a: Analysis, amount: Decimal) -> str:
+    return md(fmt.money(amount, a.currency))

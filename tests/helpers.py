@@ -1,0 +1,107 @@
+"""Small builders of log lines for tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def openai_line(
+    rid: str = "r1",
+    *,
+    model: str = "gpt-4o",
+    ts: Any = "2026-10-01T12:00:00Z",
+    prompt: int | None = 1000,
+    completion: int = 200,
+    cached: int | None = None,
+    reasoning: int | None = None,
+    messages: list[dict[str, Any]] | None = None,
+    response_text: str = "Hello!",
+    **envelope: Any,
+) -> dict[str, Any]:
+    usage: dict[str, Any] | None = None
+    if prompt is not None:
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+        if cached is not None:
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
+        if reasoning is not None:
+            usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+    response: dict[str, Any] = {
+        "id": f"chatcmpl-{rid}",
+        "choices": [
+            {"message": {"role": "assistant", "content": response_text}, "finish_reason": "stop"}
+        ],
+    }
+    if usage is not None:
+        response["usage"] = usage
+    return {
+        "id": rid,
+        "timestamp": ts,
+        "provider": "openai",
+        "request": {
+            "model": model,
+            "messages": messages
+            or [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "Hi there"},
+            ],
+        },
+        "response": response,
+        **envelope,
+    }
+
+
+def anthropic_line(
+    rid: str = "a1",
+    *,
+    model: str = "claude-sonnet-4-5",
+    input_tokens: int = 100,
+    output_tokens: int = 50,
+    cache_read: int | None = None,
+    cache_write: int | None = None,
+    cache_write_1h: int | None = None,
+    **envelope: Any,
+) -> dict[str, Any]:
+    usage: dict[str, Any] = {"input_tokens": input_tokens, "output_tokens": output_tokens}
+    if cache_read is not None:
+        usage["cache_read_input_tokens"] = cache_read
+    if cache_write is not None:
+        usage["cache_creation_input_tokens"] = cache_write
+    if cache_write_1h is not None:
+        usage["cache_creation"] = {
+            "ephemeral_1h_input_tokens": cache_write_1h,
+            "ephemeral_5m_input_tokens": (cache_write or 0) - cache_write_1h,
+        }
+    return {
+        "id": rid,
+        "timestamp": "2026-10-01T12:00:00Z",
+        "provider": "anthropic",
+        "request": {
+            "model": model,
+            "system": [{"type": "text", "text": "You are terse."}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Hey"}]}],
+            "max_tokens": 256,
+        },
+        "response": {
+            "id": f"msg_{rid}",
+            "type": "message",
+            "content": [{"type": "text", "text": "Yo"}],
+            "stop_reason": "end_turn",
+            "usage": usage,
+        },
+        **envelope,
+    }
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    """Write rows (dicts as JSON, str/bytes verbatim) one per line."""
+    with path.open("wb") as fh:
+        for row in rows:
+            if isinstance(row, bytes):
+                fh.write(row + b"\n")
+            elif isinstance(row, str):
+                fh.write(row.encode() + b"\n")
+            else:
+                fh.write(json.dumps(row).encode() + b"\n")
+    return path

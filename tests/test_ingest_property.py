@@ -1,0 +1,82 @@
+"""Property: whatever mutation a line suffers, it is ingested, quarantined or a counted duplicate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from helpers import anthropic_line, openai_line
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from advisor import store
+from advisor.ingest import ingest
+
+ODD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
+    st.text(max_size=20), st.lists(st.integers(), max_size=3), st.dictionaries(
+        st.text(max_size=5), st.integers(), max_size=2),
+)  # fmt: skip
+
+
+def _paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix] if prefix else []
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            out += _paths(value, (*prefix, key))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            out += _paths(value, (*prefix, i))
+    return out
+
+
+@st.composite
+def mutated_line(draw: st.DrawFn) -> bytes:
+    base = draw(st.sampled_from([openai_line(), anthropic_line()]))
+    base = json.loads(json.dumps(base))
+    base["id"] = draw(st.text(min_size=1, max_size=8))
+    kind = draw(st.sampled_from(["set", "delete", "truncate", "bytes", "none"]))
+    if kind in ("set", "delete"):
+        path = draw(st.sampled_from(_paths(base)))
+        parent = base
+        for step in path[:-1]:
+            parent = parent[step]
+        if kind == "delete" and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = draw(ODD_VALUES)
+    data = json.dumps(base).encode()
+    if kind == "truncate":
+        data = data[: draw(st.integers(0, len(data)))]
+    elif kind == "bytes":
+        at = draw(st.integers(0, len(data)))
+        junk = draw(st.binary(min_size=1, max_size=8)).replace(b"\n", b"").replace(b"\r", b"")
+        data = data[:at] + junk + data[at:]
+    return data
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(mutated_line(), min_size=1, max_size=12))
+def test_every_line_is_accounted_for(tmp_path: Path, lines: list[bytes]) -> None:
+    path = tmp_path / "mutated.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    con = store.connect()
+    try:
+        report = ingest(con, [str(path)])
+        totals = report.totals
+        assert totals.rows == len(lines)
+        assert totals.ingested + totals.quarantined + totals.duplicates == len(lines)
+        stored = con.execute("SELECT count(*) FROM requests").fetchone()
+        quarantined = con.execute("SELECT count(*) FROM quarantine").fetchone()
+        assert stored == (totals.ingested,)
+        assert quarantined == (totals.quarantined,)
+        # Every stored row is internally consistent.
+        bad = con.execute(
+            """SELECT count(*) FROM requests WHERE input_tokens < 0 OR output_tokens < 0
+               OR cache_read_tokens + cache_write_tokens > input_tokens OR ts IS NULL
+               OR model IS NULL"""
+        ).fetchone()
+        assert bad == (0,)
+    finally:
+        con.close()
