@@ -157,7 +157,7 @@ def analyze(
     con = store.connect(db_path)
     try:
         report = _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
-        if con.execute("SELECT count(*) FROM requests").fetchone() == (0,):
+        if store.scalar(con, "SELECT count(*) FROM requests") == 0:
             raise InputError(
                 "nothing usable: no request could be read from " + ", ".join(logs),
                 hint="see the quarantine reasons above, or force a format with --format",
@@ -235,7 +235,6 @@ def export_decisions(db: Path, output: Path) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
         kind = "PARQUET" if output.suffix == ".parquet" else "CSV, HEADER"
         con.execute(f"COPY ({query}) TO '{str(output).replace(chr(39), chr(39) * 2)}' ({'FORMAT ' + kind})")
-        row = con.execute("SELECT count(*) FROM requests").fetchone()
-        return int(row[0]) if row else 0
+        return int(store.scalar(con, "SELECT count(*) FROM requests"))
     finally:
         con.close()

@@ -16,6 +16,7 @@ import pyarrow as pa
 from advisor import analysis as A
 from advisor.ingest import IngestReport
 from advisor.pricing import PriceTable, cost_sql, register_prices
+from advisor.store import first_row, scalar
 
 TOP_USERS = 25
 
@@ -106,7 +107,7 @@ def _reconciliation(con: duckdb.DuckDBPyConnection) -> A.Reconciliation:
 
 
 def build_baseline(con: duckdb.DuckDBPyConnection) -> A.Baseline:
-    total = _money(con.execute("SELECT sum(baseline_cost) FROM costs").fetchone()[0])  # type: ignore[index]
+    total = _money(scalar(con, "SELECT sum(baseline_cost) FROM costs"))
     return A.Baseline(
         cost=total,
         by_model=_rollup(con, "r.model", total, extra="any_value(r.model_key)"),
@@ -122,11 +123,10 @@ def build_coverage(
     con: duckdb.DuckDBPyConnection, report: IngestReport, calibration: float | None,
     tokenizer: str, notes: list[str],
 ) -> A.Coverage:
-    def scalar(sql: str) -> int:
-        row = con.execute(sql).fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+    def count(sql: str) -> int:
+        return int(scalar(con, sql) or 0)
 
-    requests = scalar("SELECT count(*) FROM requests")
+    requests = count("SELECT count(*) FROM requests")
     unpriced = [
         A.UnpricedModel(model=m, provider=p, requests=n, input_tokens=int(i or 0),
                         output_tokens=int(o or 0))
@@ -159,11 +159,11 @@ def build_coverage(
     ]
     return A.Coverage(
         requests=requests,
-        priced_requests=scalar("SELECT count(*) FROM requests WHERE model_key IS NOT NULL"),
-        unpriced_requests=scalar("SELECT count(*) FROM requests WHERE model_key IS NULL"),
-        quarantined_rows=scalar("SELECT count(*) FROM quarantine"),
+        priced_requests=count("SELECT count(*) FROM requests WHERE model_key IS NOT NULL"),
+        unpriced_requests=count("SELECT count(*) FROM requests WHERE model_key IS NULL"),
+        quarantined_rows=count("SELECT count(*) FROM quarantine"),
         duplicate_rows=report.totals.duplicates,
-        error_requests=scalar("SELECT count(*) FROM requests WHERE status = 'error'"),
+        error_requests=count("SELECT count(*) FROM requests WHERE status = 'error'"),
         unpriced_models=unpriced,
         token_source=A.TokenSources(**{k: v for k, v in sources.items() if k}),
         token_calibration=calibration,
@@ -175,7 +175,7 @@ def build_coverage(
 
 
 def build_period(con: duckdb.DuckDBPyConnection) -> A.Period:
-    start, end = con.execute("SELECT min(ts), max(ts) FROM requests").fetchone()  # type: ignore[misc]
+    start, end = first_row(con, "SELECT min(ts), max(ts) FROM requests") or (None, None)
     if start is None:
         return A.Period(start=None, end=None, days=0.0)
     days = (end - start).total_seconds() / 86400

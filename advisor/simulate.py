@@ -16,6 +16,7 @@ import duckdb
 from advisor import analysis as A
 from advisor.levers import STATE_COLUMNS, Lever, LeverContext
 from advisor.pricing import cost_sql
+from advisor.store import scalar
 
 # DESIGN.md section 1: tiering -> trimming and output caps -> caching -> batching.
 LEVER_ORDER = ("tiering", "trimming", "output_caps", "caching", "batching")
@@ -37,10 +38,10 @@ def available_levers() -> list[Lever]:
 
 def state_cost(con: duckdb.DuckDBPyConnection, state: str) -> Decimal:
     """Total cost of a state over priced requests (unpriced rows stay NULL and are not summed)."""
-    row = con.execute(
-        f"SELECT sum({cost_sql('s', 'p')}) FROM {state} s JOIN prices p USING (model_key)"
-    ).fetchone()
-    return Decimal(0) if row is None or row[0] is None else Decimal(row[0])
+    total = scalar(
+        con, f"SELECT sum({cost_sql('s', 'p')}) FROM {state} s JOIN prices p USING (model_key)"
+    )
+    return Decimal(0) if total is None else Decimal(total)
 
 
 @dataclass

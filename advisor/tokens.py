@@ -19,6 +19,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from advisor.store import first_row, scalar
+
 ENCODING_URLS = {
     "o200k_base": "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
     "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
@@ -203,13 +205,13 @@ def fill_token_counts(
 
 
 def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = con.execute(sql).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+    return int(scalar(con, sql) or 0)
 
 
 def _calibration(con: duckdb.DuckDBPyConnection) -> float | None:
     """logged prompt tokens / length-estimated prompt tokens over rows that have both."""
-    row = con.execute(
+    row = first_row(
+        con,
         f"""WITH est AS (
               SELECT r.request_id, any_value(r.input_tokens) AS logged,
                      sum(octet_length(encode(t.text)) / {BYTES_PER_TOKEN}
@@ -217,8 +219,8 @@ def _calibration(con: duckdb.DuckDBPyConnection) -> float | None:
               FROM requests r JOIN messages m USING (request_id) JOIN texts t USING (text_hash)
               WHERE r.token_source = 'logged' GROUP BY r.request_id
             )
-            SELECT sum(logged) / sum(estimate), count(*) FROM est"""
-    ).fetchone()
+            SELECT sum(logged) / sum(estimate), count(*) FROM est""",
+    )
     if row is None or row[0] is None or row[1] < 20:
         return None
     return min(max(float(row[0]), 0.25), 4.0)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from advisor.store import CANONICAL_COLUMNS
+from advisor.store import CANONICAL_COLUMNS, scalar
 
 
 @dataclass
@@ -28,8 +28,7 @@ class LoadCounts:
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = con.execute(sql).fetchone()
-    return int(row[0]) if row else 0
+    return int(scalar(con, sql) or 0)
 
 
 def quarantine_rows(
