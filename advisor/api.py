@@ -1,8 +1,8 @@
 """The library facade: what the CLI (and any Python user) calls. Nothing here prints.
 
-    from advisor import api
-    result = api.analyze(["logs.jsonl"], out_dir="advisor-out")
-    print(result.analysis.combined.saving)
+from advisor import api
+result = api.analyze(["logs.jsonl"], out_dir="advisor-out")
+print(result.analysis.combined.saving)
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from advisor.ruleset import default_rules_dir
 from advisor.simulate import simulate
 
 __all__ = [
-    "AnalyzeResult",
     "Analysis",
+    "AnalyzeResult",
     "IngestReport",
     "SimOptions",
     "analyze",
@@ -51,7 +51,9 @@ class AnalyzeResult:
     problems: list[str] = field(default_factory=list)  # what --strict refuses
 
 
-def load_price_table(rules_dir: Path | None = None, prices_files: Sequence[Path] = ()) -> PriceTable:
+def load_price_table(
+    rules_dir: Path | None = None, prices_files: Sequence[Path] = ()
+) -> PriceTable:
     return load_prices(rules_dir or default_rules_dir(), prices_files)
 
 
@@ -76,7 +78,9 @@ def _tokenizer_note(fill: tokens.TokenFill) -> tuple[str, list[str]]:
     notes = []
     tokenizer = "tiktoken" if tokens.get_encoding(tokens.DEFAULT_ENCODING) else "estimate"
     if fill.estimated and tokenizer == "estimate":
-        cal = f", calibrated x{fill.calibration:.3f} against logged usage" if fill.calibration else ""
+        cal = (
+            f", calibrated x{fill.calibration:.3f} against logged usage" if fill.calibration else ""
+        )
         notes.append(
             f"{fill.estimated} requests had no usage and no tokenizer could be loaded: their "
             f"token counts are estimated from text length{cal}"
@@ -87,7 +91,9 @@ def _tokenizer_note(fill: tokens.TokenFill) -> tuple[str, list[str]]:
             "of their provider's tokenizer (marked estimated)"
         )
     if fill.unbilled:
-        notes.append(f"{fill.unbilled} failed requests had no usage: counted as unbilled (0 tokens)")
+        notes.append(
+            f"{fill.unbilled} failed requests had no usage: counted as unbilled (0 tokens)"
+        )
     return tokenizer, notes
 
 
@@ -114,9 +120,14 @@ def build_analysis(
         generated_at=generated,
         advisor_version=__version__,
         inputs=[
-            FileInput(path=Path(f.path).name, format=f.format, rows=f.counts.rows,
-                      ingested=f.counts.ingested, duplicates=f.counts.duplicates,
-                      quarantined=f.counts.quarantined)
+            FileInput(
+                path=Path(f.path).name,
+                format=f.format,
+                rows=f.counts.rows,
+                ingested=f.counts.ingested,
+                duplicates=f.counts.duplicates,
+                quarantined=f.counts.quarantined,
+            )
             for f in report.files
         ],
         period=baseline.build_period(con),
@@ -234,7 +245,9 @@ def export_decisions(db: Path, output: Path) -> int:
         output = Path(output)
         output.parent.mkdir(parents=True, exist_ok=True)
         kind = "PARQUET" if output.suffix == ".parquet" else "CSV, HEADER"
-        con.execute(f"COPY ({query}) TO '{str(output).replace(chr(39), chr(39) * 2)}' ({'FORMAT ' + kind})")
+        con.execute(
+            f"COPY ({query}) TO '{str(output).replace(chr(39), chr(39) * 2)}' ({'FORMAT ' + kind})"
+        )
         return int(store.scalar(con, "SELECT count(*) FROM requests"))
     finally:
         con.close()

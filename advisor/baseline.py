@@ -25,7 +25,9 @@ def resolve_models(
     con: duckdb.DuckDBPyConnection, prices: PriceTable, deployments: Mapping[str, str]
 ) -> None:
     """Set model_key / model_resolution (and a missing provider) on every request."""
-    pairs = [(m, p) for m, p in con.execute("SELECT DISTINCT model, provider FROM requests").fetchall()]
+    pairs = [
+        (m, p) for m, p in con.execute("SELECT DISTINCT model, provider FROM requests").fetchall()
+    ]
     resolved = prices.resolve_many(pairs, deployments)
     rows: dict[str, list[Any]] = {"model": [], "provider": [], "key": [], "how": [], "kp": []}
     for (model, provider), hit in resolved.items():
@@ -58,8 +60,13 @@ def _money(value: Any) -> Decimal:
     return Decimal(0) if value is None else Decimal(value)
 
 
-def _rollup(con: duckdb.DuckDBPyConnection, key_sql: str, total: Decimal,
-            limit: int | None = None, extra: str = "NULL") -> list[A.CostRow]:
+def _rollup(
+    con: duckdb.DuckDBPyConnection,
+    key_sql: str,
+    total: Decimal,
+    limit: int | None = None,
+    extra: str = "NULL",
+) -> list[A.CostRow]:
     limit_sql = f"LIMIT {limit}" if limit else ""
     rows = con.execute(
         f"""SELECT {key_sql} AS k, count(*), sum(r.input_tokens), sum(r.cache_read_tokens),
@@ -73,9 +80,14 @@ def _rollup(con: duckdb.DuckDBPyConnection, key_sql: str, total: Decimal,
         cost = _money(cost)
         out.append(
             A.CostRow(
-                key=None if k is None else str(k), requests=n, input_tokens=int(inp or 0),
-                cache_read_tokens=int(cached or 0), output_tokens=int(outp or 0), cost=cost,
-                share=float(cost / total) if total else 0.0, unpriced_requests=unpriced,
+                key=None if k is None else str(k),
+                requests=n,
+                input_tokens=int(inp or 0),
+                cache_read_tokens=int(cached or 0),
+                output_tokens=int(outp or 0),
+                cost=cost,
+                share=float(cost / total) if total else 0.0,
+                unpriced_requests=unpriced,
                 model_key=model_key,
             )
         )
@@ -100,9 +112,12 @@ def _reconciliation(con: duckdb.DuckDBPyConnection) -> A.Reconciliation:
             "gap_share": float((lg - cp) / cp) if cp else None,
         })  # fmt: skip
     return A.Reconciliation(
-        rows_with_logged_cost=sum(row[1] for row in rows), logged_total=logged,
-        computed_total=computed, gap=logged - computed,
-        gap_share=float((logged - computed) / computed) if computed else None, by_model=by_model,
+        rows_with_logged_cost=sum(row[1] for row in rows),
+        logged_total=logged,
+        computed_total=computed,
+        gap=logged - computed,
+        gap_share=float((logged - computed) / computed) if computed else None,
+        by_model=by_model,
     )
 
 
@@ -113,31 +128,37 @@ def build_baseline(con: duckdb.DuckDBPyConnection) -> A.Baseline:
         by_model=_rollup(con, "r.model", total, extra="any_value(r.model_key)"),
         by_feature=_rollup(con, "r.feature", total),
         by_user=_rollup(con, "r.user_id", total, limit=TOP_USERS),
-        by_day=sorted(_rollup(con, "strftime(r.ts, '%Y-%m-%d')", total),
-                      key=lambda row: row.key or ""),
+        by_day=sorted(
+            _rollup(con, "strftime(r.ts, '%Y-%m-%d')", total), key=lambda row: row.key or ""
+        ),
         reconciliation=_reconciliation(con),
     )
 
 
 def build_coverage(
-    con: duckdb.DuckDBPyConnection, report: IngestReport, calibration: float | None,
-    tokenizer: str, notes: list[str],
+    con: duckdb.DuckDBPyConnection,
+    report: IngestReport,
+    calibration: float | None,
+    tokenizer: str,
+    notes: list[str],
 ) -> A.Coverage:
     def count(sql: str) -> int:
         return int(scalar(con, sql) or 0)
 
     requests = count("SELECT count(*) FROM requests")
     unpriced = [
-        A.UnpricedModel(model=m, provider=p, requests=n, input_tokens=int(i or 0),
-                        output_tokens=int(o or 0))
+        A.UnpricedModel(
+            model=m, provider=p, requests=n, input_tokens=int(i or 0), output_tokens=int(o or 0)
+        )
         for m, p, n, i, o in con.execute(
             """SELECT model, provider, count(*), sum(input_tokens), sum(output_tokens)
                FROM requests WHERE model_key IS NULL GROUP BY model, provider
                ORDER BY count(*) DESC, model, provider"""
         ).fetchall()
     ]
-    sources = dict(con.execute(
-        "SELECT token_source, count(*) FROM requests GROUP BY token_source").fetchall())
+    sources = dict(
+        con.execute("SELECT token_source, count(*) FROM requests GROUP BY token_source").fetchall()
+    )
     resolution = {
         str(how or "unpriced"): n
         for how, n in con.execute(

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from advisor import __version__, api
 from advisor.errors import AdvisorError
@@ -55,17 +55,23 @@ def _parse_map(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         field, sep, column = item.partition("=")
         if not sep or not field or not column:
-            raise AdvisorError(f"--map {item!r}: expected FIELD=COLUMN", hint="e.g. --map ts=TIMESTAMP")
+            raise AdvisorError(
+                f"--map {item!r}: expected FIELD=COLUMN", hint="e.g. --map ts=TIMESTAMP"
+            )
         mapping[field.strip()] = column.strip()
     return mapping
 
 
 def _progress() -> tuple[Progress, api.Progress]:
     bar = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-        console=err, transient=True, disable=not err.is_terminal,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
     )
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def update(path: str, lines: int) -> None:
         if path not in tasks:
@@ -125,8 +131,16 @@ def analyze(
     bar, update = _progress()
     with bar:
         result = api.analyze(
-            logs, out_dir=output, db=db, fmt=fmt, mapping=_parse_map(map_), model=model,
-            prices_files=prices or (), rules_dir=rules_dir, options=options, progress=update,
+            logs,
+            out_dir=output,
+            db=db,
+            fmt=fmt,
+            mapping=_parse_map(map_),
+            model=model,
+            prices_files=prices or (),
+            rules_dir=rules_dir,
+            options=options,
+            progress=update,
         )
     if json_:
         sys.stdout.write(result.analysis.to_json())
@@ -155,10 +169,10 @@ def ingest(
     """
     bar, update = _progress()
     with bar:
-        report = api.ingest(logs, db, fmt=fmt, mapping=_parse_map(map_), model=model, progress=update)
-    rows = [
-        {"file": f.path, "format": f.format, **vars(f.counts)} for f in report.files
-    ]
+        report = api.ingest(
+            logs, db, fmt=fmt, mapping=_parse_map(map_), model=model, progress=update
+        )
+    rows = [{"file": f.path, "format": f.format, **vars(f.counts)} for f in report.files]
     if json_:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
@@ -215,8 +229,13 @@ def prices_list(
     """
     table = api.load_price_table(rules_dir, prices or ())
     rows = [
-        {"model": key, "provider": m.provider, "input": m.prices.input,
-         "cached_input": m.prices.cached_input, "output": m.prices.output}
+        {
+            "model": key,
+            "provider": m.provider,
+            "input": m.prices.input,
+            "cached_input": m.prices.cached_input,
+            "output": m.prices.output,
+        }
         for key, m in sorted(table.models.items())
     ]
     if json_:
@@ -253,10 +272,12 @@ def prices_show(
 
 @prices_app.command("import")
 def prices_import(
-    litellm_file: Annotated[Path, typer.Argument(help="LiteLLM model_prices_and_context_window.json")],
-    output: Annotated[
-        Path, typer.Option("-o", "--output", help="Prices YAML to write.")
-    ] = Path("prices-litellm.yaml"),
+    litellm_file: Annotated[
+        Path, typer.Argument(help="LiteLLM model_prices_and_context_window.json")
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Prices YAML to write.")] = Path(
+        "prices-litellm.yaml"
+    ),
 ) -> None:
     """Convert LiteLLM's price table to a prices file usable with --prices.
 

@@ -20,4 +20,4 @@ class RuleError(AdvisorError):
 
 
 class InputError(AdvisorError):
-    """Log input that cannot be used at all (as opposed to single bad rows, which are quarantined)."""
+    """Input that cannot be used at all (single bad rows are quarantined instead)."""

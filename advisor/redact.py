@@ -18,7 +18,13 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)\b(api[_-]?key|secret|password|token)(\s*[:=]\s*)\S{6,}"), r"\1\2[KEY]"),
     (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "[EMAIL]"),
     (re.compile(r"\b(?:\d[ -]?){13,19}\b"), "[NUMBER]"),
-    (re.compile(r"(?<![\w])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?\d{3,4}[ .-]\d{3,4}(?:[ .-]\d{2,4})?(?![\w])"), "[PHONE]"),
+    (
+        re.compile(
+            r"(?<![\w])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?)?"
+            r"\d{3,4}[ .-]\d{3,4}(?:[ .-]\d{2,4})?(?![\w])"
+        ),
+        "[PHONE]",
+    ),
     (re.compile(r"\b[A-Fa-f0-9]{32,}\b"), "[HEX]"),
 ]
 

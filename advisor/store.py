@@ -89,11 +89,13 @@ CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 """
 
 
-def connect(path: Path | str | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(
+    path: Path | str | None = None, *, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) a store. Never touches the network: extension autoload is off."""
-    config = {
-        "autoinstall_known_extensions": "false",
-        "autoload_known_extensions": "false",
+    config: dict[str, str | bool | int | float | list[str]] = {
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
     }
     database = ":memory:" if path is None else str(path)
     if path is not None and not read_only:

@@ -121,9 +121,7 @@ def _count_missing(con: duckdb.DuckDBPyConnection, encoding: str) -> bool:
     return True
 
 
-def fill_token_counts(
-    con: duckdb.DuckDBPyConnection, encodings: Mapping[str, str]
-) -> TokenFill:
+def fill_token_counts(con: duckdb.DuckDBPyConnection, encodings: Mapping[str, str]) -> TokenFill:
     """Give every request without logged usage a token count, from its text.
 
     `encodings` maps model_key -> tiktoken encoding name ('approx' for non-OpenAI tokenizers,
@@ -156,7 +154,8 @@ def fill_token_counts(
         """CREATE OR REPLACE TEMP TABLE _need_texts AS
            SELECT DISTINCT m.text_hash, n.encoding FROM messages m JOIN _need n USING (request_id)
            UNION
-           SELECT DISTINCT r.response_hash, n.encoding FROM requests r JOIN _need n USING (request_id)
+           SELECT DISTINCT r.response_hash, n.encoding
+           FROM requests r JOIN _need n USING (request_id)
            WHERE r.response_hash IS NOT NULL"""
     )
     available = {}
@@ -195,9 +194,7 @@ def fill_token_counts(
              token_source = CASE WHEN f.exact THEN 'tokenized' ELSE 'estimated' END
            FROM _filled f WHERE f.request_id = r.request_id"""
     )
-    fill.tokenized = _scalar(
-        con, "SELECT count(*) FROM _filled WHERE exact"
-    )
+    fill.tokenized = _scalar(con, "SELECT count(*) FROM _filled WHERE exact")
     fill.estimated = _scalar(con, "SELECT count(*) FROM _filled WHERE NOT exact")
     for table in ("_enc", "_need", "_need_texts", "_filled"):
         con.execute(f"DROP TABLE IF EXISTS {table}")

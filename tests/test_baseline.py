@@ -21,7 +21,9 @@ def _costs(result) -> dict[str, Decimal]:
 
     con = duckdb.connect(str(result.files["db"]), read_only=True)
     try:
-        return {k: v for k, v in con.execute("SELECT request_id, baseline_cost FROM costs").fetchall()}
+        return {
+            k: v for k, v in con.execute("SELECT request_id, baseline_cost FROM costs").fetchall()
+        }
     finally:
         con.close()
 
@@ -70,7 +72,9 @@ def test_hand_computed_costs_per_convention(tmp_path: Path) -> None:
 def test_azure_deployment_mapping(tmp_path: Path) -> None:
     line = openai_line("az", model="prod-gpt4o-eu", prompt=1000, completion=0)
     line["provider"] = "azure"
-    result = _analyze(tmp_path, [line], options=api.SimOptions(deployments={"prod-gpt4o-eu": "gpt-4o"}))
+    result = _analyze(
+        tmp_path, [line], options=api.SimOptions(deployments={"prod-gpt4o-eu": "gpt-4o"})
+    )
     assert _costs(result)["az"] == Decimal("0.0025")
     assert result.analysis.coverage.model_resolution == {"deployment": 1}
 

@@ -271,7 +271,11 @@ def test_inconsistent_usage_is_quarantined(con, tmp_path: Path) -> None:
             anthropic_line(cache_write=10, cache_write_1h=20)]  # fmt: skip
     report = ingest(con, [str(write_jsonl(tmp_path / "a.jsonl", rows))])
     assert report.totals.quarantined == 3
-    reasons = [r[0] for r in con.execute("SELECT reason FROM quarantine ORDER BY source_line").fetchall()]
+    reasons = [
+        r[0] for r in con.execute("SELECT reason FROM quarantine ORDER BY source_line").fetchall()
+    ]
     assert reasons == [
-        "exceeds prompt_tokens", "exceeds completion_tokens", "exceeds cache_creation_input_tokens",
+        "exceeds prompt_tokens",
+        "exceeds completion_tokens",
+        "exceeds cache_creation_input_tokens",
     ]

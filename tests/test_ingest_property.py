@@ -1,4 +1,4 @@
-"""Property: whatever mutation a line suffers, it is ingested, quarantined or a counted duplicate."""
+"""Property: a mutated line is always ingested, quarantined or a counted duplicate."""
 
 from __future__ import annotations
 
@@ -56,7 +56,9 @@ def mutated_line(draw: st.DrawFn) -> bytes:
     return data
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(lines=st.lists(mutated_line(), min_size=1, max_size=12))
 def test_every_line_is_accounted_for(tmp_path: Path, lines: list[bytes]) -> None:
     path = tmp_path / "mutated.jsonl"

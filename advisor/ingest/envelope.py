@@ -91,28 +91,71 @@ STRUCTURE = {
 _TYPED = [
     ("latency_ms", "j.latency_ms", "DOUBLE", "nonneg"),
     ("ttft_ms", "j.ttft_ms", "DOUBLE", "nonneg"),
-    ("max_tokens", "coalesce(j.request.max_completion_tokens, j.request.max_tokens, "
-     "j.max_completion_tokens, j.max_tokens)", "BIGINT", "count"),
+    (
+        "max_tokens",
+        "coalesce(j.request.max_completion_tokens, j.request.max_tokens, "
+        "j.max_completion_tokens, j.max_tokens)",
+        "BIGINT",
+        "count",
+    ),
     ("n", "coalesce(j.request.n, j.n)", "BIGINT", "count"),
     ("temperature", "coalesce(j.request.temperature, j.temperature)", "DOUBLE", "number"),
     ("stream", "coalesce(j.request.stream, j.stream)", "BOOLEAN", "bool"),
     ("logged_cost", "j.cost", "DECIMAL(18,9)", "nonneg"),
     ("feedback", "j.feedback", "DOUBLE", "number"),
-    ("u_prompt", "coalesce(j.response.usage.prompt_tokens, j.usage.prompt_tokens)", "BIGINT", "count"),
-    ("u_completion", "coalesce(j.response.usage.completion_tokens, j.usage.completion_tokens)",
-     "BIGINT", "count"),
-    ("u_cached", "coalesce(j.response.usage.prompt_tokens_details.cached_tokens, "
-     "j.usage.prompt_tokens_details.cached_tokens)", "BIGINT", "count"),
-    ("u_reasoning", "coalesce(j.response.usage.completion_tokens_details.reasoning_tokens, "
-     "j.usage.completion_tokens_details.reasoning_tokens)", "BIGINT", "count"),
+    (
+        "u_prompt",
+        "coalesce(j.response.usage.prompt_tokens, j.usage.prompt_tokens)",
+        "BIGINT",
+        "count",
+    ),
+    (
+        "u_completion",
+        "coalesce(j.response.usage.completion_tokens, j.usage.completion_tokens)",
+        "BIGINT",
+        "count",
+    ),
+    (
+        "u_cached",
+        "coalesce(j.response.usage.prompt_tokens_details.cached_tokens, "
+        "j.usage.prompt_tokens_details.cached_tokens)",
+        "BIGINT",
+        "count",
+    ),
+    (
+        "u_reasoning",
+        "coalesce(j.response.usage.completion_tokens_details.reasoning_tokens, "
+        "j.usage.completion_tokens_details.reasoning_tokens)",
+        "BIGINT",
+        "count",
+    ),
     ("u_input", "coalesce(j.response.usage.input_tokens, j.usage.input_tokens)", "BIGINT", "count"),
-    ("u_output", "coalesce(j.response.usage.output_tokens, j.usage.output_tokens)", "BIGINT", "count"),
-    ("u_cache_read", "coalesce(j.response.usage.cache_read_input_tokens, "
-     "j.usage.cache_read_input_tokens)", "BIGINT", "count"),
-    ("u_cache_write", "coalesce(j.response.usage.cache_creation_input_tokens, "
-     "j.usage.cache_creation_input_tokens)", "BIGINT", "count"),
-    ("u_cache_write_1h", "coalesce(j.response.usage.cache_creation.ephemeral_1h_input_tokens, "
-     "j.usage.cache_creation.ephemeral_1h_input_tokens)", "BIGINT", "count"),
+    (
+        "u_output",
+        "coalesce(j.response.usage.output_tokens, j.usage.output_tokens)",
+        "BIGINT",
+        "count",
+    ),
+    (
+        "u_cache_read",
+        "coalesce(j.response.usage.cache_read_input_tokens, j.usage.cache_read_input_tokens)",
+        "BIGINT",
+        "count",
+    ),
+    (
+        "u_cache_write",
+        "coalesce(j.response.usage.cache_creation_input_tokens, "
+        "j.usage.cache_creation_input_tokens)",
+        "BIGINT",
+        "count",
+    ),
+    (
+        "u_cache_write_1h",
+        "coalesce(j.response.usage.cache_creation.ephemeral_1h_input_tokens, "
+        "j.usage.cache_creation.ephemeral_1h_input_tokens)",
+        "BIGINT",
+        "count",
+    ),
     ("g_prompt", "j.response.usageMetadata.promptTokenCount", "BIGINT", "count"),
     ("g_candidates", "j.response.usageMetadata.candidatesTokenCount", "BIGINT", "count"),
     ("g_cached", "j.response.usageMetadata.cachedContentTokenCount", "BIGINT", "count"),
@@ -238,7 +281,8 @@ WITH parsed AS (
       WHEN u_reasoning > u_completion
         THEN 'response.usage.completion_tokens_details.reasoning_tokens|exceeds completion_tokens'
       WHEN u_cache_write_1h > u_cache_write
-        THEN 'response.usage.cache_creation.ephemeral_1h_input_tokens|exceeds cache_creation_input_tokens'
+        THEN 'response.usage.cache_creation.ephemeral_1h_input_tokens|'
+             || 'exceeds cache_creation_input_tokens'
       WHEN g_cached > g_prompt
         THEN 'response.usageMetadata.cachedContentTokenCount|exceeds promptTokenCount'
       WHEN NOT ({openai_in} OR {anthropic_in}) AND messages_json IS NULL
@@ -266,7 +310,8 @@ SELECT line AS source_line,
                 json_extract_string(j.request.metadata, '$.feature'),
                 json_extract_string(j.metadata, '$.feature')) AS feature,
        j.session_id AS session_id,
-       CASE WHEN {anthropic_in} THEN u_input + coalesce(u_cache_read, 0) + coalesce(u_cache_write, 0)
+       CASE WHEN {anthropic_in}
+            THEN u_input + coalesce(u_cache_read, 0) + coalesce(u_cache_write, 0)
             WHEN u_prompt IS NOT NULL THEN u_prompt
             WHEN g_prompt IS NOT NULL THEN g_prompt END AS input_tokens,
        CASE WHEN {anthropic_in} THEN coalesce(u_cache_read, 0)

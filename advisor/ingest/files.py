@@ -47,9 +47,7 @@ def open_binary(path: Path) -> BinaryIO:
     return gzip.open(path, "rb") if is_gzip(path) else path.open("rb")  # type: ignore[return-value]
 
 
-def read_line_chunks(
-    path: Path, chunk_lines: int = 50_000
-) -> Iterator[list[tuple[int, bytes]]]:
+def read_line_chunks(path: Path, chunk_lines: int = 50_000) -> Iterator[list[tuple[int, bytes]]]:
     """Numbered raw lines (1-based, newline stripped) in bounded chunks."""
     chunk: list[tuple[int, bytes]] = []
     with open_binary(path) as fh:

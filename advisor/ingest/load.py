@@ -55,7 +55,9 @@ def load_staged(
             FROM {staged} WHERE error_reason IS NOT NULL""",
         file_param,
     )
-    counts.quarantined = _count(con, f"SELECT count(*) FROM {staged} WHERE error_reason IS NOT NULL")
+    counts.quarantined = _count(
+        con, f"SELECT count(*) FROM {staged} WHERE error_reason IS NOT NULL"
+    )
 
     # Ids: the log's own, else a hash of the record; a repeat of either is a duplicate, counted.
     con.execute(
@@ -123,9 +125,7 @@ def load_staged(
         "source_format": "?",
         "source_file": "?",
     }
-    select = ", ".join(
-        derived.get(col, f"n.{col}") + f" AS {col}" for col in CANONICAL_COLUMNS
-    )
+    select = ", ".join(derived.get(col, f"n.{col}") + f" AS {col}" for col in CANONICAL_COLUMNS)
     con.execute(
         f"""INSERT OR IGNORE INTO requests
             SELECT {select} FROM _new n LEFT JOIN _prompt p USING (request_id)""",

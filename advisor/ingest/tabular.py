@@ -63,9 +63,7 @@ def source_sql(path: Path, kind: str) -> str:
     return f"read_csv({_lit(str(path))}, all_varchar = true, header = true)"
 
 
-def resolve_mapping(
-    columns: list[str], mapping: Mapping[str, str], path: Path
-) -> dict[str, str]:
+def resolve_mapping(columns: list[str], mapping: Mapping[str, str], path: Path) -> dict[str, str]:
     """canonical field -> file column, from --map first, then recognised names."""
     unknown = sorted(set(mapping) - set(MAPPABLE))
     if unknown:
@@ -104,9 +102,7 @@ def staging_sql(
         return f"CAST({_q(cols[field])} AS VARCHAR)" if field in cols else "NULL::VARCHAR"
 
     if "ts" not in cols:
-        raise InputError(
-            f"{path}: no timestamp column", hint="name it with --map ts=COLUMN"
-        )
+        raise InputError(f"{path}: no timestamp column", hint="name it with --map ts=COLUMN")
     if "model" not in cols and model is None:
         raise InputError(f"{path}: no model column", hint="give the model with --model NAME")
     if "input_tokens" not in cols and "prompt" not in cols:
