@@ -96,13 +96,24 @@ class CostRow(_Model):
     model_key: str | None = None
 
 
+class ReconciliationRow(_Model):
+    model_key: str | None
+    requests: int
+    logged: Money
+    computed: Money
+    gap: Money
+    gap_share: float | None
+
+
 class Reconciliation(_Model):
+    """Logged cost vs our pricing, over rows whose token counts were logged (like for like)."""
+
     rows_with_logged_cost: int
     logged_total: Money
     computed_total: Money
     gap: Money
     gap_share: float | None
-    by_model: list[dict[str, Any]]
+    by_model: list[ReconciliationRow]
 
 
 class Baseline(_Model):
@@ -111,6 +122,9 @@ class Baseline(_Model):
     by_feature: list[CostRow]
     by_user: list[CostRow]
     by_day: list[CostRow]
+    by_day_model: list[CostRow] = Field(
+        default_factory=list, description="spend per (day, model_key): key is the day"
+    )
     reconciliation: Reconciliation
 
 

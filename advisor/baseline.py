@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from advisor import analysis as A
 from advisor.ingest import IngestReport
-from advisor.pricing import PriceTable, cost_sql, register_prices
+from advisor.pricing import PriceTable, Resolution, cost_sql, register_prices
 from advisor.store import first_row, scalar
 
 TOP_USERS = 25
@@ -24,13 +24,27 @@ TOP_USERS = 25
 def resolve_models(
     con: duckdb.DuckDBPyConnection, prices: PriceTable, deployments: Mapping[str, str]
 ) -> None:
-    """Set model_key / model_resolution (and a missing provider) on every request."""
-    pairs = [
-        (m, p) for m, p in con.execute("SELECT DISTINCT model, provider FROM requests").fetchall()
-    ]
-    resolved = prices.resolve_many(pairs, deployments)
+    """Set model_key / model_resolution (and a missing provider) on every request.
+
+    A name that resolves to no price (an Azure deployment, say) takes the model its responses
+    most often name, for all its rows, failed ones included: resolution is "deployment".
+    """
+    pairs = con.execute(
+        """WITH named AS (
+             SELECT model, provider, response_model, count(*) AS n FROM requests
+             GROUP BY ALL)
+           SELECT model, provider,
+                  arg_max(response_model, (n, response_model)) FILTER
+                    (WHERE response_model IS NOT NULL)
+           FROM named GROUP BY model, provider ORDER BY model, provider NULLS FIRST"""
+    ).fetchall()
+    resolved = prices.resolve_many([(m, p) for m, p, _ in pairs], deployments)
     rows: dict[str, list[Any]] = {"model": [], "provider": [], "key": [], "how": [], "kp": []}
-    for (model, provider), hit in resolved.items():
+    for model, provider, response_model in pairs:
+        hit = resolved[(model, provider)]
+        if hit is None and response_model:
+            real = prices.resolve(response_model, provider)
+            hit = Resolution(real.key, "deployment") if real else None
         rows["model"].append(model)
         rows["provider"].append(provider)
         rows["key"].append(hit.key if hit else None)
@@ -65,15 +79,19 @@ def _rollup(
     key_sql: str,
     total: Decimal,
     limit: int | None = None,
-    extra: str = "NULL",
+    by_model: bool = False,
 ) -> list[A.CostRow]:
+    """Cost rows grouped by `key_sql` (and by model_key too when `by_model`), costliest first."""
     limit_sql = f"LIMIT {limit}" if limit else ""
+    model = "r.model_key" if by_model else "NULL"
     rows = con.execute(
         f"""SELECT {key_sql} AS k, count(*), sum(r.input_tokens), sum(r.cache_read_tokens),
                    sum(r.output_tokens), sum(c.baseline_cost),
-                   count(*) FILTER (WHERE c.baseline_cost IS NULL), {extra}
+                   count(*) FILTER (WHERE c.baseline_cost IS NULL), {model} AS mk
             FROM requests r JOIN costs c USING (request_id)
-            GROUP BY k ORDER BY sum(c.baseline_cost) DESC NULLS LAST, k NULLS LAST {limit_sql}"""
+            GROUP BY k, mk
+            ORDER BY sum(c.baseline_cost) DESC NULLS LAST, k NULLS LAST, mk NULLS LAST
+            {limit_sql}"""
     ).fetchall()
     out = []
     for k, n, inp, cached, outp, cost, unpriced, model_key in rows:
@@ -99,6 +117,7 @@ def _reconciliation(con: duckdb.DuckDBPyConnection) -> A.Reconciliation:
         """SELECT r.model_key, count(*), sum(r.logged_cost), sum(c.baseline_cost)
            FROM requests r JOIN costs c USING (request_id)
            WHERE r.logged_cost IS NOT NULL AND c.baseline_cost IS NOT NULL
+             AND r.token_source = 'logged'
            GROUP BY r.model_key ORDER BY r.model_key"""
     ).fetchall()
     logged = sum((_money(row[2]) for row in rows), Decimal(0))
@@ -106,11 +125,12 @@ def _reconciliation(con: duckdb.DuckDBPyConnection) -> A.Reconciliation:
     by_model = []
     for key, n, lg, cp in rows:
         lg, cp = _money(lg), _money(cp)
-        by_model.append({
-            "model_key": key, "requests": n, "logged": format(lg, "f"),
-            "computed": format(cp, "f"), "gap": format(lg - cp, "f"),
-            "gap_share": float((lg - cp) / cp) if cp else None,
-        })  # fmt: skip
+        by_model.append(
+            A.ReconciliationRow(
+                model_key=key, requests=n, logged=lg, computed=cp, gap=lg - cp,
+                gap_share=float((lg - cp) / cp) if cp else None,
+            )
+        )  # fmt: skip
     return A.Reconciliation(
         rows_with_logged_cost=sum(row[1] for row in rows),
         logged_total=logged,
@@ -123,13 +143,16 @@ def _reconciliation(con: duckdb.DuckDBPyConnection) -> A.Reconciliation:
 
 def build_baseline(con: duckdb.DuckDBPyConnection) -> A.Baseline:
     total = _money(scalar(con, "SELECT sum(baseline_cost) FROM costs"))
+    day = "strftime(r.ts, '%Y-%m-%d')"
     return A.Baseline(
         cost=total,
-        by_model=_rollup(con, "r.model", total, extra="any_value(r.model_key)"),
+        by_model=_rollup(con, "r.model", total, by_model=True),
         by_feature=_rollup(con, "r.feature", total),
         by_user=_rollup(con, "r.user_id", total, limit=TOP_USERS),
-        by_day=sorted(
-            _rollup(con, "strftime(r.ts, '%Y-%m-%d')", total), key=lambda row: row.key or ""
+        by_day=sorted(_rollup(con, day, total), key=lambda row: row.key or ""),
+        by_day_model=sorted(
+            _rollup(con, day, total, by_model=True),
+            key=lambda row: (row.key or "", row.model_key or ""),
         ),
         reconciliation=_reconciliation(con),
     )

@@ -28,7 +28,7 @@ app.add_typer(prices_app, name="prices")
 app.add_typer(export_app, name="export")
 
 out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
 
 # Options shared by several commands, defined once.

@@ -23,6 +23,7 @@ CANONICAL_COLUMNS: dict[str, str] = {
     "ttft_ms": "DOUBLE",
     "provider": "VARCHAR",
     "model": "VARCHAR",
+    "response_model": "VARCHAR",  # the model the response names (Azure: the real model)
     "model_key": "VARCHAR",  # price-table entry; NULL = unpriced
     "model_resolution": "VARCHAR",  # exact | alias | prefix | deployment | NULL
     "user_id": "VARCHAR",

@@ -14,9 +14,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from test_report import SCRIPT, awkward_analysis
 
 from advisor.report.html import render_html
+
+try:  # tests/ on sys.path (pytest's default) or tests as a package
+    from test_report import SCRIPT, awkward_analysis
+except ImportError:  # pragma: no cover
+    from tests.test_report import SCRIPT, awkward_analysis
 
 CHARTS = ("by_day", "by_feature", "by_user", "levers")
 

@@ -103,7 +103,7 @@ def test_ground_truth_counts_match_the_file() -> None:
 def test_planted_traits_are_present() -> None:
     recs = records()
     stamps = [r["timestamp"] for r in recs]
-    assert "2026-10-18" <= min(stamps) and max(stamps) < "2026-11-01"
+    assert min(stamps) >= "2026-10-18" and max(stamps) < "2026-11-01"
     triage = next(r for r in recs if r["feature"] == "ticket-triage" and r["provider"] == "openai")
     assert triage["request"]["messages"][0]["content"].startswith("Today is ")
     nightly = [r for r in recs if r["feature"] == "nightly-digest"]

@@ -50,6 +50,8 @@ def detect_format(path: Path) -> str:
         return "parquet"
     if name.endswith((".csv", ".tsv")):
         return "csv"
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
     head = head_bytes(path)
     if head.startswith(b"PAR1"):
         return "parquet"

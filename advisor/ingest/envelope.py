@@ -300,7 +300,7 @@ SELECT line AS source_line,
        lower(coalesce(j.provider,
          CASE WHEN {anthropic_in} OR j.response.type = 'message' THEN 'anthropic'
               WHEN g_prompt IS NOT NULL THEN 'google' END)) AS provider,
-       model,
+       model, j.response.model AS response_model,
        coalesce(j.user, j.user_id, j.request.user,
                 json_extract_string(j.request.metadata, '$.user_id'),
                 json_extract_string(j.metadata, '$.user_id')) AS user_id,

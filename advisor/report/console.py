@@ -1,7 +1,8 @@
 """The terminal summary of an Analysis (rich): coverage first, then spend, levers, recommendations.
 
 Every string that came from a log is escaped with `rich.markup.escape`, so a model called
-`[bold]x[/bold]` prints as written instead of being styled.
+`[bold]x[/bold]` prints as written instead of being styled, and its control characters (terminal
+escape sequences) and bidi overrides are shown as escapes rather than obeyed.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def render_console(analysis: Analysis, console: Console) -> None:
 def _header(a: Analysis, console: Console) -> None:
     period = f"{a.period.start or 'unknown start'} to {a.period.end or 'unknown end'}"
     console.print(
-        f"[bold]LLM spend and savings[/bold]  {escape(period)} "
-        f"({fmt.number(a.period.days)} days, {escape(a.currency)})"
+        f"[bold]LLM spend and savings[/bold]  {_t(period)} "
+        f"({fmt.number(a.period.days)} days, {_t(a.currency)})"
     )
     console.print(
         f"Spend [bold]{_money(a, a.baseline.cost)}[/bold] · combined saving "
@@ -57,7 +58,7 @@ def _coverage(a: Analysis, console: Console) -> None:
     for q in reasons[:TOP_REASONS]:
         field = f"field {q.field}" if q.field else "no field"
         console.print(
-            f"  {escape(q.file)}:{q.first_line}  {escape(field)}: {escape(q.reason)}"
+            f"  {_t(q.file)}:{q.first_line}  {_t(field)}: {_t(q.reason)}"
             f"  ({fmt.count(q.rows)} rows)"
         )
     if len(reasons) > TOP_REASONS:
@@ -68,19 +69,19 @@ def _coverage(a: Analysis, console: Console) -> None:
             "not in any total):"
         )
         for u in sorted(cov.unpriced_models, key=lambda u: (-u.requests, u.model)):
-            provider = f" ({escape(u.provider)})" if u.provider else ""
-            console.print(f"  {escape(u.model)}{provider}  {fmt.count(u.requests)} requests")
+            provider = f" ({_t(u.provider)})" if u.provider else ""
+            console.print(f"  {_t(u.model)}{provider}  {fmt.count(u.requests)} requests")
     src = cov.token_source
     console.print(
         f"Token counts: logged {fmt.count(src.logged)} · tokenized {fmt.count(src.tokenized)}"
         f" · estimated {fmt.count(src.estimated)} · unbilled {fmt.count(src.unbilled)}"
-        f"  (tokenizer: {escape(cov.tokenizer)})"
+        f"  (tokenizer: {_t(cov.tokenizer)})"
     )
     if src.estimated:
         why = (
             "no tokenizer was available"
             if cov.tokenizer.lower().startswith("estimat")
-            else f"tokenizer {escape(cov.tokenizer)} could not count them"
+            else f"tokenizer {_t(cov.tokenizer)} could not count them"
         )
         calibrated = (
             f"; calibrated ×{fmt.number(cov.token_calibration)} against logged usage"
@@ -92,7 +93,7 @@ def _coverage(a: Analysis, console: Console) -> None:
             f"estimated token counts because {why}{calibrated}; their costs are approximate."
         )
     for note in cov.notes:
-        console.print(f"  note: {escape(note)}")
+        console.print(f"  note: {_t(note)}")
 
 
 def _spend(a: Analysis, console: Console) -> None:
@@ -121,7 +122,7 @@ def _cost_table(a: Analysis, title: str, name: str, rows: list[CostRow]) -> Tabl
     ranked = sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key)))
     for r in ranked[:TOP_ROWS]:
         table.add_row(
-            escape(fmt.text(r.key)),
+            _t(fmt.text(r.key)),
             fmt.count(r.requests),
             fmt.tokens(r.input_tokens),
             fmt.tokens(r.output_tokens),
@@ -148,7 +149,7 @@ def _levers(a: Analysis, console: Console) -> None:
     for i, lever in enumerate(a.levers, start=1):
         table.add_row(
             str(i),
-            escape(lever.title),
+            _t(lever.title),
             _money(a, lever.standalone_saving),
             _money(a, lever.marginal_saving),
             fmt.count(lever.affected_requests),
@@ -174,10 +175,13 @@ def _recommendations(a: Analysis, console: Console) -> None:
         console.print("None.")
         return
     for i, r in enumerate(a.recommendations, start=1):
-        console.print(
-            f"{i}. [bold]{escape(r.title)}[/bold]  {_money(a, r.saving)}  ({escape(r.lever)})"
-        )
-        console.print(f"   {escape(r.action)}")
+        console.print(f"{i}. [bold]{_t(r.title)}[/bold]  {_money(a, r.saving)}  ({_t(r.lever)})")
+        console.print(f"   {_t(r.action)}")
+
+
+def _t(value: str | None) -> str:
+    """A log string as literal terminal text: no markup, no control or bidi characters obeyed."""
+    return escape(fmt.printable(fmt.text(value)))
 
 
 def _money(a: Analysis, amount: Decimal) -> str:

@@ -8,6 +8,7 @@ renderer draws in its own way, so a new lever needs no template change.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -19,10 +20,18 @@ NONE = "—"
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 _CENT = Decimal("0.01")
 
-# Keys of free-form details whose values are money, shares or token counts (by naming convention).
-_MONEY_KEY = re.compile(r"(cost|saving|savings|spend|price|amount|budget|usd)(_|$)")
-_SHARE_KEY = re.compile(r"(share|fraction|ratio|rate)$")
+# Keys of free-form details whose values are shares, money or token counts, by naming convention:
+# a key ending in share/rate/ratio/fraction holds a 0..1 share, one ending in cost/saving/spend/
+# price/amount/budget/usd/gap (plural too) holds money, and one containing "tokens" a token count.
+_SHARE_KEY = re.compile(r"(share|fraction|ratio|rate)s?$")
+_MONEY_KEY = re.compile(r"(cost|saving|spend|price|amount|budget|usd|gap)s?$")
+# Money in analysis.json is a decimal string; under these keys only such a string is money.
+_MONEY_STRING_KEY = re.compile(r"^(logged|computed)$")
 _TOKENS_KEY = re.compile(r"tokens")
+
+# C0/C1 controls (terminal escape sequences among them) and bidi overrides (text that reads
+# differently from how it is stored): shown as escapes wherever text is printed, never obeyed.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 MAX_TABLE_ROWS = 50
 MAX_DEPTH = 6
@@ -76,7 +85,7 @@ def pct(x: float | Decimal | None, digits: int = 1) -> str:
     return f"{value * 100:.{digits}f}%"
 
 
-def tokens(n: int | float | None) -> str:
+def tokens(n: int | float | Decimal | None) -> str:
     """A token count in short form: '950', '12.3k', '1.2M', '3.4B'."""
     if n is None or isinstance(n, bool):
         return NONE
@@ -126,6 +135,16 @@ def text(value: str | None) -> str:
     return "(none)" if value is None else value
 
 
+def printable(value: str) -> str:
+    """A string for a terminal or plain text: control and bidi characters become visible escapes."""
+    return _UNPRINTABLE.sub(_escape_char, value)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group(0))
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
 def scalar(key: str, value: Any, currency: str = "USD") -> str:
     """One free-form value, formatted by what its key says it is."""
     if value is None:
@@ -133,17 +152,14 @@ def scalar(key: str, value: Any, currency: str = "USD") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     name = key.lower()
-    if _MONEY_KEY.search(name):
-        amount = to_decimal(value)
-        if amount is not None:
-            return money(amount, currency)
-    if isinstance(value, int | float | Decimal):
-        if _SHARE_KEY.search(name) and isinstance(value, float | Decimal) and -1 <= value <= 1:
-            return pct(value)
-        if _TOKENS_KEY.search(name):
-            return tokens(value)
-        return number(value)
-    return str(value)
+    number_like = isinstance(value, int | float | Decimal)
+    if _SHARE_KEY.search(name) and isinstance(value, float | Decimal) and -1 <= value <= 1:
+        return pct(value)
+    if _is_money(name, value):
+        return money(to_decimal(value), currency)
+    if number_like and _TOKENS_KEY.search(name):
+        return tokens(value)
+    return number(value) if number_like else str(value)
 
 
 def is_numeric(key: str, value: Any) -> bool:
@@ -152,7 +168,15 @@ def is_numeric(key: str, value: Any) -> bool:
         return False
     if isinstance(value, int | float | Decimal):
         return True
-    return bool(_MONEY_KEY.search(key.lower())) and to_decimal(value) is not None
+    return _is_money(key.lower(), value)
+
+
+def _is_money(name: str, value: Any) -> bool:
+    if to_decimal(value) is None:
+        return False
+    return bool(_MONEY_KEY.search(name)) or (
+        isinstance(value, str) and bool(_MONEY_STRING_KEY.search(name))
+    )
 
 
 @dataclass
@@ -189,7 +213,7 @@ def tree(key: str, value: Any, currency: str = "USD", depth: int = 0) -> Node:
         shown = [tree(key, e, currency, depth + 1) for e in entries[:MAX_TABLE_ROWS]]
         return Node("list", items=[("", n) for n in shown], omitted=len(entries) - len(shown))
     if isinstance(value, Mapping | list | tuple):
-        return Node("scalar", text=repr(value)[:200])
+        return Node("scalar", text=json.dumps(value, default=str, sort_keys=True)[:200])
     return Node("scalar", text=scalar(key, value, currency), numeric=is_numeric(key, value))
 
 

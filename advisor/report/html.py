@@ -29,8 +29,8 @@ MAX_BARS = 15
 _LABEL_LIMIT = 260  # px; longer axis labels are cut with an ellipsis by vega
 _OTHER = "(other)"
 
-_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028"}
-_JSON_ESCAPES["\u2029"] = "\\u2029"
+_JSON_ESCAPES = {ch: f"\\u{ord(ch):04x}" for ch in "<>&\u2028\u2029"}
+_BUNDLE_SNIPPET = "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
 _JSON_UNSAFE = re.compile("[<>&\u2028\u2029]")
 
 
@@ -47,9 +47,7 @@ def render_html(analysis: Analysis) -> str:
         "bundle_problem": bundle_problem,
         "guardrails": fmt.tree("guardrails", analysis.guardrails, currency),
         "anomalies": fmt.tree("anomalies", analysis.anomalies, currency),
-        "reconciliation": fmt.tree(
-            "by_model", analysis.baseline.reconciliation.by_model, currency
-        ),
+        "reconciliation": fmt.tree("by_model", analysis.baseline.reconciliation.by_model, currency),
         "money": partial(fmt.money, currency=currency),
         "pct": fmt.pct,
         "tokens": fmt.tokens,
@@ -89,7 +87,7 @@ def _vega_bundle() -> tuple[str | None, str | None]:
         return None, "charts omitted: the vl-convert-python package is not installed"
     wanted = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
     version = wanted if wanted in vl_convert.get_vegalite_versions() else None
-    bundle = vl_convert.javascript_bundle(vl_version=version)
+    bundle = vl_convert.javascript_bundle(_BUNDLE_SNIPPET, vl_version=version)
     # The bundle never contains these today; escaping keeps it so if a future one does.
     bundle = re.sub(r"</(script)", r"<\\/\1", bundle, flags=re.IGNORECASE).replace("<!--", "<\\!--")
     return bundle, None
@@ -135,7 +133,9 @@ def _lever_view(lever: Lever, currency: str) -> dict[str, Any]:
 def _charts(analysis: Analysis) -> list[dict[str, Any]]:
     currency = analysis.currency
     built = {
-        "by_day": _day_chart(analysis.baseline.by_day, currency),
+        "by_day": _day_chart(
+            analysis.baseline.by_day_model or analysis.baseline.by_day, currency
+        ),
         "by_feature": _ranked_bars(analysis.baseline.by_feature, MAX_BARS, currency),
         "by_user": _ranked_bars(analysis.baseline.by_user, 10, currency),
         "levers": _lever_chart(analysis.levers, currency),

@@ -1,7 +1,8 @@
 """The Markdown report of an Analysis: the same figures as the HTML report, for PRs and wikis.
 
 Log strings are escaped for Markdown and for the HTML that Markdown passes through: markup
-characters become entities, Markdown punctuation and '|' are backslash-escaped, newlines fold.
+characters become entities, Markdown punctuation and '|' are backslash-escaped, and control or
+bidi characters are shown as escapes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ HOW_TO_READ = (
 
 def md(text: str | None) -> str:
     """A string from a log (or any text) made inert in Markdown, on one line."""
-    value = fmt.text(text)
+    value = fmt.printable(fmt.text(text))
     value = "".join(_HTML.get(ch, ch) for ch in value)
     value = _PUNCT.sub(r"\\\1", value)
     return " ".join(value.split())
@@ -45,7 +46,7 @@ def render_markdown(analysis: Analysis) -> str:
         lines += ["## Guardrails", "", *_node(fmt.tree("guardrails", analysis.guardrails)), ""]
     if analysis.anomalies:
         lines += ["## Anomalies", "", *_node(fmt.tree("anomalies", analysis.anomalies)), ""]
-    return "\n".join(lines).rstrip("\n") + "\n"
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip("\n") + "\n"
 
 
 def _header(a: Analysis) -> list[str]:
@@ -110,8 +111,13 @@ def _coverage(a: Analysis) -> list[str]:
         lines += _table(
             ["Model", "Provider", "Requests", "Input tokens", "Output tokens"],
             [
-                [md(u.model), md(u.provider), fmt.count(u.requests), fmt.tokens(u.input_tokens),
-                 fmt.tokens(u.output_tokens)]
+                [
+                    md(u.model),
+                    md(u.provider),
+                    fmt.count(u.requests),
+                    fmt.tokens(u.input_tokens),
+                    fmt.tokens(u.output_tokens),
+                ]
                 for u in cov.unpriced_models
             ],
             right={2, 3, 4},
@@ -164,7 +170,10 @@ def _cost_table(a: Analysis, name: str, rows: list[CostRow], limit: int = TOP_RO
     header = [name, "Requests", "Input tokens", "Output tokens", "Spend", "Share", "Unpriced"]
     lines = _table(header, body, right={1, 2, 3, 4, 5, 6})
     if len(rows) > limit:
-        lines[-1:-1] = ["", f"Top {limit} of {fmt.count(len(rows))}; every row is in analysis.json."]
+        lines[-1:-1] = [
+            "",
+            f"Top {limit} of {fmt.count(len(rows))}; every row is in analysis.json.",
+        ]
     return lines
 
 
@@ -173,14 +182,29 @@ def _levers(a: Analysis) -> list[str]:
     if not a.levers:
         return [*lines, "No lever was simulated.", ""]
     body = [
-        [str(i), md(lv.title), _money(a, lv.standalone_saving), _money(a, lv.marginal_saving),
-         fmt.count(lv.affected_requests)]
+        [
+            str(i),
+            md(lv.title),
+            _money(a, lv.standalone_saving),
+            _money(a, lv.marginal_saving),
+            fmt.count(lv.affected_requests),
+        ]
         for i, lv in enumerate(a.levers, start=1)
     ]
-    body.append(["", "**Combined, in this order**", "not summed",
-                 f"**{_money(a, a.combined.saving)}**", f"{fmt.pct(a.combined.saving_share)} of spend"])
-    lines += _table(["#", "Lever", "Standalone saving", "Marginal saving", "Affected requests"],
-                    body, right={2, 3, 4})
+    body.append(
+        [
+            "",
+            "**Combined, in this order**",
+            "not summed",
+            f"**{_money(a, a.combined.saving)}**",
+            f"{fmt.pct(a.combined.saving_share)} of spend",
+        ]
+    )
+    lines += _table(
+        ["#", "Lever", "Standalone saving", "Marginal saving", "Affected requests"],
+        body,
+        right={2, 3, 4},
+    )
     for i, lever in enumerate(a.levers, start=1):
         lines += [
             f"### {i}. {md(lever.title)} (id: {md(lever.id)})",
@@ -198,10 +222,14 @@ def _levers(a: Analysis) -> list[str]:
 def _recommendations(a: Analysis) -> list[str]:
     if not a.recommendations:
         return []
-    body = [[md(r.title), md(r.lever), _money(a, r.saving), md(r.action)]
-            for r in a.recommendations]
-    return ["## Recommendations", "", *_table(["Recommendation", "Lever", "Saving", "Action"],
-                                              body, right={2})]
+    body = [
+        [md(r.title), md(r.lever), _money(a, r.saving), md(r.action)] for r in a.recommendations
+    ]
+    return [
+        "## Recommendations",
+        "",
+        *_table(["Recommendation", "Lever", "Saving", "Action"], body, right={2}),
+    ]
 
 
 def _node(node: fmt.Node, indent: str = "") -> list[str]:
@@ -210,7 +238,8 @@ def _node(node: fmt.Node, indent: str = "") -> list[str]:
         return [indent + md(node.text)]
     if node.kind == "table":
         rows = [[md(fmt.flat(cell)) for cell in row] for row in node.rows]
-        lines = _table([md(fmt.label(c)) for c in node.columns], rows)
+        numeric = {i for i in range(len(node.columns)) if any(r[i].numeric for r in node.rows)}
+        lines = _table([md(fmt.label(c)) for c in node.columns], rows, right=numeric)
         if node.omitted:
             lines.insert(-1, f"… and {fmt.count(node.omitted)} more rows, in analysis.json.")
         return [indent + line if line else line for line in lines]

@@ -1,0 +1,241 @@
+"""Per-request difficulty features, computed in DuckDB over the whole store at once.
+
+Two kinds of features (FEATURES names them all; the condition language of rules/difficulty.yaml
+refers to them by name):
+
+- request-time features: what a router can see before the call (sizes, message count, tools,
+  response format, task cues, template id, text tokens). Their definitions live in
+  `advisor.routing`; this module evaluates the same patterns with DuckDB's RE2, per *distinct*
+  text (a system prompt shared by a million requests is read once).
+- outcome features: what only the log knows (token counts, output length, errors, feedback, and
+  whether a template is already served well by a cheaper tier). They label training data; the
+  router never needs them.
+
+The result is the `dif_features` table (one row per request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import duckdb
+import pyarrow as pa
+
+from advisor import routing as R
+from advisor.conditions import FeatureType, sql_literal
+
+# name -> (type, request-time?, meaning)
+FEATURES: dict[str, tuple[FeatureType, bool, str]] = {
+    "model_key": ("string", True, "price-table key of the logged model"),
+    "provider": ("string", True, "provider as logged"),
+    "feature": ("string", True, "the application feature/route tag"),
+    "template_id": ("string", True, "hash of the normalised system prompt (None without one)"),
+    "system_chars": ("number", True, "characters in the system prompt"),
+    "user_chars": ("number", True, "characters in the last user message"),
+    "has_system": ("bool", True, "the request has a system prompt"),
+    "message_count": ("number", True, "conversation messages (system and tools excluded)"),
+    "tools_count": ("number", True, "tools offered to the model"),
+    "has_tools": ("bool", True, "at least one tool offered"),
+    "json_output": ("bool", True, "response_format asks for JSON"),
+    "max_tokens": ("number", True, "the request's output cap"),
+    **{f"cue_{c}": ("bool", True, f"task cue: {c}") for c in R.CUES},
+    "input_tokens": ("number", False, "prompt tokens"),
+    "output_tokens": ("number", False, "output tokens, reasoning included"),
+    "reasoning_tokens": ("number", False, "hidden reasoning tokens"),
+    "visible_output_tokens": ("number", False, "output tokens minus reasoning"),
+    "is_error": ("bool", False, "the call failed"),
+    "finish_length": ("bool", False, "the output was cut by max_tokens"),
+    "feedback": ("number", False, "the log's outcome signal (e.g. 1 / -1)"),
+    "tier_rank": ("number", False, "position of the model in its tier ladder (0 = top)"),
+    "template_requests": ("number", False, "requests sharing the template"),
+    "template_small_model_ok": (
+        "bool",
+        False,
+        "the template is also served by a cheaper tier of the same ladder, as well as by the top",
+    ),
+}
+REQUEST_TIME = frozenset(name for name, (_, rt, _) in FEATURES.items() if rt)
+FEATURE_TYPES: dict[str, FeatureType] = {name: kind for name, (kind, _, _) in FEATURES.items()}
+
+# Evidence needed before a cheaper tier counts as serving a template well.
+MIN_TIER_EVIDENCE = 20
+MAX_EXTRA_BAD_SHARE = 0.02
+
+
+def _lit(text: str) -> str:
+    return sql_literal(text)
+
+
+def lower_sql(expr: str) -> str:
+    """ASCII-only lowercasing, exactly routing.ascii_lower (DuckDB lower() is Unicode-aware)."""
+    return f"translate({expr}, {_lit(R.UPPER)}, {_lit(R.LOWER)})"
+
+
+def template_sql(expr: str) -> str:
+    """routing.template_id in SQL."""
+    text = f"left({expr}, {R.TEMPLATE_SOURCE_CHARS})"
+    for pattern, replacement in R.TEMPLATE_STEPS:
+        text = f"regexp_replace({text}, {_lit(pattern)}, {_lit(replacement)}, 'g')"
+    return f"'t' || left(md5(trim(left({text}, {R.TEMPLATE_CHARS}), ' ')), 12)"
+
+
+def tokens_sql(expr: str) -> str:
+    """routing.tokens_of in SQL: a list of distinct lowercased word tokens of the text head."""
+    found = f"regexp_extract_all(left({expr}, {R.HEAD_CHARS}), {_lit(R.TOKEN_PATTERN)})"
+    return (
+        f"list_distinct(list_transform(list_filter({found}, lambda x: length(x) <= "
+        f"{R.MAX_TOKEN_CHARS}), lambda x: {lower_sql('x')}))"
+    )
+
+
+def bin_sql(name: str, expr: str) -> str:
+    """routing.bin_of in SQL: the number of edges the value reaches, 'none' when missing."""
+    edges = " + ".join(f"({expr} >= {e})::INTEGER" for e in R.BINS[name])
+    return f"CASE WHEN {expr} IS NULL THEN 'none' ELSE CAST({edges} AS VARCHAR) END"
+
+
+def _text_stats(con: duckdb.DuckDBPyConnection, table: str, hashes_sql: str, template: bool) -> None:
+    head = lower_sql(f"left(t.text, {R.HEAD_CHARS})")
+    cues = ", ".join(
+        f"regexp_matches({head}, {_lit(pattern)}) AS cue_{name}" for name, pattern in R.CUES.items()
+    )
+    tmpl = f", {template_sql('t.text')} AS template_id" if template else ""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {table} AS
+            SELECT t.text_hash, length(t.text) AS chars, {cues}{tmpl}
+            FROM texts t WHERE t.text_hash IN ({hashes_sql})"""
+    )
+
+
+def tier_table(con: duckdb.DuckDBPyConnection, tiers: Mapping[str, tuple[str, int]]) -> None:
+    """Register `_dif_tiers(model_key, ladder, tier_rank)` from a model -> (ladder, rank) map."""
+    keys = sorted(tiers)
+    con.execute("SELECT 1").fetchall()  # settle any half-read result: register() refuses otherwise
+    con.register(
+        "_dif_tiers_arrow",
+        pa.table(
+            {
+                "model_key": pa.array(keys, pa.string()),
+                "ladder": pa.array([tiers[k][0] for k in keys], pa.string()),
+                "tier_rank": pa.array([tiers[k][1] for k in keys], pa.int32()),
+            }
+        ),
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _dif_tiers AS SELECT * FROM _dif_tiers_arrow")
+    con.unregister("_dif_tiers_arrow")
+
+
+def build_features(
+    con: duckdb.DuckDBPyConnection, tiers: Mapping[str, tuple[str, int]] | None = None
+) -> int:
+    """Write `dif_features` (one row per request); return the number of requests."""
+    tier_table(con, tiers or {})
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _dif_user AS
+           SELECT request_id, arg_max(text_hash, position) AS user_hash
+           FROM messages WHERE role = 'user' GROUP BY request_id"""
+    )
+    _text_stats(con, "_dif_sys", "SELECT DISTINCT system_hash FROM requests", template=True)
+    _text_stats(con, "_dif_usr", "SELECT DISTINCT user_hash FROM _dif_user", template=False)
+    cues = ",\n".join(
+        f"coalesce(s.cue_{c}, FALSE) OR coalesce(u.cue_{c}, FALSE) AS cue_{c}" for c in R.CUES
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _dif_base AS
+        SELECT r.request_id, r.model_key, r.provider, r.feature, r.system_hash, du.user_hash,
+               s.template_id,
+               coalesce(s.chars, 0) AS system_chars,
+               coalesce(u.chars, 0) AS user_chars,
+               r.system_hash IS NOT NULL AS has_system,
+               coalesce(r.message_count, 0) AS message_count,
+               r.tools_count,
+               coalesce(r.tools_count, 0) > 0 AS has_tools,
+               coalesce(r.response_format IN ('json_object', 'json_schema'), FALSE) AS json_output,
+               r.max_tokens,
+               {cues},
+               r.input_tokens, r.output_tokens, r.reasoning_tokens,
+               r.output_tokens - coalesce(r.reasoning_tokens, 0) AS visible_output_tokens,
+               r.status = 'error' AS is_error,
+               coalesce(r.finish_reason IN ('length', 'max_tokens'), FALSE) AS finish_length,
+               r.feedback,
+               t.ladder, t.tier_rank,
+               -- a bad outcome: failed, cut off, or thumbs-down
+               (r.status = 'error' OR coalesce(r.finish_reason IN ('length', 'max_tokens'), FALSE)
+                OR coalesce(r.feedback < 0, FALSE)) AS bad_outcome
+        FROM requests r
+        LEFT JOIN _dif_user du USING (request_id)
+        LEFT JOIN _dif_sys s ON s.text_hash = r.system_hash
+        LEFT JOIN _dif_usr u ON u.text_hash = du.user_hash
+        LEFT JOIN _dif_tiers t ON t.model_key = r.model_key"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE dif_features AS
+        WITH tiers AS (
+            SELECT template_id, ladder,
+                   count(*) FILTER (WHERE tier_rank = 0) AS n_top,
+                   count(*) FILTER (WHERE tier_rank > 0) AS n_low,
+                   avg(bad_outcome::INTEGER) FILTER (WHERE tier_rank = 0) AS bad_top,
+                   avg(bad_outcome::INTEGER) FILTER (WHERE tier_rank > 0) AS bad_low
+            FROM _dif_base WHERE template_id IS NOT NULL AND ladder IS NOT NULL
+            GROUP BY ALL
+        ), served AS (
+            SELECT template_id, bool_or(n_top >= {MIN_TIER_EVIDENCE} AND n_low >= {MIN_TIER_EVIDENCE}
+                   AND bad_low <= bad_top + {MAX_EXTRA_BAD_SHARE}) AS ok
+            FROM tiers GROUP BY template_id
+        ), sizes AS (
+            SELECT template_id, count(*) AS n FROM _dif_base
+            WHERE template_id IS NOT NULL GROUP BY template_id
+        )
+        SELECT b.*, coalesce(sizes.n, 0) AS template_requests,
+               coalesce(served.ok, FALSE) AS template_small_model_ok
+        FROM _dif_base b
+        LEFT JOIN sizes USING (template_id)
+        LEFT JOIN served USING (template_id)"""
+    )
+    for table in ("_dif_base", "_dif_user", "_dif_usr"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return int(con.execute("SELECT count(*) FROM dif_features").fetchall()[0][0])
+
+
+def active_names_sql(rows: str) -> str:
+    """SQL giving (rn, name) for every non-token binary feature of the rows in table `rows`
+    (columns rn, request_id): routing.active_features without the text tokens."""
+    parts = [f"CASE WHEN f.cue_{c} THEN 'cue:{c}' END" for c in R.CUES]
+    parts += [
+        f"'bin:{name}:' || {bin_sql(name, 'f.' + name)}"
+        for name in ("user_chars", "system_chars", "message_count", "max_tokens")
+    ]
+    parts += [f"CASE WHEN f.{flag} THEN 'flag:{flag}' END"
+              for flag in ("has_tools", "json_output", "has_system")]  # fmt: skip
+    parts.append("'tmpl:' || f.template_id")
+    return f"""
+        SELECT rn, name FROM (
+            SELECT b.rn, unnest(list_value({", ".join(parts)})) AS name
+            FROM {rows} b JOIN dif_features f USING (request_id)
+        ) WHERE name IS NOT NULL"""
+
+
+def token_names_sql(rows: str, vocab: str | None = None) -> str:
+    """SQL giving (rn, name) for the `tok:` features of the rows in table `rows`; with `vocab`
+    (a table with a `name` column), only names in it, filtered before the per-row join."""
+    keep = f"WHERE 'tok:' || tok IN (SELECT name FROM {vocab})" if vocab else ""
+    return f"""
+        WITH need AS (
+            SELECT b.rn, f.system_hash, f.user_hash
+            FROM {rows} b JOIN dif_features f USING (request_id)
+        ), hashes AS (
+            SELECT DISTINCT h FROM (SELECT system_hash AS h FROM need
+                                    UNION ALL SELECT user_hash FROM need) WHERE h IS NOT NULL
+        ), toks AS (
+            SELECT h, tok FROM (
+                SELECT t.text_hash AS h, unnest({tokens_sql("t.text")}) AS tok
+                FROM texts t JOIN hashes ON t.text_hash = hashes.h
+            ) {keep}
+        )
+        SELECT DISTINCT rn, name FROM (
+            SELECT need.rn, 'tok:' || toks.tok AS name
+            FROM need JOIN toks ON toks.h = need.system_hash
+            UNION ALL
+            SELECT need.rn, 'tok:' || toks.tok AS name
+            FROM need JOIN toks ON toks.h = need.user_hash
+        )"""

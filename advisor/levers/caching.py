@@ -1,0 +1,718 @@
+"""The caching lever: replay the traffic under each provider's prompt-caching rules.
+
+Per stream (one model, one account where the log names it) and in time order, each request's prompt
+is looked up in a simulated cache of token-block prefix hashes (advisor.prefix), under the rules in
+rules/prices: automatic caching (every prompt past the minimum is written; the longest cached
+prefix is read, counted in the provider's increments) or explicit breakpoints at message
+boundaries (written at the write price, read at the cached price), TTL, refresh-on-hit. For every
+template, the provider's options (default TTL, 1 h TTL, extended retention, caching off where it is
+opt-in) are replayed and priced, and the cheapest is kept (`rules/caching.yaml` sets the margin).
+
+Approximations, all stated in details["assumptions"]:
+- Token counts are ours (tiktoken, the model's encoding or o200k_base for other tokenizers, plus
+  one role marker per message); cached tokens are scaled by logged/our tokens for non-OpenAI
+  tokenizers and clipped so they never exceed the logged input_tokens.
+- Caches are unbounded in size and never evicted before the TTL; routing overflow (OpenAI sends a
+  prefix hotter than ~15 requests/minute to several machines) is not modelled.
+- Explicit breakpoints are read only where they are placed (Anthropic also looks back up to 20
+  blocks), so reads can only be understated.
+- A request keeps its logged cache outcome where that read more than the replay (e.g. a cache warm
+  before the log starts), so the lever never makes a request dearer than it was.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from advisor import prefix
+from advisor.conditions import evaluate, parse
+from advisor.levers import STATE_COLUMNS, LeverContext, LeverOutcome
+from advisor.levers.prefix_order import PrefixOrderPolicy, VariableSpan, find_variable_spans
+from advisor.pricing import CachingRules, PriceTable, cost_sql, rates, register_prices
+from advisor.redact import excerpt
+from advisor.ruleset import default_rules_dir, load_model
+from advisor.store import scalar
+
+INF = math.inf
+
+
+class Recommendation(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    title: str
+    action: str
+    rationale: str
+    when: dict[str, Any]
+    cases: dict[str, Any]
+
+
+class CachingPolicy(BaseModel):
+    """rules/caching.yaml: how the lever simulates and recommends (no provider facts)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    schema_version: int
+    kind: str
+    id: str
+    title: str
+    source: str
+    rationale: str
+    token_block_size: int
+    min_option_gain_share: float
+    max_templates: int
+    prefix_order: dict[str, Any]
+    recommendations: tuple[Recommendation, ...]
+
+
+def load_policy(rules_dir: Path | None) -> CachingPolicy:
+    path = Path(rules_dir or default_rules_dir()) / "caching.yaml"
+    if not path.is_file():
+        path = default_rules_dir() / "caching.yaml"
+    policy = load_model(path, CachingPolicy)
+    for rule in policy.recommendations:
+        parse(rule.when, where=f"{rule.id}.when")
+    return policy
+
+
+@dataclass(frozen=True)
+class Option:
+    """One way to run a model's cache: a TTL and the price its writes are billed at."""
+
+    name: str  # default | extended | 1h | off | what-if
+    ttl: float
+    write_1h: bool = False
+
+
+@dataclass(frozen=True)
+class ModelCache:
+    """One model's caching rules, as the replay uses them."""
+
+    key: str
+    mode: str  # automatic | explicit
+    rules: CachingRules
+    block_size: int | None  # None: message-granularity breakpoints
+    encoding: str
+    options: tuple[Option, ...]
+
+    @property
+    def group(self) -> tuple[str, str, int | None, bool]:
+        return (self.encoding, self.mode, self.block_size, self.rules.refresh_on_hit)
+
+
+def model_cache(
+    prices: PriceTable, key: str, policy: CachingPolicy, ttl_override: int | None
+) -> ModelCache | None:
+    """The caching setup of a priced model, or None when it cannot cache."""
+    rules = prices.caching_for(key)
+    if rules is None:
+        return None
+    model = prices.models[key]
+    mode = "explicit" if rules.mode == "explicit" else "automatic"
+    ext = rules.extended_ttl
+    ext_ok = ext is not None and (
+        ext.models is None or key in ext.models or (model.family or "") in ext.models
+    )
+    options: list[Option] = []
+    if ttl_override is not None:
+        longer = ext is not None and ext_ok and ttl_override > rules.ttl_seconds
+        options.append(Option("what-if", float(ttl_override), longer and mode == "explicit"))
+    else:
+        options.append(Option("default", float(rules.ttl_seconds)))
+        if ext is not None and ext_ok and ext.write_price == "input":
+            options.append(Option("extended", float(ext.ttl_seconds)))
+        if ext is not None and ext_ok and ext.write_price == "cache_write_1h":
+            options.append(Option("1h", float(ext.ttl_seconds), True))
+    if mode == "explicit":
+        options.insert(1, Option("off", 0.0))
+    block = None if mode == "explicit" else rules.increment or policy.token_block_size
+    return ModelCache(key, mode, rules, block, model.encoding, tuple(options))
+
+
+@dataclass
+class Replayed:
+    """Tables the replay left in the store, and what it tokenised."""
+
+    options: str  # request_id, option, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens
+    info: str  # request_id, shared_tokens (provider tokens), eligible
+    stats: list[prefix.TokenStats]
+
+
+def _calibration(
+    keys: np.ndarray, inp: np.ndarray, ours: np.ndarray, full: np.ndarray, approx: set[str]
+) -> dict[str, float]:
+    """Provider tokens per token of ours, per model whose tokenizer is not tiktoken's.
+
+    Measured on requests whose whole prompt was tokenised (fully shared prompts); 1.0 otherwise."""
+    scale: dict[str, float] = {}
+    for key in approx:
+        sel = (keys == key) & full & (ours > 0)
+        if sel.sum() >= 20:
+            scale[key] = min(max(float(inp[sel].sum() / ours[sel].sum()), 0.5), 2.0)
+    return scale
+
+
+def replay(
+    ctx: LeverContext,
+    rows: str,
+    caches: dict[str, ModelCache],
+    *,
+    suffix: str = "",
+    messages_sql: str = "messages",
+    texts_sql: str = "texts",
+    only: str | None = None,
+) -> Replayed:
+    """Replay every option of every model over the replayable rows of `rows`.
+
+    `rows` has request_id, model_key, stream, ts, input_tokens, full_prompt and replay (bool);
+    `only` optionally names a table of request_ids to restrict to (a what-if on a few streams).
+    """
+    con = ctx.con
+    out_opts = f"_cache_opts{suffix}"
+    out_info = f"_cache_info{suffix}"
+    opt_parts: list[pa.Table] = []
+    info_parts: list[pa.Table] = []
+    stats: list[prefix.TokenStats] = []
+    groups: dict[tuple[str, str, int | None, bool], list[ModelCache]] = {}
+    for cache in caches.values():
+        groups.setdefault(cache.group, []).append(cache)
+    for (encoding, mode, block, refresh), members in sorted(groups.items(), key=str):
+        keys = [m.key for m in members]
+        con.execute("CREATE OR REPLACE TEMP TABLE _cache_keys (model_key VARCHAR)")
+        con.executemany("INSERT INTO _cache_keys VALUES (?)", [(k,) for k in keys])
+        restrict = f"AND request_id IN (SELECT request_id FROM {only})" if only else ""
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _cache_q AS
+                SELECT request_id, (row_number() OVER (ORDER BY stream, ts, request_id) - 1)::BIGINT
+                         AS idx, stream, epoch_ms(ts) / 1000.0 AS t, input_tokens, model_key,
+                       token_source = 'logged' AS logged
+                FROM {rows} SEMI JOIN _cache_keys USING (model_key)
+                WHERE replay {restrict}"""
+        )
+        q = con.execute("SELECT * FROM _cache_q ORDER BY idx").fetchnumpy()
+        if not len(q["idx"]):
+            continue
+        model = prefix.build(con, "_cache_q", encoding=encoding, block_size=block,
+                             messages_sql=messages_sql, texts_sql=texts_sql)  # fmt: skip
+        stats.append(model.stats)
+        key_arr = np.asarray(q["model_key"], dtype=object)
+        inp = np.asarray(q["input_tokens"], dtype=np.int64)
+        stream = np.asarray(q["stream"], dtype=np.int64)
+        ts = np.asarray(q["t"], dtype=np.float64)
+        n_msgs = np.diff(model.msg_off)
+        full = (model.n_shared == n_msgs) & np.asarray(q["logged"], dtype=bool)
+        approx = {m.key for m in members if ctx.prices.models[m.key].encoding == "approx"}
+        if model.stats.estimated:
+            approx = set(keys)
+        scale_of = _calibration(key_arr, inp, model.shared_tokens, full, approx)
+        scale = np.array([scale_of.get(k, 1.0) for k in key_arr], dtype=np.float64)
+        min_tok = np.array([caches[k].rules.min_tokens for k in key_arr], dtype=np.int64)
+        inc = np.array([caches[k].rules.increment or 0 for k in key_arr], dtype=np.int64)
+        eligible = inp >= min_tok
+        names = list(dict.fromkeys(o.name for m in members for o in m.options))
+        for name in names:
+            ttl = np.array([_ttl(caches[k], name) for k in key_arr], dtype=np.float64)
+            has = ~np.isnan(ttl)
+            if mode == "explicit":
+                min_end = np.ceil(min_tok / scale).astype(np.int64)
+                r_ours, w_ours = prefix.replay_breakpoints(
+                    model, stream, ts, min_end, members[0].rules.max_breakpoints,
+                    np.nan_to_num(ttl, nan=0.0), refresh,
+                )  # fmt: skip
+                read = np.minimum(np.floor(r_ours * scale).astype(np.int64), inp)
+                write = np.minimum(np.floor(w_ours * scale).astype(np.int64), inp - read)
+                if name == "off":
+                    read = write = np.zeros_like(read)
+            else:
+                assert block is not None
+                ok = eligible & has
+                blocks = prefix.replay_blocks(model, stream, ts, ok, np.nan_to_num(ttl, nan=0.0),
+                                              refresh)  # fmt: skip
+                read = _round_down(np.minimum(np.floor(blocks * block * scale), inp), min_tok, inc)
+                write = np.where(ok & members[0].rules.write_surcharge, inp - read, 0)
+            one_hour = np.array([_write_1h(caches[k], name) for k in key_arr], dtype=bool)
+            opt_parts.append(
+                pa.table({
+                    "request_id": pa.array(q["request_id"][has]),
+                    "option": pa.array([name] * int(has.sum())),
+                    "cache_read_tokens": pa.array(read[has]),
+                    "cache_write_tokens": pa.array(write[has]),
+                    "cache_write_1h_tokens": pa.array(np.where(one_hour, write, 0)[has]),
+                })
+            )  # fmt: skip
+        info_parts.append(
+            pa.table({
+                "request_id": pa.array(q["request_id"]),
+                "shared_tokens": pa.array(np.minimum(model.shared_tokens * scale, inp).astype(np.int64)),
+                "eligible": pa.array(eligible),
+                "token_scale": pa.array(scale),
+            })
+        )  # fmt: skip
+    _store(con, out_opts, opt_parts, _OPT_SCHEMA)
+    _store(con, out_info, info_parts, _INFO_SCHEMA)
+    con.execute("DROP TABLE IF EXISTS _cache_q")
+    con.execute("DROP TABLE IF EXISTS _cache_keys")
+    return Replayed(out_opts, out_info, stats)
+
+
+_OPT_SCHEMA = pa.schema([("request_id", pa.string()), ("option", pa.string()),
+                         ("cache_read_tokens", pa.int64()), ("cache_write_tokens", pa.int64()),
+                         ("cache_write_1h_tokens", pa.int64())])  # fmt: skip
+_INFO_SCHEMA = pa.schema([("request_id", pa.string()), ("shared_tokens", pa.int64()),
+                          ("eligible", pa.bool_()), ("token_scale", pa.float64())])  # fmt: skip
+
+
+def _store(con: Any, name: str, parts: list[pa.Table], schema: pa.Schema) -> None:
+    table = pa.concat_tables([p.cast(schema) for p in parts]) if parts else schema.empty_table()
+    con.register("_cache_arrow", table)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _cache_arrow")
+    con.unregister("_cache_arrow")
+
+
+def _ttl(cache: ModelCache, name: str) -> float:
+    for option in cache.options:
+        if option.name == name:
+            return option.ttl
+    return math.nan
+
+
+def _write_1h(cache: ModelCache, name: str) -> bool:
+    return any(o.name == name and o.write_1h for o in cache.options)
+
+
+def _round_down(tokens: np.ndarray, min_tokens: np.ndarray, increment: np.ndarray) -> np.ndarray:
+    """Cached tokens as the provider counts them: 0 under the minimum, else whole increments."""
+    t = tokens.astype(np.int64)
+    stepped = np.where(increment > 0, min_tokens + (t - min_tokens) // np.maximum(increment, 1)
+                       * increment, t)  # fmt: skip
+    return np.where(t >= np.maximum(min_tokens, 1), np.minimum(stepped, t), 0)
+
+
+class CachingLever:
+    id = "caching"
+    title = "Prompt caching"
+
+    def apply(self, ctx: LeverContext, state: str, out: str, *, standalone: bool) -> LeverOutcome:
+        con = ctx.con
+        policy = load_policy(ctx.rules_dir)
+        ttl_override = ctx.options.cache_ttl_seconds
+        register_prices(con, ctx.prices, "_cache_prices")
+        keys = [r[0] for r in con.execute(
+            f"SELECT DISTINCT model_key FROM {state} WHERE model_key IS NOT NULL").fetchall()]  # fmt: skip
+        caches = {}
+        for key in keys:
+            if key in ctx.prices.models:
+                cache = model_cache(ctx.prices, key, policy, ttl_override)
+                if cache is not None:
+                    caches[key] = cache
+        _rows(ctx, state, caches)
+        spans = find_variable_spans(
+            con, "(SELECT request_id FROM _cache_rows WHERE replay)",
+            PrefixOrderPolicy(**policy.prefix_order),
+        )  # fmt: skip
+        _substitutions(con, spans)
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _cache_tpl AS
+               SELECT r.request_id, coalesce(r.feature, '(none)') || '|'
+                      || coalesce(s.new_hash, r.system_hash, '-') AS template,
+                      coalesce(s.new_hash, r.system_hash) AS template_text
+               FROM _cache_rows r LEFT JOIN _cache_subst s ON s.text_hash = r.system_hash"""
+        )
+        main = replay(ctx, "_cache_rows", caches)
+        chosen = _choose(ctx, main, caches, policy)
+        _final(con, state, out, main, chosen)
+        saving_by_span = _prefix_order_savings(ctx, caches, spans, chosen) if spans else {}
+        details = _details(ctx, state, out, main, caches, policy, spans, saving_by_span)
+        per_request = f"{out}_requests"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {per_request} AS
+                SELECT s.request_id, f.cache_read_tokens AS cache_read_tokens_sim
+                FROM {state} s LEFT JOIN _cache_sim f USING (request_id)"""
+        )
+        affected = scalar(
+            con,
+            f"""SELECT count(*) FROM {state} s JOIN {out} o USING (request_id)
+                WHERE coalesce(s.cache_read_tokens, 0) <> coalesce(o.cache_read_tokens, 0)
+                   OR coalesce(s.cache_write_tokens, 0) <> coalesce(o.cache_write_tokens, 0)""",
+        )
+        risk = {
+            "quality": "none: caching never changes a response",
+            "not_replayable_requests": details["replay"]["not_replayable_requests"],
+        }
+        _cleanup(con)
+        return LeverOutcome(out, int(affected or 0), risk, details, per_request)
+
+
+def _rows(ctx: LeverContext, state: str, caches: dict[str, ModelCache]) -> None:
+    """_cache_rows: the state joined to request metadata, each row with why it can(not) replay."""
+    con = ctx.con
+    con.execute("CREATE OR REPLACE TEMP TABLE _cache_models (model_key VARCHAR)")
+    if caches:
+        con.executemany("INSERT INTO _cache_models VALUES (?)", [(k,) for k in caches])
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _cache_rows AS
+            WITH prompt AS (
+              SELECT m.request_id, count(*) AS msgs,
+                     bool_and(t.text_hash IS NOT NULL) AS complete
+              FROM messages m LEFT JOIN (SELECT text_hash FROM texts) t USING (text_hash)
+              GROUP BY ALL
+            )
+            SELECT s.*, r.ts, r.account_id, r.feature, r.system_hash, r.token_source,
+                   r.cache_read_tokens AS logged_read,
+                   dense_rank() OVER (ORDER BY s.model_key, coalesce(r.account_id, ''))
+                     AS stream,
+                   CASE WHEN s.model_key IS NULL OR p.model_key IS NULL THEN 'unpriced'
+                        WHEN c.model_key IS NULL THEN 'no_caching'
+                        WHEN coalesce(s.input_tokens, 0) <= 0 THEN 'no_input'
+                        WHEN NOT coalesce(pr.complete, false) THEN 'no_text'
+                        ELSE 'replay' END AS category,
+                   category = 'replay' AS replay
+            FROM {state} s JOIN requests r USING (request_id)
+            LEFT JOIN _cache_prices p ON p.model_key = s.model_key
+            LEFT JOIN _cache_models c ON c.model_key = s.model_key
+            LEFT JOIN prompt pr ON pr.request_id = s.request_id"""
+    )
+
+
+def _substitutions(con: Any, spans: Sequence[VariableSpan]) -> None:
+    """_cache_subst (text_hash -> new_hash, span id) and the new texts, for the what-if replay."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _cache_subst (text_hash VARCHAR, new_hash VARCHAR, span INT)"
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _cache_subst_texts (text_hash VARCHAR, text VARCHAR)")
+    rows = [(h, s.canonical_hash, s.id) for s in spans for h in s.text_hashes]
+    if rows:
+        con.executemany("INSERT INTO _cache_subst VALUES (?, ?, ?)", rows)
+        con.executemany(
+            "INSERT INTO _cache_subst_texts SELECT ?, ? WHERE ? NOT IN (SELECT text_hash FROM texts)",
+            [(s.canonical_hash, s.canonical_text, s.canonical_hash) for s in spans],
+        )
+
+
+def _costed(options: str) -> str:
+    """Per request and option: the cost of the request billed with that option's cache counts."""
+    cols = ", ".join(
+        f"r.{c}" if c not in ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
+        else f"o.{c}" for c in STATE_COLUMNS
+    )  # fmt: skip
+    return f"""SELECT o.option, t.template, {cols}
+               FROM {options} o JOIN _cache_rows r USING (request_id)
+               JOIN _cache_tpl t USING (request_id)"""
+
+
+def _choose(
+    ctx: LeverContext, main: Replayed, caches: dict[str, ModelCache], policy: CachingPolicy
+) -> dict[tuple[str, str], str]:
+    """The option kept per (model, template): the first listed unless another is cheaper by the
+    policy's margin."""
+    rows = ctx.con.execute(
+        f"""SELECT c.model_key, c.template, c.option, sum({cost_sql("c", "p")})
+            FROM ({_costed(main.options)}) c JOIN _cache_prices p USING (model_key)
+            GROUP BY ALL"""
+    ).fetchall()
+    costs: dict[tuple[str, str], dict[str, Decimal]] = {}
+    for key, template, option, cost in rows:
+        costs.setdefault((key, template), {})[option] = Decimal(cost or 0)
+    chosen: dict[tuple[str, str], str] = {}
+    for (key, template), by_option in costs.items():
+        order = [o.name for o in caches[key].options if o.name in by_option]
+        first = order[0]
+        best = min(order, key=lambda o: (by_option[o], order.index(o)))
+        margin = Decimal(str(policy.min_option_gain_share)) * by_option[first]
+        chosen[(key, template)] = best if by_option[first] - by_option[best] > margin else first
+    con = ctx.con
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _cache_choice (model_key VARCHAR, template VARCHAR, "
+        "option VARCHAR)"
+    )
+    if chosen:
+        con.executemany(
+            "INSERT INTO _cache_choice VALUES (?, ?, ?)", [(*k, v) for k, v in chosen.items()]
+        )
+    return chosen
+
+
+def _final(con: Any, state: str, out: str, main: Replayed, chosen: dict) -> None:
+    """_cache_sim (the replay under the chosen options) and the lever's output state."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _cache_sim AS
+            SELECT o.* FROM {main.options} o JOIN _cache_rows r USING (request_id)
+            JOIN _cache_tpl t USING (request_id)
+            JOIN _cache_choice c ON c.model_key = r.model_key AND c.template = t.template
+                                AND c.option = o.option"""
+    )
+    # A replayed request takes the simulated cache counts unless its logged ones read more.
+    use = "f.request_id IS NOT NULL AND f.cache_read_tokens >= coalesce(s.cache_read_tokens, 0)"
+    cols = []
+    for c in STATE_COLUMNS:
+        if c in ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens"):
+            cols.append(f"CASE WHEN {use} THEN f.{c} ELSE s.{c} END AS {c}")
+        else:
+            cols.append(f"s.{c}")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {out} AS
+            SELECT {", ".join(cols)} FROM {state} s LEFT JOIN _cache_sim f USING (request_id)"""
+    )
+
+
+def _prefix_order_savings(
+    ctx: LeverContext,
+    caches: dict[str, ModelCache],
+    spans: Sequence[VariableSpan],
+    chosen: dict,
+) -> dict[int, dict[str, Any]]:
+    """Replay the streams of affected requests with every variable span moved to the end, under
+    the options already chosen; the saving and extra cached tokens per finding."""
+    con = ctx.con
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _cache_cf_req AS
+           SELECT r.request_id FROM _cache_rows r WHERE r.replay AND r.stream IN (
+             SELECT DISTINCT r2.stream FROM messages m JOIN _cache_subst s USING (text_hash)
+             JOIN _cache_rows r2 ON r2.request_id = m.request_id)"""
+    )
+    what_if = replay(
+        ctx, "_cache_rows", caches, suffix="_cf", only="_cache_cf_req",
+        messages_sql="SELECT m.request_id, m.position, m.role, "
+        "coalesce(s.new_hash, m.text_hash) AS text_hash FROM messages m "
+        "LEFT JOIN _cache_subst s USING (text_hash)",
+        texts_sql="SELECT text_hash, text FROM texts UNION ALL "
+        "SELECT text_hash, text FROM _cache_subst_texts",
+    )  # fmt: skip
+    rows = con.execute(
+        f"""WITH cf AS (
+              SELECT c.request_id, {cost_sql("c", "p")} AS cost, c.cache_read_tokens AS rd
+              FROM ({_costed(what_if.options)}) c JOIN _cache_prices p USING (model_key)
+              JOIN _cache_choice k ON k.model_key = c.model_key AND k.template = c.template
+                                  AND k.option = c.option
+            ), now AS (
+              SELECT c.request_id, {cost_sql("c", "p")} AS cost, c.cache_read_tokens AS rd
+              FROM ({_costed("_cache_sim")}) c JOIN _cache_prices p USING (model_key)
+            ), span_req AS (
+              SELECT DISTINCT s.span, m.request_id FROM messages m
+              JOIN _cache_subst s USING (text_hash)
+            )
+            SELECT x.span, count(*), sum(now.cost - cf.cost), sum(cf.rd - now.rd)
+            FROM span_req x JOIN cf USING (request_id) JOIN now USING (request_id)
+            GROUP BY x.span"""
+    ).fetchall()
+    for table in (what_if.options, what_if.info, "_cache_cf_req"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return {
+        int(span): {"requests": int(n), "saving": Decimal(saving or 0), "extra": int(extra or 0)}
+        for span, n, saving, extra in rows
+    }
+
+
+def recommend(policy: CachingPolicy, metrics: dict[str, Any]) -> Recommendation | None:
+    """The first recommendation rule whose condition holds for a template's metrics."""
+    for rule in policy.recommendations:
+        if evaluate(parse(rule.when), metrics):
+            return rule
+    return None
+
+
+def _cleanup(con: Any) -> None:
+    for table in ("_cache_rows", "_cache_models", "_cache_tpl", "_cache_opts", "_cache_info", "_cache_view",
+                  "_cache_choice", "_cache_subst", "_cache_subst_texts", "_cache_sim"):  # fmt: skip
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    con.execute("DROP TABLE IF EXISTS _cache_prices")
+
+
+def _details(
+    ctx: LeverContext,
+    state: str,
+    out: str,
+    main: Replayed,
+    caches: dict[str, ModelCache],
+    policy: CachingPolicy,
+    spans: Sequence[VariableSpan],
+    span_savings: dict[int, dict[str, Any]],
+) -> dict[str, Any]:
+    """details of levers[id=caching] in analysis.json (see the module docstring for the terms)."""
+    con = ctx.con
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _cache_view AS
+            SELECT r.request_id, r.model_key, coalesce(r.feature, '(none)') AS feature, r.ts,
+                   t.template, t.template_text, r.category, r.replay,
+                   coalesce(r.input_tokens, 0) AS input, coalesce(r.logged_read, 0) AS achieved,
+                   f.option, f.cache_read_tokens AS sim_read, f.cache_write_tokens AS sim_write,
+                   o.cache_read_tokens AS final_read, o.cache_write_tokens AS final_write,
+                   i.shared_tokens, i.eligible, sp.span,
+                   {cost_sql("r", "p")} AS base_cost, {cost_sql("o", "p")} AS final_cost
+            FROM _cache_rows r JOIN _cache_tpl t USING (request_id) JOIN {out} o USING (request_id)
+            LEFT JOIN _cache_sim f USING (request_id) LEFT JOIN {main.info} i USING (request_id)
+            LEFT JOIN (SELECT m.request_id, min(s.span) AS span FROM messages m
+                       JOIN _cache_subst s USING (text_hash) GROUP BY ALL) sp USING (request_id)
+            LEFT JOIN _cache_prices p ON p.model_key = r.model_key"""
+    )
+    categories = dict(con.execute("SELECT category, count(*) FROM _cache_view GROUP BY ALL").fetchall())
+    total = _aggregate(con, "true", "scope")[0]
+    templates = _aggregate(con, "replay", "template, model_key", policy.max_templates)
+    labels = _labels(con, [t["template"] for t in templates])
+    recs: list[dict[str, Any]] = []
+    for row in templates:
+        cache = caches.get(row["model_key"])
+        row["label"] = labels.get(row["template"], row["template"])
+        row["mode"] = cache.mode if cache else None
+        row["break_even_reads_per_write"] = _break_even(ctx.prices, row["model_key"], row["option"])
+        span = row.pop("span")
+        metrics = {**row, "variable_prefix": span is not None}
+        rule = recommend(policy, metrics)
+        if rule is None:
+            continue
+        row["recommendation"] = {"id": rule.id, "title": rule.title, "action": rule.action}
+        saving = row["saving"] if span is None else span_savings.get(span, {}).get("saving", 0)
+        if rule.action not in ("none", "keep") and Decimal(saving) > 0:
+            recs.append({"title": f"{rule.title}: {row['label']} on {row['model_key']}",
+                         "saving": str(saving), "action": rule.rationale})  # fmt: skip
+    features = _aggregate(con, "true", "feature", policy.max_templates)
+    not_replayable = {k: int(v) for k, v in categories.items() if k != "replay"}
+    return {
+        "replay": {
+            "requests": total["requests"],
+            "replayed_requests": int(categories.get("replay", 0)),
+            "not_replayable_requests": sum(not_replayable.values()),
+            "not_replayable": not_replayable,
+            "ttl_override_seconds": ctx.options.cache_ttl_seconds,
+        },
+        "achieved": {"cache_read_tokens": total["achieved_tokens"],
+                     "cache_read_share": total["achieved_share"]},  # fmt: skip
+        "achievable": {"cache_read_tokens": total["achievable_tokens"],
+                       "cache_write_tokens": total["write_tokens"],
+                       "cache_read_share": total["achievable_share"]},  # fmt: skip
+        "simulated": _simulated(con),
+        "rules": [_rules_row(c) for c in caches.values()],
+        "tokenization": [vars(s) for s in main.stats],
+        "by_feature": features,
+        "by_template": templates,
+        "prefix_order": [_span_row(s, span_savings.get(s.id, {})) for s in spans],
+        "recommendations": sorted(recs, key=lambda r: -Decimal(r["saving"]))[:10],
+        "assumptions": ASSUMPTIONS,
+    }
+
+
+ASSUMPTIONS = [
+    "Token counts are tiktoken's (the model's encoding, else o200k_base scaled to the logged "
+    "counts), clipped so that cached tokens never exceed logged input tokens.",
+    "Caches never evict before their TTL; routing overflow of hot prefixes is not modelled.",
+    "Explicit breakpoints are placed at message boundaries whose prefix recurs in the stream (the "
+    "deepest static one plus the deepest others) and read only where placed.",
+    "A request keeps its logged cache counts where they read more than the replay.",
+]
+
+
+def _aggregate(con: Any, where: str, by: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """Cache figures per group of _cache_view rows; groups beyond `limit` are not listed."""
+    limit_sql = f"LIMIT {int(limit)}" if limit else ""
+    rows = con.execute(
+        f"""WITH v AS (SELECT *, 'all' AS scope FROM _cache_view WHERE {where}),
+            peak AS (SELECT {by}, max(n) AS peak_rpm FROM (
+                       SELECT {by}, date_trunc('minute', ts), count(*) AS n FROM v GROUP BY ALL)
+                     GROUP BY ALL)
+            SELECT {by}, count(*) AS requests, sum(input) AS input_tokens,
+                   sum(achieved) AS achieved_tokens, sum(final_read) AS achievable_tokens,
+                   sum(final_write) AS write_tokens, sum(coalesce(sim_read, 0)) AS sim_tokens,
+                   count(*) FILTER (WHERE replay) AS replayed,
+                   count(*) FILTER (WHERE replay AND NOT eligible) AS below_minimum,
+                   count(*) FILTER (WHERE eligible AND sim_read > 0) AS reads,
+                   count(*) FILTER (WHERE eligible) AS cacheable,
+                   median(shared_tokens)::BIGINT AS stable_prefix_tokens,
+                   mode(option) AS option, min(span) AS span, max(peak.peak_rpm) AS peak_rpm,
+                   sum(base_cost) AS base_cost, sum(final_cost) AS final_cost
+            FROM v JOIN peak USING ({by}) GROUP BY ALL ORDER BY input_tokens DESC, {by}
+            {limit_sql}"""
+    )
+    names = [d[0] for d in rows.description]
+    result = []
+    for values in rows.fetchall():
+        row = dict(zip(names, values, strict=True))
+        inp = row["input_tokens"] or 0
+        base, final = Decimal(row.pop("base_cost") or 0), Decimal(row.pop("final_cost") or 0)
+        row["achieved_share"] = row["achieved_tokens"] / inp if inp else 0.0
+        row["achievable_share"] = row["achievable_tokens"] / inp if inp else 0.0
+        row["gap_share"] = row["achievable_share"] - row["achieved_share"]
+        row["reuse_rate"] = row["reads"] / row["cacheable"] if row["cacheable"] else 0.0
+        row["below_minimum_share"] = (row["below_minimum"] / row["replayed"]
+                                      if row["replayed"] else 0.0)  # fmt: skip
+        row["saving"] = str(base - final)
+        row["saving_share"] = float((base - final) / base) if base else 0.0
+        result.append({k: _plain(v) for k, v in row.items()})
+    return result
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _simulated(con: Any) -> dict[str, Any]:
+    row = con.execute(
+        """SELECT sum(input), sum(sim_read), sum(sim_write) FROM _cache_view WHERE replay"""
+    ).fetchall()[0]
+    inp, read, write = (int(v or 0) for v in row)
+    return {"input_tokens": inp, "cache_read_tokens": read, "cache_write_tokens": write,
+            "cache_read_share": read / inp if inp else 0.0}  # fmt: skip
+
+
+def _labels(con: Any, templates: list[str]) -> dict[str, str]:
+    """A short redacted excerpt of each template's (canonical) system prompt."""
+    if not templates:
+        return {}
+    rows = con.execute(
+        """SELECT DISTINCT v.template, v.feature, left(x.text, 300)
+           FROM _cache_view v LEFT JOIN (SELECT * FROM texts UNION ALL
+                                         SELECT * FROM _cache_subst_texts) x
+             ON x.text_hash = v.template_text
+           WHERE v.template IN (SELECT unnest(?::VARCHAR[]))""",
+        [templates],
+    ).fetchall()
+    return {t: f"{f}: {excerpt(text, 60)}" if text else f for t, f, text in rows}
+
+
+def _break_even(prices: PriceTable, key: str | None, option: str | None) -> float | None:
+    """Reads per written token that repay a write: write surcharge / read discount."""
+    if key is None or key not in prices.models:
+        return None
+    r = rates(prices.models[key])
+    write = r.cache_write_1h if option == "1h" else r.cache_write_5m
+    discount = r.input - r.cached_input
+    if discount <= 0:
+        return None
+    return float(max(write - r.input, Decimal(0)) / discount)
+
+
+def _rules_row(cache: ModelCache) -> dict[str, Any]:
+    r = cache.rules
+    return {
+        "model_key": cache.key, "rules_id": r.id, "mode": cache.mode,
+        "min_tokens": r.min_tokens, "increment_tokens": r.increment,
+        "block_size_tokens": cache.block_size, "ttl_seconds": r.ttl_seconds,
+        "refresh_on_hit": r.refresh_on_hit, "write_surcharge": r.write_surcharge,
+        "max_breakpoints": r.max_breakpoints,
+        "options": [{"name": o.name, "ttl_seconds": o.ttl, "write_1h": o.write_1h}
+                    for o in cache.options],
+    }  # fmt: skip
+
+
+def _span_row(span: VariableSpan, saved: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": span.id, "role": span.role, "features": span.features[:5],
+        "distinct_texts": len(span.text_hashes), "requests": span.requests,
+        "stable_head_tokens": span.head_tokens, "variable_span_tokens": span.span_tokens_median,
+        "cacheable_tokens_lost": span.tail_tokens,
+        "extra_cached_tokens": saved.get("extra", 0), "saving": str(saved.get("saving", 0)),
+        "before": span.before, "after": span.after, "examples": span.examples,
+    }  # fmt: skip
+
+
+LEVER = CachingLever()

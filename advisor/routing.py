@@ -1,0 +1,395 @@
+"""The routing runtime: load an exported router file and decide, per request, which model serves it.
+
+Pure Python on purpose: production imports this without scikit-learn, numpy or DuckDB.
+
+    from advisor.routing import load_router
+    router = load_router("router.yaml")             # from `advisor export router`
+    decision = router.decide(request_body)           # an OpenAI or Anthropic request body
+    client.chat.completions.create(**{**request_body, "model": decision.model})
+
+It is also the single definition of the request-time features (template id, task cues, text
+tokens, size bins): `advisor.difficulty.features` computes the same features in DuckDB from these
+constants, and a parity test checks that both give identical decisions on the sample logs.
+Text is read as ingest stores it (content strings, or the joined `text` of content parts), and all
+pattern matching is ASCII-only so that Python's `re` and DuckDB's RE2 agree exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advisor.conditions import Condition, evaluate, parse
+
+ROUTER_SCHEMA_VERSION = 1
+CLASSIFIER_FORMAT = "advisor-difficulty-logreg/1"
+CLASSES = ("easy", "medium", "hard")
+SEVERITY = {"easy": 0, "medium": 1, "hard": 2}
+MICRO = 1_000_000  # confidences are compared in whole millionths, identically in SQL and here
+
+HEAD_CHARS = 1000  # cues and tokens read the first 1000 characters of the system and user text
+TEMPLATE_SOURCE_CHARS = 3000
+TEMPLATE_CHARS = 1000
+TOKEN_PATTERN = r"[A-Za-z0-9]{2,}"
+MAX_TOKEN_CHARS = 24  # longer runs are ids, hashes or base64, not words
+UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+LOWER = "abcdefghijklmnopqrstuvwxyz"
+_ASCII_LOWER = str.maketrans(UPPER, LOWER)
+
+# Template normalisation: what varies inside one prompt template (e-mail addresses, names and other
+# capitalised words, numbers and dates, whitespace) is masked before hashing.
+TEMPLATE_STEPS: tuple[tuple[str, str], ...] = (
+    (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+", "@"),
+    (r"[A-Z][A-Za-z]*", "X"),
+    (r"[0-9]+", "#"),
+    (r"[ \t\r\n]+", " "),
+)
+
+# Task cues over ASCII-lowercased text. RE2 and Python `re` (ASCII mode) agree on this subset.
+CUES: dict[str, str] = {
+    "code": r"```|\bdef [a-z_]+\(|\bdiff --git\b|=>|#include\b|\bfrom [a-z_.]+ import [a-z_]|\bfunction [a-z_]+\("
+    r"|\bconst [a-z_]+ =|\bselect .+ from\b|\btraceback\b|\bstack trace\b|\bpull requests?\b"
+    r"|\bcode review|\brefactor|\bpython\b|\btypescript\b|\bjavascript\b|\bcompiler?\b",
+    "math": r"\bsolve\b|\bequations?\b|\bprove\b|\bproof\b|\bprobability\b|\bintegral\b"
+    r"|\bderivative\b|\btheorem\b|\bmaths?\b|\bmathematic|[0-9a-z] ?\^ ?[0-9]|\bsqrt\b|\bmod [0-9]"
+    r"|\bsum_",
+    "reasoning": r"step[ -]by[ -]step|\bthink (carefully|through)\b|\breasoning\b|\bjustify\b"
+    r"|\bexplain why\b|\banaly[sz]e\b|\bderive\b|\btrade-?offs?\b|\bpros and cons\b"
+    r"|\broot cause\b",
+    "classify": r"\bclassif|\bcategori[sz]|\bsentiment\b|\bone label\b|\bthe label\b|\blabel:"
+    r"|\bexactly one (word|label|category)\b|\bintent\b",
+    "extract": r"\bextract|\bparse\b|\bpull out\b|\bstructured data\b|\bjson\b|\bkey-value\b",
+    "format": r"\bconvert|\breformat|\bformat (this|the|it|as)\b|\bto (csv|json|markdown|yaml|xml)\b"
+    r"|\bas a table\b|\bnormali[sz]e\b",
+    "translate": r"\btranslat|\binto (english|french|german|spanish|italian|dutch|japanese|chinese)\b",
+    "summarise": r"\bsummar|\btl;?dr\b|\bdigest\b|\bkey points\b|\bcondense",
+    "yesno": r"\byes or no\b|\byes/no\b|\btrue or false\b|\banswer (only )?(with )?(yes|no)\b",
+    "rewrite": r"\brewrite|\brephrase|\bpolish|\bproofread|\bparaphrase"
+    r"|\bfix (the )?(grammar|spelling|typos)\b",
+    "creative": r"\bwrite (a|an|me a) [a-z -]*(story|poem|song|blurb|slogan|tagline|haiku|copy)\b"
+    r"|\bmarketing copy\b|\bcreative\b|\bbrainstorm|\bslogan|\bblurb\b",
+    "multistep": r"\bstep [0-9]|\bmulti-?step\b|\bsub-?tasks?\b|\bfirst,.+ then\b|\bplan (the|a|your)\b",
+    "qa": r"\bcontext:|\bpassages?\b|\bbased on the (context|document|text)\b|\busing only\b"
+    r"|\bquestion:",
+}
+
+# Size bins: a value falls in bin i = the number of edges it reaches. Binary features keep the
+# classifier's arithmetic identical in numpy and here.
+BINS: dict[str, tuple[int, ...]] = {
+    "user_chars": (50, 200, 500, 1000, 2000, 5000, 10000),
+    "system_chars": (1, 500, 2000, 5000, 10000, 20000),
+    "message_count": (2, 3, 5, 9),
+    "max_tokens": (17, 65, 257, 1025, 4097),
+}
+
+_COMPILED_CUES = {name: re.compile(p, re.ASCII) for name, p in CUES.items()}
+_TOKEN_RE = re.compile(TOKEN_PATTERN, re.ASCII)
+_TEMPLATE_RE = tuple((re.compile(p, re.ASCII), r) for p, r in TEMPLATE_STEPS)
+
+
+def ascii_lower(text: str) -> str:
+    return text.translate(_ASCII_LOWER)
+
+
+def template_id(system_text: str | None) -> str | None:
+    """Requests whose system prompts differ only in masked spans share a template id."""
+    if system_text is None:
+        return None
+    text = system_text[:TEMPLATE_SOURCE_CHARS]
+    for pattern, replacement in _TEMPLATE_RE:
+        text = pattern.sub(replacement, text)
+    text = text[:TEMPLATE_CHARS].strip(" ")
+    return "t" + hashlib.md5(text.encode("utf-8")).hexdigest()[:12]
+
+
+def cues_of(text: str) -> set[str]:
+    lowered = ascii_lower(text[:HEAD_CHARS])
+    return {name for name, pattern in _COMPILED_CUES.items() if pattern.search(lowered)}
+
+
+def tokens_of(text: str) -> set[str]:
+    return {
+        t.translate(_ASCII_LOWER)
+        for t in _TOKEN_RE.findall(text[:HEAD_CHARS])
+        if len(t) <= MAX_TOKEN_CHARS
+    }
+
+
+def bin_of(name: str, value: int | None) -> str:
+    if value is None:
+        return "none"
+    return str(sum(1 for edge in BINS[name] if value >= edge))
+
+
+def _json_text(value: Any) -> str | None:
+    """The text of a JSON scalar as DuckDB's json_extract_string renders it."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    return None
+
+
+def content_text(content: Any) -> str | None:
+    """Ingest's reading of a content value: a string, or the joined `text` of its parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [
+            _json_text(p.get("text")) if isinstance(p, Mapping) else None for p in content
+        ]
+        return "".join(p for p in parts if p is not None)
+    return None
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def request_features(request: Mapping[str, Any]) -> dict[str, Any]:
+    """Request-time features of a request body, or of a log line in advisor's envelope."""
+    body = request.get("request") if isinstance(request.get("request"), Mapping) else request
+    assert isinstance(body, Mapping)
+    meta = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
+    env_meta = request.get("metadata") if isinstance(request.get("metadata"), Mapping) else {}
+    tags = request.get("tags")
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    system = None
+    if body.get("system") is not None:
+        system = content_text(body.get("system"))
+    roles = [
+        ((m.get("role") or "user") if isinstance(m, Mapping) else "user", m) for m in messages
+    ]
+    if system is None:
+        for role, m in roles:
+            if role in ("system", "developer") and isinstance(m, Mapping):
+                system = content_text(m.get("content")) or ""
+                break
+    users = [m for role, m in roles if role == "user" and isinstance(m, Mapping)]
+    user = (content_text(users[-1].get("content")) or "") if users else ""
+    tools = body.get("tools")
+    tools_count = len(tools) if isinstance(tools, list) else None
+    fmt = body.get("response_format")
+    response_format = fmt.get("type") if isinstance(fmt, Mapping) else fmt
+    response = request.get("response") if isinstance(request.get("response"), Mapping) else {}
+    return {
+        "model": _first(body.get("model"), request.get("model"), response.get("model")),
+        "provider": request.get("provider"),
+        "feature": _first(
+            request.get("feature"),
+            tags[0] if isinstance(tags, list) and tags else None,
+            meta.get("feature"),
+            env_meta.get("feature"),
+        ),
+        "template_id": template_id(system),
+        "system_text": system,
+        "user_text": user,
+        "system_chars": len(system) if system is not None else 0,
+        "user_chars": len(user),
+        "has_system": system is not None,
+        "message_count": sum(1 for role, _ in roles if role not in ("system", "developer")),
+        "tools_count": tools_count,
+        "has_tools": bool(tools_count),
+        "json_output": response_format in ("json_object", "json_schema"),
+        "max_tokens": _int(_first(body.get("max_completion_tokens"), body.get("max_tokens"))),
+        **{f"cue_{name}": False for name in CUES},
+        **{f"cue_{name}": True for name in cues_of(system or "") | cues_of(user)},
+    }
+
+
+def active_features(feats: Mapping[str, Any]) -> set[str]:
+    """The names of the classifier's binary features that are on for one request."""
+    names = {f"cue:{c}" for c in CUES if feats.get(f"cue_{c}")}
+    names |= {
+        f"bin:user_chars:{bin_of('user_chars', feats['user_chars'])}",
+        f"bin:system_chars:{bin_of('system_chars', feats['system_chars'])}",
+        f"bin:message_count:{bin_of('message_count', feats['message_count'])}",
+        f"bin:max_tokens:{bin_of('max_tokens', feats['max_tokens'])}",
+    }
+    names |= {f"flag:{f}" for f in ("has_tools", "json_output", "has_system") if feats.get(f)}
+    if feats.get("template_id"):
+        names.add(f"tmpl:{feats['template_id']}")
+    words = tokens_of(feats.get("system_text") or "") | tokens_of(feats.get("user_text") or "")
+    names |= {f"tok:{w}" for w in words}
+    return names
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A multinomial logistic regression over binary features, temperature-calibrated."""
+
+    names: tuple[str, ...]
+    weights: tuple[tuple[float, float, float], ...]
+    intercept: tuple[float, float, float]
+    temperature: float
+    index: Mapping[str, int] = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Classifier:
+        if data.get("format") != CLASSIFIER_FORMAT or tuple(data.get("classes", ())) != CLASSES:
+            raise ValueError(f"not an {CLASSIFIER_FORMAT} classifier")
+        names = tuple(str(f[0]) for f in data["features"])
+        weights = tuple((float(f[1][0]), float(f[1][1]), float(f[1][2])) for f in data["features"])
+        b = data["intercept"]
+        return cls(
+            names,
+            weights,
+            (float(b[0]), float(b[1]), float(b[2])),
+            float(data["temperature"]),
+            {n: i for i, n in enumerate(names)},
+        )
+
+    def predict(self, active: set[str]) -> tuple[str, int, tuple[int, int, int], list[str]]:
+        """(difficulty, confidence in millionths, probabilities in millionths, top features)."""
+        columns = sorted(self.index[n] for n in active if n in self.index)
+        z = [0.0, 0.0, 0.0]
+        for j in columns:  # summed in column order, as scipy's sparse product does
+            w = self.weights[j]
+            z = [z[0] + w[0], z[1] + w[1], z[2] + w[2]]
+        z = [(z[k] + self.intercept[k]) / self.temperature for k in range(3)]
+        top = max(z)
+        e = [math.exp(v - top) for v in z]
+        total = e[0] + e[1] + e[2]
+        probs = tuple(math.floor(v / total * MICRO + 0.5) for v in e)
+        best = max(range(3), key=lambda k: (probs[k], k))  # ties go to the harder class
+        contrib = [
+            (self.weights[j][best] - (sum(self.weights[j]) / 3), self.names[j]) for j in columns
+        ]
+        contrib.sort(key=lambda c: (-c[0], c[1]))
+        reasons = [name for value, name in contrib[:3] if value > 0]
+        return CLASSES[best], probs[best], (probs[0], probs[1], probs[2]), reasons
+
+
+@dataclass(frozen=True)
+class Guard:
+    id: str
+    label: str
+    priority: int
+    when: Condition
+
+
+@dataclass(frozen=True)
+class Decision:
+    model: str  # the model name to call: the routed target, or the request's own model
+    routed: bool
+    original_model: str | None
+    model_key: str | None  # the price-table key of the original model (None = unknown)
+    routed_model: str | None  # the key of the model that serves it (None = unknown)
+    difficulty: str
+    confidence: float
+    rule: str | None  # the guard or route rule that decided, if any
+    reasons: tuple[str, ...] = ()
+    alias: str | None = None  # LiteLLM model-group alias of the route, if routed
+
+
+def _resolve_guards(matched: Sequence[Guard]) -> str:
+    top = max(g.priority for g in matched)
+    return max((g.label for g in matched if g.priority == top), key=SEVERITY.__getitem__)
+
+
+class Router:
+    """Decides routes from an exported router document (see advisor.export.router)."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        if spec.get("kind") != "router" or spec.get("schema_version") != ROUTER_SCHEMA_VERSION:
+            raise ValueError("not an advisor router document (kind: router, schema_version: 1)")
+        self.spec = spec
+        self.models = {str(k).lower(): v for k, v in (spec.get("models") or {}).items()}
+        self.keys = set(spec.get("model_keys") or [])
+        self.guards = [
+            Guard(g["id"], g["label"], int(g.get("priority", 0)), parse(g["when"]))
+            for g in spec.get("guards") or []
+        ]
+        self.rules = list(spec.get("rules") or [])
+        self.classifier = Classifier.from_dict(spec["classifier"])
+        self.aliases = dict(spec.get("aliases") or {})
+
+    def model_key(self, model: str | None, provider: str | None = None) -> str | None:
+        if model is None:
+            return None
+        name = model.lower()
+        for key in (f"{provider.lower()}/{name}" if provider else None, name):
+            if key is not None and key in self.models:
+                return self.models[key]
+        stripped = re.sub(r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|[-@]latest)$", "", name)
+        return stripped if stripped in self.keys else None
+
+    def decide(self, request: Mapping[str, Any]) -> Decision:
+        feats = request_features(request)
+        model = feats["model"]
+        key = self.model_key(model, feats["provider"])
+        feats["model_key"] = key
+        difficulty, conf, _, reasons = self.classifier.predict(active_features(feats))
+        base = {
+            "original_model": model,
+            "model_key": key,
+            "routed_model": key,
+        }
+        matched = [g for g in self.guards if evaluate(g.when, feats)]
+        if matched:
+            label = _resolve_guards(matched)
+            rule = ",".join(g.id for g in matched)
+            return Decision(
+                model or "", False, difficulty=label, confidence=1.0, rule=rule,
+                reasons=tuple(g.id for g in matched), **base,
+            )  # fmt: skip
+        confidence = conf / MICRO
+        for rule in self.rules:
+            if self._matches(rule["match"], feats, difficulty, conf):
+                target = rule["route_to"]
+                return Decision(
+                    target, True, difficulty=difficulty, confidence=confidence,
+                    rule=rule["id"], reasons=tuple(reasons),
+                    alias=self.aliases.get(f"{key}>{target}"),
+                    **{**base, "routed_model": target},
+                )  # fmt: skip
+        return Decision(
+            model or "", False, difficulty=difficulty, confidence=confidence, rule=None,
+            reasons=tuple(reasons), **base,
+        )  # fmt: skip
+
+    @staticmethod
+    def _matches(match: Mapping[str, Any], feats: Mapping[str, Any], difficulty: str,
+                 conf: int) -> bool:  # fmt: skip
+        for name, value in match.items():
+            if name == "model":
+                if feats["model_key"] != value:
+                    return False
+            elif name == "difficulty":
+                if difficulty != value:
+                    return False
+            elif name == "min_confidence":
+                if conf < math.floor(float(value) * MICRO + 0.5):
+                    return False
+            elif feats.get(name) != value:
+                return False
+        return True
+
+
+def load_router(path: str | Path) -> Router:
+    """Load an exported router file (YAML from `advisor export router`, or the same as JSON)."""
+    text = Path(path).read_text(encoding="utf-8")
+    if str(path).endswith(".json"):
+        spec = json.loads(text)
+    else:
+        import yaml  # PyYAML only; loaded lazily so JSON users need nothing else
+
+        spec = yaml.safe_load(text)
+    return Router(spec)

@@ -1,0 +1,130 @@
+"""The CLI end to end: the main job on sample_logs/, every command's help, the error boundary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from advisor.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "sample_logs" / "traffic.jsonl.gz"
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "advisor", *args], capture_output=True, text=True, cwd=cwd,
+        timeout=600,
+    )  # fmt: skip
+
+
+def _commands() -> list[tuple[str, ...]]:
+    group = typer.main.get_command(app)
+    found = []
+    for name, cmd in group.commands.items():  # type: ignore[attr-defined]
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            found += [(name, sub) for sub in subs]
+        else:
+            found.append((name,))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("command", _commands(), ids=" ".join)
+def test_every_command_has_help_with_an_example_and_is_in_the_readme(command) -> None:
+    result = run(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Example:" in result.stdout
+    assert f"advisor {' '.join(command)}" in (ROOT / "README.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def analyzed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "advisor-out"
+    result = run("analyze", str(SAMPLE), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    (out / "stdout.txt").write_text(result.stdout)
+    return out
+
+
+def test_analyze_sample_writes_outputs_and_summary(analyzed: Path) -> None:
+    for name in ("advisor.duckdb", "analysis.json", "report.html"):
+        assert (analyzed / name).is_file(), name
+    stdout = (analyzed / "stdout.txt").read_text()
+    # Coverage comes first, then spend.
+    assert stdout.lower().index("coverage") < stdout.lower().index("by model")
+    analysis = json.loads((analyzed / "analysis.json").read_text())
+    truth = json.loads((ROOT / "sample_logs" / "ground_truth.json").read_text())
+    cov = analysis["coverage"]
+    assert cov["quarantined_rows"] == len(truth["malformed_lines"])
+    assert cov["requests"] == truth["requests"]
+    assert {m["model"] for m in cov["unpriced_models"]} >= set(truth["unpriced_models"])
+
+
+def test_report_and_export_from_the_store(analyzed: Path, tmp_path: Path) -> None:
+    md = run("report", str(analyzed / "analysis.json"), "--format", "md")
+    assert md.returncode == 0 and "# " in md.stdout
+    out = tmp_path / "decisions.csv"
+    result = run("export", "decisions", "--db", str(analyzed / "advisor.duckdb"), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    header = out.read_text().splitlines()[0].split(",")
+    from advisor.api import DECISION_COLUMNS
+
+    assert header == list(DECISION_COLUMNS)
+
+
+def test_errors_go_to_stderr_without_traceback(tmp_path: Path) -> None:
+    result = run("analyze", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "o"))
+    assert result.returncode == 1
+    assert "no such file" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_nothing_usable_exits_non_zero(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.jsonl"
+    junk.write_text("not json\n[1]\n")
+    result = run("analyze", str(junk), "-o", str(tmp_path / "o"))
+    assert result.returncode == 1
+    assert "nothing usable" in result.stderr
+
+
+def test_strict_fails_on_quarantined_rows(tmp_path: Path) -> None:
+    from helpers import openai_line, write_jsonl
+
+    path = write_jsonl(tmp_path / "a.jsonl", [openai_line("a"), "oops"])
+    assert run("analyze", str(path), "-o", str(tmp_path / "o")).returncode == 0
+    strict = run("analyze", str(path), "-o", str(tmp_path / "o"), "--strict")
+    assert strict.returncode == 1 and "1 rows quarantined" in strict.stderr
+
+
+def test_version_and_prices(tmp_path: Path) -> None:
+    assert run("--version").stdout.startswith("advisor ")
+    listing = json.loads(run("prices", "list", "--json").stdout)
+    assert any(row["model"] == "gpt-4o" for row in listing)
+    shown = json.loads(run("prices", "show", "gpt-4o-2024-08-06").stdout)
+    assert shown["id"] == "gpt-4o" and shown["resolved_as"] == "alias"
+    missing = run("prices", "show", "no-such-model")
+    assert missing.returncode == 1 and "no price" in missing.stderr
+
+
+def test_core_does_not_import_presentation_or_ml_libraries() -> None:
+    code = (
+        "import sys, advisor.api, advisor.ingest, advisor.baseline, advisor.simulate;"
+        "bad = {'typer', 'rich', 'jinja2', 'altair'} & {m.split('.')[0] for m in sys.modules};"
+        "print(sorted(bad))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr
+    helped = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.argv=['advisor','--help'];"
+         "import advisor.cli as c;\ntry: c.main()\nexcept SystemExit: pass\n"
+         "print('sklearn' in sys.modules)"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert helped.stdout.strip().endswith("False")

@@ -1,0 +1,514 @@
+"""The renderers of analysis.json: HTML, Markdown and the terminal summary.
+
+Two hand-built analyses: a small plain one, and one full of awkward values (markup and script in
+model/feature/user names, quotes, unicode, template braces, very long names, zero spend, unpriced
+models), rendered by all three renderers.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from html.parser import HTMLParser
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from advisor.analysis import (
+    Analysis,
+    Baseline,
+    Combined,
+    CostRow,
+    Coverage,
+    FileInput,
+    Lever,
+    Period,
+    QuarantineReason,
+    Recommendation,
+    Reconciliation,
+    TokenSources,
+    UnpricedModel,
+)
+from advisor.report import fmt
+from advisor.report.console import render_console
+from advisor.report.html import render_html, script_json
+from advisor.report.markdown import render_markdown
+
+SCRIPT = "<script>alert(1)</script>"
+IMG = '<img src="https://evil.example/x.png" onerror="document.title=\'PWNED\'">'
+QUOTES = 'it\'s "quoted" & <b>bold</b>'
+BRACES = "{{ config }} {% if x %}{# c #}"
+UNICODE = "модель-😀-日本語-\u202eRTL"
+LONG = "feature-" + "x" * 300
+ANSI = "user\x1b[2J\x1b[31mred\x07"
+CLOSER = "</script><!-- -->]]>[bold]rich[/bold]|pipe|`tick`*star*"
+
+
+def _row(key: str | None, cost: str, share: float, requests: int = 10, **kw: Any) -> CostRow:
+    return CostRow(
+        key=key,
+        requests=requests,
+        input_tokens=kw.pop("input_tokens", 12_345),
+        cache_read_tokens=kw.pop("cache_read_tokens", 0),
+        output_tokens=kw.pop("output_tokens", 2_000),
+        cost=Decimal(cost),
+        share=share,
+        **kw,
+    )
+
+
+def _coverage(**kw: Any) -> Coverage:
+    base: dict[str, Any] = {
+        "requests": 100,
+        "priced_requests": 100,
+        "unpriced_requests": 0,
+        "quarantined_rows": 0,
+        "duplicate_rows": 0,
+        "error_requests": 0,
+        "unpriced_models": [],
+        "token_source": TokenSources(logged=100),
+        "tokenizer": "tiktoken",
+        "model_resolution": {"exact": 100},
+        "quarantine_reasons": [],
+        "notes": [],
+    }
+    base.update(kw)
+    return Coverage(**base)
+
+
+def small_analysis() -> Analysis:
+    return Analysis(
+        generated_at="2024-06-01T00:00:00Z",
+        advisor_version="0.1.0",
+        inputs=[
+            FileInput(
+                path="logs.jsonl",
+                format="openai",
+                rows=100,
+                ingested=100,
+                duplicates=0,
+                quarantined=0,
+            )
+        ],
+        period=Period(start="2024-05-01", end="2024-05-02", days=2.0),
+        coverage=_coverage(),
+        baseline=Baseline(
+            cost=Decimal("1234.5678"),
+            by_model=[_row("gpt-4o", "1234.5678", 1.0, model_key="openai/gpt-4o")],
+            by_feature=[_row("chat", "1000.00", 0.81), _row(None, "234.5678", 0.19)],
+            by_user=[_row("alice", "1234.5678", 1.0)],
+            by_day=[_row("2024-05-01", "600.00", 0.486), _row("2024-05-02", "634.5678", 0.514)],
+            reconciliation=Reconciliation(
+                rows_with_logged_cost=0,
+                logged_total=Decimal(0),
+                computed_total=Decimal(0),
+                gap=Decimal(0),
+                gap_share=None,
+                by_model=[],
+            ),
+        ),
+        levers=[
+            Lever(
+                id="tiering",
+                title="Model tiering",
+                standalone_saving=Decimal("400.10"),
+                marginal_saving=Decimal("400.10"),
+                affected_requests=40,
+                risk={"misroute_share": 0.05},
+                details={"target": "gpt-4o-mini"},
+            ),
+        ],
+        combined=Combined(cost=Decimal("834.4678"), saving=Decimal("400.10"), saving_share=0.324),
+        recommendations=[
+            Recommendation(
+                title="Route easy chat to gpt-4o-mini",
+                lever="tiering",
+                saving=Decimal("400.10"),
+                action="deploy router.yaml",
+            )
+        ],
+    )
+
+
+def awkward_analysis() -> Analysis:
+    names = [SCRIPT, IMG, QUOTES, BRACES, UNICODE, LONG, CLOSER, ANSI]
+    by_model = [
+        _row(SCRIPT, "812.3456", 0.7, model_key=SCRIPT),
+        _row(UNICODE, "0.0042", 0.0, model_key="anthropic/claude"),
+        _row(BRACES, "0", 0.0, requests=7, unpriced_requests=7),
+        _row(QUOTES, "350.00", 0.3, cache_read_tokens=1_500_000, model_key=QUOTES),
+    ]
+    by_day = []
+    for day in ("2024-05-01", "2024-05-02", "2024-05-03"):
+        by_day.append(_row(day, "270.7818", 0.23, model_key=SCRIPT))
+        by_day.append(_row(day, "116.6681", 0.1, model_key=QUOTES))
+    by_day.append(_row("2024-05-03", "0.0042", 0.0, model_key="anthropic/claude"))
+    levers = [
+        Lever(
+            id="tiering",
+            title=f"Tiering {SCRIPT}",
+            standalone_saving=Decimal("300.5"),
+            marginal_saving=Decimal("300.5"),
+            affected_requests=55,
+            risk={"misroute_share": 0.031, "note": SCRIPT, "nested": {"deep": {"deeper": IMG}}},
+            details={
+                "threshold": 0.8,
+                "routes": [
+                    {"from": SCRIPT, "to": UNICODE, "requests": 40, "saving": "250.25"},
+                    {"from": BRACES, "to": LONG, "requests": 15, "saving": "50.25", "extra": None},
+                ],
+                "frontier": [{"threshold": t / 10, "saving": str(t * 10)} for t in range(5, 10)],
+                "tags": [SCRIPT, CLOSER],
+                "empty": {},
+                "flag": True,
+            },
+        ),
+        Lever(
+            id=f"new_{SCRIPT}",
+            title=CLOSER,
+            standalone_saving=Decimal("0"),
+            marginal_saving=Decimal("0"),
+            affected_requests=0,
+        ),
+        Lever(
+            id="caching",
+            title="Prompt caching",
+            standalone_saving=Decimal("120.0001"),
+            marginal_saving=Decimal("90.75"),
+            affected_requests=80,
+            risk={},
+            details={"cache_read_tokens": 2_500_000, "hit_rate": 0.42},
+        ),
+    ]
+    return Analysis(
+        generated_at="2024-06-01T00:00:00Z",
+        advisor_version="0.1.0",
+        inputs=[
+            FileInput(
+                path=f"logs/{SCRIPT}.jsonl",
+                format="openai",
+                rows=130,
+                ingested=112,
+                duplicates=3,
+                quarantined=15,
+            )
+        ],
+        period=Period(start="2024-05-01T00:00:00Z", end="2024-05-03T23:59:59Z", days=3.0),
+        coverage=_coverage(
+            requests=112,
+            priced_requests=105,
+            unpriced_requests=7,
+            quarantined_rows=15,
+            duplicate_rows=3,
+            error_requests=2,
+            unpriced_models=[
+                UnpricedModel(
+                    model=BRACES, provider=SCRIPT, requests=7, input_tokens=9_000, output_tokens=300
+                )
+            ],
+            token_source=TokenSources(logged=60, estimated=52),
+            token_calibration=1.0731,
+            tokenizer="estimate",
+            model_resolution={"exact": 90, SCRIPT: 15, "unpriced": 7},
+            quarantine_reasons=[
+                QuarantineReason(
+                    file=f"logs/{SCRIPT}.jsonl",
+                    field="ts",
+                    reason=f"bad {QUOTES}",
+                    rows=12,
+                    first_line=17,
+                ),
+                QuarantineReason(
+                    file="logs/b.jsonl", field=None, reason="not JSON", rows=3, first_line=4
+                ),
+            ],
+            notes=[CLOSER],
+        ),
+        baseline=Baseline(
+            cost=Decimal("1162.3498"),
+            by_model=by_model,
+            by_feature=[_row(n, "100.01", 0.086) for n in names] + [_row(None, "462.2798", 0.4)],
+            by_user=[_row(n, f"{i + 1}.5", 0.01) for i, n in enumerate(names)],
+            by_day=by_day,
+            reconciliation=Reconciliation(
+                rows_with_logged_cost=80,
+                logged_total=Decimal("1170.00"),
+                computed_total=Decimal("1162.3498"),
+                gap=Decimal("7.6502"),
+                gap_share=0.0065,
+                by_model=[
+                    {"model_key": SCRIPT, "requests": 3, "logged": "1170.00",
+                     "computed": "1162.3498", "gap": "7.6502", "gap_share": 0.0066}
+                ],
+            ),
+        ),
+        levers=levers,
+        combined=Combined(cost=Decimal("771.0998"), saving=Decimal("391.25"), saving_share=0.3366),
+        guardrails={
+            "per_request_max_tokens": {"limit": 32_000, "refused": 1},
+            "per_user": [{"user": SCRIPT, "daily_budget": "50.00"}],
+        },
+        anomalies=[{"user": IMG, "day": "2024-05-02", "spend": "99.99", "z": 4.2}],
+        recommendations=[
+            Recommendation(title=SCRIPT, lever="tiering", saving=Decimal("300.5"), action=CLOSER)
+        ],
+    )
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def _tags(html: str) -> list[tuple[str, dict[str, str | None]]]:
+    parser = _Tags()
+    parser.feed(html)
+    return parser.tags
+
+
+@pytest.fixture(scope="module")
+def awkward_html() -> str:
+    return render_html(awkward_analysis())
+
+
+def _without_code(html: str) -> str:
+    """The page minus the bodies of our own (untyped) scripts: the vega bundle and embed call."""
+    return re.sub(r"<script>.*?</script>", "<script></script>", html, flags=re.S)
+
+
+def _baseline_money(a: Analysis) -> list[Decimal]:
+    b = a.baseline
+    rows = b.by_model + b.by_feature + b.by_user + b.by_day
+    rec = b.reconciliation
+    return [b.cost, rec.logged_total, rec.computed_total, rec.gap] + [r.cost for r in rows]
+
+
+# --- fmt -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (Decimal("1234.5678"), "$1,234.57"),
+        (Decimal("0.0042"), "$0.0042"),
+        (Decimal("0.004234"), "$0.0042"),
+        (Decimal("0.00000123"), "$0.0000012"),
+        (Decimal("0"), "$0.00"),
+        (Decimal("0.5"), "$0.50"),
+        (Decimal("-12.345"), "-$12.35"),
+        (Decimal("1000000"), "$1,000,000.00"),
+        ("3.10", "$3.10"),
+    ],
+)
+def test_money(value: Decimal, expected: str) -> None:
+    assert fmt.money(value) == expected
+
+
+def test_money_other_currencies() -> None:
+    assert fmt.money(Decimal("5"), "EUR") == "€5.00"
+    assert fmt.money(Decimal("5"), "CHF") == "5.00 CHF"
+    assert fmt.money(None) == fmt.NONE
+
+
+def test_pct_and_tokens() -> None:
+    assert fmt.pct(0.1234) == "12.3%"
+    assert fmt.pct(0.0) == "0.0%"
+    assert fmt.pct(1.0) == "100.0%"
+    assert fmt.pct(0.00001) == "<0.1%"
+    assert fmt.pct(0.99999) == ">99.9%"
+    assert fmt.pct(None) == fmt.NONE
+    assert [fmt.tokens(n) for n in (0, 950, 12_345, 999_999, 1_234_567, 3_400_000_000)] == [
+        "0",
+        "950",
+        "12.3k",
+        "1.0M",
+        "1.2M",
+        "3.4B",
+    ]
+
+
+def test_scalar_by_key_convention() -> None:
+    assert fmt.scalar("saving_share", 0.25) == "25.0%"
+    assert fmt.scalar("hit_rate", 0.5) == "50.0%"
+    assert fmt.scalar("daily_budget", "50") == "$50.00"
+    assert fmt.scalar("costs", 3) == "$3.00"
+    assert fmt.scalar("cache_read_tokens", 2_500_000) == "2.5M"
+    assert fmt.scalar("requests", 12345) == "12,345"
+    assert fmt.scalar("threshold", 0.8) == "0.8"
+    assert fmt.scalar("model", "gpt-4o") == "gpt-4o"
+    assert fmt.scalar("enabled", False) == "no"
+    assert fmt.scalar("logged", "5.349720000") == "$5.35"  # reconciliation rows
+    assert fmt.scalar("logged", 11038) == "11,038"
+    assert fmt.scalar("gap", "-0.104") == "-$0.10"
+
+
+def test_tree_shapes() -> None:
+    node = fmt.tree("details", {"rows": [{"a": 1}, {"b": "x"}], "saving": "1.5", "tags": ["p"]})
+    assert node.kind == "map"
+    items = dict(node.items)
+    assert items["rows"].kind == "table" and items["rows"].columns == ["a", "b"]
+    assert items["saving"].text == "$1.50" and items["saving"].numeric
+    assert items["tags"].kind == "list"
+
+
+def test_script_json_cannot_close_a_script() -> None:
+    text = str(script_json({"name": CLOSER}))
+    assert "<" not in text and ">" not in text and "&" not in text
+
+
+# --- html ------------------------------------------------------------------------------------
+
+
+def test_html_escapes_log_strings(awkward_html: str) -> None:
+    assert "<script>alert" not in awkward_html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in awkward_html
+    page = _without_code(awkward_html)
+    assert "<img" not in page and "<b>bold" not in page
+    assert "{{ config }}" in awkward_html  # braces from a log are data, not template
+    assert UNICODE in awkward_html
+    tags = _tags(awkward_html)
+    assert not [t for t, _ in tags if t in {"img", "b", "iframe", "object", "embed", "link"}]
+    assert not [(t, n) for t, attrs in tags for n in attrs if n.startswith("on")]
+    scripts = [attrs for tag, attrs in tags if tag == "script"]
+    # only ours: one JSON block per chart, the vega bundle and the embed call
+    assert all(set(attrs) <= {"type", "data-chart"} for attrs in scripts)
+    assert all(a.get("type") in {None, "application/json"} for a in scripts)
+
+
+def test_html_loads_nothing_from_the_network(awkward_html: str) -> None:
+    for tag, attrs in _tags(awkward_html):
+        for name in ("src", "href", "action", "data", "poster", "srcset"):
+            value = (attrs.get(name) or "").strip().lower()
+            assert not re.match(r"^(https?:)?//", value), (tag, name, value)
+    assert not re.search(r"(src|href)\s*=\s*[\"']?\s*(https?:)?//", awkward_html, re.I)
+    assert "@import" not in awkward_html and "url(http" not in awkward_html
+    assert "default-src 'none'" in awkward_html
+
+
+def test_html_shows_every_baseline_money_figure(awkward_html: str) -> None:
+    a = awkward_analysis()
+    for amount in _baseline_money(a):
+        assert fmt.money(amount) in awkward_html, amount
+
+
+def test_html_structure(awkward_html: str) -> None:
+    a = awkward_analysis()
+    body = awkward_html.split("<body>", 1)[1]
+    assert body.index('id="coverage"') < body.index('id="spend"') < body.index('id="levers"')
+    assert "How to read this" in body
+    assert "no tokenizer was available" in body
+    assert fmt.money(a.combined.saving) in body and fmt.pct(a.combined.saving_share) in body
+    for lever in a.levers:
+        assert fmt.money(lever.standalone_saving) in body
+        assert fmt.money(lever.marginal_saving) in body
+    # generic details: a list of dicts becomes a table, scalars key/values
+    assert "<th>From</th>" in body and "$250.25" in body and "Threshold" in body
+    assert "<th>Field</th>" in body and ">17<" in body  # quarantine reason: file, line, field
+    for chart in ("by_day", "by_feature", "by_user", "levers"):
+        assert f'id="chart-{chart}"' in body, "no chart: is vl-convert-python installed?"
+        assert f'data-chart="chart-{chart}"' in body
+
+
+def test_html_small_report() -> None:
+    html = render_html(small_analysis())
+    assert "$1,234.57" in html and "$400.10" in html and "32.4%" in html
+    assert "Every request was priced" in html
+
+
+def empty_analysis() -> Analysis:
+    zero = Decimal(0)
+    return Analysis(
+        generated_at="2024-06-01T00:00:00Z",
+        advisor_version="0.1.0",
+        inputs=[],
+        period=Period(start=None, end=None, days=0.0),
+        coverage=_coverage(
+            requests=0, priced_requests=0, token_source=TokenSources(), model_resolution={}
+        ),
+        baseline=Baseline(
+            cost=zero,
+            by_model=[],
+            by_feature=[],
+            by_user=[],
+            by_day=[],
+            reconciliation=Reconciliation(
+                rows_with_logged_cost=0,
+                logged_total=zero,
+                computed_total=zero,
+                gap=zero,
+                gap_share=None,
+                by_model=[],
+            ),
+        ),
+        combined=Combined(cost=zero, saving=zero, saving_share=0.0),
+    )
+
+
+def test_empty_analysis_renders_everywhere() -> None:
+    a = empty_analysis()
+    html = render_html(a)
+    assert "No lever was simulated" in html and "unknown start" in html
+    assert "No lever was simulated" in render_markdown(a)
+    assert "No lever was simulated" in _console_text(a)
+
+
+def test_html_is_deterministic() -> None:
+    assert render_html(awkward_analysis()) == render_html(awkward_analysis())
+
+
+# --- markdown --------------------------------------------------------------------------------
+
+
+def test_markdown_totals_and_escaping() -> None:
+    a = awkward_analysis()
+    md = render_markdown(a)
+    for amount in [a.baseline.cost, a.combined.saving, a.combined.cost]:
+        assert fmt.money(amount) in md
+    assert fmt.pct(a.combined.saving_share) in md
+    assert "<script>" not in md and "<img" not in md
+    assert "\x1b" not in md and "\u202e" not in md
+    assert md.index("## Coverage") < md.index("## Spend") < md.index("## Levers")
+    # a pipe in a name never splits a table cell
+    for line in md.splitlines():
+        if line.startswith("|") and "rich" in line:
+            assert "\\|pipe\\|" in line
+    assert render_markdown(a) == md
+
+
+def test_markdown_same_totals_as_html() -> None:
+    a = small_analysis()
+    md, html = render_markdown(a), render_html(a)
+    for figure in ("$1,234.57", "$834.47", "$400.10", "32.4%"):
+        assert figure in md and figure in html
+
+
+# --- console ---------------------------------------------------------------------------------
+
+
+def _console_text(a: Analysis) -> str:
+    console = Console(record=True, width=120, color_system=None)
+    render_console(a, console)
+    return console.export_text()
+
+
+def test_console_coverage_before_spend() -> None:
+    out = _console_text(awkward_analysis())
+    assert out.index("Coverage") < out.index("Spend by model") < out.index("Levers")
+    assert out.index("Levers") < out.index("Recommendations")
+    assert "estimated" in out and "no tokenizer" in out
+    assert "logs/<script>alert(1)</script>.jsonl:17" in out and "ts" in out
+    assert "[bold]rich[/bold]" in out  # markup in a log string is shown, not interpreted
+    assert "$1,162.35" in out and "$391.25" in out
+    # terminal escape sequences and bidi overrides from a log are shown, never obeyed
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "user\\x1b[2J\\x1b[31mred\\x07" in out and "\\u202eRTL" in out
+
+
+def test_console_is_deterministic() -> None:
+    assert _console_text(small_analysis()) == _console_text(small_analysis())
+    assert "$1,234.57" in _console_text(small_analysis())
