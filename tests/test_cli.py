@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,20 @@ def test_core_does_not_import_presentation_or_ml_libraries() -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     assert helped.stdout.strip().endswith("False")
+
+
+def test_without_tokenizer_counts_are_estimated_and_said(tmp_path: Path) -> None:
+    from helpers import openai_line, write_jsonl
+
+    rows = [openai_line(f"l{i}") for i in range(25)] + [openai_line("x", prompt=None)]
+    path = write_jsonl(tmp_path / "a.jsonl", rows)
+    env = {**os.environ, "ADVISOR_TOKENIZER": "estimate"}
+    result = subprocess.run(
+        [sys.executable, "-m", "advisor", "analyze", str(path), "-o", str(tmp_path / "o"), "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    cov = json.loads(result.stdout)["coverage"]
+    assert cov["tokenizer"] == "estimate"
+    assert cov["token_source"]["estimated"] == 1
+    assert any("no tokenizer" in note for note in cov["notes"])

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 
 from advisor.errors import InputError
 from advisor.ingest import envelope, tabular
-from advisor.ingest.files import expand_paths, head_bytes, is_gzip, read_line_chunks
-from advisor.ingest.load import LoadCounts, load_staged, quarantine_rows
+from advisor.ingest.files import expand_paths, head_bytes, is_gzip, read_line_blocks
+from advisor.ingest.load import LoadCounts, load_staged
 
 FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet")
 Progress = Callable[[str, int], None]  # (file, rows done so far in that file)
@@ -66,28 +65,6 @@ def detect_format(path: Path) -> str:
     return "jsonl"
 
 
-def _decode(chunk: list[tuple[int, bytes]]) -> tuple[list[int], list[str], list[tuple]]:
-    lines: list[int] = []
-    raws: list[str] = []
-    bad: list[tuple] = []
-    for number, data in chunk:
-        if not data.strip():
-            bad.append((number, None, "empty line", ""))
-            continue
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            excerpt = data[:80].decode("utf-8", "replace")
-            bad.append((number, None, f"not UTF-8 text (byte {exc.start})", excerpt))
-            continue
-        if "\x00" in text:
-            bad.append((number, None, "binary data (NUL byte)", text[:80].replace("\x00", "")))
-            continue
-        lines.append(number)
-        raws.append(text)
-    return lines, raws, bad
-
-
 def _ingest_jsonl(
     con: duckdb.DuckDBPyConnection,
     path: Path,
@@ -99,18 +76,13 @@ def _ingest_jsonl(
     convention = fmt if fmt in ("openai", "anthropic") else "auto"
     sql = envelope.staging_sql("_raw_lines", convention, model)
     source = str(path)
-    for chunk in read_line_chunks(path):
-        lines, raws, bad = _decode(chunk)
-        counts.rows += len(bad)
-        counts.quarantined += quarantine_rows(con, source, bad)
-        if raws:
-            table = pa.table({"line": pa.array(lines, pa.int64()), "raw": pa.array(raws)})
-            con.register("_raw_lines", table)
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
-            con.unregister("_raw_lines")
-            counts.add(load_staged(con, "_staged", source, fmt))
+    for block in read_line_blocks(path):
+        con.register("_raw_lines", block)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
+        con.unregister("_raw_lines")
+        counts.add(load_staged(con, "_staged", source, fmt))
         if progress is not None:
-            progress(source, chunk[-1][0])
+            progress(source, counts.rows)
     con.execute("DROP TABLE IF EXISTS _staged")
     return counts
 

@@ -33,9 +33,11 @@ _GEMINI_USAGE = {
     "cachedContentTokenCount": "VARCHAR",
     "thoughtsTokenCount": "VARCHAR",
 }
+# Messages typed as a list of structs: one parse per line, no per-message re-parsing.
+_MESSAGES = [{"role": "VARCHAR", "content": "JSON", "tool_calls": "JSON"}]
 _BODY = {
     "model": "VARCHAR",
-    "messages": "JSON",
+    "messages": _MESSAGES,
     "system": "JSON",
     "max_tokens": "VARCHAR",
     "max_completion_tokens": "VARCHAR",
@@ -215,7 +217,7 @@ def _text_of(json_expr: str) -> str:
 
 
 def staging_sql(source: str, convention: str = "auto", default_model: str | None = None) -> str:
-    """SQL turning `source(line, raw)` into typed, validated, normalised rows.
+    """SQL turning `source(line, raw, junk)` (see files.read_line_blocks) into typed rows.
 
     Output columns: source_line, excerpt, error_field, error_reason, the canonical columns that
     come from the log, and `msgs` (list of {role, text}), `system_text`, `response_text`,
@@ -244,16 +246,15 @@ def staging_sql(source: str, convention: str = "auto", default_model: str | None
     ts = "raw_ts"
     default = "NULL" if default_model is None else _sql_str(default_model)
     return f"""
-WITH parsed AS (
-  SELECT line, raw, json_valid(raw) AS ok_json,
-         CASE WHEN json_valid(raw) THEN json_type(raw) END AS top_type
-  FROM {source}
+WITH stripped AS (
+  SELECT line, junk, trim(raw, chr(32) || chr(9) || chr(10) || chr(13)) AS raw FROM {source}
 ), structured AS (
-  SELECT line, raw, ok_json, top_type,
-         CASE WHEN top_type = 'OBJECT' THEN json_transform(raw, {structure}) END AS j
-  FROM parsed
+  -- Parse once; only lines that fail are parsed again, to say why.
+  SELECT line, junk, raw,
+         CASE WHEN starts_with(raw, '{{') THEN try(json_transform(raw, {structure})) END AS j
+  FROM stripped
 ), typed AS (
-  SELECT line, raw, ok_json, top_type, j,
+  SELECT line, junk, raw, j,
        j.timestamp AS {ts},
        CASE WHEN TRY_CAST(j.timestamp AS DOUBLE) IS NOT NULL THEN
             to_timestamp(CASE WHEN TRY_CAST(j.timestamp AS DOUBLE) > 1e11
@@ -261,7 +262,7 @@ WITH parsed AS (
                               ELSE TRY_CAST(j.timestamp AS DOUBLE) END) AT TIME ZONE 'UTC'
             ELSE TRY_CAST(j.timestamp AS TIMESTAMPTZ) AT TIME ZONE 'UTC' END AS ts,
        coalesce(j.request.model, j.model, j.response.model, {default}) AS model,
-       coalesce(j.request.messages, j.messages) AS messages_json,
+       coalesce(j.request.messages, j.messages) AS messages,
        coalesce(j.request.system, j.system) AS system_json,
        coalesce(j.request.tools, j.tools) AS tools_json,
        coalesce(j.request.response_format, j.response_format) AS response_format_json,
@@ -270,8 +271,12 @@ WITH parsed AS (
 ), checked AS (
   SELECT *,
     CASE
-      WHEN NOT ok_json THEN '|invalid JSON (truncated or malformed line)'
-      WHEN top_type <> 'OBJECT' THEN '|expected a JSON object, got ' || lower(top_type)
+      WHEN raw IS NULL THEN '|not UTF-8 text'
+      WHEN raw = '' THEN '|empty line'
+      WHEN contains(raw, chr(0)) THEN '|binary data (NUL byte)'
+      WHEN j IS NULL AND NOT starts_with(raw, '{{') AND json_valid(raw)
+        THEN '|expected a JSON object, got ' || lower(json_type(raw))
+      WHEN j IS NULL THEN '|invalid JSON (truncated or malformed line)'
       WHEN {ts} IS NULL THEN 'timestamp|missing required field'
       WHEN ts IS NULL THEN 'timestamp|cannot read ' || left({ts}, 40) || ' as a time'
       WHEN model IS NULL OR model = '' THEN 'request.model|missing required field'
@@ -285,13 +290,13 @@ WITH parsed AS (
              || 'exceeds cache_creation_input_tokens'
       WHEN g_cached > g_prompt
         THEN 'response.usageMetadata.cachedContentTokenCount|exceeds promptTokenCount'
-      WHEN NOT ({openai_in} OR {anthropic_in}) AND messages_json IS NULL
+      WHEN NOT ({openai_in} OR {anthropic_in}) AND messages IS NULL
         THEN 'response.usage|no token counts and no prompt text to count them from'
     END AS error
   FROM typed
 )
 SELECT line AS source_line,
-       left(raw, 200) AS excerpt,
+       coalesce(junk, left(raw, 200)) AS excerpt,
        nullif(split_part(error, '|', 1), '') AS error_field,
        CASE WHEN error IS NOT NULL THEN substr(error, strpos(error, '|') + 1) END AS error_reason,
        coalesce(j.id, j.request_id, j.response.id) AS logged_id,
@@ -340,19 +345,20 @@ SELECT line AS source_line,
        coalesce(json_extract_string(j.response.choices, '$[0].finish_reason'),
                 j.response.stop_reason) AS finish_reason,
        logged_cost, feedback,
-       CASE WHEN json_type(messages_json) = 'ARRAY' THEN
-         list_transform(CAST(messages_json AS JSON[]), lambda m: {{
-           'role': json_extract_string(m, '$.role'),
-           'text': coalesce({_text_of("json_extract(m, '$.content')")}, '')
-                   || coalesce(CASE WHEN json_extract(m, '$.tool_calls') IS NOT NULL
-                                    THEN json_extract(m, '$.tool_calls')::VARCHAR END, '')
-         }}) END AS msgs,
+       list_transform(messages, lambda m: {{
+           'role': m.role,
+           'text': coalesce({_text_of("m.content")}, '')
+                   || coalesce(CASE WHEN json_type(m.tool_calls) <> 'NULL'
+                                    THEN m.tool_calls::VARCHAR END, '')
+         }}) AS msgs,
        {_text_of("system_json")} AS system_text,
        CASE WHEN tools_json IS NOT NULL AND json_type(tools_json) <> 'NULL'
             THEN tools_json::VARCHAR END AS tools_text,
        coalesce(json_extract_string(j.response.choices, '$[0].message.content'),
                 {_text_of("j.response.content")}) AS response_text,
        ({openai_in} OR {anthropic_in}) AS has_usage,
-       md5(raw) AS raw_hash
+       CASE WHEN coalesce(j.id, j.request_id, j.response.id) IS NULL
+            THEN md5(raw) END
+         AS raw_hash
 FROM checked
 """

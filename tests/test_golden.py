@@ -1,0 +1,48 @@
+"""Golden: analysis.json on sample_logs/ is byte-identical run to run and matches the committed copy.
+
+Regenerate after an intended change with: ADVISOR_UPDATE_GOLDEN=1 pytest tests/test_golden.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from advisor import api
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).resolve().parent / "golden" / "sample_analysis.json"
+
+
+def _stripped(path: Path) -> str:
+    data = json.loads(path.read_text())
+    data.pop("generated_at")
+    return json.dumps(data, indent=2) + "\n"
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    outs = []
+    for name in ("first", "second"):
+        out = tmp_path_factory.mktemp(name)
+        result = api.analyze(
+            [str(ROOT / "sample_logs" / "traffic.jsonl.gz")], out_dir=out, write_report=False
+        )
+        outs.append(result.files["analysis"])
+    return outs[0], outs[1]
+
+
+def test_same_input_gives_byte_identical_analysis(two_runs: tuple[Path, Path]) -> None:
+    first, second = (p.read_text().splitlines() for p in two_runs)
+    differing = [(a, b) for a, b in zip(first, second, strict=True) if a != b]
+    assert len(differing) == 1 and '"generated_at"' in differing[0][0]
+
+
+def test_matches_committed_golden(two_runs: tuple[Path, Path]) -> None:
+    got = _stripped(two_runs[0])
+    if os.environ.get("ADVISOR_UPDATE_GOLDEN"):
+        GOLDEN.write_text(got)
+    assert got == GOLDEN.read_text(), "analysis.json changed: see the module docstring"
