@@ -167,30 +167,34 @@ def fill_token_counts(con: duckdb.DuckDBPyConnection, encodings: Mapping[str, st
         fill.calibration = _calibration(con)
         con.execute(
             """INSERT OR IGNORE INTO text_tokens
-               SELECT t.text_hash, n.encoding,
-                      round(octet_length(encode(t.text)) / ? * ?)::BIGINT
+               SELECT t.text_hash, n.encoding, round(strlen(t.text) / ? * ?)::BIGINT
                FROM texts t JOIN _need_texts n USING (text_hash)
                WHERE n.encoding IN (SELECT unnest(?::VARCHAR[]))""",
             [BYTES_PER_TOKEN, fill.calibration or 1.0, lost],
         )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _filled AS
-            SELECT n.request_id,
-                   coalesce(sum(k.tokens + {TOKENS_PER_MESSAGE}), 0) + {TOKENS_PER_REPLY} AS inp,
-                   n.exact AND NOT list_contains(?::VARCHAR[], n.encoding) AS exact
-            FROM _need n LEFT JOIN messages m USING (request_id)
-            LEFT JOIN text_tokens k ON k.text_hash = m.text_hash AND k.encoding = n.encoding
-            GROUP BY n.request_id, n.exact, n.encoding""",
+            WITH inp AS (
+              SELECT n.request_id,
+                     coalesce(sum(k.tokens + {TOKENS_PER_MESSAGE}), 0) + {TOKENS_PER_REPLY} AS inp,
+                     n.exact AND NOT list_contains(?::VARCHAR[], n.encoding) AS exact
+              FROM _need n LEFT JOIN messages m USING (request_id)
+              LEFT JOIN text_tokens k ON k.text_hash = m.text_hash AND k.encoding = n.encoding
+              GROUP BY n.request_id, n.exact, n.encoding
+            ), outp AS (
+              SELECT n.request_id, k.tokens AS outp
+              FROM _need n JOIN requests r USING (request_id)
+              JOIN text_tokens k ON k.text_hash = r.response_hash AND k.encoding = n.encoding
+            )
+            SELECT i.*, coalesce(o.outp, 0) AS outp FROM inp i LEFT JOIN outp o USING (request_id)
+            """,
         [lost],
     )
     con.execute(
         """UPDATE requests r SET
              input_tokens = f.inp, cache_read_tokens = 0, cache_write_tokens = 0,
              cache_write_1h_tokens = 0,
-             output_tokens = coalesce((SELECT k.tokens FROM text_tokens k JOIN _need n
-                                       ON k.encoding = n.encoding
-                                       WHERE n.request_id = r.request_id
-                                         AND k.text_hash = r.response_hash), 0),
+             output_tokens = f.outp,
              token_source = CASE WHEN f.exact THEN 'tokenized' ELSE 'estimated' END
            FROM _filled f WHERE f.request_id = r.request_id"""
     )
@@ -209,11 +213,12 @@ def _calibration(con: duckdb.DuckDBPyConnection) -> float | None:
     """logged prompt tokens / length-estimated prompt tokens over rows that have both."""
     row = first_row(
         con,
-        f"""WITH est AS (
+        f"""WITH sizes AS (SELECT text_hash, strlen(text) AS bytes FROM texts),
+            est AS (
               SELECT r.request_id, any_value(r.input_tokens) AS logged,
-                     sum(octet_length(encode(t.text)) / {BYTES_PER_TOKEN}
-                         + {TOKENS_PER_MESSAGE}) + {TOKENS_PER_REPLY} AS estimate
-              FROM requests r JOIN messages m USING (request_id) JOIN texts t USING (text_hash)
+                     sum(s.bytes / {BYTES_PER_TOKEN} + {TOKENS_PER_MESSAGE})
+                       + {TOKENS_PER_REPLY} AS estimate
+              FROM requests r JOIN messages m USING (request_id) JOIN sizes s USING (text_hash)
               WHERE r.token_source = 'logged' GROUP BY r.request_id
             )
             SELECT sum(logged) / sum(estimate), count(*) FROM est""",
