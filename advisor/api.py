@@ -31,6 +31,8 @@ __all__ = [
     "SimOptions",
     "analyze",
     "export_decisions",
+    "export_evalset",
+    "export_router",
     "ingest",
     "load_analysis",
     "load_price_table",
@@ -40,6 +42,13 @@ __all__ = [
 ANALYSIS_FILE = "analysis.json"
 REPORT_FILE = "report.html"
 DB_FILE = "advisor.duckdb"
+# What `analyze` writes beside the analysis: router configs per format, and the evaluation set.
+ROUTER_FILES = {
+    "generic": "router.yaml",
+    "litellm": "litellm_config.yaml",
+    "portkey": "portkey.json",
+}
+EVALSET_DIR = "evalset"
 
 
 @dataclass
@@ -181,6 +190,14 @@ def analyze(
     if write_report:
         files["report"] = out / REPORT_FILE
         files["report"].write_text(render_report(result, "html"), encoding="utf-8")
+        if any(lever.id == "tiering" for lever in result.levers):
+            for fmt_name, name in ROUTER_FILES.items():
+                files[f"router ({fmt_name})"] = out / name
+                files[f"router ({fmt_name})"].write_text(
+                    export_router(db_path, fmt_name), encoding="utf-8"
+                )
+            files["evalset"] = out / EVALSET_DIR
+            export_evalset(db_path, files["evalset"])
     problems = []
     cov = result.coverage
     if cov.quarantined_rows:
@@ -212,15 +229,48 @@ DECISION_COLUMNS = (
 )  # fmt: skip
 
 
-def export_decisions(db: Path, output: Path) -> int:
-    """One row per request: the audit trail behind every figure (Parquet or CSV by extension)."""
+def _analysed_store(db: Path) -> duckdb.DuckDBPyConnection:
     if not Path(db).is_file():
         raise AdvisorError(f"no store at {db}", hint="run `advisor analyze LOGS` first")
     con = store.connect(db, read_only=True)
+    tables = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
+    if "sim_final" not in tables:
+        con.close()
+        raise AdvisorError(f"{db} holds no analysis", hint="run `advisor analyze` on it first")
+    return con
+
+
+def export_router(db: Path, fmt: str = "generic") -> str:
+    """The router config (generic YAML, LiteLLM config.yaml or Portkey JSON) of an analysis."""
+    from advisor import export
+
+    if fmt not in export.FORMATS:
+        raise AdvisorError(
+            f"unknown router format {fmt!r}", hint="formats: " + ", ".join(export.FORMATS)
+        )
+    con = _analysed_store(db)
+    try:
+        return export.export_router(con, fmt)
+    finally:
+        con.close()
+
+
+def export_evalset(db: Path, out_dir: Path, *, per_stratum: int = 10, seed: int = 0) -> list[Path]:
+    """A stratified sample of the requests the router would move, plus a promptfoo config."""
+    from advisor import export
+
+    con = _analysed_store(db)
+    try:
+        return export.export_evalset(con, Path(out_dir), per_stratum=per_stratum, seed=seed)
+    finally:
+        con.close()
+
+
+def export_decisions(db: Path, output: Path) -> int:
+    """One row per request: the audit trail behind every figure (Parquet or CSV by extension)."""
+    con = _analysed_store(db)
     try:
         tables = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
-        if "sim_final" not in tables:
-            raise AdvisorError(f"{db} holds no analysis", hint="run `advisor analyze` on it first")
         joins, selects = [], []
         lever_columns = {
             "tiering": ("difficulty", "confidence", "routed_model"),

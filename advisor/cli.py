@@ -219,6 +219,47 @@ def export_decisions(
     err.print(f"wrote {count:,} rows to {escape(str(output))}")
 
 
+@export_app.command("router")
+def export_router(
+    fmt: Annotated[str, typer.Option("--format", help="generic|litellm|portkey.")] = "generic",
+    db: DbOpt = Path("advisor-out/advisor.duckdb"),
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
+    ] = None,
+) -> None:
+    """The router config that applies the tiering decisions in production.
+
+    Example: advisor export router --format litellm -o litellm_config.yaml
+    """
+    text = api.export_router(db, fmt)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {escape(str(output))}")
+
+
+@export_app.command("evalset")
+def export_evalset(
+    db: DbOpt = Path("advisor-out/advisor.duckdb"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output folder.")] = Path(
+        "advisor-out/evalset"
+    ),
+    per_stratum: Annotated[
+        int,
+        typer.Option("--per-stratum", help="Requests per feature/template and confidence band."),
+    ] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+) -> None:
+    """Requests the router would move, as chat JSONL plus a promptfoo config to compare models.
+
+    Example: advisor export evalset -o evalset  (then: promptfoo eval -c evalset/promptfoo/...)
+    """
+    paths = api.export_evalset(db, output, per_stratum=per_stratum, seed=seed)
+    for path in paths:
+        err.print(f"wrote {escape(str(path))}")
+
+
 @prices_app.command("list")
 def prices_list(
     prices: PricesOpt = None, rules_dir: RulesOpt = None, json_: JsonOpt = False

@@ -13,7 +13,8 @@ substring of a string feature (or membership in a list feature). The same semant
 millions of rows at once), so a rule means the same thing everywhere.
 
 Rules that carry `when` (a condition) and `cases: {pass: [...], fail: [...]}` (feature rows that
-must and must not match) are checked by `run_cases`; `rules_with_cases` finds them in any rules file.
+must and must not match) are checked by `run_cases`; `rules_with_cases` finds them in any
+rules file.
 This module imports nothing heavy: the pure-Python router uses it.
 """
 
@@ -82,7 +83,7 @@ def _check_type(kind: FeatureType, value: Scalar, where: str) -> None:
 def parse(
     data: Any, features: Mapping[str, FeatureType] | None = None, where: str = "when"
 ) -> Condition:
-    """Validate raw data (from YAML) into a Condition. With `features`, names and types are checked."""
+    """Validate raw data (from YAML) into a Condition; with `features`, check names and types."""
     if not isinstance(data, Mapping):
         raise ConditionError(f"{where}: expected a mapping, got {type(data).__name__}")
     keys = set(data)
@@ -263,7 +264,7 @@ def run_cases(
                         f"{rule_id}.cases.{kind}[{i}]: unknown features {sorted(unknown)}"
                     )
             if evaluate(cond, row) != (kind == "pass"):
-                failures.append(CaseFailure(rule_id, kind, i, row))  # type: ignore[arg-type]
+                failures.append(CaseFailure(rule_id, "pass" if kind == "pass" else "fail", i, row))
     return failures
 
 

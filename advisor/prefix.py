@@ -1,25 +1,26 @@
 """The prefix model: every request's prompt, in the order the provider reads it, as cumulative
-hashes of fixed-size token blocks, and the cache replays that walk those hashes.
+hashes of fixed-size token blocks; and the cache replays that walk those hashes.
 
 The serialised prompt is the messages in `messages.position` order (tools, system, messages), each
-message's tokens followed by one role marker token. The hash of a prefix of length p is the
-polynomial sum(v(tok_i) * R**i, i < p) mod 2**64 with v a 64-bit mix of the token id, so it depends
-on the token sequence alone: two requests whose streams agree up to p get the same hash there, however
-their messages were cut. That makes "longest cached prefix" a lookup of block-boundary hashes.
+message's tokens followed by one role-marker token. The hash of the prefix of length p is the
+polynomial sum(v(tok_i) * R**i for i < p) mod 2**64, v a 64-bit mix of the token id: it depends on
+the token sequence alone, so two requests whose streams agree up to p have the same hash there
+however their messages are cut, and "longest cached prefix" is a lookup of block-end hashes.
 
 Work is O(total blocks) on numpy arrays, and tokenisation is kept to what can be shared (DESIGN §8):
-1. Prompts are first hashed at message granularity; a message prefix seen in two or more requests is
-   *shared* and its texts are tokenised (each distinct text once).
-2. At the first unshared message of a request, a partial prefix can still be shared with a sibling
-   (a system prompt whose date is at the end): the message is compared character-wise with the other
-   texts that follow the same prefix, and only its longest common part with one of them is tokenised.
-   Unique trailing text is never tokenised: its length comes from the logged usage.
+1. Prompts are first hashed at message granularity. A message prefix found in two or more requests
+   is *shared*; its texts are tokenised, each distinct text once.
+2. The first unshared message of a request can still share its start with a sibling (a system
+   prompt with the date at its end): it is compared character-wise with the other texts that
+   follow the same prefix, and only its longest common part with one of them is tokenised.
+   Unique trailing text is never tokenised: the request's length comes from its logged usage.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -35,8 +36,8 @@ _TOKEN_SALT = 0x5BD1E9955BD1E995
 _MARKER_BASE = 1 << 40  # role markers live far above any vocabulary id
 ROLES = {"tools": 1, "system": 2, "developer": 3, "user": 4, "assistant": 5, "tool": 6}
 STATIC_ROLES = (1, 2, 3)  # tools, system, developer: where a template's stable part lives
-_HEAD_FACTOR = 8  # characters fetched per needed token before falling back to whole texts
-_BATCH_CHARS = 8_000_000  # text handed to the tokenizer at once: bounds memory, keeps threads busy
+_HEAD_FACTOR = 8  # characters fetched per needed token before comparing whole texts
+_BATCH_CHARS = 8_000_000  # text tokenised at once: bounds memory, keeps the threads busy
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -51,7 +52,13 @@ def mix64(x: np.ndarray) -> np.ndarray:
 
 
 def pow_r(exponent: np.ndarray) -> np.ndarray:
-    """R**e mod 2**64, elementwise, by binary exponentiation."""
+    """R**e mod 2**64, elementwise: from the table of powers when exponents are prompt-sized,
+    else by binary exponentiation."""
+    if not len(exponent):
+        return np.ones(0, dtype=U64)
+    top = int(exponent.max())
+    if top < 1 << 22:
+        return powers(top + 1)[exponent]
     e = exponent.astype(U64, copy=True)
     result = np.ones(len(e), dtype=U64)
     base = np.full(len(e), _R, dtype=U64)
@@ -67,7 +74,7 @@ _POWERS = np.ones(1, dtype=U64)
 
 
 def powers(n: int) -> np.ndarray:
-    """R**0 .. R**(n-1), grown on demand and shared between calls."""
+    """R**0 .. R**(n-1), grown on demand and kept between calls."""
     global _POWERS
     if len(_POWERS) < n:
         steps = np.full(max(n, 2 * len(_POWERS)), _R, dtype=U64)
@@ -86,16 +93,21 @@ def marker_values(roles: np.ndarray) -> np.ndarray:
 
 def segment_starts(offsets: np.ndarray) -> np.ndarray:
     """For CSR offsets, the start offset of the segment each element belongs to."""
-    counts = np.diff(offsets)
-    return np.repeat(offsets[:-1], counts)
+    return np.repeat(offsets[:-1], np.diff(offsets))
 
 
-def seg_cumsum(values: np.ndarray, offsets: np.ndarray, *, inclusive: bool = True) -> np.ndarray:
-    """Cumulative sums restarting at every CSR segment (uint64 wraps, int64 does not overflow here)."""
+def seg_cumsum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Inclusive cumulative sums restarting at every CSR segment (uint64 sums wrap, like hashes)."""
     total = np.concatenate([np.zeros(1, values.dtype), np.cumsum(values, dtype=values.dtype)])
-    starts = segment_starts(offsets)
-    end = np.arange(1, len(values) + 1) if inclusive else np.arange(len(values))
-    return total[end] - total[starts]
+    return total[1:] - total[segment_starts(offsets)]
+
+
+def _boundaries(o: np.ndarray, ell: np.ndarray, b: int) -> tuple[np.ndarray, ...]:
+    """Block ends k*b inside spans (o, o + ell]: the span of each, k, and its offset in the span."""
+    cnt = (o + ell) // b - o // b
+    rep = np.repeat(np.arange(len(o)), cnt)
+    k = (o // b + 1)[rep] + np.arange(len(rep)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    return rep, k, k * b - o[rep]
 
 
 @dataclass
@@ -115,7 +127,7 @@ class TokenStats:
 class PrefixModel:
     """Requests 0..n-1 (the caller's order) as message prefixes and token-block hashes.
 
-    Messages are CSR over requests (`msg_off`); blocks likewise (`block_off`). `msg_end` is the
+    Messages are CSR over requests (`msg_off`), blocks likewise (`block_off`); `msg_end` is the
     token count up to the end of a message, -1 where the message was not tokenised (unshared).
     """
 
@@ -133,13 +145,18 @@ class PrefixModel:
     stats: TokenStats = field(default_factory=lambda: TokenStats(DEFAULT_ENCODING))
 
 
-class _Tokenizer:
-    def __init__(self, encoding: str, stats: TokenStats) -> None:
+class Tokenizer:
+    """tiktoken (the model's encoding, else o200k_base) or 4-byte pseudo-tokens, with a cache of
+    whole texts by hash so that a second replay of the same store (a what-if) re-tokenises only
+    what it has not seen."""
+
+    def __init__(self, encoding: str, cache_tokens: int = 50_000_000) -> None:
         exact = encoding in ("o200k_base", "cl100k_base")
-        self.enc = get_encoding(encoding if exact else DEFAULT_ENCODING)
-        stats.encoding = encoding if exact else DEFAULT_ENCODING
-        stats.estimated = self.enc is None
+        self.encoding = encoding if exact else DEFAULT_ENCODING
+        self.enc = get_encoding(self.encoding)
         self.threads = os.cpu_count() or 1
+        self.cache: dict[str, np.ndarray] = {}
+        self.room = cache_tokens  # tokens the cache may still take (4 bytes each)
 
     def encode(self, texts: list[str]) -> list[np.ndarray]:
         if self.enc is None:  # no tokenizer: 4-byte pseudo-tokens keep the prefix structure
@@ -147,10 +164,26 @@ class _Tokenizer:
             for text in texts:
                 raw = text.encode("utf-8")
                 raw += b"\0" * (-len(raw) % 4)
-                out.append(np.frombuffer(raw, dtype="<u4").astype(np.int64))
+                out.append(np.frombuffer(raw, dtype="<i4").copy())
             return out
-        lists = self.enc.encode_ordinary_batch(texts, num_threads=self.threads)
-        return [np.array(t, dtype=np.int64) for t in lists]
+        # One chunk per thread: tiktoken's own batch call starts a future per text, which costs
+        # more than the encoding itself when texts are short.
+        enc = self.enc
+
+        def work(chunk: list[str]) -> list[np.ndarray]:
+            return [np.array(enc.encode_ordinary(t), dtype=np.int32) for t in chunk]
+
+        step = -(-len(texts) // self.threads)
+        chunks = [texts[i : i + step] for i in range(0, len(texts), step)]
+        if len(chunks) < 2:
+            return work(texts)
+        with ThreadPoolExecutor(len(chunks)) as pool:
+            return [t for part in pool.map(work, chunks) for t in part]
+
+    def remember(self, key: str, tokens: np.ndarray) -> None:
+        if len(tokens) <= self.room:
+            self.cache[key] = tokens
+            self.room -= len(tokens)
 
 
 def _relation(sql: str) -> str:
@@ -168,13 +201,13 @@ def _batches(cur: duckdb.DuckDBPyConnection, size: int = 2000) -> Iterator[list[
 
 
 def _char_batches(rows: Iterator[list[tuple]], text_col: int) -> Iterator[list[tuple]]:
-    """Regroup fetched rows so that each batch holds about _BATCH_CHARS of text."""
+    """Regroup fetched rows into batches of about _BATCH_CHARS characters of text."""
     pending: list[tuple] = []
     chars = 0
     for chunk in rows:
         for row in chunk:
             pending.append(row)
-            chars += len(row[text_col])
+            chars += len(row[text_col] or "")
             if chars >= _BATCH_CHARS:
                 yield pending
                 pending, chars = [], 0
@@ -183,14 +216,14 @@ def _char_batches(rows: Iterator[list[tuple]], text_col: int) -> Iterator[list[t
 
 
 def _lcp(a: str, b: str) -> int:
-    """Length of the longest common prefix: slice comparisons in C, then a binary search."""
+    """Length of the longest common prefix: slice comparisons (in C), then a binary search."""
     n = min(len(a), len(b))
     lo, step = 0, 4096
     while lo < n and a[lo : lo + step] == b[lo : lo + step]:
         lo += step
-    hi = min(lo + step, n)
     if lo >= n:
         return n
+    hi = min(lo + step, n)
     while hi - lo > 1:  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
         mid = (lo + hi) // 2
         if a[lo:mid] == b[lo:mid]:
@@ -208,11 +241,13 @@ def build(
     block_size: int | None,
     messages_sql: str = "messages",
     texts_sql: str = "texts",
+    tokenizer: Tokenizer | None = None,
 ) -> PrefixModel:
     """The prefix model of the requests in table `requests` (request_id, idx = 0..n-1).
 
     `block_size` None builds message prefixes only (enough for message-granularity breakpoints).
-    `messages_sql`/`texts_sql` let a caller replay edited prompts (prefix-order what-ifs).
+    `messages_sql`/`texts_sql` replay edited prompts (prefix-order what-ifs); passing the same
+    `tokenizer` again reuses its cache.
     """
     n = int(scalar(con, f"SELECT count(*) FROM {requests}"))
     con.execute(
@@ -225,10 +260,9 @@ def build(
            SELECT text_hash, (row_number() OVER (ORDER BY text_hash) - 1)::BIGINT AS tid
            FROM (SELECT DISTINCT text_hash FROM _px_msg)"""
     )
-    role_case = " ".join(f"WHEN '{k}' THEN {v}" for k, v in ROLES.items())
+    roles = " ".join(f"WHEN '{k}' THEN {v}" for k, v in ROLES.items())
     got = con.execute(
-        f"""SELECT m.idx::BIGINT AS idx, t.tid, (CASE m.role {role_case} ELSE 7 END)::TINYINT
-                   AS role
+        f"""SELECT m.idx::BIGINT AS idx, t.tid, (CASE m.role {roles} ELSE 7 END)::TINYINT AS role
             FROM _px_msg m JOIN _px_tid t USING (text_hash) ORDER BY m.idx, m.position"""
     ).fetchnumpy()
     idx = np.asarray(got["idx"], dtype=np.int64)
@@ -238,151 +272,162 @@ def build(
     np.cumsum(np.bincount(idx, minlength=n), out=msg_off[1:])
     pos = np.arange(len(idx)) - segment_starts(msg_off)
 
-    # 1. message prefixes: a request's prefix through message i, as one 64-bit key, then dense ids.
+    # 1. Message prefixes: each request's prefix through message i as one 64-bit key.
     item = mix64(tid.astype(U64) * U64(16) + role.astype(U64))
-    key = seg_cumsum(item * pow_r(pos), msg_off)
-    _, node, counts = np.unique(key, return_inverse=True, return_counts=True)
+    _, node, counts = np.unique(
+        seg_cumsum(item * pow_r(pos), msg_off), return_inverse=True, return_counts=True
+    )
     node = node.astype(np.int64)
-    shared = counts[node] >= 2
+    shared = counts[node] >= 2  # prefix-closed: a shared prefix's own prefixes are shared
     n_shared = np.bincount(idx, weights=shared, minlength=n).astype(np.int64)
-
-    stats = TokenStats(encoding)
-    tok = _Tokenizer(encoding, stats)
+    tok = tokenizer if tokenizer is not None else Tokenizer(encoding)
+    stats = TokenStats(tok.encoding, estimated=tok.enc is None)
     pool = _TextPool.tokenize(con, tok, np.unique(tid[shared]), texts_sql, stats)
 
-    # 2. token lengths and prefix hashes at message ends (shared messages only).
-    ln = np.where(shared, pool.length(tid) + 1, 0)  # + the role marker
+    # 2. Token lengths and prefix hashes at message ends (shared messages only).
+    ln = np.where(shared, pool.len[tid] + 1, 0)  # + the role marker
     end = seg_cumsum(ln, msg_off)
     start = end - ln
-    full = pool.full_sum(tid, role) if len(tid) else np.zeros(0, U64)
     r_start = pow_r(start)
-    term = np.where(shared, r_start * full, U64(0))
+    term = np.where(shared, r_start * pool.full_sum(tid, role), U64(0))
     h_end = seg_cumsum(term, msg_off)
     h_start = h_end - term
-    msg_end = np.where(shared, end, -1)
     shared_tokens = np.zeros(n, dtype=np.int64)
-    last = msg_off[:-1] + n_shared - 1
     has = n_shared > 0
-    shared_tokens[has] = end[last[has]]
-
-    model = PrefixModel(n, block_size, msg_off, node, role, tid, msg_end, n_shared,
-                        shared_tokens, stats=stats)  # fmt: skip
+    shared_tokens[has] = end[(msg_off[:-1] + n_shared - 1)[has]]
+    model = PrefixModel(
+        n,
+        block_size,
+        msg_off,
+        node,
+        role,
+        tid,
+        np.where(shared, end, -1),
+        n_shared,
+        shared_tokens,
+        stats=stats,
+    )
     if block_size is None:
+        _drop(con)
         return model
 
-    # 3. blocks inside shared messages.
-    b = block_size
+    # 3. Blocks ending inside shared messages.
     sel = np.flatnonzero(shared)
-    o, ell = start[sel], ln[sel]
-    cnt = (o + ell) // b - o // b
-    rep = np.repeat(np.arange(len(sel)), cnt)
-    within = np.arange(len(rep)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    k = (o // b + 1)[rep] + within
-    local = k * b - o[rep]
-    s_local = pool.prefix_sum(tid[sel][rep], local, role[sel][rep])
-    blocks_h = [h_start[sel][rep] + r_start[sel][rep] * s_local]
-    blocks_req = [idx[sel][rep]]
-    blocks_k = [k - 1]
+    rep, k, local = _boundaries(start[sel], ln[sel], block_size)
+    at = sel[rep]
+    blocks = [
+        (idx[at], k - 1, h_start[at] + r_start[at] * pool.prefix_sum(tid[at], local, role[at]))
+    ]
 
-    # 4. partial matches at the first unshared message.
+    # 4. Partial matches: the first unshared message against its siblings.
     parent = np.where(pos > 0, np.concatenate([[-1], node[:-1]]), -1)
     div = np.flatnonzero(~shared & (pos == n_shared[idx]))
-    div_o = np.where(pos[div] > 0, end[np.maximum(div - 1, 0)], 0)
-    div_h = np.where(pos[div] > 0, h_end[np.maximum(div - 1, 0)], U64(0))
-    needed = b - div_o % b
-    cuts = _sibling_cuts(con, parent, tid, div, needed, texts_sql, stats)
-    if len(cuts):
-        p_req, p_k, p_h, p_len = _partial_blocks(con, tok, cuts, idx, tid, div, div_o, div_h,
-                                                 needed, b, texts_sql, stats)  # fmt: skip
-        blocks_req.append(p_req)
-        blocks_k.append(p_k)
-        blocks_h.append(p_h)
-        np.add.at(shared_tokens, idx[div[cuts["i"]]], p_len)
+    prev = np.maximum(div - 1, 0)
+    div_o = np.where(pos[div] > 0, end[prev], 0)
+    div_h = np.where(pos[div] > 0, h_end[prev], U64(0))
+    needed = block_size - div_o % block_size  # tokens that complete the current block
+    which, chars = _sibling_cuts(con, parent, tid, div, needed, texts_sql, stats)
+    if len(which):
+        p_req, p_k, p_h, p_len = _partial_blocks(
+            con, tok, which, chars, tid[div], div_o, div_h, needed, block_size, texts_sql, stats
+        )
+        blocks.append((idx[div][p_req], p_k, p_h))
+        shared_tokens[idx[div][which]] += p_len
 
-    req = np.concatenate(blocks_req)
-    kk = np.concatenate(blocks_k)
-    order = np.lexsort((kk, req))
-    model.block_off = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(req, minlength=n), out=model.block_off[1:])
-    model.block_hash = np.concatenate(blocks_h)[order]
-    for t in ("_px_msg", "_px_tid"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
+    req = np.concatenate([b[0] for b in blocks])
+    order = np.lexsort((np.concatenate([b[1] for b in blocks]), req))
+    np.cumsum(np.bincount(req, minlength=n), out=(off := np.zeros(n + 1, dtype=np.int64))[1:])
+    model.block_off = off
+    model.block_hash = np.concatenate([b[2] for b in blocks])[order]
+    _drop(con)
     return model
 
 
+def _drop(con: duckdb.DuckDBPyConnection) -> None:
+    for t in ("_px_msg", "_px_tid"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
 class _TextPool:
-    """Token prefix sums of every shared text: sum(v(tok_j) * R**j, j < i) for i = 0..len."""
+    """Token prefix sums of the shared texts: sum(v(tok_j) * R**j for j < i), i = 0..len."""
 
     def __init__(self, size: int) -> None:
         self.off = np.full(size, -1, dtype=np.int64)  # tid -> start in `sums`
         self.len = np.zeros(size, dtype=np.int64)
-        self.sums = np.zeros(0, dtype=U64)
+        self.sums = np.zeros(1, dtype=U64)
 
     @classmethod
     def tokenize(
         cls,
         con: duckdb.DuckDBPyConnection,
-        tok: _Tokenizer,
+        tok: Tokenizer,
         tids: np.ndarray,
         texts_sql: str,
         stats: TokenStats,
     ) -> _TextPool:
-        size = int(scalar(con, "SELECT count(*) FROM _px_tid"))
-        pool = cls(size)
+        pool = cls(int(scalar(con, "SELECT count(*) FROM _px_tid")))
         if not len(tids):
             return pool
         _register(con, "_px_want", {"tid": tids})
+        want = con.execute(
+            "SELECT w.tid, t.text_hash FROM _px_want w JOIN _px_tid t USING (tid)"
+        ).fetchall()
+        known = {t: tok.cache[h] for t, h in want if h in tok.cache}
+        _register(
+            con,
+            "_px_want",
+            {"tid": np.array([t for t, _ in want if t not in known], dtype=np.int64)},
+        )
         cur = con.execute(
-            f"""SELECT w.tid, x.text FROM _px_want w JOIN _px_tid t USING (tid)
+            f"""SELECT w.tid, t.text_hash, x.text FROM _px_want w JOIN _px_tid t USING (tid)
                 JOIN {_relation(texts_sql)} x USING (text_hash)"""
         )
         parts: list[np.ndarray] = []
         at = 0
-        for batch in _char_batches(_batches(cur), 1):
-            encoded = tok.encode([text or "" for _, text in batch])
-            for (t, _), toks in zip(batch, encoded, strict=True):
-                pool.off[t], pool.len[t] = at, len(toks)
-                at += len(toks) + 1
+
+        def add(t: int, toks: np.ndarray) -> None:
+            nonlocal at
+            pool.off[t], pool.len[t] = at, len(toks)
+            at += len(toks) + 1  # + the leading 0 of its prefix sums
+            parts.append(toks)
+
+        for t, toks in sorted(known.items()):
+            add(t, toks)
+        for batch in _char_batches(_batches(cur), 2):
+            for (t, h, _), toks in zip(batch, tok.encode([r[2] or "" for r in batch]), strict=True):
+                add(t, toks)
+                tok.remember(h, toks)
                 stats.tokens_full += len(toks)
-                parts.append(toks)
             stats.texts_full += len(batch)
         con.unregister("_px_want")
-        lens = np.array([len(p) for p in parts], dtype=np.int64)
-        pool.sums = _prefix_sums(parts, lens)
+        pool.sums = _prefix_sums(parts)
         return pool
 
-    def length(self, tid: np.ndarray) -> np.ndarray:
-        return self.len[tid]
-
     def full_sum(self, tid: np.ndarray, role: np.ndarray) -> np.ndarray:
-        """Prefix sum of the whole message: text tokens then the role marker."""
+        """Prefix sum of a whole message: its text tokens, then its role marker."""
         ok = self.off[tid] >= 0
-        at = np.where(ok, self.off[tid] + self.len[tid], 0)
-        text = np.where(ok, self.sums[at] if len(self.sums) else U64(0), U64(0))
+        text = np.where(ok, self.sums[np.where(ok, self.off[tid] + self.len[tid], 0)], U64(0))
         return text + marker_values(role) * pow_r(self.len[tid])
 
     def prefix_sum(self, tid: np.ndarray, local: np.ndarray, role: np.ndarray) -> np.ndarray:
-        """Prefix sum of the first `local` tokens of a message (local = len + 1 includes the marker)."""
+        """Prefix sum of a message's first `local` tokens (local = len + 1 takes in the marker)."""
         ln = self.len[tid]
-        inside = np.minimum(local, ln)
-        s = self.sums[self.off[tid] + inside] if len(tid) else np.zeros(0, U64)
-        return np.where(local > ln, self.full_sum(tid, role), s)
+        inside = self.sums[self.off[tid] + np.minimum(local, ln)]
+        return np.where(local > ln, self.full_sum(tid, role), inside)
 
 
-def _prefix_sums(parts: list[np.ndarray], lens: np.ndarray) -> np.ndarray:
-    """Per part, [0, cumsum(v * R**j)]: len + 1 entries, parts laid end to end."""
+def _prefix_sums(parts: list[np.ndarray]) -> np.ndarray:
+    """Per token array, [0, cumsum(v * R**j)...] (len + 1 entries), the arrays laid end to end."""
     if not parts:
-        return np.zeros(0, U64)
+        return np.zeros(1, U64)
+    lens = np.array([len(p) for p in parts], dtype=np.int64)
     toks = np.concatenate(parts)
     off = np.zeros(len(parts) + 1, dtype=np.int64)
     np.cumsum(lens, out=off[1:])
     j = np.arange(len(toks)) - segment_starts(off)
-    vals = token_values(toks) * powers(int(lens.max()) + 1)[j]
-    sums = seg_cumsum(vals, off)
-    # insert the leading 0 of every part
+    sums = seg_cumsum(token_values(toks) * powers(int(lens.max()) + 1)[j], off)
     out = np.zeros(len(toks) + len(parts), dtype=U64)
-    dest = np.arange(len(toks)) + np.repeat(np.arange(len(parts)), lens) + 1
-    out[dest] = sums
+    out[np.arange(len(toks)) + np.repeat(np.arange(len(parts)), lens) + 1] = sums
     return out
 
 
@@ -394,28 +439,35 @@ def _sibling_cuts(
     needed: np.ndarray,
     texts_sql: str,
     stats: TokenStats,
-) -> dict[str, np.ndarray]:
-    """For each first-unshared message (an index into `div`), how many leading characters it
-    shares with another text that follows the same prefix; only those that may fill a block."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """For first-unshared messages (indices into `div`): how many leading characters each shares
+    with another text following the same prefix. Only those that may complete a block are kept."""
+    empty = np.zeros(0, dtype=np.int64)
     if not len(div):
-        return {}
+        return empty, empty
     # Siblings: every distinct (parent, text) under a parent that has a first-unshared child.
-    div_parent = parent[div]
-    parents, first = np.unique(div_parent, return_index=True)
+    parents, first = np.unique(parent[div], return_index=True)
     sib = np.flatnonzero(np.isin(parent, parents))
     which = np.full(len(parent), -1, dtype=np.int64)
     which[div] = np.arange(len(div))
-    order = np.lexsort((-which[sib], tid[sib], parent[sib]))
-    sib = sib[order]
+    sib = sib[np.lexsort((-which[sib], tid[sib], parent[sib]))]
     new = np.ones(len(sib), dtype=bool)
     new[1:] = (parent[sib][1:] != parent[sib][:-1]) | (tid[sib][1:] != tid[sib][:-1])
     sib = sib[new]
     # A token spans at least one character and at most four bytes: siblings must agree on
-    # needed/4 characters to possibly complete a block.
+    # needed/4 characters to possibly complete a block; heads of needed*8 characters are compared.
     need = needed[first][np.searchsorted(parents, parent[sib])]
-    columns = {"parent": parent[sib], "tid": tid[sib], "i": which[sib],
-               "min_chars": np.maximum(need // 4, 1), "head": need * _HEAD_FACTOR}  # fmt: skip
-    _register(con, "_px_sib", columns)
+    _register(
+        con,
+        "_px_sib",
+        {
+            "parent": parent[sib],
+            "tid": tid[sib],
+            "i": which[sib],
+            "min_chars": np.maximum(need // 4, 1),
+            "head": need * _HEAD_FACTOR,
+        },
+    )
     cur = con.execute(
         f"""WITH s AS (SELECT p.*, x.text FROM _px_sib p JOIN _px_tid t USING (tid)
                        JOIN {_relation(texts_sql)} x USING (text_hash)),
@@ -427,50 +479,51 @@ def _sibling_cuts(
             ORDER BY s.parent, head"""
     )
     best: dict[int, int] = {}  # div index -> characters shared with the closest sibling
-    runs: list[tuple[int, list[tuple[int, int]]]] = []  # heads tied over the whole head
-    prev: tuple | None = None
+    runs: list[list[tuple[int, int]]] = []  # (tid, i) of siblings whose whole heads tie
     run: list[tuple[int, int]] = []
+    prev: tuple | None = None
     for rows in _batches(cur):
         for row in rows:
-            if prev is not None and prev[0] == row[0]:
+            tie = False
+            if prev is not None and prev[0] == row[0]:  # the closest sibling is a sorted neighbour
                 common = _lcp(prev[3], row[3])
                 for who in (prev, row):
                     if who[2] >= 0:
                         best[who[2]] = max(best.get(who[2], 0), common)
-                if row[4] and prev[4] and common == len(row[3]) == len(prev[3]):
-                    run = run or [(prev[1], prev[2])]
-                    run.append((row[1], row[2]))
-                    prev = row
-                    continue
-            if len(run) > 1:
-                runs.append((int(prev[0]), run))  # type: ignore[index]
-            run = []
+                tie = row[4] and prev[4] and common == len(row[3]) == len(prev[3])
+            if tie:
+                run = run or [(prev[1], prev[2])]  # type: ignore[index]
+                run.append((row[1], row[2]))
+            elif run:
+                runs.append(run)
+                run = []
             prev = row
-    if len(run) > 1 and prev is not None:
-        runs.append((int(prev[0]), run))
+    if run:
+        runs.append(run)
     con.unregister("_px_sib")
     stats.sibling_candidates = len(best)
     if runs:
         _whole_text_lcp(con, runs, best, texts_sql)
     keep = sorted((i, c) for i, c in best.items() if c >= max(int(needed[i]) // 4, 1))
-    return {
-        "i": np.array([i for i, _ in keep], dtype=np.int64),
-        "chars": np.array([c for _, c in keep], dtype=np.int64),
-    }
+    return np.array([i for i, _ in keep], np.int64), np.array([c for _, c in keep], np.int64)
 
 
 def _whole_text_lcp(
     con: duckdb.DuckDBPyConnection,
-    runs: list[tuple[int, list[tuple[int, int]]]],
+    runs: list[list[tuple[int, int]]],
     best: dict[int, int],
     texts_sql: str,
 ) -> None:
-    """Siblings equal over the whole fetched head: compare them whole, streaming in sorted order
-    (the closest sibling of a text is a neighbour in sorted order)."""
-    members = [(r, t, i) for r, (_, run) in enumerate(runs) for t, i in run]
-    _register(con, "_px_run", {"run": np.array([m[0] for m in members], dtype=np.int64),
-                               "tid": np.array([m[1] for m in members], dtype=np.int64),
-                               "i": np.array([m[2] for m in members], dtype=np.int64)})  # fmt: skip
+    """Siblings equal over their whole heads: compare the whole texts, streamed in sorted order."""
+    members = [(r, t, i) for r, run in enumerate(runs) for t, i in run]
+    _register(
+        con,
+        "_px_run",
+        {
+            name: np.array([m[j] for m in members], dtype=np.int64)
+            for j, name in enumerate(("run", "tid", "i"))
+        },
+    )
     cur = con.execute(
         f"""SELECT r.run, r.i, x.text FROM _px_run r JOIN _px_tid t USING (tid)
             JOIN {_relation(texts_sql)} x USING (text_hash) ORDER BY r.run, x.text"""
@@ -489,11 +542,10 @@ def _whole_text_lcp(
 
 def _partial_blocks(
     con: duckdb.DuckDBPyConnection,
-    tok: _Tokenizer,
-    cuts: dict[str, np.ndarray],
-    idx: np.ndarray,
-    tid: np.ndarray,
-    div: np.ndarray,
+    tok: Tokenizer,
+    which: np.ndarray,
+    chars: np.ndarray,
+    div_tid: np.ndarray,
     div_o: np.ndarray,
     div_h: np.ndarray,
     needed: np.ndarray,
@@ -501,58 +553,43 @@ def _partial_blocks(
     texts_sql: str,
     stats: TokenStats,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Tokenise the shared leading part of each first-unshared message and hash its blocks."""
-    _register(con, "_px_cut", {"i": cuts["i"], "tid": tid[div[cuts["i"]]], "chars": cuts["chars"]})
+    """Tokenise the shared start of each first-unshared message in `which` and hash its blocks:
+    (div index, block index, hash) per block, and the tokens added per entry of `which`."""
+    _register(con, "_px_cut", {"i": which, "tid": div_tid[which], "chars": chars})
     cur = con.execute(
         f"""SELECT c.i, c.chars, x.text FROM _px_cut c JOIN _px_tid t USING (tid)
             JOIN {_relation(texts_sql)} x USING (text_hash) ORDER BY c.i"""
     )
-    out_req: list[np.ndarray] = []
-    out_k: list[np.ndarray] = []
-    out_h: list[np.ndarray] = []
-    lens_i: list[int] = []
-    lens_v: list[int] = []
+    out: list[tuple[np.ndarray, ...]] = []
+    added = dict.fromkeys(which.tolist(), 0)
     for batch in _char_batches(_batches(cur, 500), 2):
-        # the token at the cut may differ from the full text's: drop it
+        # the last token of a cut text may differ from the whole text's there: drop it
         encoded = [t[:-1] for t in tok.encode([text[:c] for _, c, text in batch])]
-        rows = [(int(i), t) for (i, _, _), t in zip(batch, encoded, strict=True)
-                if len(t) >= needed[i]]  # fmt: skip
+        rows = [
+            (int(i), t) for (i, _, _), t in zip(batch, encoded, strict=True) if len(t) >= needed[i]
+        ]
         if not rows:
             continue
         ii = np.array([i for i, _ in rows], dtype=np.int64)
         parts = [t for _, t in rows]
-        lens = np.array([len(t) for t in parts], dtype=np.int64)
+        for i, t in rows:
+            added[i] = len(t)
         stats.texts_partial += len(parts)
-        stats.tokens_partial += int(lens.sum())
-        lens_i.extend(ii.tolist())
-        lens_v.extend(lens.tolist())
-        sums = _prefix_sums(parts, lens)
-        base = np.concatenate([[0], np.cumsum(lens + 1)[:-1]])
-        o = div_o[ii]
-        cnt = (o + lens) // b - o // b
-        rep = np.repeat(np.arange(len(ii)), cnt)
-        within = np.arange(len(rep)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        k = (o // b + 1)[rep] + within
-        local = k * b - o[rep]
-        h = div_h[ii][rep] + pow_r(o)[rep] * sums[base[rep] + local]
-        out_req.append(idx[div[ii]][rep])
-        out_k.append(k - 1)
-        out_h.append(h)
+        stats.tokens_partial += sum(len(t) for t in parts)
+        sums = _prefix_sums(parts)
+        base = np.concatenate([[0], np.cumsum([len(t) + 1 for t in parts])[:-1]])
+        rep, k, local = _boundaries(div_o[ii], np.array([len(t) for t in parts]), b)
+        h = div_h[ii][rep] + pow_r(div_o[ii])[rep] * sums[base[rep] + local]
+        out.append((ii[rep], k - 1, h))
     con.unregister("_px_cut")
-    p_len = np.zeros(len(div), dtype=np.int64)
-    p_len[np.array(lens_i, dtype=np.int64)] = np.array(lens_v, dtype=np.int64)
     empty = np.zeros(0, np.int64)
-    return (
-        np.concatenate(out_req) if out_req else empty,
-        np.concatenate(out_k) if out_k else empty,
-        np.concatenate(out_h) if out_h else np.zeros(0, U64),
-        p_len[cuts["i"]],
-    )
+    cols = [np.concatenate([o[j] for o in out]) if out else empty for j in range(3)]
+    return cols[0], cols[1], cols[2].astype(U64), np.array([added[i] for i in which.tolist()])
 
 
 # ---------------------------------------------------------------------------------------------
-# Replays. `stream` and `ts` are per request; requests are numbered in (stream, time) order, so
-# sorting occurrences by (stream, key, request) puts every key's occurrences in time order.
+# Replays. `stream` and `ts` are per request, and requests are numbered in (stream, time) order,
+# so sorting occurrences by (stream, key, request) puts each key's occurrences in time order.
 
 
 def _previous_within(
@@ -565,17 +602,15 @@ def _previous_within(
 ) -> np.ndarray:
     """For occurrences (req, key): was the key alive in the same stream's cache at that time?
 
-    With refresh-on-hit every occurrence (a hit or a write) resets the key's clock, so a hit is an
-    earlier occurrence within the TTL. Without refresh only a miss (a write) resets it. `ttl` is
-    per request (seconds, inf = unbounded); it is constant within a stream (one model).
+    With refresh-on-hit every occurrence (a hit or a write) restarts the key's TTL, so a hit is an
+    earlier occurrence within the TTL. Without refresh only a miss (a write) restarts it. `ttl`
+    is per request (seconds, inf = unbounded) and constant within a stream (one model).
     """
     order = np.lexsort((req, key, stream[req]))
-    s_req = req[order]
-    s_key = key[order]
+    s_req, s_key = req[order], key[order]
     same = np.zeros(len(order), dtype=bool)
     same[1:] = (s_key[1:] == s_key[:-1]) & (stream[s_req[1:]] == stream[s_req[:-1]])
-    t = ts[s_req]
-    life = ttl[s_req]
+    t, life = ts[s_req], ttl[s_req]
     if refresh:
         hit = np.zeros(len(order), dtype=bool)
         hit[1:] = same[1:] & (t[1:] - t[:-1] <= life[1:])
@@ -587,14 +622,14 @@ def _previous_within(
 
 
 def _write_chain(same: np.ndarray, t: np.ndarray, ttl: np.ndarray) -> np.ndarray:
-    """Hits when only writes start a TTL: sequential over each key's occurrences (a Python loop,
-    over keys seen at least twice only)."""
+    """Hits when only writes start a TTL: sequential over each key's occurrences (a Python loop
+    over integer lists, and only over keys seen more than once)."""
     hit = np.zeros(len(same), dtype=bool)
     starts = np.flatnonzero(~same)
     ends = np.append(starts[1:], len(same))
+    many = ends - starts > 1
     tl, life = t.tolist(), ttl.tolist()
-    for s, e in zip(starts[ends - starts > 1].tolist(), ends[ends - starts > 1].tolist(),
-                    strict=True):  # fmt: skip
+    for s, e in zip(starts[many].tolist(), ends[many].tolist(), strict=True):
         written = tl[s]
         for i in range(s + 1, e):
             if tl[i] - written <= life[i]:
@@ -602,6 +637,17 @@ def _write_chain(same: np.ndarray, t: np.ndarray, ttl: np.ndarray) -> np.ndarray
             else:
                 written = tl[i]
     return hit
+
+
+def _per_request(
+    req: np.ndarray, values: np.ndarray, ufunc: np.ufunc, n: int, fill: int
+) -> np.ndarray:
+    """Reduce values over runs of equal, ascending `req` into an array indexed by request."""
+    out = np.full(n, fill, dtype=np.int64)
+    if len(req):
+        starts = np.flatnonzero(np.concatenate([[True], req[1:] != req[:-1]]))
+        out[req[starts]] = ufunc.reduceat(values, starts)
+    return out
 
 
 def replay_blocks(
@@ -612,35 +658,28 @@ def replay_blocks(
     ttl: np.ndarray,
     refresh: bool,
 ) -> np.ndarray:
-    """Automatic caching: the number of leading blocks of each request found in its stream's cache.
+    """Automatic caching: how many leading blocks of each request its stream's cache holds.
 
     Every eligible request (long enough to be cached at all) writes or refreshes all its blocks; a
     block counts only if every block before it hit too (prefix semantics).
     """
     counts = np.diff(model.block_off)
-    req = np.repeat(np.arange(model.n), counts)
-    keep = eligible[req]
-    occ = np.flatnonzero(keep)
-    req = req[occ]
-    if not len(req):
-        return np.zeros(model.n, dtype=np.int64)
-    k = occ - model.block_off[req]
+    occ = np.flatnonzero(np.repeat(eligible, counts))
+    req = np.repeat(np.arange(model.n), counts)[occ]
     hit = _previous_within(stream, model.block_hash[occ], req, ts, ttl, refresh)
     big = np.iinfo(np.int64).max
-    miss_k = np.where(hit, big, k)
-    first_miss = np.full(model.n, big, dtype=np.int64)
-    np.minimum.at(first_miss, req, miss_k)
+    first_miss = _per_request(
+        req, np.where(hit, big, occ - model.block_off[req]), np.minimum, model.n, big
+    )
     return np.where(eligible, np.minimum(first_miss, counts), 0)
 
 
 def _count_after(mask: np.ndarray, off: np.ndarray) -> np.ndarray:
     """For each element, how many True elements follow it within its CSR segment."""
-    if not len(mask):
-        return np.zeros(0, dtype=np.int64)
     incl = seg_cumsum(mask.astype(np.int64), off)
-    counts = np.diff(off)
-    total = np.repeat(incl[np.maximum(off[1:] - 1, 0)], counts)
-    return total - incl
+    if not len(incl):
+        return incl
+    return np.repeat(incl[np.maximum(off[1:] - 1, 0)], np.diff(off)) - incl
 
 
 def replay_breakpoints(
@@ -652,37 +691,35 @@ def replay_breakpoints(
     ttl: np.ndarray,
     refresh: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Explicit caching with breakpoints at message boundaries: (read tokens, written tokens).
+    """Explicit caching with breakpoints at message boundaries: (tokens read, tokens written).
 
     Breakpoints go where a developer who knows the traffic would put them: at message boundaries
     whose prefix recurs in the stream and is at least `min_end` tokens long — the deepest static one
-    (end of tools/system) plus the deepest others, up to `max_breakpoints`. A request reads the
-    deepest of its breakpoints still cached, refreshes the others and writes those past the read.
+    (end of tools/system) and the deepest others, `max_breakpoints` in all. A request reads its
+    deepest breakpoint still cached, refreshes the shallower ones and writes those past the read.
     """
     n, off = model.n, model.msg_off
     m_req = np.repeat(np.arange(n), np.diff(off))
     span = int(model.msg_node.max(initial=0)) + 1
-    _, inv, cnt = np.unique(stream[m_req].astype(np.int64) * span + model.msg_node,
-                            return_inverse=True, return_counts=True)  # fmt: skip
+    _, inv, cnt = np.unique(
+        stream[m_req].astype(np.int64) * span + model.msg_node,
+        return_inverse=True,
+        return_counts=True,
+    )
     cand = (cnt[inv] >= 2) & (model.msg_end >= 0) & (model.msg_end >= min_end[m_req])
     after = _count_after(cand, off)  # 0 = the deepest candidate of its request
     limit = max_breakpoints if max_breakpoints is not None else len(cand) + 1
     bp = cand & (after < limit)
-    if max_breakpoints is not None:
-        # keep the deepest static boundary (a template's long-lived prefix) among the breakpoints
+    if max_breakpoints is not None:  # make room for the deepest static boundary
         static = cand & np.isin(model.msg_role, STATIC_ROLES)
         missing = static & (_count_after(static, off) == 0) & ~bp
         need = np.zeros(n, dtype=bool)
         need[m_req[missing]] = True
-        drop = bp & (after == limit - 1) & need[m_req]
-        bp = (bp & ~drop) | missing
+        bp = (bp & ~(bp & (after == limit - 1) & need[m_req])) | missing
     occ = np.flatnonzero(bp)
-    read = np.zeros(n, dtype=np.int64)
-    deepest = np.zeros(n, dtype=np.int64)
-    if not len(occ):
-        return read, deepest
     req = m_req[occ]
     hit = _previous_within(stream, model.msg_node[occ], req, ts, ttl, refresh)
-    np.maximum.at(deepest, req, model.msg_end[occ])
-    np.maximum.at(read, req, np.where(hit, model.msg_end[occ], 0))
+    ends = model.msg_end[occ]
+    deepest = _per_request(req, ends, np.maximum, n, 0)
+    read = _per_request(req, np.where(hit, ends, 0), np.maximum, n, 0)
     return read, deepest - read

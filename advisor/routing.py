@@ -22,6 +22,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +34,12 @@ CLASSES = ("easy", "medium", "hard")
 SEVERITY = {"easy": 0, "medium": 1, "hard": 2}
 MICRO = 1_000_000  # confidences are compared in whole millionths, identically in SQL and here
 
-HEAD_CHARS = 1000  # cues and tokens read the first 1000 characters of the system and user text
+HEAD_CHARS = 1000  # cues read the first 1000 characters of the system and the user text
+TOKEN_CHARS = 500  # word tokens, the first 500: the instruction, not the pasted document
 TEMPLATE_SOURCE_CHARS = 3000
 TEMPLATE_CHARS = 1000
 TOKEN_PATTERN = r"[A-Za-z0-9]{2,}"
 MAX_TOKEN_CHARS = 24  # longer runs are ids, hashes or base64, not words
-UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-LOWER = "abcdefghijklmnopqrstuvwxyz"
-_ASCII_LOWER = str.maketrans(UPPER, LOWER)
 
 # Template normalisation: what varies inside one prompt template (e-mail addresses, names and other
 # capitalised words, numbers and dates, whitespace) is masked before hashing.
@@ -51,33 +50,96 @@ TEMPLATE_STEPS: tuple[tuple[str, str], ...] = (
     (r"[ \t\r\n]+", " "),
 )
 
-# Task cues over ASCII-lowercased text. RE2 and Python `re` (ASCII mode) agree on this subset.
-CUES: dict[str, str] = {
-    "code": r"```|\bdef [a-z_]+\(|\bdiff --git\b|=>|#include\b|\bfrom [a-z_.]+ import [a-z_]|\bfunction [a-z_]+\("
-    r"|\bconst [a-z_]+ =|\bselect .+ from\b|\btraceback\b|\bstack trace\b|\bpull requests?\b"
-    r"|\bcode review|\brefactor|\bpython\b|\btypescript\b|\bjavascript\b|\bcompiler?\b",
-    "math": r"\bsolve\b|\bequations?\b|\bprove\b|\bproof\b|\bprobability\b|\bintegral\b"
-    r"|\bderivative\b|\btheorem\b|\bmaths?\b|\bmathematic|[0-9a-z] ?\^ ?[0-9]|\bsqrt\b|\bmod [0-9]"
-    r"|\bsum_",
-    "reasoning": r"step[ -]by[ -]step|\bthink (carefully|through)\b|\breasoning\b|\bjustify\b"
-    r"|\bexplain why\b|\banaly[sz]e\b|\bderive\b|\btrade-?offs?\b|\bpros and cons\b"
-    r"|\broot cause\b",
-    "classify": r"\bclassif|\bcategori[sz]|\bsentiment\b|\bone label\b|\bthe label\b|\blabel:"
-    r"|\bexactly one (word|label|category)\b|\bintent\b",
-    "extract": r"\bextract|\bparse\b|\bpull out\b|\bstructured data\b|\bjson\b|\bkey-value\b",
-    "format": r"\bconvert|\breformat|\bformat (this|the|it|as)\b|\bto (csv|json|markdown|yaml|xml)\b"
-    r"|\bas a table\b|\bnormali[sz]e\b",
-    "translate": r"\btranslat|\binto (english|french|german|spanish|italian|dutch|japanese|chinese)\b",
-    "summarise": r"\bsummar|\btl;?dr\b|\bdigest\b|\bkey points\b|\bcondense",
-    "yesno": r"\byes or no\b|\byes/no\b|\btrue or false\b|\banswer (only )?(with )?(yes|no)\b",
-    "rewrite": r"\brewrite|\brephrase|\bpolish|\bproofread|\bparaphrase"
-    r"|\bfix (the )?(grammar|spelling|typos)\b",
-    "creative": r"\bwrite (a|an|me a) [a-z -]*(story|poem|song|blurb|slogan|tagline|haiku|copy)\b"
-    r"|\bmarketing copy\b|\bcreative\b|\bbrainstorm|\bslogan|\bblurb\b",
-    "multistep": r"\bstep [0-9]|\bmulti-?step\b|\bsub-?tasks?\b|\bfirst,.+ then\b|\bplan (the|a|your)\b",
-    "qa": r"\bcontext:|\bpassages?\b|\bbased on the (context|document|text)\b|\busing only\b"
-    r"|\bquestion:",
-}
+# Task cues, written lowercase as alternatives (made caseless below). RE2 and Python `re` in
+# ASCII mode agree on this subset: no look-arounds, no back-references, ASCII classes only.
+_CUE_PARTS: dict[str, tuple[str, ...]] = {
+    "code": (
+        r"```", r"\bdef [a-z_]+\(", r"\bdiff --git\b", r"=>", r"#include\b",
+        r"\bfrom [a-z_.]+ import [a-z_]", r"\bfunction [a-z_]+\(", r"\bconst [a-z_]+ =",
+        r"\bselect .+ from\b", r"\btraceback\b", r"\bstack trace\b", r"\bpull requests?\b",
+        r"\bcode review", r"\brefactor", r"\bpython\b", r"\btypescript\b", r"\bjavascript\b",
+        r"\bcompiler?\b",
+    ),
+    "math": (
+        r"\bsolve\b", r"\bequations?\b", r"\bprove\b", r"\bproof\b", r"\bprobability\b",
+        r"\bintegral\b", r"\bderivative\b", r"\btheorem\b", r"\bmaths?\b", r"\bmathematic",
+        r"[0-9a-z] ?\^ ?[0-9]", r"\bsqrt\b", r"\bmod [0-9]", r"\bsum_",
+    ),
+    "reasoning": (
+        r"step[ -]by[ -]step", r"\bthink (carefully|through)\b", r"\breasoning\b", r"\bjustify\b",
+        r"\bexplain why\b", r"\banaly[sz]e\b", r"\bderive\b", r"\btrade-?offs?\b",
+        r"\bpros and cons\b", r"\broot cause\b",
+    ),
+    "classify": (
+        r"\bclassif", r"\bcategori[sz]", r"\bsentiment\b", r"\bone label\b", r"\bthe label\b",
+        r"\blabel:", r"\bexactly one (word|label|category)\b", r"\bintent\b",
+    ),
+    "extract": (
+        r"\bextract", r"\bparse\b", r"\bpull out\b", r"\bstructured data\b", r"\bjson\b",
+        r"\bkey-value\b",
+    ),
+    "format": (
+        r"\bconvert", r"\breformat", r"\bformat (this|the|it|as)\b",
+        r"\bto (csv|json|markdown|yaml|xml)\b", r"\bas a table\b", r"\bnormali[sz]e\b",
+    ),
+    "translate": (
+        r"\btranslat",
+        r"\binto (english|french|german|spanish|italian|dutch|japanese|chinese)\b",
+    ),
+    "summarise": (r"\bsummar", r"\btl;?dr\b", r"\bdigest\b", r"\bkey points\b", r"\bcondense"),
+    "yesno": (
+        r"\byes or no\b", r"\byes/no\b", r"\btrue or false\b",
+        r"\banswer (only )?(with )?(yes|no)\b",
+    ),
+    "rewrite": (
+        r"\brewrite", r"\brephrase", r"\bpolish", r"\bproofread", r"\bparaphrase",
+        r"\bfix (the )?(grammar|spelling|typos)\b",
+    ),
+    "creative": (
+        r"\bwrite (a|an|me a) [a-z -]*(story|poem|song|blurb|slogan|tagline|haiku|copy)\b",
+        r"\bmarketing copy\b", r"\bcreative\b", r"\bbrainstorm", r"\bslogan", r"\bblurb\b",
+    ),
+    "multistep": (
+        r"\bstep [0-9]", r"\bmulti-?step\b", r"\bsub-?tasks?\b", r"\bfirst,.+ then\b",
+        r"\bplan (the|a|your)\b",
+    ),
+    "qa": (
+        r"\bcontext:", r"\bpassages?\b", r"\bbased on the (context|document|text)\b",
+        r"\busing only\b", r"\bquestion:",
+    ),
+}  # fmt: skip
+
+
+def caseless(pattern: str) -> str:
+    """Make a lowercase ASCII pattern match either case by character classes ([cC], [a-zA-Z]),
+    not by a case-insensitive flag: RE2 folds some non-ASCII letters (the Kelvin sign) that
+    Python's ASCII mode does not, so classes are the only way both engines agree exactly."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+        elif ch == "[":
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1 : end]
+            extra = "A-Z" if "a-z" in body else "".join(c.upper() for c in body if "a" <= c <= "z")
+            out.append(f"[{body}{extra}]")
+            i = end + 1
+        elif "a" <= ch <= "z":
+            out.append(f"[{ch}{ch.upper()}]")
+            i += 1
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+CUES: dict[str, str] = {name: caseless("|".join(parts)) for name, parts in _CUE_PARTS.items()}
+# Cues are found in two steps, identical in both engines: every non-overlapping match of all cue
+# patterns together, then each cue's own pattern searched within those matched strings.
+CUE_SCAN = "|".join(f"(?:{p})" for p in CUES.values())
 
 # Size bins: a value falls in bin i = the number of edges it reaches. Binary features keep the
 # classifier's arithmetic identical in numpy and here.
@@ -89,12 +151,9 @@ BINS: dict[str, tuple[int, ...]] = {
 }
 
 _COMPILED_CUES = {name: re.compile(p, re.ASCII) for name, p in CUES.items()}
+_CUE_SCAN = re.compile(CUE_SCAN, re.ASCII)
 _TOKEN_RE = re.compile(TOKEN_PATTERN, re.ASCII)
 _TEMPLATE_RE = tuple((re.compile(p, re.ASCII), r) for p, r in TEMPLATE_STEPS)
-
-
-def ascii_lower(text: str) -> str:
-    return text.translate(_ASCII_LOWER)
 
 
 def template_id(system_text: str | None) -> str | None:
@@ -108,15 +167,22 @@ def template_id(system_text: str | None) -> str | None:
     return "t" + hashlib.md5(text.encode("utf-8")).hexdigest()[:12]
 
 
+@lru_cache(maxsize=512)
+def _system_view(text: str) -> tuple[str | None, frozenset[str], frozenset[str]]:
+    """Template id, cues and tokens of a system prompt: memoised, as a few prompts serve most
+    traffic."""
+    return template_id(text), frozenset(cues_of(text)), frozenset(tokens_of(text))
+
+
 def cues_of(text: str) -> set[str]:
-    lowered = ascii_lower(text[:HEAD_CHARS])
-    return {name for name, pattern in _COMPILED_CUES.items() if pattern.search(lowered)}
+    found = [m.group(0) for m in _CUE_SCAN.finditer(text[:HEAD_CHARS])]
+    return {name for name, p in _COMPILED_CUES.items() if any(p.search(m) for m in found)}
 
 
 def tokens_of(text: str) -> set[str]:
     return {
-        t.translate(_ASCII_LOWER)
-        for t in _TOKEN_RE.findall(text[:HEAD_CHARS])
+        t.lower()  # tokens are ASCII: lower() is exactly DuckDB's lower() here
+        for t in _TOKEN_RE.findall(text[:TOKEN_CHARS])
         if len(t) <= MAX_TOKEN_CHARS
     }
 
@@ -143,9 +209,7 @@ def content_text(content: Any) -> str | None:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts = [
-            _json_text(p.get("text")) if isinstance(p, Mapping) else None for p in content
-        ]
+        parts = [_json_text(p.get("text")) if isinstance(p, Mapping) else None for p in content]
         return "".join(p for p in parts if p is not None)
     return None
 
@@ -163,32 +227,31 @@ def _int(value: Any) -> int | None:
         return None
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def request_features(request: Mapping[str, Any]) -> dict[str, Any]:
     """Request-time features of a request body, or of a log line in advisor's envelope."""
-    body = request.get("request") if isinstance(request.get("request"), Mapping) else request
-    assert isinstance(body, Mapping)
-    meta = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
-    env_meta = request.get("metadata") if isinstance(request.get("metadata"), Mapping) else {}
+    body = _mapping(request.get("request")) or request
+    meta, env_meta = _mapping(body.get("metadata")), _mapping(request.get("metadata"))
     tags = request.get("tags")
-    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
-    system = None
-    if body.get("system") is not None:
-        system = content_text(body.get("system"))
-    roles = [
-        ((m.get("role") or "user") if isinstance(m, Mapping) else "user", m) for m in messages
-    ]
+    raw = body.get("messages")
+    # A message that is not an object reads as an empty user message, as ingest stores it.
+    messages = [_mapping(m) for m in raw] if isinstance(raw, list) else []
+    roles = [("user" if m.get("role") is None else str(m.get("role")), m) for m in messages]
+    system = content_text(body.get("system")) if body.get("system") is not None else None
     if system is None:
-        for role, m in roles:
-            if role in ("system", "developer") and isinstance(m, Mapping):
-                system = content_text(m.get("content")) or ""
-                break
-    users = [m for role, m in roles if role == "user" and isinstance(m, Mapping)]
+        firsts = [m for role, m in roles if role in ("system", "developer")]
+        system = (content_text(firsts[0].get("content")) or "") if firsts else None
+    users = [m for role, m in roles if role == "user"]
     user = (content_text(users[-1].get("content")) or "") if users else ""
     tools = body.get("tools")
     tools_count = len(tools) if isinstance(tools, list) else None
     fmt = body.get("response_format")
     response_format = fmt.get("type") if isinstance(fmt, Mapping) else fmt
-    response = request.get("response") if isinstance(request.get("response"), Mapping) else {}
+    response = _mapping(request.get("response"))
+    view = _system_view(system) if system is not None else (None, frozenset(), frozenset())
     return {
         "model": _first(body.get("model"), request.get("model"), response.get("model")),
         "provider": request.get("provider"),
@@ -198,7 +261,7 @@ def request_features(request: Mapping[str, Any]) -> dict[str, Any]:
             meta.get("feature"),
             env_meta.get("feature"),
         ),
-        "template_id": template_id(system),
+        "template_id": view[0],
         "system_text": system,
         "user_text": user,
         "system_chars": len(system) if system is not None else 0,
@@ -210,7 +273,8 @@ def request_features(request: Mapping[str, Any]) -> dict[str, Any]:
         "json_output": response_format in ("json_object", "json_schema"),
         "max_tokens": _int(_first(body.get("max_completion_tokens"), body.get("max_tokens"))),
         **{f"cue_{name}": False for name in CUES},
-        **{f"cue_{name}": True for name in cues_of(system or "") | cues_of(user)},
+        **{f"cue_{name}": True for name in view[1] | cues_of(user)},
+        "system_tokens": view[2],
     }
 
 
@@ -226,7 +290,7 @@ def active_features(feats: Mapping[str, Any]) -> set[str]:
     names |= {f"flag:{f}" for f in ("has_tools", "json_output", "has_system") if feats.get(f)}
     if feats.get("template_id"):
         names.add(f"tmpl:{feats['template_id']}")
-    words = tokens_of(feats.get("system_text") or "") | tokens_of(feats.get("user_text") or "")
+    words = set(feats.get("system_tokens") or ()) | tokens_of(feats.get("user_text") or "")
     names |= {f"tok:{w}" for w in words}
     return names
 
@@ -312,6 +376,9 @@ class Router:
             raise ValueError("not an advisor router document (kind: router, schema_version: 1)")
         self.spec = spec
         self.models = {str(k).lower(): v for k, v in (spec.get("models") or {}).items()}
+        self.by_provider = {
+            str(k).lower(): v for k, v in (spec.get("models_by_provider") or {}).items()
+        }
         self.keys = set(spec.get("model_keys") or [])
         self.guards = [
             Guard(g["id"], g["label"], int(g.get("priority", 0)), parse(g["when"]))
@@ -325,9 +392,10 @@ class Router:
         if model is None:
             return None
         name = model.lower()
-        for key in (f"{provider.lower()}/{name}" if provider else None, name):
-            if key is not None and key in self.models:
-                return self.models[key]
+        if provider and f"{provider.lower()}/{name}" in self.by_provider:
+            return self.by_provider[f"{provider.lower()}/{name}"]
+        if name in self.models:
+            return self.models[name]
         stripped = re.sub(r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|[-@]latest)$", "", name)
         return stripped if stripped in self.keys else None
 
@@ -347,27 +415,42 @@ class Router:
             label = _resolve_guards(matched)
             rule = ",".join(g.id for g in matched)
             return Decision(
-                model or "", False, difficulty=label, confidence=1.0, rule=rule,
-                reasons=tuple(g.id for g in matched), **base,
-            )  # fmt: skip
+                model or "",
+                False,
+                difficulty=label,
+                confidence=1.0,
+                rule=rule,
+                reasons=tuple(g.id for g in matched),
+                **base,
+            )
         confidence = conf / MICRO
         for rule in self.rules:
             if self._matches(rule["match"], feats, difficulty, conf):
                 target = rule["route_to"]
                 return Decision(
-                    target, True, difficulty=difficulty, confidence=confidence,
-                    rule=rule["id"], reasons=tuple(reasons),
+                    target,
+                    True,
+                    difficulty=difficulty,
+                    confidence=confidence,
+                    rule=rule["id"],
+                    reasons=tuple(reasons),
                     alias=self.aliases.get(f"{key}>{target}"),
                     **{**base, "routed_model": target},
-                )  # fmt: skip
+                )
         return Decision(
-            model or "", False, difficulty=difficulty, confidence=confidence, rule=None,
-            reasons=tuple(reasons), **base,
-        )  # fmt: skip
+            model or "",
+            False,
+            difficulty=difficulty,
+            confidence=confidence,
+            rule=None,
+            reasons=tuple(reasons),
+            **base,
+        )
 
     @staticmethod
-    def _matches(match: Mapping[str, Any], feats: Mapping[str, Any], difficulty: str,
-                 conf: int) -> bool:  # fmt: skip
+    def _matches(
+        match: Mapping[str, Any], feats: Mapping[str, Any], difficulty: str, conf: int
+    ) -> bool:
         for name, value in match.items():
             if name == "model":
                 if feats["model_key"] != value:
@@ -391,5 +474,6 @@ def load_router(path: str | Path) -> Router:
     else:
         import yaml  # PyYAML only; loaded lazily so JSON users need nothing else
 
-        spec = yaml.safe_load(text)
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's when available
+        spec = yaml.load(text, Loader=loader)  # a safe loader either way
     return Router(spec)

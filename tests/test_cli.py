@@ -138,7 +138,8 @@ def test_without_tokenizer_counts_are_estimated_and_said(tmp_path: Path) -> None
     path = write_jsonl(tmp_path / "a.jsonl", rows)
     env = {**os.environ, "ADVISOR_TOKENIZER": "estimate"}
     result = subprocess.run(
-        [sys.executable, "-m", "advisor", "analyze", str(path), "-o", str(tmp_path / "o"), "--json"],
+        [sys.executable, "-m", "advisor", "analyze", str(path), "-o", str(tmp_path / "o"),
+         "--json"],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

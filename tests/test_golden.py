@@ -1,4 +1,4 @@
-"""Golden: analysis.json on sample_logs/ is byte-identical run to run and matches the committed copy.
+"""Golden: analysis.json on sample_logs/ is the same run to run and matches the golden copy.
 
 Regenerate after an intended change with: ADVISOR_UPDATE_GOLDEN=1 pytest tests/test_golden.py
 """

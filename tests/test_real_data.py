@@ -12,7 +12,9 @@ from advisor import api
 
 
 @pytest.mark.parametrize("trace", ["code", "conv"])
-def test_azure_trace_baseline_matches_the_file(shared_data: Path, tmp_path: Path, trace: str) -> None:
+def test_azure_trace_baseline_matches_the_file(
+    shared_data: Path, tmp_path: Path, trace: str
+) -> None:
     path = shared_data / "real" / f"AzureLLMInferenceTrace_{trace}.csv"
     rows, distinct, inp, out = duckdb.sql(
         f"""SELECT count(*), count(DISTINCT (TIMESTAMP, ContextTokens, GeneratedTokens)),

@@ -238,8 +238,14 @@ def awkward_analysis() -> Analysis:
                 gap=Decimal("7.6502"),
                 gap_share=0.0065,
                 by_model=[
-                    {"model_key": SCRIPT, "requests": 3, "logged": "1170.00",
-                     "computed": "1162.3498", "gap": "7.6502", "gap_share": 0.0066}
+                    {
+                        "model_key": SCRIPT,
+                        "requests": 3,
+                        "logged": "1170.00",
+                        "computed": "1162.3498",
+                        "gap": "7.6502",
+                        "gap_share": 0.0066,
+                    }
                 ],
             ),
         ),

@@ -16,15 +16,18 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from advisor import store
-from advisor.difficulty.classifier import SAMPLE_SIZE, TrainingReport, score, train
-from advisor.difficulty.features import build_features
-from advisor.difficulty.heuristics import Rule, apply_rules, load_rules
 from advisor.routing import MICRO
+
+if TYPE_CHECKING:  # the pipeline (numpy, scipy, scikit-learn) loads only when classify() runs
+    from advisor.difficulty.classifier import TrainingReport
+    from advisor.difficulty.heuristics import Rule
+
+SAMPLE_SIZE = 100_000  # training rows at most: enough for a linear model, bounded time at 1M+
 
 __all__ = ["DifficultyResult", "classify", "load_classifier", "load_guards"]
 
@@ -69,10 +72,15 @@ class DifficultyResult:
             "by_difficulty": self.by_difficulty,
             "by_source": self.by_source,
             "rules": [
-                {"id": r.id, "title": r.title, "label": r.label, "guard": r.guard,
-                 "matched": self.rule_matches.get(r.id, 0)}
+                {
+                    "id": r.id,
+                    "title": r.title,
+                    "label": r.label,
+                    "guard": r.guard,
+                    "matched": self.rule_matches.get(r.id, 0),
+                }
                 for r in self.rules
-            ],  # fmt: skip
+            ],
             "classifier": {k: v for k, v in vars(self.training).items() if v is not None},
         }
 
@@ -90,6 +98,10 @@ def classify(
     `tiers` maps a model key to (ladder id, rank, 0 = top) for the "template already served by
     a cheaper tier" signal. Same store + rules + seed -> same table, byte for byte.
     """
+    from advisor.difficulty.classifier import score, train
+    from advisor.difficulty.features import build_features
+    from advisor.difficulty.heuristics import apply_rules, load_rules
+
     rules = load_rules(rules_dir)
     requests = build_features(con, tiers)
     apply_rules(con, rules)

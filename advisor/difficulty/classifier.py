@@ -20,9 +20,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 from scipy import sparse
-from scipy.optimize import minimize_scalar
 
-from advisor.difficulty.features import active_names_sql, token_names_sql
+from advisor.difficulty.features import active_names_sql, text_tokens_sql
 from advisor.routing import CLASSES, CLASSIFIER_FORMAT, MICRO
 
 SAMPLE_SIZE = 100_000  # training rows at most: enough for a linear model, bounded time at 1M+
@@ -50,59 +49,105 @@ class TrainingReport:
     fallback: str | None = None  # why a prior-only model was used, if it was
 
 
-def _names_sql(rows: str, vocab: str | None) -> str:
-    return (
-        f"SELECT rn, name FROM ({active_names_sql(rows)}) "
-        f"UNION ALL SELECT rn, name FROM ({token_names_sql(rows, vocab)})"
-    )
-
-
 def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
     con.execute("SELECT 1").fetchall()  # settle any half-read result: con.sql() refuses otherwise
     return con.sql(sql).to_arrow_table()
+
+
+def _ints(table: pa.Table, column: str) -> np.ndarray:
+    return table.column(column).to_numpy().astype(np.int64)
+
+
+def _matrix(
+    con: duckdb.DuckDBPyConnection, rows: str, n_rows: int, vocab: str | None
+) -> tuple[sparse.csr_matrix, list[str]]:
+    """The binary design matrix of the rows of table `rows` (rn, request_id), and its columns.
+
+    With `vocab` (a table registered by `_register_vocab`) the columns are that vocabulary;
+    without, every name the rows use, sorted. Token features are computed per distinct text and
+    spread to requests by sparse row indexing, not per request in SQL.
+    """
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _dif_texts AS
+            SELECT h, (row_number() OVER (ORDER BY h) - 1)::BIGINT AS hid FROM (
+                SELECT DISTINCT h FROM (
+                    SELECT f.system_hash AS h FROM {rows} b JOIN dif_features f USING (request_id)
+                    UNION ALL
+                    SELECT f.user_hash FROM {rows} b JOIN dif_features f USING (request_id))
+                WHERE h IS NOT NULL)"""
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _dif_other AS {active_names_sql(rows)}")
+    if vocab is None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _dif_tok AS {text_tokens_sql('_dif_texts')}")
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _dif_names AS
+               SELECT name, (row_number() OVER (ORDER BY name) - 1)::BIGINT AS col
+               FROM (SELECT name FROM _dif_tok UNION SELECT name FROM _dif_other)"""
+        )
+        tok_sql = "SELECT t.hid, v.col FROM _dif_tok t JOIN _dif_names v USING (name)"
+        names_table = "_dif_names"
+    else:
+        tok_sql = text_tokens_sql("_dif_texts", f"{vocab}_tok")
+        names_table = vocab
+    names = [
+        str(r[0]) for r in con.execute(f"SELECT name FROM {names_table} ORDER BY col").fetchall()
+    ]
+    n_texts = int(con.execute("SELECT count(*) FROM _dif_texts").fetchall()[0][0])
+    tok = _arrow(con, tok_sql)
+    other = _arrow(con, f"SELECT o.rn, v.col FROM _dif_other o JOIN {names_table} v USING (name)")
+    ids = _arrow(
+        con,
+        f"""SELECT b.rn, coalesce(ts.hid, {n_texts}) AS s, coalesce(tu.hid, {n_texts}) AS u
+            FROM {rows} b JOIN dif_features f USING (request_id)
+            LEFT JOIN _dif_texts ts ON ts.h = f.system_hash
+            LEFT JOIN _dif_texts tu ON tu.h = f.user_hash ORDER BY b.rn""",
+    )
+    n_cols = len(names)
+    per_text = _csr(_ints(tok, "hid"), _ints(tok, "col"), n_texts + 1, n_cols)  # last row: empty
+    x = per_text[_ints(ids, "s")] + per_text[_ints(ids, "u")]
+    x = x + _csr(_ints(other, "rn"), _ints(other, "col"), n_rows, n_cols)
+    x = sparse.csr_matrix(x)
+    x.sum_duplicates()
+    x.sort_indices()  # column order within a row = the runtime's summation order
+    x.data[:] = 1.0
+    for table in ("_dif_texts", "_dif_tok", "_dif_other", "_dif_names"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return x, names
 
 
 def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> sparse.csr_matrix:
     data = np.ones(len(rows), dtype=np.float64)
     x = sparse.csr_matrix((data, (rows, cols)), shape=(n_rows, n_cols))
     x.sum_duplicates()
-    x.sort_indices()  # column order within a row = the runtime's summation order
-    x.data[:] = 1.0
     return x
 
 
-def _select_features(con: duckdb.DuckDBPyConnection, names: str) -> list[str]:
-    """Columns of the model: every cue/bin/flag seen, frequent templates, the top tokens."""
-    rows = con.execute(
-        f"""WITH df AS (SELECT name, count(*) AS n FROM {names} GROUP BY name)
-            SELECT name FROM df WHERE NOT (name LIKE 'tok:%' OR name LIKE 'tmpl:%')
-            UNION ALL SELECT name FROM df WHERE name LIKE 'tmpl:%' AND n >= {MIN_TEMPLATE_ROWS}
-            UNION ALL SELECT name FROM (
-                SELECT name FROM df WHERE name LIKE 'tok:%' AND n >= {MIN_DF}
-                ORDER BY n DESC, name LIMIT {MAX_VOCAB})"""
-    ).fetchall()
-    return sorted(str(r[0]) for r in rows)
+def _select_features(x: sparse.csr_matrix, names: list[str]) -> np.ndarray:
+    """Columns kept: every cue/bin/flag seen, frequent templates, the most frequent tokens."""
+    df = np.asarray(x.getnnz(axis=0))
+    tokens = [i for i, n in enumerate(names) if n.startswith("tok:") and df[i] >= MIN_DF]
+    tokens = sorted(tokens, key=lambda i: (-df[i], names[i]))[:MAX_VOCAB]
+    keep = set(tokens) | {
+        i
+        for i, n in enumerate(names)
+        if (n.startswith("tmpl:") and df[i] >= MIN_TEMPLATE_ROWS)
+        or not n.startswith(("tok:", "tmpl:"))
+    }
+    return np.array(sorted(keep), dtype=np.int64)
 
 
 def _register_vocab(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
     con.execute("SELECT 1").fetchall()  # settle any half-read result: register() refuses otherwise
-    arrow = pa.table({"name": pa.array(names, pa.string()),
-                      "col": pa.array(range(len(names)), pa.int64())})  # fmt: skip
+    arrow = pa.table(
+        {"name": pa.array(names, pa.string()), "col": pa.array(range(len(names)), pa.int64())}
+    )
     con.register("_dif_vocab_arrow", arrow)
     con.execute("CREATE OR REPLACE TEMP TABLE _dif_vocab AS SELECT * FROM _dif_vocab_arrow")
     con.unregister("_dif_vocab_arrow")
-
-
-def _design(con: duckdb.DuckDBPyConnection, rows: str, n_rows: int, n_cols: int) -> sparse.csr_matrix:
-    """The binary design matrix of the rows in `rows` over the columns of `_dif_vocab`."""
-    table = _arrow(
-        con,
-        f"""SELECT n.rn, v.col FROM ({_names_sql(rows, "_dif_vocab")}) n
-            JOIN _dif_vocab v USING (name)""",
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _dif_vocab_tok AS
+           SELECT substr(name, 5) AS tok, col FROM _dif_vocab WHERE name LIKE 'tok:%'"""
     )
-    rns = table.column("rn").to_numpy().astype(np.int64)
-    cols = table.column("col").to_numpy().astype(np.int64)
-    return _csr(rns, cols, n_rows, n_cols)
 
 
 def _logits(x: sparse.csr_matrix, w: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -113,6 +158,7 @@ def _logits(x: sparse.csr_matrix, w: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
     if len(y) == 0:
         return 1.0
+    from scipy.optimize import minimize_scalar  # only when training
 
     def nll(log_t: float) -> float:
         s = z / np.exp(log_t)
@@ -122,8 +168,9 @@ def _fit_temperature(z: np.ndarray, y: np.ndarray) -> float:
 
     # Only ever soften: weak labels that the model reproduces perfectly would otherwise push the
     # temperature towards 0 and every confidence to 1, which says nothing about true difficulty.
-    result = minimize_scalar(nll, bounds=(0.0, np.log(20.0)), method="bounded",
-                             options={"xatol": 1e-6})  # fmt: skip
+    result = minimize_scalar(
+        nll, bounds=(0.0, np.log(20.0)), method="bounded", options={"xatol": 1e-6}
+    )
     return float(np.exp(result.x))
 
 
@@ -154,23 +201,31 @@ def train(
                   WHERE l.rule_label IS NOT NULL AND NOT f.is_error
                   ORDER BY {order}, request_id LIMIT {int(sample_size)})"""
     )
-    labelled = int(con.execute(
-        """SELECT count(*) FROM dif_labels l JOIN dif_features f USING (request_id)
+    labelled = int(
+        con.execute(
+            """SELECT count(*) FROM dif_labels l JOIN dif_features f USING (request_id)
            WHERE l.rule_label IS NOT NULL AND NOT f.is_error"""
-    ).fetchall()[0][0])  # fmt: skip
+        ).fetchall()[0][0]
+    )
     labels = con.execute("SELECT rule_label FROM _dif_train ORDER BY rn").fetchall()
     y_all = np.array([CLASSES.index(r[0]) for r in labels], dtype=np.int64)
     n = len(y_all)
     present = sorted(set(y_all.tolist()))
     if n < 20 or len(present) < 2:
-        return _prior_model(y_all, seed, labelled, "too few labelled requests" if n < 20
-                            else "the rules found only one difficulty")  # fmt: skip
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _dif_train_names AS {_names_sql('_dif_train', None)}")
-    feature_names = _select_features(con, "_dif_train_names")
-    con.execute("DROP TABLE _dif_train_names")
-    _register_vocab(con, feature_names)
-    x_all = _design(con, "_dif_train", n, len(feature_names))
-    heldout = (np.arange(n) % _HELDOUT_EVERY == _HELDOUT_EVERY - 1) if n >= 200 else np.zeros(n, bool)
+        return _prior_model(
+            y_all,
+            seed,
+            labelled,
+            "too few labelled requests" if n < 20 else "the rules found only one difficulty",
+        )
+    x_every, every = _matrix(con, "_dif_train", n, None)
+    keep = _select_features(x_every, every)
+    feature_names = [every[i] for i in keep]
+    x_all = sparse.csr_matrix(x_every[:, keep])
+    x_all.sort_indices()
+    heldout = (
+        (np.arange(n) % _HELDOUT_EVERY == _HELDOUT_EVERY - 1) if n >= 200 else np.zeros(n, bool)
+    )
     fit = ~heldout
     if len(set(y_all[fit].tolist())) < 2:
         fit, heldout = np.ones(n, bool), np.zeros(n, bool)
@@ -194,25 +249,46 @@ def train(
         predicted = _best(probabilities(z, temperature))
         agreement = float(np.mean(predicted == y_all[heldout]))
     report = TrainingReport(
-        seed=seed, labelled_rows=labelled, trained_on=int(fit.sum()), heldout=int(heldout.sum()),
-        heldout_agreement=agreement, temperature=temperature,
-        classes_present=[CLASSES[c] for c in classes], features=len(feature_names),
+        seed=seed,
+        labelled_rows=labelled,
+        trained_on=int(fit.sum()),
+        heldout=int(heldout.sum()),
+        heldout_agreement=agreement,
+        temperature=temperature,
+        classes_present=[CLASSES[c] for c in classes],
+        features=len(feature_names),
         vocabulary=sum(1 for f in feature_names if f.startswith("tok:")),
         templates=sum(1 for f in feature_names if f.startswith("tmpl:")),
-    )  # fmt: skip
+    )
     return _export(feature_names, w, b, temperature, report), report
 
 
-def _prior_model(y: np.ndarray, seed: int, labelled: int, why: str) -> tuple[dict[str, Any], TrainingReport]:
-    counts = np.bincount(y, minlength=3) + 1.0  # add-one: an unseen class is unlikely, not impossible
+def _prior_model(
+    y: np.ndarray, seed: int, labelled: int, why: str
+) -> tuple[dict[str, Any], TrainingReport]:
+    counts = (
+        np.bincount(y, minlength=3) + 1.0
+    )  # add-one: an unseen class is unlikely, not impossible
     b = np.log(counts / counts.sum())
-    report = TrainingReport(seed, labelled, len(y), 0, None, 1.0,
-                            [CLASSES[c] for c in sorted(set(y.tolist()))], 0, 0, 0, why)  # fmt: skip
+    report = TrainingReport(
+        seed,
+        labelled,
+        len(y),
+        0,
+        None,
+        1.0,
+        [CLASSES[c] for c in sorted(set(y.tolist()))],
+        0,
+        0,
+        0,
+        why,
+    )
     return _export([], np.zeros((0, 3)), b, 1.0, report), report
 
 
-def _export(names: list[str], w: np.ndarray, b: np.ndarray, temperature: float,
-            report: TrainingReport) -> dict[str, Any]:  # fmt: skip
+def _export(
+    names: list[str], w: np.ndarray, b: np.ndarray, temperature: float, report: TrainingReport
+) -> dict[str, Any]:
     return {
         "format": CLASSIFIER_FORMAT,
         "classes": list(CLASSES),
@@ -244,30 +320,62 @@ def _load(model: dict[str, Any]) -> _Loaded:
     ranks = {n: i for i, n in enumerate(sorted(names))}
     mean = (w[:, 0] + w[:, 1] + w[:, 2]) / 3
     return _Loaded(
-        np.array(names, dtype=object), np.array([ranks[n] for n in names], dtype=np.int64), w,
-        np.array(model["intercept"], dtype=np.float64), float(model["temperature"]),
+        np.array(names, dtype=object),
+        np.array([ranks[n] for n in names], dtype=np.int64),
+        w,
+        np.array(model["intercept"], dtype=np.float64),
+        float(model["temperature"]),
         w - mean[:, None],
-    )  # fmt: skip
+    )
+
+
+def _row_argmax(values: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per CSR row: (largest value, its position in `values`, first one on ties); rows without
+    values give (-inf, -1). Vectorised with reduceat: no per-row Python."""
+    n = len(indptr) - 1
+    best = np.full(n, -np.inf)
+    where = np.full(n, -1, dtype=np.int64)
+    filled = np.diff(indptr) > 0
+    if not filled.any():
+        return best, where
+    starts = indptr[:-1][filled]
+    best[filled] = np.maximum.reduceat(values, starts)
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    position = np.arange(len(values))
+    candidate = np.where(values == best[rows], position, len(values))
+    where[filled] = np.minimum.reduceat(candidate, starts)
+    return best, where
 
 
 def _top_features(x: sparse.csr_matrix, best: np.ndarray, m: _Loaded, k: int = 3) -> pa.Array:
-    rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
-    cols = x.indices.astype(np.int64)
-    values = m.contrib[cols, best[rows]] if len(cols) else np.zeros(0)
-    keep = values > 0
-    rows, cols, values = rows[keep], cols[keep], values[keep]
-    order = np.lexsort((m.name_rank[cols], -values, rows))
-    rows, cols = rows[order], cols[order]
-    first = np.searchsorted(rows, rows, side="left")
-    take = (np.arange(len(rows)) - first) < k
-    rows, cols = rows[take], cols[take]
-    counts = np.bincount(rows, minlength=x.shape[0])
+    """Per row, the (at most k) active features that push most towards the predicted class.
+
+    Columns are sorted by name and a row's indices ascend, so the first of equal values is the
+    smallest name: the tie order of routing.Classifier.predict.
+    """
+    n = x.shape[0]
+    if x.shape[1] == 0:  # a prior-only model has no features to name
+        return pa.array([[] for _ in range(n)], pa.list_(pa.string()))
+    rows = np.repeat(np.arange(n), np.diff(x.indptr))
+    values = m.contrib[x.indices, best[rows]] if x.nnz else np.zeros(0)
+    values = np.where(values > 0, values, -np.inf)
+    picked = np.full((n, k), -1, dtype=np.int64)
+    for i in range(k):
+        top, where = _row_argmax(values, x.indptr)
+        hit = top > 0
+        picked[hit, i] = x.indices[where[hit]]
+        values[where[hit]] = -np.inf
+    counts = (picked >= 0).sum(axis=1)
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    values_arr = pa.array(m.names[cols].tolist(), pa.string())
-    return pa.ListArray.from_arrays(pa.array(offsets), values_arr)
+    flat = picked[picked >= 0]  # row-major: each row's picks in order
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(m.names[flat].tolist(), pa.string())
+    )
 
 
-def score(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, chunk_rows: int = CHUNK_ROWS) -> None:
+def score(
+    con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, chunk_rows: int = CHUNK_ROWS
+) -> None:
     """Write `dif_scores` (request_id, p_easy/p_medium/p_hard and confidence in millionths,
     predicted difficulty, top_features) for every row of `dif_features`, chunk by chunk."""
     m = _load(model)
@@ -290,18 +398,20 @@ def score(con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, chunk_rows: 
                 WHERE rn >= {start} AND rn < {stop}"""
         )
         ids = _arrow(con, "SELECT request_id FROM _dif_chunk ORDER BY rn")
-        x = _design(con, "_dif_chunk", stop - start, len(m.names))
+        x, _ = _matrix(con, "_dif_chunk", stop - start, "_dif_vocab")
         probs = probabilities(_logits(x, m.w, m.b), m.temperature)
         best = _best(probs)
-        batch = pa.table({
-            "request_id": ids.column("request_id"),
-            "p_easy": pa.array(probs[:, 0], pa.int32()),
-            "p_medium": pa.array(probs[:, 1], pa.int32()),
-            "p_hard": pa.array(probs[:, 2], pa.int32()),
-            "difficulty": pa.array(np.array(CLASSES, dtype=object)[best].tolist(), pa.string()),
-            "confidence_micro": pa.array(probs[np.arange(len(best)), best], pa.int32()),
-            "top_features": _top_features(x, best, m),
-        })  # fmt: skip
+        batch = pa.table(
+            {
+                "request_id": ids.column("request_id"),
+                "p_easy": pa.array(probs[:, 0], pa.int32()),
+                "p_medium": pa.array(probs[:, 1], pa.int32()),
+                "p_hard": pa.array(probs[:, 2], pa.int32()),
+                "difficulty": pa.array(np.array(CLASSES, dtype=object)[best].tolist(), pa.string()),
+                "confidence_micro": pa.array(probs[np.arange(len(best)), best], pa.int32()),
+                "top_features": _top_features(x, best, m),
+            }
+        )
         con.execute("SELECT 1").fetchall()
         con.register("_dif_batch", batch)
         con.execute("INSERT INTO dif_scores SELECT * FROM _dif_batch")

@@ -66,11 +66,6 @@ def _lit(text: str) -> str:
     return sql_literal(text)
 
 
-def lower_sql(expr: str) -> str:
-    """ASCII-only lowercasing, exactly routing.ascii_lower (DuckDB lower() is Unicode-aware)."""
-    return f"translate({expr}, {_lit(R.UPPER)}, {_lit(R.LOWER)})"
-
-
 def template_sql(expr: str) -> str:
     """routing.template_id in SQL."""
     text = f"left({expr}, {R.TEMPLATE_SOURCE_CHARS})"
@@ -79,31 +74,34 @@ def template_sql(expr: str) -> str:
     return f"'t' || left(md5(trim(left({text}, {R.TEMPLATE_CHARS}), ' ')), 12)"
 
 
-def tokens_sql(expr: str) -> str:
-    """routing.tokens_of in SQL: a list of distinct lowercased word tokens of the text head."""
-    found = f"regexp_extract_all(left({expr}, {R.HEAD_CHARS}), {_lit(R.TOKEN_PATTERN)})"
-    return (
-        f"list_distinct(list_transform(list_filter({found}, lambda x: length(x) <= "
-        f"{R.MAX_TOKEN_CHARS}), lambda x: {lower_sql('x')}))"
-    )
-
-
 def bin_sql(name: str, expr: str) -> str:
     """routing.bin_of in SQL: the number of edges the value reaches, 'none' when missing."""
     edges = " + ".join(f"({expr} >= {e})::INTEGER" for e in R.BINS[name])
     return f"CASE WHEN {expr} IS NULL THEN 'none' ELSE CAST({edges} AS VARCHAR) END"
 
 
-def _text_stats(con: duckdb.DuckDBPyConnection, table: str, hashes_sql: str, template: bool) -> None:
-    head = lower_sql(f"left(t.text, {R.HEAD_CHARS})")
-    cues = ", ".join(
-        f"regexp_matches({head}, {_lit(pattern)}) AS cue_{name}" for name, pattern in R.CUES.items()
-    )
+def _text_stats(
+    con: duckdb.DuckDBPyConnection, table: str, hashes_sql: str, template: bool
+) -> None:
+    """Length, task cues (and template id) of each distinct text: routing.cues_of in SQL, one
+    scan of the combined cue pattern, then each cue searched within the matched strings."""
     tmpl = f", {template_sql('t.text')} AS template_id" if template else ""
+    scan = f"regexp_extract_all(left(t.text, {R.HEAD_CHARS}), {_lit(R.CUE_SCAN)})"
+    hits = ", ".join(
+        f"bool_or(regexp_matches(m, {_lit(pattern)})) AS cue_{name}"
+        for name, pattern in R.CUES.items()
+    )
+    cues = ", ".join(f"coalesce(h.cue_{name}, FALSE) AS cue_{name}" for name in R.CUES)
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {table} AS
-            SELECT t.text_hash, length(t.text) AS chars, {cues}{tmpl}
-            FROM texts t WHERE t.text_hash IN ({hashes_sql})"""
+            WITH base AS (
+                SELECT t.text_hash, length(t.text) AS chars{tmpl}, {scan} AS found
+                FROM texts t WHERE t.text_hash IN ({hashes_sql})
+            ), hits AS (
+                SELECT text_hash, {hits}
+                FROM (SELECT text_hash, unnest(found) AS m FROM base) GROUP BY text_hash
+            )
+            SELECT b.* EXCLUDE (found), {cues} FROM base b LEFT JOIN hits h USING (text_hash)"""
     )
 
 
@@ -179,7 +177,8 @@ def build_features(
             FROM _dif_base WHERE template_id IS NOT NULL AND ladder IS NOT NULL
             GROUP BY ALL
         ), served AS (
-            SELECT template_id, bool_or(n_top >= {MIN_TIER_EVIDENCE} AND n_low >= {MIN_TIER_EVIDENCE}
+            SELECT template_id,
+                   bool_or(n_top >= {MIN_TIER_EVIDENCE} AND n_low >= {MIN_TIER_EVIDENCE}
                    AND bad_low <= bad_top + {MAX_EXTRA_BAD_SHARE}) AS ok
             FROM tiers GROUP BY template_id
         ), sizes AS (
@@ -205,8 +204,10 @@ def active_names_sql(rows: str) -> str:
         f"'bin:{name}:' || {bin_sql(name, 'f.' + name)}"
         for name in ("user_chars", "system_chars", "message_count", "max_tokens")
     ]
-    parts += [f"CASE WHEN f.{flag} THEN 'flag:{flag}' END"
-              for flag in ("has_tools", "json_output", "has_system")]  # fmt: skip
+    parts += [
+        f"CASE WHEN f.{flag} THEN 'flag:{flag}' END"
+        for flag in ("has_tools", "json_output", "has_system")
+    ]
     parts.append("'tmpl:' || f.template_id")
     return f"""
         SELECT rn, name FROM (
@@ -215,27 +216,22 @@ def active_names_sql(rows: str) -> str:
         ) WHERE name IS NOT NULL"""
 
 
-def token_names_sql(rows: str, vocab: str | None = None) -> str:
-    """SQL giving (rn, name) for the `tok:` features of the rows in table `rows`; with `vocab`
-    (a table with a `name` column), only names in it, filtered before the per-row join."""
-    keep = f"WHERE 'tok:' || tok IN (SELECT name FROM {vocab})" if vocab else ""
-    return f"""
-        WITH need AS (
-            SELECT b.rn, f.system_hash, f.user_hash
-            FROM {rows} b JOIN dif_features f USING (request_id)
-        ), hashes AS (
-            SELECT DISTINCT h FROM (SELECT system_hash AS h FROM need
-                                    UNION ALL SELECT user_hash FROM need) WHERE h IS NOT NULL
-        ), toks AS (
-            SELECT h, tok FROM (
-                SELECT t.text_hash AS h, unnest({tokens_sql("t.text")}) AS tok
-                FROM texts t JOIN hashes ON t.text_hash = hashes.h
-            ) {keep}
-        )
-        SELECT DISTINCT rn, name FROM (
-            SELECT need.rn, 'tok:' || toks.tok AS name
-            FROM need JOIN toks ON toks.h = need.system_hash
-            UNION ALL
-            SELECT need.rn, 'tok:' || toks.tok AS name
-            FROM need JOIN toks ON toks.h = need.user_hash
-        )"""
+def text_tokens_sql(texts: str, vocab_tokens: str | None = None) -> str:
+    """routing.tokens_of in SQL, once per distinct text of table `texts` (h, hid), however many
+    requests share it. Without `vocab_tokens`: distinct (hid, name) for every token. With it (a
+    table of tok, col): (hid, col) for the tokens in it, duplicates left to the sparse matrix.
+
+    Splitting on runs of other characters yields exactly the maximal [A-Za-z0-9] runs that
+    routing's findall yields, faster than extracting them; tokens are pure ASCII, so DuckDB's
+    lower() on them is exactly Python's.
+    """
+    head = f"left(t.text, {R.TOKEN_CHARS})"
+    words = f"string_split(regexp_replace({head}, '[^A-Za-z0-9]+', ' ', 'g'), ' ')"
+    tokens = (
+        f"SELECT d.hid, unnest({words}) AS tok FROM {texts} d JOIN texts t ON t.text_hash = d.h"
+    )
+    if vocab_tokens is None:
+        return f"""SELECT DISTINCT hid, 'tok:' || lower(tok) AS name FROM ({tokens})
+                   WHERE length(tok) BETWEEN 2 AND {R.MAX_TOKEN_CHARS}"""
+    # the vocabulary only holds 2..MAX_TOKEN_CHARS-character tokens: the join filters lengths
+    return f"SELECT x.hid, v.col FROM ({tokens}) x JOIN {vocab_tokens} v ON v.tok = lower(x.tok)"

@@ -95,8 +95,16 @@ def load_rules(rules_dir: Path) -> list[Rule]:
                 )
             if not spec.deprecated:
                 rules.append(
-                    Rule(spec.id, spec.title, spec.label, spec.priority, spec.guard,
-                         spec.rationale, cond, spec.when)  # fmt: skip
+                    Rule(
+                        spec.id,
+                        spec.title,
+                        spec.label,
+                        spec.priority,
+                        spec.guard,
+                        spec.rationale,
+                        cond,
+                        spec.when,
+                    )
                 )
     return rules
 
@@ -123,20 +131,29 @@ def apply_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule]) -> None:
         if not selected:
             return "NULL::INTEGER", "[]::VARCHAR[]"
         conds = [to_sql(r.when, col) for r in selected]
-        score = "greatest(" + ", ".join(
-            f"CASE WHEN {c} THEN {r.score} END" for c, r in zip(conds, selected, strict=True)
-        ) + ")"
-        ids = "list_filter(list_value(" + ", ".join(
-            f"CASE WHEN {c} THEN {sql_literal(r.id)} END" for c, r in zip(conds, selected, strict=True)
-        ) + "), lambda x: x IS NOT NULL)"
+        score = (
+            "greatest("
+            + ", ".join(
+                f"CASE WHEN {c} THEN {r.score} END" for c, r in zip(conds, selected, strict=True)
+            )
+            + ")"
+        )
+        ids = (
+            "list_filter(list_value("
+            + ", ".join(
+                f"CASE WHEN {c} THEN {sql_literal(r.id)} END"
+                for c, r in zip(conds, selected, strict=True)
+            )
+            + "), lambda x: x IS NOT NULL)"
+        )
         return score, ids
 
     score, ids = parts(rules)
     guard_score, guard_ids = parts([r for r in rules if r.guard])
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE dif_labels AS
-            SELECT request_id, {_label_sql('s')} AS rule_label, ids AS rules,
-                   {_label_sql('gs')} AS guard_label, gids AS guard_rules
+            SELECT request_id, {_label_sql("s")} AS rule_label, ids AS rules,
+                   {_label_sql("gs")} AS guard_label, gids AS guard_rules
             FROM (SELECT f.request_id, {score} AS s, {ids} AS ids,
                          {guard_score} AS gs, {guard_ids} AS gids
                   FROM dif_features f)"""

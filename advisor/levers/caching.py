@@ -18,11 +18,17 @@ Approximations, all stated in details["assumptions"]:
   blocks), so reads can only be understated.
 - A request keeps its logged cache outcome where that read more than the replay (e.g. a cache warm
   before the log starts), so the lever never makes a request dearer than it was.
+
+details: replay (requests, replayed, blocks, not_replayable by reason), achieved (what the logs
+report cached), achievable (the output state), simulated (the replay alone, replayed rows only),
+rules (per model), tokenization, by_feature and by_template (stable prefix, reuse rate, below the
+minimum, option, reads per write vs break-even, saving, recommendation), prefix_order (findings of
+advisor.levers.prefix_order with the what-if saving), recommendations (for analysis.json), and
+assumptions. The per-request table has cache_read_tokens_sim (NULL where not replayable).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,13 +42,17 @@ from pydantic import BaseModel, ConfigDict
 from advisor import prefix
 from advisor.conditions import evaluate, parse
 from advisor.levers import STATE_COLUMNS, LeverContext, LeverOutcome
-from advisor.levers.prefix_order import PrefixOrderPolicy, VariableSpan, find_variable_spans
+from advisor.levers.prefix_order import (
+    PrefixOrderPolicy,
+    VariableSpan,
+    find_variable_spans,
+    span_row,
+    substitute,
+)
 from advisor.pricing import CachingRules, PriceTable, cost_sql, rates, register_prices
 from advisor.redact import excerpt
 from advisor.ruleset import default_rules_dir, load_model
 from advisor.store import scalar
-
-INF = math.inf
 
 
 class Recommendation(BaseModel):
@@ -66,6 +76,7 @@ class CachingPolicy(BaseModel):
     source: str
     rationale: str
     token_block_size: int
+    per_account: bool
     min_option_gain_share: float
     max_templates: int
     prefix_order: dict[str, Any]
@@ -103,8 +114,9 @@ class ModelCache:
     options: tuple[Option, ...]
 
     @property
-    def group(self) -> tuple[str, str, int | None, bool]:
-        return (self.encoding, self.mode, self.block_size, self.rules.refresh_on_hit)
+    def group(self) -> tuple[str, str, str, int | None, bool]:
+        """Models replayed together: one tokenisation, one set of provider mechanics."""
+        return (self.encoding, self.rules.id, self.mode, self.block_size, self.rules.refresh_on_hit)
 
 
 def model_cache(
@@ -117,9 +129,7 @@ def model_cache(
     model = prices.models[key]
     mode = "explicit" if rules.mode == "explicit" else "automatic"
     ext = rules.extended_ttl
-    ext_ok = ext is not None and (
-        ext.models is None or key in ext.models or (model.family or "") in ext.models
-    )
+    ext_ok = ext is not None and (ext.models is None or key in ext.models)  # listed ids only
     options: list[Option] = []
     if ttl_override is not None:
         longer = ext is not None and ext_ok and ttl_override > rules.ttl_seconds
@@ -143,20 +153,26 @@ class Replayed:
     options: str  # request_id, option, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens
     info: str  # request_id, shared_tokens (provider tokens), eligible
     stats: list[prefix.TokenStats]
+    blocks: int = 0  # token blocks replayed (the unit of work)
 
 
 def _calibration(
-    keys: np.ndarray, inp: np.ndarray, ours: np.ndarray, full: np.ndarray, approx: set[str]
-) -> dict[str, float]:
-    """Provider tokens per token of ours, per model whose tokenizer is not tiktoken's.
-
-    Measured on requests whose whole prompt was tokenised (fully shared prompts); 1.0 otherwise."""
-    scale: dict[str, float] = {}
-    for key in approx:
-        sel = (keys == key) & full & (ours > 0)
-        if sel.sum() >= 20:
-            scale[key] = min(max(float(inp[sel].sum() / ours[sel].sum()), 0.5), 2.0)
-    return scale
+    model: np.ndarray,
+    models: int,
+    inp: np.ndarray,
+    ours: np.ndarray,
+    full: np.ndarray,
+    approx: np.ndarray | bool,
+) -> np.ndarray:
+    """Provider tokens per token of ours, per model index, for models whose tokenizer is not
+    tiktoken's: measured on requests whose whole prompt was tokenised (fully shared prompts,
+    at least 20 of them), else 1."""
+    sel = full & (ours > 0)
+    logged = np.bincount(model[sel], weights=inp[sel], minlength=models)
+    counted = np.bincount(model[sel], weights=ours[sel], minlength=models)
+    enough = np.bincount(model[sel], minlength=models) >= 20
+    ratio = np.clip(logged / np.maximum(counted, 1), 0.5, 2.0)
+    return np.where(enough & approx, ratio, 1.0)
 
 
 def replay(
@@ -168,22 +184,26 @@ def replay(
     messages_sql: str = "messages",
     texts_sql: str = "texts",
     only: str | None = None,
+    tokenizers: dict[str, prefix.Tokenizer] | None = None,
 ) -> Replayed:
     """Replay every option of every model over the replayable rows of `rows`.
 
     `rows` has request_id, model_key, stream, ts, input_tokens, full_prompt and replay (bool);
-    `only` optionally names a table of request_ids to restrict to (a what-if on a few streams).
+    `only` optionally names a table of request_ids to restrict to (a what-if on a few streams);
+    `tokenizers` (by encoding) carry token caches from one replay to the next.
     """
+    tokenizers = {} if tokenizers is None else tokenizers
     con = ctx.con
     out_opts = f"_cache_opts{suffix}"
     out_info = f"_cache_info{suffix}"
     opt_parts: list[pa.Table] = []
     info_parts: list[pa.Table] = []
     stats: list[prefix.TokenStats] = []
-    groups: dict[tuple[str, str, int | None, bool], list[ModelCache]] = {}
+    blocks = 0
+    groups: dict[tuple[str, str, str, int | None, bool], list[ModelCache]] = {}
     for cache in caches.values():
         groups.setdefault(cache.group, []).append(cache)
-    for (encoding, mode, block, refresh), members in sorted(groups.items(), key=str):
+    for (encoding, _, mode, block, refresh), members in sorted(groups.items(), key=str):
         keys = [m.key for m in members]
         con.execute("CREATE OR REPLACE TEMP TABLE _cache_keys (model_key VARCHAR)")
         con.executemany("INSERT INTO _cache_keys VALUES (?)", [(k,) for k in keys])
@@ -199,74 +219,104 @@ def replay(
         q = con.execute("SELECT * FROM _cache_q ORDER BY idx").fetchnumpy()
         if not len(q["idx"]):
             continue
-        model = prefix.build(con, "_cache_q", encoding=encoding, block_size=block,
-                             messages_sql=messages_sql, texts_sql=texts_sql)  # fmt: skip
+        tok = tokenizers.setdefault(encoding, prefix.Tokenizer(encoding))
+        model = prefix.build(
+            con,
+            "_cache_q",
+            encoding=encoding,
+            block_size=block,
+            messages_sql=messages_sql,
+            texts_sql=texts_sql,
+            tokenizer=tok,
+        )
         stats.append(model.stats)
-        key_arr = np.asarray(q["model_key"], dtype=object)
+        blocks += len(model.block_hash)
+        # per-model settings, spread to requests through each request's model index
+        names_of, m = np.unique(np.asarray(q["model_key"], dtype=object), return_inverse=True)
+        per = [caches[k] for k in names_of]
         inp = np.asarray(q["input_tokens"], dtype=np.int64)
         stream = np.asarray(q["stream"], dtype=np.int64)
         ts = np.asarray(q["t"], dtype=np.float64)
-        n_msgs = np.diff(model.msg_off)
-        full = (model.n_shared == n_msgs) & np.asarray(q["logged"], dtype=bool)
-        approx = {m.key for m in members if ctx.prices.models[m.key].encoding == "approx"}
-        if model.stats.estimated:
-            approx = set(keys)
-        scale_of = _calibration(key_arr, inp, model.shared_tokens, full, approx)
-        scale = np.array([scale_of.get(k, 1.0) for k in key_arr], dtype=np.float64)
-        min_tok = np.array([caches[k].rules.min_tokens for k in key_arr], dtype=np.int64)
-        inc = np.array([caches[k].rules.increment or 0 for k in key_arr], dtype=np.int64)
+        full = (model.n_shared == np.diff(model.msg_off)) & np.asarray(q["logged"], dtype=bool)
+        approx = model.stats.estimated or np.array(
+            [ctx.prices.models[c.key].encoding == "approx" for c in per]
+        )
+        scale = _calibration(m, len(per), inp, model.shared_tokens, full, approx)[m]
+        min_tok = np.array([c.rules.min_tokens for c in per], dtype=np.int64)[m]
+        inc = np.array([c.rules.increment or 0 for c in per], dtype=np.int64)[m]
         eligible = inp >= min_tok
-        names = list(dict.fromkeys(o.name for m in members for o in m.options))
-        for name in names:
-            ttl = np.array([_ttl(caches[k], name) for k in key_arr], dtype=np.float64)
-            has = ~np.isnan(ttl)
-            if mode == "explicit":
-                min_end = np.ceil(min_tok / scale).astype(np.int64)
+        for name in dict.fromkeys(o.name for c in per for o in c.options):
+            opts = [_option(c, name) for c in per]
+            has = np.array([o is not None for o in opts])[m]
+            ttl = np.array([o.ttl if o else 0.0 for o in opts], dtype=np.float64)[m]
+            one_hour = np.array([bool(o and o.write_1h) for o in opts])[m]
+            if name == "off":  # opt-in caching left off: nothing read, nothing written
+                read = write = np.zeros_like(inp)
+            elif mode == "explicit":
                 r_ours, w_ours = prefix.replay_breakpoints(
-                    model, stream, ts, min_end, members[0].rules.max_breakpoints,
-                    np.nan_to_num(ttl, nan=0.0), refresh,
-                )  # fmt: skip
+                    model,
+                    stream,
+                    ts,
+                    np.ceil(min_tok / scale).astype(np.int64),
+                    members[0].rules.max_breakpoints,
+                    ttl,
+                    refresh,
+                )
                 read = np.minimum(np.floor(r_ours * scale).astype(np.int64), inp)
                 write = np.minimum(np.floor(w_ours * scale).astype(np.int64), inp - read)
-                if name == "off":
-                    read = write = np.zeros_like(read)
             else:
                 assert block is not None
                 ok = eligible & has
-                blocks = prefix.replay_blocks(model, stream, ts, ok, np.nan_to_num(ttl, nan=0.0),
-                                              refresh)  # fmt: skip
-                read = _round_down(np.minimum(np.floor(blocks * block * scale), inp), min_tok, inc)
+                matched = prefix.replay_blocks(model, stream, ts, ok, ttl, refresh)
+                read = _round_down(np.minimum(np.floor(matched * block * scale), inp), min_tok, inc)
                 write = np.where(ok & members[0].rules.write_surcharge, inp - read, 0)
-            one_hour = np.array([_write_1h(caches[k], name) for k in key_arr], dtype=bool)
             opt_parts.append(
-                pa.table({
-                    "request_id": pa.array(q["request_id"][has]),
-                    "option": pa.array([name] * int(has.sum())),
-                    "cache_read_tokens": pa.array(read[has]),
-                    "cache_write_tokens": pa.array(write[has]),
-                    "cache_write_1h_tokens": pa.array(np.where(one_hour, write, 0)[has]),
-                })
-            )  # fmt: skip
+                pa.table(
+                    {
+                        "request_id": pa.array(q["request_id"][has]),
+                        "option": pa.array([name] * int(has.sum())),
+                        "cache_read_tokens": pa.array(read[has]),
+                        "cache_write_tokens": pa.array(write[has]),
+                        "cache_write_1h_tokens": pa.array(np.where(one_hour, write, 0)[has]),
+                    }
+                )
+            )
         info_parts.append(
-            pa.table({
-                "request_id": pa.array(q["request_id"]),
-                "shared_tokens": pa.array(np.minimum(model.shared_tokens * scale, inp).astype(np.int64)),
-                "eligible": pa.array(eligible),
-                "token_scale": pa.array(scale),
-            })
-        )  # fmt: skip
+            pa.table(
+                {
+                    "request_id": pa.array(q["request_id"]),
+                    "shared_tokens": pa.array(
+                        np.minimum(model.shared_tokens * scale, inp).astype(np.int64)
+                    ),
+                    "eligible": pa.array(eligible),
+                    "token_scale": pa.array(scale),
+                }
+            )
+        )
     _store(con, out_opts, opt_parts, _OPT_SCHEMA)
     _store(con, out_info, info_parts, _INFO_SCHEMA)
     con.execute("DROP TABLE IF EXISTS _cache_q")
     con.execute("DROP TABLE IF EXISTS _cache_keys")
-    return Replayed(out_opts, out_info, stats)
+    return Replayed(out_opts, out_info, stats, blocks)
 
 
-_OPT_SCHEMA = pa.schema([("request_id", pa.string()), ("option", pa.string()),
-                         ("cache_read_tokens", pa.int64()), ("cache_write_tokens", pa.int64()),
-                         ("cache_write_1h_tokens", pa.int64())])  # fmt: skip
-_INFO_SCHEMA = pa.schema([("request_id", pa.string()), ("shared_tokens", pa.int64()),
-                          ("eligible", pa.bool_()), ("token_scale", pa.float64())])  # fmt: skip
+_OPT_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("option", pa.string()),
+        ("cache_read_tokens", pa.int64()),
+        ("cache_write_tokens", pa.int64()),
+        ("cache_write_1h_tokens", pa.int64()),
+    ]
+)
+_INFO_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("shared_tokens", pa.int64()),
+        ("eligible", pa.bool_()),
+        ("token_scale", pa.float64()),
+    ]
+)
 
 
 def _store(con: Any, name: str, parts: list[pa.Table], schema: pa.Schema) -> None:
@@ -276,22 +326,16 @@ def _store(con: Any, name: str, parts: list[pa.Table], schema: pa.Schema) -> Non
     con.unregister("_cache_arrow")
 
 
-def _ttl(cache: ModelCache, name: str) -> float:
-    for option in cache.options:
-        if option.name == name:
-            return option.ttl
-    return math.nan
-
-
-def _write_1h(cache: ModelCache, name: str) -> bool:
-    return any(o.name == name and o.write_1h for o in cache.options)
+def _option(cache: ModelCache, name: str) -> Option | None:
+    return next((o for o in cache.options if o.name == name), None)
 
 
 def _round_down(tokens: np.ndarray, min_tokens: np.ndarray, increment: np.ndarray) -> np.ndarray:
     """Cached tokens as the provider counts them: 0 under the minimum, else whole increments."""
     t = tokens.astype(np.int64)
-    stepped = np.where(increment > 0, min_tokens + (t - min_tokens) // np.maximum(increment, 1)
-                       * increment, t)  # fmt: skip
+    stepped = np.where(
+        increment > 0, min_tokens + (t - min_tokens) // np.maximum(increment, 1) * increment, t
+    )
     return np.where(t >= np.maximum(min_tokens, 1), np.minimum(stepped, t), 0)
 
 
@@ -304,20 +348,25 @@ class CachingLever:
         policy = load_policy(ctx.rules_dir)
         ttl_override = ctx.options.cache_ttl_seconds
         register_prices(con, ctx.prices, "_cache_prices")
-        keys = [r[0] for r in con.execute(
-            f"SELECT DISTINCT model_key FROM {state} WHERE model_key IS NOT NULL").fetchall()]  # fmt: skip
+        keys = [
+            r[0]
+            for r in con.execute(
+                f"SELECT DISTINCT model_key FROM {state} WHERE model_key IS NOT NULL ORDER BY 1"
+            ).fetchall()
+        ]
         caches = {}
         for key in keys:
             if key in ctx.prices.models:
                 cache = model_cache(ctx.prices, key, policy, ttl_override)
                 if cache is not None:
                     caches[key] = cache
-        _rows(ctx, state, caches)
+        _rows(ctx, state, caches, policy.per_account)
         spans = find_variable_spans(
-            con, "(SELECT request_id FROM _cache_rows WHERE replay)",
+            con,
+            "(SELECT request_id FROM _cache_rows WHERE replay)",
             PrefixOrderPolicy(**policy.prefix_order),
-        )  # fmt: skip
-        _substitutions(con, spans)
+        )
+        what_if_sql = substitute(con, spans)
         con.execute(
             """CREATE OR REPLACE TEMP TABLE _cache_tpl AS
                SELECT r.request_id, coalesce(r.feature, '(none)') || '|'
@@ -325,10 +374,14 @@ class CachingLever:
                       coalesce(s.new_hash, r.system_hash) AS template_text
                FROM _cache_rows r LEFT JOIN _cache_subst s ON s.text_hash = r.system_hash"""
         )
-        main = replay(ctx, "_cache_rows", caches)
-        chosen = _choose(ctx, main, caches, policy)
-        _final(con, state, out, main, chosen)
-        saving_by_span = _prefix_order_savings(ctx, caches, spans, chosen) if spans else {}
+        tokenizers: dict[str, prefix.Tokenizer] = {}
+        main = replay(ctx, "_cache_rows", caches, tokenizers=tokenizers)
+        _choose(ctx, main, caches, policy)
+        _final(con, state, out, main)
+        saving_by_span = (
+            _prefix_order_savings(ctx, caches, policy, tokenizers, what_if_sql) if spans else {}
+        )
+        tokenizers.clear()
         details = _details(ctx, state, out, main, caches, policy, spans, saving_by_span)
         per_request = f"{out}_requests"
         con.execute(
@@ -350,9 +403,16 @@ class CachingLever:
         return LeverOutcome(out, int(affected or 0), risk, details, per_request)
 
 
-def _rows(ctx: LeverContext, state: str, caches: dict[str, ModelCache]) -> None:
-    """_cache_rows: the state joined to request metadata, each row with why it can(not) replay."""
+def _rows(ctx: LeverContext, state: str, caches: dict[str, ModelCache], per_account: bool) -> None:
+    """_cache_rows: the state joined to request metadata, each row with why it can(not) replay.
+
+    A stream is one cache: a model at one provider (Azure and OpenAI do not share), and one
+    account when the policy says accounts are separate provider organisations."""
     con = ctx.con
+    account = "coalesce(r.account_id, '')" if per_account else "''"
+    # the logged provider tells Azure from OpenAI; a model switched by an earlier lever is served
+    # by its own provider
+    provider = "coalesce(CASE WHEN s.model_key = r.model_key THEN r.provider END, p.provider, '')"
     con.execute("CREATE OR REPLACE TEMP TABLE _cache_models (model_key VARCHAR)")
     if caches:
         con.executemany("INSERT INTO _cache_models VALUES (?)", [(k,) for k in caches])
@@ -366,8 +426,7 @@ def _rows(ctx: LeverContext, state: str, caches: dict[str, ModelCache]) -> None:
             )
             SELECT s.*, r.ts, r.account_id, r.feature, r.system_hash, r.token_source,
                    r.cache_read_tokens AS logged_read,
-                   dense_rank() OVER (ORDER BY s.model_key, coalesce(r.account_id, ''))
-                     AS stream,
+                   dense_rank() OVER (ORDER BY s.model_key, {provider}, {account}) AS stream,
                    CASE WHEN s.model_key IS NULL OR p.model_key IS NULL THEN 'unpriced'
                         WHEN c.model_key IS NULL THEN 'no_caching'
                         WHEN coalesce(s.input_tokens, 0) <= 0 THEN 'no_input'
@@ -381,40 +440,31 @@ def _rows(ctx: LeverContext, state: str, caches: dict[str, ModelCache]) -> None:
     )
 
 
-def _substitutions(con: Any, spans: Sequence[VariableSpan]) -> None:
-    """_cache_subst (text_hash -> new_hash, span id) and the new texts, for the what-if replay."""
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _cache_subst (text_hash VARCHAR, new_hash VARCHAR, span INT)"
-    )
-    con.execute("CREATE OR REPLACE TEMP TABLE _cache_subst_texts (text_hash VARCHAR, text VARCHAR)")
-    rows = [(h, s.canonical_hash, s.id) for s in spans for h in s.text_hashes]
-    if rows:
-        con.executemany("INSERT INTO _cache_subst VALUES (?, ?, ?)", rows)
-        con.executemany(
-            "INSERT INTO _cache_subst_texts SELECT ?, ? WHERE ? NOT IN (SELECT text_hash FROM texts)",
-            [(s.canonical_hash, s.canonical_text, s.canonical_hash) for s in spans],
-        )
-
-
 def _costed(options: str) -> str:
     """Per request and option: the cost of the request billed with that option's cache counts."""
     cols = ", ".join(
-        f"r.{c}" if c not in ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
-        else f"o.{c}" for c in STATE_COLUMNS
-    )  # fmt: skip
+        f"r.{c}"
+        if c not in ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
+        else f"o.{c}"
+        for c in STATE_COLUMNS
+    )
     return f"""SELECT o.option, t.template, {cols}
                FROM {options} o JOIN _cache_rows r USING (request_id)
                JOIN _cache_tpl t USING (request_id)"""
 
 
 def _choose(
-    ctx: LeverContext, main: Replayed, caches: dict[str, ModelCache], policy: CachingPolicy
+    ctx: LeverContext,
+    replayed: Replayed,
+    caches: dict[str, ModelCache],
+    policy: CachingPolicy,
+    table: str = "_cache_choice",
 ) -> dict[tuple[str, str], str]:
-    """The option kept per (model, template): the first listed unless another is cheaper by the
-    policy's margin."""
+    """The option kept per (model, template), also written to `table`: the first listed unless
+    another is cheaper by the policy's margin."""
     rows = ctx.con.execute(
         f"""SELECT c.model_key, c.template, c.option, sum({cost_sql("c", "p")})
-            FROM ({_costed(main.options)}) c JOIN _cache_prices p USING (model_key)
+            FROM ({_costed(replayed.options)}) c JOIN _cache_prices p USING (model_key)
             GROUP BY ALL"""
     ).fetchall()
     costs: dict[tuple[str, str], dict[str, Decimal]] = {}
@@ -428,18 +478,16 @@ def _choose(
         margin = Decimal(str(policy.min_option_gain_share)) * by_option[first]
         chosen[(key, template)] = best if by_option[first] - by_option[best] > margin else first
     con = ctx.con
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _cache_choice (model_key VARCHAR, template VARCHAR, "
-        "option VARCHAR)"
-    )
+    columns = "model_key VARCHAR, template VARCHAR, option VARCHAR"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} ({columns})")
     if chosen:
         con.executemany(
-            "INSERT INTO _cache_choice VALUES (?, ?, ?)", [(*k, v) for k, v in chosen.items()]
+            f"INSERT INTO {table} VALUES (?, ?, ?)", [(*k, v) for k, v in chosen.items()]
         )
     return chosen
 
 
-def _final(con: Any, state: str, out: str, main: Replayed, chosen: dict) -> None:
+def _final(con: Any, state: str, out: str, main: Replayed) -> None:
     """_cache_sim (the replay under the chosen options) and the lever's output state."""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cache_sim AS
@@ -465,11 +513,13 @@ def _final(con: Any, state: str, out: str, main: Replayed, chosen: dict) -> None
 def _prefix_order_savings(
     ctx: LeverContext,
     caches: dict[str, ModelCache],
-    spans: Sequence[VariableSpan],
-    chosen: dict,
-) -> dict[int, dict[str, Any]]:
-    """Replay the streams of affected requests with every variable span moved to the end, under
-    the options already chosen; the saving and extra cached tokens per finding."""
+    policy: CachingPolicy,
+    tokenizers: dict[str, prefix.Tokenizer],
+    what_if_sql: tuple[str, str],
+) -> dict[tuple[int, str], dict[str, Any]]:
+    """Replay the streams of affected requests with every variable span moved to the end (each
+    template then taking its best option again); saving and extra cached tokens per finding and
+    model, against the lever's own result."""
     con = ctx.con
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _cache_cf_req AS
@@ -477,20 +527,25 @@ def _prefix_order_savings(
              SELECT DISTINCT r2.stream FROM messages m JOIN _cache_subst s USING (text_hash)
              JOIN _cache_rows r2 ON r2.request_id = m.request_id)"""
     )
+    messages_sql, texts_sql = what_if_sql
     what_if = replay(
-        ctx, "_cache_rows", caches, suffix="_cf", only="_cache_cf_req",
-        messages_sql="SELECT m.request_id, m.position, m.role, "
-        "coalesce(s.new_hash, m.text_hash) AS text_hash FROM messages m "
-        "LEFT JOIN _cache_subst s USING (text_hash)",
-        texts_sql="SELECT text_hash, text FROM texts UNION ALL "
-        "SELECT text_hash, text FROM _cache_subst_texts",
-    )  # fmt: skip
+        ctx,
+        "_cache_rows",
+        caches,
+        suffix="_cf",
+        only="_cache_cf_req",
+        messages_sql=messages_sql,
+        texts_sql=texts_sql,
+        tokenizers=tokenizers,
+    )
+    _choose(ctx, what_if, caches, policy, "_cache_cf_choice")
     rows = con.execute(
         f"""WITH cf AS (
-              SELECT c.request_id, {cost_sql("c", "p")} AS cost, c.cache_read_tokens AS rd
+              SELECT c.request_id, c.model_key, {cost_sql("c", "p")} AS cost,
+                     c.cache_read_tokens AS rd
               FROM ({_costed(what_if.options)}) c JOIN _cache_prices p USING (model_key)
-              JOIN _cache_choice k ON k.model_key = c.model_key AND k.template = c.template
-                                  AND k.option = c.option
+              JOIN _cache_cf_choice k ON k.model_key = c.model_key AND k.template = c.template
+                                     AND k.option = c.option
             ), now AS (
               SELECT c.request_id, {cost_sql("c", "p")} AS cost, c.cache_read_tokens AS rd
               FROM ({_costed("_cache_sim")}) c JOIN _cache_prices p USING (model_key)
@@ -498,15 +553,19 @@ def _prefix_order_savings(
               SELECT DISTINCT s.span, m.request_id FROM messages m
               JOIN _cache_subst s USING (text_hash)
             )
-            SELECT x.span, count(*), sum(now.cost - cf.cost), sum(cf.rd - now.rd)
+            SELECT x.span, cf.model_key, count(*), sum(now.cost - cf.cost), sum(cf.rd - now.rd)
             FROM span_req x JOIN cf USING (request_id) JOIN now USING (request_id)
-            GROUP BY x.span"""
+            GROUP BY ALL"""
     ).fetchall()
-    for table in (what_if.options, what_if.info, "_cache_cf_req"):
+    for table in (what_if.options, what_if.info, "_cache_cf_req", "_cache_cf_choice"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return {
-        int(span): {"requests": int(n), "saving": Decimal(saving or 0), "extra": int(extra or 0)}
-        for span, n, saving, extra in rows
+        (int(span), str(key)): {
+            "requests": int(n),
+            "saving": Decimal(saving or 0),
+            "extra": int(extra or 0),
+        }
+        for span, key, n, saving, extra in rows
     }
 
 
@@ -519,10 +578,20 @@ def recommend(policy: CachingPolicy, metrics: dict[str, Any]) -> Recommendation 
 
 
 def _cleanup(con: Any) -> None:
-    for table in ("_cache_rows", "_cache_models", "_cache_tpl", "_cache_opts", "_cache_info", "_cache_view",
-                  "_cache_choice", "_cache_subst", "_cache_subst_texts", "_cache_sim"):  # fmt: skip
-        con.execute(f"DROP TABLE IF EXISTS {table}")
-    con.execute("DROP TABLE IF EXISTS _cache_prices")
+    for table in (
+        "rows",
+        "models",
+        "tpl",
+        "opts",
+        "info",
+        "view",
+        "choice",
+        "subst",
+        "subst_texts",
+        "sim",
+        "prices",
+    ):
+        con.execute(f"DROP TABLE IF EXISTS _cache_{table}")
 
 
 def _details(
@@ -533,7 +602,7 @@ def _details(
     caches: dict[str, ModelCache],
     policy: CachingPolicy,
     spans: Sequence[VariableSpan],
-    span_savings: dict[int, dict[str, Any]],
+    span_savings: dict[tuple[int, str], dict[str, Any]],
 ) -> dict[str, Any]:
     """details of levers[id=caching] in analysis.json (see the module docstring for the terms)."""
     con = ctx.con
@@ -552,7 +621,9 @@ def _details(
                        JOIN _cache_subst s USING (text_hash) GROUP BY ALL) sp USING (request_id)
             LEFT JOIN _cache_prices p ON p.model_key = r.model_key"""
     )
-    categories = dict(con.execute("SELECT category, count(*) FROM _cache_view GROUP BY ALL").fetchall())
+    categories = dict(
+        con.execute("SELECT category, count(*) FROM _cache_view GROUP BY ALL").fetchall()
+    )
     total = _aggregate(con, "true", "scope")[0]
     templates = _aggregate(con, "replay", "template, model_key", policy.max_templates)
     labels = _labels(con, [t["template"] for t in templates])
@@ -563,37 +634,51 @@ def _details(
         row["mode"] = cache.mode if cache else None
         row["break_even_reads_per_write"] = _break_even(ctx.prices, row["model_key"], row["option"])
         span = row.pop("span")
-        metrics = {**row, "variable_prefix": span is not None}
-        rule = recommend(policy, metrics)
+        # moving the span only counts where the what-if says it pays on this model
+        moved = span_savings.get((span, row["model_key"]), {}) if span is not None else {}
+        pays = Decimal(moved.get("saving", 0)) > 0
+        rule = recommend(policy, {**row, "variable_prefix": pays})
         if rule is None:
             continue
         row["recommendation"] = {"id": rule.id, "title": rule.title, "action": rule.action}
-        saving = row["saving"] if span is None else span_savings.get(span, {}).get("saving", 0)
+        saving = moved["saving"] if pays else row["saving"]
         if rule.action not in ("none", "keep") and Decimal(saving) > 0:
-            recs.append({"title": f"{rule.title}: {row['label']} on {row['model_key']}",
-                         "saving": str(saving), "action": rule.rationale})  # fmt: skip
+            recs.append(
+                {
+                    "title": f"{rule.title}: {row['label']} on {row['model_key']}",
+                    "saving": _money(saving),
+                    "action": rule.rationale,
+                }
+            )
     features = _aggregate(con, "true", "feature", policy.max_templates)
+    for row in features:
+        del row["span"]
     not_replayable = {k: int(v) for k, v in categories.items() if k != "replay"}
     return {
         "replay": {
             "requests": total["requests"],
             "replayed_requests": int(categories.get("replay", 0)),
+            "blocks": main.blocks,
             "not_replayable_requests": sum(not_replayable.values()),
             "not_replayable": not_replayable,
             "ttl_override_seconds": ctx.options.cache_ttl_seconds,
         },
-        "achieved": {"cache_read_tokens": total["achieved_tokens"],
-                     "cache_read_share": total["achieved_share"]},  # fmt: skip
-        "achievable": {"cache_read_tokens": total["achievable_tokens"],
-                       "cache_write_tokens": total["write_tokens"],
-                       "cache_read_share": total["achievable_share"]},  # fmt: skip
+        "achieved": {
+            "cache_read_tokens": total["achieved_tokens"],
+            "cache_read_share": total["achieved_share"],
+        },
+        "achievable": {
+            "cache_read_tokens": total["achievable_tokens"],
+            "cache_write_tokens": total["write_tokens"],
+            "cache_read_share": total["achievable_share"],
+        },
         "simulated": _simulated(con),
         "rules": [_rules_row(c) for c in caches.values()],
         "tokenization": [vars(s) for s in main.stats],
         "by_feature": features,
         "by_template": templates,
-        "prefix_order": [_span_row(s, span_savings.get(s.id, {})) for s in spans],
-        "recommendations": sorted(recs, key=lambda r: -Decimal(r["saving"]))[:10],
+        "prefix_order": [span_row(s, span_savings) for s in spans],
+        "recommendations": sorted(recs, key=lambda r: (-Decimal(r["saving"]), r["title"]))[:10],
         "assumptions": ASSUMPTIONS,
     }
 
@@ -624,7 +709,9 @@ def _aggregate(con: Any, where: str, by: str, limit: int | None = None) -> list[
                    count(*) FILTER (WHERE eligible AND sim_read > 0) AS reads,
                    count(*) FILTER (WHERE eligible) AS cacheable,
                    median(shared_tokens)::BIGINT AS stable_prefix_tokens,
-                   mode(option) AS option, min(span) AS span, max(peak.peak_rpm) AS peak_rpm,
+                   sum(coalesce(sim_write, 0)) AS sim_write_tokens,
+                   string_agg(DISTINCT option, ',' ORDER BY option) AS option,
+                   min(span) AS span, max(peak.peak_rpm) AS peak_rpm,
                    sum(base_cost) AS base_cost, sum(final_cost) AS final_cost
             FROM v JOIN peak USING ({by}) GROUP BY ALL ORDER BY input_tokens DESC, {by}
             {limit_sql}"""
@@ -639,17 +726,27 @@ def _aggregate(con: Any, where: str, by: str, limit: int | None = None) -> list[
         row["achievable_share"] = row["achievable_tokens"] / inp if inp else 0.0
         row["gap_share"] = row["achievable_share"] - row["achieved_share"]
         row["reuse_rate"] = row["reads"] / row["cacheable"] if row["cacheable"] else 0.0
-        row["below_minimum_share"] = (row["below_minimum"] / row["replayed"]
-                                      if row["replayed"] else 0.0)  # fmt: skip
-        row["saving"] = str(base - final)
+        row["below_minimum_share"] = (
+            row["below_minimum"] / row["replayed"] if row["replayed"] else 0.0
+        )
+        row["reads_per_write"] = (
+            row["sim_tokens"] / row["sim_write_tokens"] if row["sim_write_tokens"] else None
+        )
+        row.pop("scope", None)
+        row["saving"] = _money(base - final)
         row["saving_share"] = float((base - final) / base) if base else 0.0
         result.append({k: _plain(v) for k, v in row.items()})
     return result
 
 
+def _money(value: Any) -> str:
+    """A decimal string without exponent or trailing zeros ('0.01728', '0')."""
+    return format(Decimal(value).normalize(), "f")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
-        return str(value)
+        return _money(value)
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -660,8 +757,12 @@ def _simulated(con: Any) -> dict[str, Any]:
         """SELECT sum(input), sum(sim_read), sum(sim_write) FROM _cache_view WHERE replay"""
     ).fetchall()[0]
     inp, read, write = (int(v or 0) for v in row)
-    return {"input_tokens": inp, "cache_read_tokens": read, "cache_write_tokens": write,
-            "cache_read_share": read / inp if inp else 0.0}  # fmt: skip
+    return {
+        "input_tokens": inp,
+        "cache_read_tokens": read,
+        "cache_write_tokens": write,
+        "cache_read_share": read / inp if inp else 0.0,
+    }
 
 
 def _labels(con: Any, templates: list[str]) -> dict[str, str]:
@@ -692,27 +793,25 @@ def _break_even(prices: PriceTable, key: str | None, option: str | None) -> floa
 
 
 def _rules_row(cache: ModelCache) -> dict[str, Any]:
-    r = cache.rules
+    keep = {
+        "id",
+        "mode",
+        "min_tokens",
+        "increment",
+        "ttl_seconds",
+        "refresh_on_hit",
+        "write_surcharge",
+        "max_breakpoints",
+    }
     return {
-        "model_key": cache.key, "rules_id": r.id, "mode": cache.mode,
-        "min_tokens": r.min_tokens, "increment_tokens": r.increment,
-        "block_size_tokens": cache.block_size, "ttl_seconds": r.ttl_seconds,
-        "refresh_on_hit": r.refresh_on_hit, "write_surcharge": r.write_surcharge,
-        "max_breakpoints": r.max_breakpoints,
-        "options": [{"name": o.name, "ttl_seconds": o.ttl, "write_1h": o.write_1h}
-                    for o in cache.options],
-    }  # fmt: skip
-
-
-def _span_row(span: VariableSpan, saved: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": span.id, "role": span.role, "features": span.features[:5],
-        "distinct_texts": len(span.text_hashes), "requests": span.requests,
-        "stable_head_tokens": span.head_tokens, "variable_span_tokens": span.span_tokens_median,
-        "cacheable_tokens_lost": span.tail_tokens,
-        "extra_cached_tokens": saved.get("extra", 0), "saving": str(saved.get("saving", 0)),
-        "before": span.before, "after": span.after, "examples": span.examples,
-    }  # fmt: skip
+        "model_key": cache.key,
+        "replay_mode": cache.mode,
+        "block_size_tokens": cache.block_size,
+        **cache.rules.model_dump(mode="json", include=keep),
+        "options": [
+            {"name": o.name, "ttl_seconds": o.ttl, "write_1h": o.write_1h} for o in cache.options
+        ],
+    }
 
 
 LEVER = CachingLever()

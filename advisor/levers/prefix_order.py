@@ -12,9 +12,12 @@ groups and describes them (with redacted excerpts).
 from __future__ import annotations
 
 import hashlib
+import re
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
 
 import duckdb
 
@@ -51,8 +54,9 @@ class VariableSpan:
     canonical_hash: str = ""
     before: str = ""
     after: str = ""
-    examples: list[str] = field(default_factory=list)
+    examples: list[str] = field(default_factory=list)  # redacted
     features: list[str] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)  # raw spans, only counted, never reported
 
 
 def _lcp(a: str, b: str) -> int:
@@ -65,6 +69,26 @@ def _lcp(a: str, b: str) -> int:
     while i < end and a[i] == b[i]:
         i += 1
     return i
+
+
+_SENTENCE_END = re.compile(r"\n\s*|[.!?](?=\s)\s*")
+# the end of the span's sentence: a line break, or .!?) before a space, a heading or a capital
+# (prompt parts are often joined without a space)
+_SPAN_END = re.compile(r"\n\s*|[.!?)]+(?=[\s#*A-Z])\s*")
+_SNAP_CHARS = 160  # how far the span may grow to take in its whole sentence or line
+
+
+def _snap(text: str, head: int, tail: int) -> tuple[int, int]:
+    """Widen the span to whole sentences/lines, so that the advice moves "Today is Monday,
+    2026-10-19." rather than "Monday, 2026-10-19"; both ends stay common to the group."""
+    start = max((m.end() for m in _SENTENCE_END.finditer(text, 0, head)), default=0)
+    if head - start > _SNAP_CHARS:
+        start = head
+    rest = len(text) - tail
+    if rest == 0 or text[rest - 1] in ".!?)\n \t":  # the stable tail already starts a sentence
+        return start, tail
+    m = _SPAN_END.search(text, rest, min(rest + _SNAP_CHARS, len(text)))
+    return start, (len(text) - m.end() if m else tail)
 
 
 def _groups(cur: duckdb.DuckDBPyConnection) -> Iterator[list[tuple[str, str, str, int]]]:
@@ -82,9 +106,9 @@ def _groups(cur: duckdb.DuckDBPyConnection) -> Iterator[list[tuple[str, str, str
         yield group
 
 
-def _describe(number: int, group: list[tuple[str, str, str, int]], policy: PrefixOrderPolicy) -> (
-    VariableSpan | None
-):  # fmt: skip
+def _describe(
+    number: int, group: list[tuple[str, str, str, int]], policy: PrefixOrderPolicy
+) -> VariableSpan | None:
     texts = [text for _, _, text, _ in group]
     lo, hi = min(texts), max(texts)
     head = _lcp(lo, hi)  # the common prefix of a set is that of its two extremes in sorted order
@@ -92,21 +116,26 @@ def _describe(number: int, group: list[tuple[str, str, str, int]], policy: Prefi
     tail = _lcp(min(rev), max(rev))
     shortest = min(len(t) for t in texts)
     tail = min(tail, shortest - head)
+    if min(len(t) - head - tail for t in texts) <= 0:  # the canonical form itself is in the group
+        head, tail = _snap(lo, head, tail)[0], tail
+    else:
+        head, tail = _snap(lo, head, tail)
     spans = [len(t) - head - tail for t in texts]
-    span = int(statistics.median(spans))
-    if tail < policy.min_stable_chars or span <= 0:
+    variable = [i for i, n in enumerate(spans) if n > 0]  # texts already in canonical form: none
+    if tail < policy.min_stable_chars or len(variable) < 2:
         return None
-    if span > policy.max_span_share * statistics.median(len(t) for t in texts):
+    span = int(statistics.median(spans[i] for i in variable))
+    if span > policy.max_span_share * statistics.median(len(texts[i]) for i in variable):
         return None
     canonical = lo[:head] + lo[len(lo) - tail :]
-    sample = texts[0]
+    sample = texts[variable[0]]
     var = sample[head : len(sample) - tail]
     after = excerpt(canonical, 120) + " … " + excerpt(var, 60)
     return VariableSpan(
         id=number,
         role=group[0][0],
-        text_hashes=[h for _, h, _, _ in group],
-        requests=sum(n for *_, n in group),
+        text_hashes=[group[i][1] for i in variable],
+        requests=sum(group[i][3] for i in variable),
         head_chars=head,
         tail_chars=tail,
         span_chars_median=span,
@@ -114,7 +143,8 @@ def _describe(number: int, group: list[tuple[str, str, str, int]], policy: Prefi
         canonical_hash=hashlib.md5(canonical.encode("utf-8")).hexdigest(),
         before=excerpt(sample[: head + len(var) + 80], 160),
         after=after,
-        examples=[excerpt(t[head : len(t) - tail], 60) for t in texts[:3]],
+        examples=[excerpt(texts[i][head : len(texts[i]) - tail], 60) for i in variable[:3]],
+        samples=[texts[i][head : len(texts[i]) - tail] for i in variable[:5]],
     )
 
 
@@ -160,23 +190,22 @@ def find_variable_spans(
     return found
 
 
-def _count_tokens(
-    con: duckdb.DuckDBPyConnection, found: list[VariableSpan], encoding: str
-) -> None:
-    """Token sizes of head, tail and a median span, for the report (a few short texts)."""
+def _count_tokens(con: duckdb.DuckDBPyConnection, found: list[VariableSpan], encoding: str) -> None:
+    """Token sizes of head, tail and the median of a few spans, for the report."""
     texts: list[str] = []
     for span in found:
         text = span.canonical_text
-        texts += [text[: span.head_chars], text[span.head_chars :]]
+        texts += [text[: span.head_chars], text[span.head_chars :], *span.samples]
     counts = count_texts(texts, encoding) if texts else []
     if counts is None:
         counts = [estimate_tokens(t) for t in texts]
-    for i, span in enumerate(found):
-        span.head_tokens, span.tail_tokens = counts[2 * i], counts[2 * i + 1]
-        chars = max(len(span.canonical_text), 1)
-        span.span_tokens_median = round(
-            span.span_chars_median * (span.head_tokens + span.tail_tokens) / chars
+    at = 0
+    for span in found:
+        span.head_tokens, span.tail_tokens = counts[at], counts[at + 1]
+        span.span_tokens_median = int(
+            statistics.median(counts[at + 2 : at + 2 + len(span.samples)])
         )
+        at += 2 + len(span.samples)
 
 
 def _features(con: duckdb.DuckDBPyConnection, found: list[VariableSpan], requests: str) -> None:
@@ -196,3 +225,49 @@ def _features(con: duckdb.DuckDBPyConnection, found: list[VariableSpan], request
     for span_id, feature, _ in got:
         by_id[span_id].features.append(feature)
     con.execute("DROP TABLE IF EXISTS _po_texts")
+
+
+def substitute(con: duckdb.DuckDBPyConnection, spans: list[VariableSpan]) -> tuple[str, str]:
+    """Tables mapping every text of a finding to its canonical form (the span moved out), and the
+    (messages, texts) SQL of the prompts so edited, for a what-if replay."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _cache_subst (text_hash VARCHAR, new_hash VARCHAR, span INT)"
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _cache_subst_texts (text_hash VARCHAR, text VARCHAR)")
+    rows = [(h, s.canonical_hash, s.id) for s in spans for h in s.text_hashes]
+    if rows:
+        con.executemany("INSERT INTO _cache_subst VALUES (?, ?, ?)", rows)
+        con.executemany(  # canonical texts some requests already use are in `texts`
+            "INSERT INTO _cache_subst_texts SELECT ?, ? "
+            "WHERE ? NOT IN (SELECT text_hash FROM texts)",
+            [(s.canonical_hash, s.canonical_text, s.canonical_hash) for s in spans],
+        )
+    return (
+        "SELECT m.request_id, m.position, m.role, coalesce(s.new_hash, m.text_hash) AS text_hash "
+        "FROM messages m LEFT JOIN _cache_subst s USING (text_hash)",
+        "SELECT text_hash, text FROM texts "
+        "UNION ALL SELECT text_hash, text FROM _cache_subst_texts",
+    )
+
+
+def span_row(span: VariableSpan, savings: dict[tuple[int, str], dict[str, Any]]) -> dict[str, Any]:
+    """One finding as details["prefix_order"] shows it; `savings` per (finding, model) from the
+    caching lever's what-if replay (negative where moving the span loses cached tokens)."""
+    mine = [v for (i, _), v in savings.items() if i == span.id]
+    saving = sum((v["saving"] for v in mine), Decimal(0))
+    return {
+        "id": span.id,
+        "role": span.role,
+        "features": span.features[:5],
+        "distinct_texts": len(span.text_hashes),
+        "requests": span.requests,
+        "stable_head_tokens": span.head_tokens,
+        "variable_span_tokens": span.span_tokens_median,
+        "cacheable_tokens_lost": span.tail_tokens,
+        "extra_cached_tokens": sum(v["extra"] for v in mine),
+        "saving": format(saving.normalize(), "f"),
+        "pays": saving > 0,
+        "before": span.before,
+        "after": span.after,
+        "examples": span.examples,
+    }

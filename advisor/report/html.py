@@ -133,9 +133,7 @@ def _lever_view(lever: Lever, currency: str) -> dict[str, Any]:
 def _charts(analysis: Analysis) -> list[dict[str, Any]]:
     currency = analysis.currency
     built = {
-        "by_day": _day_chart(
-            analysis.baseline.by_day_model or analysis.baseline.by_day, currency
-        ),
+        "by_day": _day_chart(analysis.baseline.by_day_model or analysis.baseline.by_day, currency),
         "by_feature": _ranked_bars(analysis.baseline.by_feature, MAX_BARS, currency),
         "by_user": _ranked_bars(analysis.baseline.by_user, 10, currency),
         "levers": _lever_chart(analysis.levers, currency),

@@ -1,0 +1,549 @@
+"""The tiering lever: route the easy majority to a cheaper tier of the same model family.
+
+Replays the log with every request the difficulty classifier calls easy (with at least the
+policy's confidence) re-priced on the cheapest tier of its ladder that serves easy work
+(rules/tiers.yaml). Routed requests keep their input; their output length is kept, or scaled by
+the target's typical length for that template where the log holds both models on it. Their
+cache counts are reset: the caching lever, which runs after this one, re-simulates the cache on
+the new model and charges its warm-up.
+
+Besides the new state, it reports a threshold sweep (the savings-vs-share-routed frontier), the
+per-feature and per-template trade-off, and it keeps the router (ordered rules, guards, the
+classifier) in the store for `advisor export router`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from advisor import __version__, store
+from advisor.difficulty import classify
+from advisor.errors import RuleError
+from advisor.levers import STATE_COLUMNS, LeverContext, LeverOutcome
+from advisor.pricing import PriceTable, cost_sql, rates, register_prices
+from advisor.redact import excerpt
+from advisor.routing import CLASSES, MICRO
+from advisor.ruleset import load_model, rule_files
+
+META_ROUTER = "tiering.router"
+META_FINGERPRINT = "difficulty.fingerprint"
+SWEEP = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995, 0.999)
+MIN_LENGTH_EVIDENCE = 20  # ok requests per (template, model) before its typical length is used
+LENGTH_RATIO_BOUNDS = (0.5, 1.5)
+MIN_STATIC_RULE = 20  # a feature/template gets its own route rule from this many requests
+TABLE_ROWS = 25
+SEED = 0
+
+Difficulty = Literal["easy", "medium", "hard"]
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Tier(_Rule):
+    models: tuple[str, ...] = Field(min_length=1)
+    serves: tuple[Difficulty, ...] = ()
+
+
+class Ladder(_Rule):
+    id: str
+    title: str
+    source: str | None = None
+    rationale: str
+    cross_provider: bool = False
+    enabled: bool = True
+    tiers: tuple[Tier, ...] = Field(min_length=2)
+
+
+class Policy(_Rule):
+    id: str
+    title: str
+    route: tuple[Difficulty, ...] = Field(min_length=1)
+    min_confidence: float = Field(ge=0.5, le=1.0)
+    rationale: str
+
+
+class TiersFile(_Rule):
+    schema_version: Literal[1]
+    kind: Literal["tiers"]
+    policy: Policy | None = None
+    ladders: tuple[Ladder, ...]
+
+
+@dataclass(frozen=True)
+class Tiers:
+    policy: Policy
+    ladders: tuple[Ladder, ...]
+    targets: dict[str, dict[str, str]]  # source key -> difficulty -> target key
+    ranks: dict[str, tuple[str, int]]  # model key -> (ladder id, rank; 0 = top)
+    warnings: tuple[str, ...]
+
+
+def load_tiers(rules_dir: Path, prices: PriceTable) -> Tiers:
+    """Ladders and policy from every `kind: tiers` file; targets checked against the prices."""
+    policy: Policy | None = None
+    ladders: list[Ladder] = []
+    for path in rule_files(rules_dir, "tiers"):
+        data = load_model(path, TiersFile)
+        policy = data.policy or policy
+        ladders += [ladder for ladder in data.ladders if ladder.enabled]
+    if policy is None:
+        raise RuleError(f"no tiering policy in {rules_dir}", hint="add `policy:` to tiers.yaml")
+    ranks: dict[str, tuple[str, int]] = {}
+    targets: dict[str, dict[str, str]] = {}
+    warnings: list[str] = []
+    for ladder in ladders:
+        for rank, tier in enumerate(ladder.tiers):
+            for model in tier.models:
+                if model in ranks and not ladder.cross_provider:
+                    raise RuleError(f"{model} is in ladders {ranks[model][0]} and {ladder.id}")
+                ranks.setdefault(model, (ladder.id, rank))
+        for rank, tier in enumerate(ladder.tiers):
+            for source in tier.models:
+                for difficulty in CLASSES:
+                    below = [t for t in ladder.tiers[rank + 1 :] if difficulty in t.serves]
+                    if not below:
+                        continue
+                    target = below[-1].models[0]  # the cheapest tier that serves it
+                    problem = _cheaper(prices, source, target)
+                    if problem:
+                        if source in prices.models:
+                            warnings.append(f"{ladder.id}: {source} -> {target} skipped: {problem}")
+                        continue
+                    by = targets.setdefault(source, {})
+                    if difficulty not in by or _list_price(prices, target) < _list_price(
+                        prices, by[difficulty]
+                    ):  # an opted-in cross-provider ladder wins where it is cheaper
+                        by[difficulty] = target
+    return Tiers(policy, tuple(ladders), targets, ranks, tuple(dict.fromkeys(warnings)))
+
+
+def _list_price(prices: PriceTable, key: str) -> Decimal:
+    r = rates(prices.models[key])
+    return r.input + r.output
+
+
+def _cheaper(prices: PriceTable, source: str, target: str) -> str | None:
+    if source not in prices.models:
+        return "source not priced"
+    if target not in prices.models:
+        return "target not priced"
+    s, t = rates(prices.models[source]), rates(prices.models[target])
+    if t.input > s.input or t.output > s.output:
+        return "target is not cheaper"
+    return None
+
+
+def _fingerprint(con: duckdb.DuckDBPyConnection, rules_dir: Path, tiers: Tiers) -> str:
+    digest = hashlib.md5()
+    for path in [*rule_files(rules_dir, "difficulty")]:
+        digest.update(path.read_bytes())
+    digest.update(json.dumps(sorted(tiers.ranks.items())).encode())
+    row = con.execute(
+        """SELECT count(*), md5(string_agg(request_id || ':' || coalesce(model_key, ''), ','
+                                           ORDER BY request_id)) FROM requests"""
+    ).fetchall()[0]
+    digest.update(f"{row[0]}:{row[1]}:{SEED}:{__version__}".encode())
+    return digest.hexdigest()
+
+
+def ensure_classified(ctx: LeverContext, tiers: Tiers) -> dict[str, Any] | None:
+    """Classify the store unless the `difficulty` table is current; return the summary if run."""
+    con = ctx.con
+    tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+    fingerprint = _fingerprint(con, ctx.rules_dir, tiers)
+    if "difficulty" in tables and store.get_meta(con, META_FINGERPRINT) == fingerprint:
+        return None
+    result = classify(con, ctx.rules_dir, tiers=tiers.ranks, seed=SEED)
+    store.set_meta(con, META_FINGERPRINT, fingerprint)
+    store.set_meta(con, "difficulty.summary", json.dumps(result.summary(), default=str))
+    return result.summary()
+
+
+def _money(value: Any) -> str:
+    """Exact decimal string without trailing zeros (DuckDB sums carry 18 decimals)."""
+    return format((Decimal(0) if value is None else Decimal(value)).normalize(), "f")
+
+
+def _share(part: float, whole: float) -> float:
+    return round(part / whole, 6) if whole else 0.0
+
+
+class TieringLever:
+    id = "tiering"
+    title = "Model tiering: route easy requests to a cheaper tier"
+
+    def apply(self, ctx: LeverContext, state: str, out: str, *, standalone: bool) -> LeverOutcome:
+        con = ctx.con
+        tiers = load_tiers(ctx.rules_dir, ctx.prices)
+        ensure_classified(ctx, tiers)
+        register_prices(con, ctx.prices, "_tier_prices")
+        _targets_table(con, tiers)
+        threshold = round(tiers.policy.min_confidence * MICRO)
+        route_in = ", ".join(f"'{d}'" for d in tiers.policy.route)
+        _candidates(con, state, threshold, route_in)
+        cols = ", ".join(
+            {
+                "model_key": "CASE WHEN c.routed THEN c.target ELSE s.model_key END AS model_key",
+                "output_tokens": "CASE WHEN c.routed THEN c.new_output ELSE s.output_tokens END "
+                "AS output_tokens",
+                **{
+                    k: f"CASE WHEN c.routed THEN 0 ELSE s.{k} END AS {k}"
+                    for k in ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
+                },
+            }.get(col, f"s.{col}")
+            for col in STATE_COLUMNS
+        )
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {out} AS
+                SELECT {cols} FROM {state} s LEFT JOIN _tier_cand c USING (request_id)"""
+        )
+        rules = _route_rules(con, tiers, threshold)
+        details, risk, affected = _report(con, tiers, threshold, rules)
+        if not standalone:  # the router and the audit trail describe the logged traffic only
+            return LeverOutcome(out, affected, risk, details)
+        _decisions(con)
+        keys = {k for k, by in tiers.targets.items() for k in (k, *by.values())}
+        router = {
+            "policy": tiers.policy.model_dump(mode="json"),
+            "rules": rules,
+            "targets": tiers.targets,
+            "ladders": [lad.id for lad in tiers.ladders],
+            "providers": {
+                k: ctx.prices.models[k].provider for k in sorted(keys) if k in ctx.prices.models
+            },
+        }
+        store.set_meta(con, META_ROUTER, json.dumps(router))
+        return LeverOutcome(out, affected, risk, details, per_request="tiering_decisions")
+
+
+def _targets_table(con: duckdb.DuckDBPyConnection, tiers: Tiers) -> None:
+    rows = sorted((s, d, t) for s, by in tiers.targets.items() for d, t in by.items())
+    con.execute("SELECT 1").fetchall()  # settle any half-read result: register() refuses otherwise
+    con.register(
+        "_tier_targets_arrow",
+        pa.table(
+            {
+                "model_key": pa.array([r[0] for r in rows], pa.string()),
+                "difficulty": pa.array([r[1] for r in rows], pa.string()),
+                "target": pa.array([r[2] for r in rows], pa.string()),
+            }
+        ),
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _tier_targets AS SELECT * FROM _tier_targets_arrow")
+    con.unregister("_tier_targets_arrow")
+
+
+def _candidates(con: duckdb.DuckDBPyConnection, state: str, threshold: int, route_in: str) -> None:
+    """`_tier_cand`: per request of the state, its class, target, re-priced cost and saving."""
+    lo, hi = LENGTH_RATIO_BOUNDS
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _tier_len AS
+            SELECT d.template_id, r.model_key, median(r.output_tokens) AS typical
+            FROM requests r JOIN difficulty d USING (request_id)
+            WHERE r.status = 'ok' AND d.template_id IS NOT NULL AND r.output_tokens IS NOT NULL
+            GROUP BY ALL HAVING count(*) >= {MIN_LENGTH_EVIDENCE}"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _tier_cand AS
+        WITH c AS (
+            SELECT s.*, d.difficulty, d.confidence_micro, d.confidence, d.source, d.template_id,
+                   d.feature, t.target,
+                   least({hi}, greatest({lo}, coalesce(lt.typical / nullif(ls.typical, 0), 1.0)))
+                     AS length_ratio,
+                   lt.typical IS NOT NULL AND ls.typical IS NOT NULL AS length_scaled
+            FROM {state} s
+            JOIN difficulty d USING (request_id)
+            LEFT JOIN _tier_targets t ON t.model_key = s.model_key AND t.difficulty = d.difficulty
+            LEFT JOIN _tier_len ls ON ls.template_id = d.template_id AND ls.model_key = s.model_key
+            LEFT JOIN _tier_len lt ON lt.template_id = d.template_id AND lt.model_key = t.target
+        ), priced AS (
+            SELECT c.*,
+                   CAST(round(c.output_tokens * c.length_ratio) AS BIGINT) AS new_output,
+                   c.target IS NOT NULL AND c.source = 'classifier'
+                     AND c.difficulty IN ({route_in}) AS eligible
+            FROM c
+        )
+        SELECT p.request_id, p.model_key, p.difficulty, p.confidence_micro, p.confidence,
+               p.source, p.template_id, p.feature, p.target, p.length_ratio, p.length_scaled,
+               p.new_output, p.eligible,
+               p.eligible AND p.confidence_micro >= {threshold} AS routed,
+               {cost_sql("p", "po")} AS old_cost,
+               CASE WHEN p.eligible THEN {cost_sql("n", "pn")} END AS new_cost
+        FROM priced p
+        LEFT JOIN _tier_prices po ON po.model_key = p.model_key
+        LEFT JOIN (SELECT request_id, input_tokens, 0 AS cache_read_tokens,
+                          0 AS cache_write_tokens, 0 AS cache_write_1h_tokens,
+                          new_output AS output_tokens, service_tier FROM priced) n
+               USING (request_id)
+        LEFT JOIN _tier_prices pn ON pn.model_key = p.target"""
+    )
+
+
+def _route_rules(
+    con: duckdb.DuckDBPyConnection, tiers: Tiers, threshold: int
+) -> list[dict[str, Any]]:
+    """Ordered match rules that reproduce the decisions: whole features, then whole templates,
+    whose every request moves to one target (cheap to match in a gateway), then the classifier."""
+    found: list[dict[str, Any]] = []
+    con.execute("CREATE OR REPLACE TEMP TABLE _tier_static (feature VARCHAR, model_key VARCHAR)")
+    for kind in ("feature", "template_id"):
+        rows = con.execute(
+            f"""SELECT c.{kind}, c.model_key, any_value(c.target), count(*),
+                       sum(c.old_cost - c.new_cost)
+                FROM _tier_cand c LEFT JOIN _tier_static s
+                  ON s.feature = c.feature AND s.model_key = c.model_key
+                WHERE c.{kind} IS NOT NULL AND c.model_key IS NOT NULL
+                GROUP BY ALL
+                HAVING count(*) >= {MIN_STATIC_RULE} AND bool_and(c.routed)
+                   AND count(DISTINCT c.target) = 1 AND bool_or(s.feature IS NULL)
+                ORDER BY 5 DESC, 1, 2"""
+        ).fetchall()
+        for value, model, target, n, saving in rows:
+            found.append(
+                {
+                    "match": {kind: value, "model": model},
+                    "route_to": target,
+                    "fallback": model,
+                    "requests": n,
+                    "expected_saving": _money(saving),
+                }
+            )
+        if kind == "feature" and rows:
+            con.executemany("INSERT INTO _tier_static VALUES (?, ?)", [(r[0], r[1]) for r in rows])
+    for difficulty in tiers.policy.route:
+        for model, target, n, saving in con.execute(
+            """SELECT model_key, target, count(*) FILTER (WHERE routed),
+                      coalesce(sum(old_cost - new_cost) FILTER (WHERE routed), 0)
+               FROM _tier_cand WHERE eligible AND difficulty = ? GROUP BY ALL ORDER BY 1""",
+            [difficulty],
+        ).fetchall():
+            found.append(
+                {
+                    "match": {
+                        "model": model,
+                        "difficulty": difficulty,
+                        "min_confidence": threshold / MICRO,
+                    },
+                    "route_to": target,
+                    "fallback": model,
+                    "requests": n,
+                    "expected_saving": _money(saving),
+                }
+            )
+    return [{"id": f"ROUTE-{i:03d}", **rule} for i, rule in enumerate(found, start=1)]
+
+
+def _decisions(con: duckdb.DuckDBPyConnection) -> None:
+    """`tiering_decisions`: the per-request audit trail (request_id, difficulty, confidence,
+    routed_model, ...) that `export decisions` and `export evalset` read."""
+    con.execute(
+        """CREATE OR REPLACE TABLE tiering_decisions AS
+           SELECT request_id, difficulty, confidence,
+                  CASE WHEN routed THEN target ELSE model_key END AS routed_model,
+                  routed, model_key, target AS candidate_model, source, template_id, feature,
+                  old_cost AS cost_before, CASE WHEN routed THEN new_cost ELSE old_cost END
+                    AS cost_after, length_ratio
+           FROM _tier_cand ORDER BY request_id"""
+    )
+
+
+def _sweep(con: duckdb.DuckDBPyConnection, total: int, base: Decimal) -> list[dict[str, Any]]:
+    aggs = []
+    for t in SWEEP:
+        cut = f"eligible AND confidence_micro >= {round(t * MICRO)}"
+        aggs += [
+            f"count(*) FILTER (WHERE {cut})",
+            f"coalesce(sum(old_cost - new_cost) FILTER (WHERE {cut}), 0)",
+            f"coalesce(sum(1 - confidence) FILTER (WHERE {cut}), 0)",
+        ]
+    row = con.execute(f"SELECT {', '.join(aggs)} FROM _tier_cand").fetchall()[0]
+    points = []
+    for i, t in enumerate(SWEEP):
+        n, saving, misroutes = row[3 * i], Decimal(row[3 * i + 1]), float(row[3 * i + 2])
+        points.append(
+            {
+                "min_confidence": t,
+                "requests_routed": int(n),
+                "share_routed": _share(n, total),
+                "saving": _money(saving),
+                "saving_share": float(saving / base) if base else 0.0,
+                "expected_misrouted": round(misroutes, 2),
+            }
+        )
+    return points
+
+
+def _table(con: duckdb.DuckDBPyConnection, key: str) -> list[dict[str, Any]]:
+    excerpt_sql = "NULL"
+    join = ""
+    if key == "template_id":
+        join = """LEFT JOIN (SELECT d.template_id, arg_min(t.text, r.request_id) AS text
+                             FROM difficulty d JOIN requests r USING (request_id)
+                             JOIN texts t ON t.text_hash = r.system_hash
+                             GROUP BY d.template_id) x ON x.template_id = c.template_id"""
+        excerpt_sql = "min(x.text)"
+    rows = con.execute(
+        f"""SELECT c.{key}, min(c.feature), c.model_key, min(c.target) FILTER (WHERE c.routed),
+                   count(*),
+                   count(*) FILTER (WHERE c.routed),
+                   coalesce(sum(c.old_cost - c.new_cost) FILTER (WHERE c.routed), 0),
+                   avg(c.confidence), avg(1 - c.confidence) FILTER (WHERE c.routed),
+                   count(*) FILTER (WHERE c.difficulty = 'easy'),
+                   count(*) FILTER (WHERE c.difficulty = 'medium'),
+                   count(*) FILTER (WHERE c.difficulty = 'hard'),
+                   count(*) FILTER (WHERE c.routed AND c.length_scaled), {excerpt_sql}
+            FROM _tier_cand c {join}
+            GROUP BY c.{key}, c.model_key
+            ORDER BY 7 DESC, 5 DESC, 1 NULLS LAST, 3 NULLS LAST LIMIT {TABLE_ROWS}"""
+    ).fetchall()
+    out = []
+    for r in rows:
+        entry = {
+            key: r[0],
+            "model": r[2],
+            "target": r[3],
+            "requests": r[4],
+            "share_routable": _share(r[5], r[4]),
+            "saving": _money(r[6]),
+            "mean_confidence": round(float(r[7]), 4) if r[7] is not None else None,
+            "risk": round(float(r[8]), 4) if r[8] is not None else None,
+            "easy": r[9],
+            "medium": r[10],
+            "hard": r[11],
+            "output": "scaled" if r[12] else "kept",
+        }
+        if key == "template_id":
+            entry = {
+                "template_id": r[0],
+                "feature": r[1],
+                "prompt": excerpt(r[13], 80),
+                **{k: v for k, v in entry.items() if k != "template_id"},
+            }
+        out.append(entry)
+    return out
+
+
+def _report(
+    con: duckdb.DuckDBPyConnection, tiers: Tiers, threshold: int, rules: list[dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any], int]:
+    total, base, unpriced, guarded, no_ladder = con.execute(
+        """SELECT count(*), coalesce(sum(old_cost), 0), count(*) FILTER (WHERE model_key IS NULL),
+                  count(*) FILTER (WHERE source = 'guard'),
+                  count(*) FILTER (WHERE model_key IS NOT NULL AND difficulty = 'easy'
+                                   AND target IS NULL)
+           FROM _tier_cand"""
+    ).fetchall()[0]
+    base = Decimal(base)
+    frontier = _sweep(con, total, base)
+    at = [p for p in frontier if round(p["min_confidence"] * MICRO) == threshold]
+    op = at[0] if at else _sweep_point(con, threshold, total, base)
+    monotone = all(
+        a["requests_routed"] >= b["requests_routed"]
+        and Decimal(a["saving"]) >= Decimal(b["saving"])
+        for a, b in pairwise(frontier)
+    )
+    lower = [p for p in frontier if p["min_confidence"] < tiers.policy.min_confidence]
+    step = lower[-1] if lower else None
+    why = (
+        f"At this operating point {op['requests_routed']} requests ({op['share_routed']:.1%}) "
+        f"move to a cheaper tier, saving {op['saving']} USD ({op['saving_share']:.1%} of the "
+        f"baseline), with {op['expected_misrouted']} expected misroutes. "
+        + tiers.policy.rationale.strip()
+    )
+    if step:
+        why += (
+            f" Lowering the threshold to {step['min_confidence']:.0%} would move "
+            f"{step['requests_routed'] - op['requests_routed']} more requests for "
+            f"{_money(Decimal(step['saving']) - Decimal(op['saving']))} USD more."
+        )
+    flags = con.execute(
+        """SELECT count(*) FILTER (WHERE r.feedback < 0),
+                  count(*) FILTER (WHERE r.status = 'error'),
+                  count(*) FILTER (WHERE r.finish_reason IN ('length', 'max_tokens')),
+                  min(c.confidence), count(*) FILTER (WHERE c.new_cost > c.old_cost)
+           FROM _tier_cand c JOIN requests r USING (request_id) WHERE c.routed"""
+    ).fetchall()[0]
+    summary_raw = store.get_meta(con, "difficulty.summary")
+    routed = op["requests_routed"]
+    risk = {
+        "expected_misrouted": op["expected_misrouted"],
+        "expected_misrouted_share": _share(op["expected_misrouted"], routed),
+        "routed_with_negative_feedback": flags[0],
+        "routed_that_failed": flags[1],
+        "routed_that_were_cut_off": flags[2],
+        "lowest_routed_confidence": flags[3],
+        # e.g. a prompt cached on the source model, billed uncached here: the caching lever,
+        # which runs next, re-simulates the cache on the target
+        "routed_costlier_until_cache_warms": flags[4],
+        "note": "expected misroutes = sum of (1 - confidence) over routed requests; the "
+        "classifier learns from heuristic labels, so check quality with "
+        "`advisor export evalset` before switching",
+    }
+    details: dict[str, Any] = {
+        "operating_point": {
+            **op,
+            "route": list(tiers.policy.route),
+            "policy": tiers.policy.id,
+            "why": why,
+        },
+        "frontier": frontier,
+        "frontier_monotone": monotone,
+        "coverage": {
+            "requests": total,
+            "unpriced": unpriced,
+            "guarded": guarded,
+            "easy_without_cheaper_tier": no_ladder,
+        },
+        "by_feature": _table(con, "feature"),
+        "by_template": _table(con, "template_id"),
+        "route_rules": [{k: v for k, v in r.items() if k != "fallback"} for r in rules],
+        "ladders": [lad.id for lad in tiers.ladders],
+        "difficulty": json.loads(summary_raw) if summary_raw else None,
+        "warnings": list(tiers.warnings),
+        "recommendations": [
+            {
+                "title": f"Route {routed} high-confidence easy requests to cheaper tiers",
+                "saving": op["saving"],
+                "action": "check quality with `advisor export evalset`, then deploy "
+                "`advisor export router --format litellm` (or portkey / generic)",
+            }
+        ]
+        if routed
+        else [],
+    }
+    return details, risk, routed
+
+
+def _sweep_point(
+    con: duckdb.DuckDBPyConnection, threshold: int, total: int, base: Decimal
+) -> dict[str, Any]:
+    cut = f"eligible AND confidence_micro >= {threshold}"
+    n, saving, mis = con.execute(
+        f"""SELECT count(*) FILTER (WHERE {cut}),
+                   coalesce(sum(old_cost - new_cost) FILTER (WHERE {cut}), 0),
+                   coalesce(sum(1 - confidence) FILTER (WHERE {cut}), 0) FROM _tier_cand"""
+    ).fetchall()[0]
+    saving = Decimal(saving)
+    return {
+        "min_confidence": threshold / MICRO,
+        "requests_routed": int(n),
+        "share_routed": _share(n, total),
+        "saving": _money(saving),
+        "saving_share": float(saving / base) if base else 0.0,
+        "expected_misrouted": round(float(mis), 2),
+    }
+
+
+LEVER = TieringLever()

@@ -1,0 +1,289 @@
+"""One benchmark stage, run by `run.py` in its own process so that its peak RSS is its own.
+
+    python benchmarks/stages.py scan     --log LOG --result OUT.json
+    python benchmarks/stages.py ingest   --log LOG --db STORE --result OUT.json
+    python benchmarks/stages.py baseline --db STORE --result OUT.json
+    python benchmarks/stages.py caching  --db STORE --result OUT.json   (any advisor.levers.<name>)
+
+`seconds` covers the stage's work only (imports and interpreter start-up excluded); `parts` splits
+it where the stage has natural pieces. `--profile FILE` runs the stage under cProfile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib
+import importlib.util
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Only the usage leaves are typed: DuckDB still parses every line in full (it must find the
+# object's end), but builds no columns for the prompt text, as a minimal usage-only reader would.
+# records = true matters: under the default 'auto', one non-object line (e.g. a JSON array) makes
+# DuckDB 2.0 return every `response.usage` of its batch as NULL.
+SCAN_COLUMNS = (
+    "STRUCT(usage STRUCT(prompt_tokens BIGINT, completion_tokens BIGINT, input_tokens BIGINT, "
+    "output_tokens BIGINT, cache_read_input_tokens BIGINT, cache_creation_input_tokens BIGINT))"
+)
+SCAN_SQL = """
+SELECT count(*) AS rows,
+       sum(coalesce(u.prompt_tokens, u.input_tokens + coalesce(u.cache_read_input_tokens, 0)
+                                     + coalesce(u.cache_creation_input_tokens, 0))) AS prompt,
+       sum(coalesce(u.completion_tokens, u.output_tokens)) AS completion
+FROM (SELECT response.usage AS u
+      FROM read_json({path}, format = 'newline_delimited', records = true,
+                     ignore_errors = true, columns = {{'response': '{columns}'}}))
+"""
+
+
+@dataclass
+class StageResult:
+    stage: str
+    status: str = "ok"  # ok | skipped
+    seconds: float = 0.0
+    parts: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    vm_hwm_bytes: int | None = None  # the process's own peak RSS, from /proc/self/status
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def scan_sql(log: Path) -> str:
+    return SCAN_SQL.format(path=_sql_str(str(log)), columns=SCAN_COLUMNS)
+
+
+class Clock:
+    """Named laps of one stage."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, float] = {}
+        self._last = time.perf_counter()
+        self.start = self._last
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.parts[name] = round(now - self._last, 3)
+        self._last = now
+        print(f"  {name}: {self.parts[name]:.1f} s", file=sys.stderr, flush=True)
+
+    @property
+    def total(self) -> float:
+        return round(time.perf_counter() - self.start, 3)
+
+
+def run_scan(log: Path) -> StageResult:
+    import duckdb
+
+    clock = Clock()
+    con = duckdb.connect(config={"autoinstall_known_extensions": "false"})
+    row = con.execute(scan_sql(log)).fetchone()
+    con.close()
+    assert row is not None
+    return StageResult(
+        "scan",
+        seconds=clock.total,
+        counts={"rows": row[0], "prompt_tokens": row[1], "completion_tokens": row[2]},
+        note="read_json newline_delimited, records, ignore_errors; only response.usage typed",
+    )
+
+
+def run_ingest(log: Path, db: Path) -> StageResult:
+    from advisor import api
+
+    for stale in (db, db.with_name(db.name + ".wal")):
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(db.with_name(db.name + ".tmp"), ignore_errors=True)  # DuckDB spill folder
+    clock = Clock()
+    report = api.ingest([str(log)], db)
+    seconds = clock.total
+    totals = report.totals
+    return StageResult(
+        "ingest",
+        seconds=seconds,
+        counts={
+            "rows": totals.rows,
+            "requests": totals.ingested,
+            "quarantined": totals.quarantined,
+            "duplicates": totals.duplicates,
+            "store_bytes": db.stat().st_size,
+        },
+    )
+
+
+def run_baseline(db: Path) -> StageResult:
+    """Model resolution, token filling and pricing, as `api.build_analysis` runs them."""
+    from advisor import api, baseline, store, tokens
+    from advisor.ingest import IngestReport
+    from advisor.levers import SimOptions
+
+    prices = api.load_price_table()
+    con = store.connect(db)
+    clock = Clock()
+    baseline.resolve_models(con, prices, SimOptions().deployments)
+    clock.lap("resolve_models")
+    fill = tokens.fill_token_counts(con, {key: m.encoding for key, m in prices.models.items()})
+    clock.lap("fill_token_counts")
+    baseline.price_requests(con, prices)
+    clock.lap("price_requests")
+    baseline.build_period(con)
+    coverage = baseline.build_coverage(con, IngestReport(), fill.calibration, "", [])
+    summary = baseline.build_baseline(con)
+    clock.lap("rollups")
+    seconds = clock.total
+    con.close()
+    return StageResult(
+        "baseline",
+        seconds=seconds,
+        parts=clock.parts,
+        counts={
+            "requests": coverage.requests,
+            "priced_requests": coverage.priced_requests,
+            "unpriced_requests": coverage.unpriced_requests,
+            "tokenized": fill.tokenized,
+            "estimated": fill.estimated,
+            "unbilled": fill.unbilled,
+            "baseline_cost": str(summary.cost),
+        },
+    )
+
+
+class TimedLever:
+    """Wraps a lever so that `simulate` runs it as usual while its `apply` is timed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.id: str = inner.id
+        self.title: str = inner.title
+        self.seconds = 0.0
+
+    def apply(self, ctx: Any, state: str, out: str, *, standalone: bool) -> Any:
+        started = time.perf_counter()
+        try:
+            return self.inner.apply(ctx, state, out, standalone=standalone)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+def find_blocks(details: Any) -> int | None:
+    """A block count the lever reports itself (an int under a key ending in 'blocks'), if any."""
+    if isinstance(details, dict):
+        for key, value in details.items():
+            if str(key).lower().endswith("blocks") and isinstance(value, int):
+                return value
+        for value in details.values():
+            found = find_blocks(value)
+            if found is not None:
+                return found
+    return None
+
+
+class BlockCounter:
+    """Counts the token blocks `advisor.prefix.build` hashes while a lever runs (if it uses it)."""
+
+    def __init__(self) -> None:
+        self.blocks = 0
+        self.builds = 0
+        self._module: Any = None
+        self._original: Any = None
+
+    def __enter__(self) -> BlockCounter:
+        if importlib.util.find_spec("advisor.prefix") is None:
+            return self
+        self._module = importlib.import_module("advisor.prefix")
+        self._original = original = self._module.build
+
+        def build(*args: Any, **kwargs: Any) -> Any:
+            model = original(*args, **kwargs)
+            self.builds += 1
+            self.blocks += len(getattr(model, "block_hash", ()))
+            return model
+
+        self._module.build = build
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._module is not None:
+            self._module.build = self._original
+
+
+def run_lever(db: Path, name: str) -> StageResult:
+    """One lever's standalone run on the baseline state, through `advisor.simulate`."""
+    module_name = f"advisor.levers.{name}"
+    if importlib.util.find_spec(module_name) is None:
+        return StageResult(name, status="skipped", note=f"{module_name} does not exist yet")
+    from advisor import api, store
+    from advisor.levers import LeverContext, SimOptions
+    from advisor.ruleset import default_rules_dir
+    from advisor.simulate import simulate
+
+    lever = TimedLever(importlib.import_module(module_name).LEVER)
+    con = store.connect(db)
+    ctx = LeverContext(con, api.load_price_table(), default_rules_dir(), SimOptions())
+    clock = Clock()
+    with BlockCounter() as counter:
+        sim = simulate(ctx, levers=[lever])
+    seconds = clock.total
+    con.close()
+    outcome = sim.levers[0]
+    counts: dict[str, Any] = {
+        "affected_requests": outcome.affected_requests,
+        "standalone_saving": str(outcome.standalone_saving),
+        "simulate_seconds": seconds,
+    }
+    blocks = find_blocks(outcome.details)
+    if blocks is None and counter.blocks:
+        blocks = counter.blocks
+        counts["blocks_source"] = f"advisor.prefix.build ({counter.builds} builds)"
+    if blocks is not None:
+        counts["blocks"] = blocks
+    return StageResult(name, seconds=round(lever.seconds, 3), counts=counts)
+
+
+def vm_hwm_bytes() -> int | None:
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("stage")
+    parser.add_argument("--log", type=Path)
+    parser.add_argument("--db", type=Path)
+    parser.add_argument("--result", type=Path, required=True)
+    parser.add_argument("--profile", type=Path, help="write cProfile stats of the stage here")
+    args = parser.parse_args(argv)
+    jobs: dict[str, Callable[[], StageResult]] = {
+        "scan": lambda: run_scan(args.log),
+        "ingest": lambda: run_ingest(args.log, args.db),
+        "baseline": lambda: run_baseline(args.db),
+    }
+    job = jobs.get(args.stage, lambda: run_lever(args.db, args.stage))
+    if args.profile:
+        profiler = cProfile.Profile()
+        result = profiler.runcall(job)
+        profiler.dump_stats(args.profile)
+    else:
+        result = job()
+    result.vm_hwm_bytes = vm_hwm_bytes()
+    args.result.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,319 @@
+"""Difficulty: features in DuckDB equal the runtime's, heuristics label what they should, the
+classifier is seeded and exports plain JSON, and it scales (slow benchmark, not run in CI)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from helpers import anthropic_line, openai_line, write_jsonl
+
+from advisor import store
+from advisor.difficulty import classify, load_classifier
+from advisor.difficulty.classifier import _matrix
+from advisor.difficulty.features import FEATURES, build_features
+from advisor.difficulty.heuristics import apply_rules, load_rules
+from advisor.ingest import ingest
+from advisor.routing import CLASSIFIER_FORMAT, CUES, active_features, request_features, template_id
+from advisor.ruleset import default_rules_dir
+
+LONG = "Background. " * 400
+SYSTEMS = [
+    "Today is Monday, 2026-10-19 09:30 UTC. You classify helpdesk tickets. Return one label.",
+    "You are writing on behalf of Maria Lopez (maria.lopez@acme.com). Polish the e-mail draft.",
+    "İstanbul office: KELVIN ſ naïve café — summarise the document.",  # non-ASCII case folding
+    "You are a senior engineer. Review this pull request.\n\n```diff\n+def x(a):\n```",
+    "Answer using only the numbered context passages.\tQuestion:\r\nwhat? " + LONG,
+    "",
+]
+USERS = [
+    "Ticket #4411 Subject: Charged twice — I was billed $12.30 twice.",
+    "hey Sofia, cant make Monday - can we do Friday 10am instead? sry",
+    "Ünïcödé ÄÖÜ ß straße İIıi ǅ ﬁ " * 3,
+    "diff --git a/x.py b/x.py\n+def load_order(self):\n+    return 1\n" * 20,
+    "Find all real solutions of 2x^2 + (-6)x + (4) = 0 and verify them.",
+    "x" * 30 + " " + "tok" * 12 + " ab1 A1 z9 " + LONG,
+]
+
+
+def _lines() -> list[dict[str, Any]]:
+    lines: list[dict[str, Any]] = []
+    for i, (system, user) in enumerate(zip(SYSTEMS, USERS, strict=True)):
+        lines.append(
+            openai_line(
+                f"o{i}",
+                messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                feature=f"f{i}",
+            )
+        )
+        line = anthropic_line(f"a{i}", output_tokens=3)
+        line["request"]["system"] = [
+            {"type": "text", "text": system[:20]},
+            {"type": "text", "text": system[20:]},
+        ]
+        line["request"]["messages"] = [
+            {"role": "user", "content": [{"type": "text", "text": user}, {"type": "image"}]},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": [{"type": "text", "text": user[::-1]}]},
+        ]
+        line["request"]["tools"] = [{"name": "lookup"}] * (i % 3)
+        line["request"]["max_tokens"] = [5, 100, 4096, 20000, 1, 64][i]
+        lines.append(line)
+    lines.append(
+        openai_line(
+            "nosys",
+            messages=[{"role": "user", "content": "Classify: good"}],
+            response_format={"type": "json_object"},
+        )
+    )
+    lines.append(
+        openai_line(
+            "dev",
+            messages=[
+                {"role": "developer", "content": SYSTEMS[0]},
+                {"role": "user", "content": USERS[0]},
+                {"role": "tool", "content": "{}"},
+            ],
+        )
+    )
+    return lines
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Iterator[tuple[duckdb.DuckDBPyConnection, list[dict[str, Any]]]]:
+    lines = _lines()
+    for line in lines:  # flattened body fields are read too
+        if line["id"] == "nosys":
+            line.update(line.pop("request"))
+    con = store.connect(tmp_path / "s.duckdb")
+    ingest(con, [str(write_jsonl(tmp_path / "s.jsonl", lines))])
+    yield con, lines
+    con.close()
+
+
+def test_sql_features_equal_the_runtime_features(small: Any) -> None:
+    con, lines = small
+    build_features(con)
+    cur = con.execute("SELECT * FROM dif_features ORDER BY request_id")
+    names = [d[0] for d in cur.description]
+    rows = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+    assert len(rows) == len(lines)
+    compared = [
+        "template_id",
+        "system_chars",
+        "user_chars",
+        "has_system",
+        "message_count",
+        "tools_count",
+        "has_tools",
+        "json_output",
+        "max_tokens",
+        *(f"cue_{c}" for c in CUES),
+    ]
+    for line in lines:
+        runtime = request_features(line)
+        sql = rows[line["id"]]
+        assert {k: sql[k] for k in compared} == {k: runtime[k] for k in compared}, line["id"]
+    # the binary design matrix (tokens included) equals the runtime's active features
+    con.execute(
+        "CREATE TEMP TABLE _rows AS SELECT (row_number() OVER (ORDER BY request_id) - 1)"
+        "::BIGINT AS rn, request_id FROM dif_features"
+    )
+    x, vocab = _matrix(con, "_rows", len(lines), None)
+    order = [r[0] for r in con.execute("SELECT request_id FROM _rows ORDER BY rn").fetchall()]
+    by_id = {line["id"]: line for line in lines}
+    for i, rid in enumerate(order):
+        sql_names = {vocab[j] for j in x.indices[x.indptr[i] : x.indptr[i + 1]]}
+        assert sql_names == active_features(request_features(by_id[rid])), rid
+
+
+def test_template_ids_mask_what_varies() -> None:
+    a = template_id("Today is Monday, 2026-10-19 09:30 UTC. Classify tickets for Acme.")
+    b = template_id("Today is Friday, 2026-11-02 17:05 UTC. Classify tickets for Acme.")
+    c = template_id("You write for Jo Lee (jo@x.io). Polish the draft.")
+    d = template_id("You write for Samuel Mensah (samuel.mensah@acme-corp.com). Polish the draft.")
+    assert a == b and c == d and a != c
+    assert template_id(None) is None
+    assert template_id("x" * 5000 + "tail") == template_id("x" * 5000 + "other tail")
+
+
+def test_every_rule_feature_is_catalogued_and_guards_are_request_time() -> None:
+    rules = load_rules(default_rules_dir())
+    assert {r.id for r in rules if r.guard} == {"DIF-001", "DIF-002", "DIF-003"}
+    assert all(FEATURES[name][1] for name in FEATURES if name.startswith("cue_"))
+
+
+def test_heuristics_label_the_obvious(tmp_path: Path) -> None:
+    lines = [
+        openai_line(
+            "easy",
+            completion=1,
+            messages=[
+                {
+                    "role": "system",
+                    "content": "Classify the sentiment. Answer with exactly one word.",
+                },
+                {"role": "user", "content": "Love it"},
+            ],
+            response_text="positive",
+        ),
+        openai_line("code", messages=[{"role": "user", "content": USERS[3] * 2}]),
+        openai_line("maths", messages=[{"role": "user", "content": USERS[4]}]),
+        openai_line(
+            "thumbs",
+            completion=1,
+            feedback=-1,
+            messages=[
+                {
+                    "role": "system",
+                    "content": "Classify the sentiment. Answer with exactly one word.",
+                },
+                {"role": "user", "content": "Meh"},
+            ],
+        ),
+        openai_line("none", messages=[{"role": "user", "content": "Tell me about the weather"}]),
+    ]
+    con = store.connect(tmp_path / "h.duckdb")
+    try:
+        ingest(con, [str(write_jsonl(tmp_path / "h.jsonl", lines))])
+        build_features(con)
+        apply_rules(con, load_rules(default_rules_dir()))
+        got = {
+            r[0]: r[1:]
+            for r in con.execute(
+                "SELECT request_id, rule_label, guard_label, rules FROM dif_labels"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    assert got["easy"] == ("easy", None, ["DIF-006"])
+    assert got["code"][:2] == ("hard", "hard") and "DIF-001" in got["code"][2]
+    assert got["maths"][:2] == ("hard", "hard")
+    assert got["thumbs"][0] == "medium"  # thumbs-down outranks the easy cue
+    assert got["none"] == (None, None, [])
+
+
+def _mixed_store(path: Path, tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    lines = []
+    for i in range(40):
+        lines.append(
+            openai_line(
+                f"e{i}",
+                completion=1,
+                messages=[
+                    {"role": "system", "content": "Classify the ticket. Return one label."},
+                    {"role": "user", "content": f"Ticket {i}: my parcel is late"},
+                ],
+            )
+        )
+        lines.append(
+            openai_line(
+                f"m{i}",
+                completion=90,
+                messages=[
+                    {"role": "system", "content": "Summarise the document for the digest."},
+                    {"role": "user", "content": f"Report {i}. " + LONG[:2000]},
+                ],
+            )
+        )
+        lines.append(
+            openai_line(
+                f"u{i}",
+                messages=[
+                    {
+                        "role": "user",
+                        "content": f"Ticket {i}: where is my parcel? Return one label.",
+                    }
+                ],
+            )
+        )
+    con = store.connect(path)
+    ingest(con, [str(write_jsonl(tmp_path / f"{path.stem}.jsonl", lines))])
+    return con
+
+
+def test_classifier_is_seeded_and_exports_plain_json(tmp_path: Path) -> None:
+    results = []
+    for name in ("one", "two"):
+        con = _mixed_store(tmp_path / f"{name}.duckdb", tmp_path)
+        try:
+            summary = classify(con, default_rules_dir(), seed=7).summary()
+            model = load_classifier(con)
+            table = con.execute("SELECT * FROM difficulty ORDER BY request_id").fetchall()
+            raw = con.execute(
+                "SELECT value FROM meta WHERE key = 'difficulty.classifier'"
+            ).fetchall()
+        finally:
+            con.close()
+        results.append((summary, model, table, raw))
+    assert results[0] == results[1]
+    summary, model, table, raw = results[0]
+    assert model is not None and model["format"] == CLASSIFIER_FORMAT
+    assert json.loads(raw[0][0]) == model  # plain JSON in the store: no pickle anywhere
+    assert model["training"]["seed"] == 7 and model["training"]["trained_on"] > 0
+    assert summary["by_difficulty"]["easy"] >= 80  # the unlabelled tickets generalise to easy
+    reasons = {r[0]: r for r in table}
+    assert reasons["u3"][4] == "easy" and "features" in reasons["u3"][-1]
+
+
+def test_a_single_class_falls_back_to_a_prior(tmp_path: Path) -> None:
+    lines = [
+        openai_line(
+            f"e{i}",
+            completion=1,
+            messages=[{"role": "user", "content": f"Classify: item {i}. Return one label."}],
+        )
+        for i in range(30)
+    ]
+    con = store.connect(tmp_path / "p.duckdb")
+    try:
+        ingest(con, [str(write_jsonl(tmp_path / "p.jsonl", lines))])
+        result = classify(con, default_rules_dir())
+    finally:
+        con.close()
+    assert result.training.fallback == "the rules found only one difficulty"
+    assert result.by_difficulty == {"easy": 30}
+
+
+@pytest.mark.slow
+def test_scale_one_million_requests(tmp_path: Path) -> None:
+    """Features + training + scoring on ~1M requests, as a ratio to a bare scan of their text.
+
+    Replicates the sample store's requests with fresh ids (user texts made distinct), so the
+    text work is real; run with `pytest -m slow -s tests/test_difficulty.py`.
+    """
+    traffic = Path(__file__).resolve().parents[1] / "sample_logs" / "traffic.jsonl.gz"
+    con = store.connect(tmp_path / "big.duckdb")
+    ingest(con, [str(traffic)])
+    copies = 84  # ~12k x 84 = ~1M requests
+    con.execute(
+        f"""CREATE TEMP TABLE _k AS SELECT range AS k FROM range(1, {copies});
+        INSERT INTO texts SELECT md5(t.text_hash || k), t.text || ' #' || k
+            FROM texts t JOIN (SELECT DISTINCT text_hash FROM messages WHERE role = 'user') u
+            USING (text_hash), _k;
+        INSERT INTO messages SELECT m.request_id || '~' || k, m.position, m.role,
+            CASE WHEN m.role = 'user' THEN md5(m.text_hash || k) ELSE m.text_hash END
+            FROM messages m, _k;
+        INSERT INTO requests SELECT r.* REPLACE (r.request_id || '~' || k AS request_id)
+            FROM requests r, _k"""
+    )
+    n = con.execute("SELECT count(*) FROM requests").fetchall()[0][0]
+    start = time.perf_counter()
+    con.execute(
+        "SELECT count(*), sum(length(t.text)) FROM messages m JOIN texts t USING (text_hash)"
+    ).fetchall()
+    scan = time.perf_counter() - start
+    start = time.perf_counter()
+    result = classify(con, default_rules_dir())
+    work = time.perf_counter() - start
+    con.close()
+    print(
+        f"\n{n} requests: bare scan {scan:.2f}s, classify {work:.2f}s, ratio {work / scan:.1f}x; "
+        f"trained on {result.training.trained_on}"
+    )
+    assert result.requests == n

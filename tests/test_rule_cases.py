@@ -1,0 +1,53 @@
+"""Every rule in rules/ that carries `when` and `cases` runs its cases here: pass cases must match,
+fail cases must not. Generic: a new rules file (batching, guardrails...) is covered as soon as its
+rules use the condition language of advisor/conditions.py."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from advisor.conditions import FeatureType, rules_with_cases, run_cases
+from advisor.difficulty.features import FEATURE_TYPES
+from advisor.ruleset import default_rules_dir, read_yaml
+
+RULES_DIR = default_rules_dir()
+# Rules files whose features are known get their names and types checked too.
+CATALOGUES: dict[str, Mapping[str, FeatureType]] = {"difficulty": FEATURE_TYPES}
+
+
+def _collect() -> list[Any]:
+    params = []
+    for path in sorted(RULES_DIR.rglob("*.yaml")):
+        data = read_yaml(path)
+        for where, rule in rules_with_cases(data):
+            rel = path.relative_to(RULES_DIR)
+            params.append(
+                pytest.param(path, data["kind"], rule, id=f"{rel}:{rule.get('id', where)}")
+            )
+    return params
+
+
+CASES = _collect()
+
+
+def test_there_are_rule_cases() -> None:
+    assert len(CASES) >= 10
+
+
+@pytest.mark.parametrize(("path", "kind", "rule"), CASES)
+def test_rule_cases(path: Path, kind: str, rule: Mapping[str, Any]) -> None:
+    failures = run_cases(rule, CATALOGUES.get(kind))
+    assert not failures, f"{path}:\n" + "\n".join(str(f) for f in failures)
+
+
+def test_rule_ids_are_unique_per_kind() -> None:
+    seen: dict[tuple[str, str], Path] = {}
+    for param in CASES:
+        path, kind, rule = param.values
+        key = (kind, str(rule.get("id")))
+        assert key not in seen, f"{key[1]} in {path} and {seen[key]}"
+        seen[key] = path
