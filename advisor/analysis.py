@@ -167,7 +167,8 @@ class Analysis(_Model):
     recommendations: list[Recommendation] = Field(default_factory=list)
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=False) + "\n"
+        # Sorted keys: no dict built from a query's row order can make two runs differ.
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
 
 
 def json_schema() -> dict[str, Any]:

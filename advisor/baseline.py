@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -189,7 +190,8 @@ def build_coverage(
         ).fetchall()
     }
     reasons = [
-        A.QuarantineReason(file=f, field=fd, reason=r, rows=n, first_line=line)
+        # The file's name, as in `inputs`: an analysis does not depend on where logs were kept.
+        A.QuarantineReason(file=Path(f).name, field=fd, reason=r, rows=n, first_line=line)
         for f, fd, r, n, line in con.execute(
             """SELECT source_file, field,
                       CASE WHEN reason LIKE 'expected%got%' THEN split_part(reason, ', got', 1)

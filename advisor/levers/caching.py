@@ -653,7 +653,7 @@ def _details(
     features = _aggregate(con, "true", "feature", policy.max_templates)
     for row in features:
         del row["span"]
-    not_replayable = {k: int(v) for k, v in categories.items() if k != "replay"}
+    not_replayable = {k: int(v) for k, v in sorted(categories.items()) if k != "replay"}
     return {
         "replay": {
             "requests": total["requests"],
