@@ -200,6 +200,26 @@ def machine() -> dict[str, Any]:
     }
 
 
+def code_version() -> dict[str, Any]:
+    """The commit measured, and which advisor files differ from it (read-only git calls)."""
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=HERE.parent, env=env, capture_output=True,
+                                  text=True, timeout=30)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    changed = git("diff", "--name-only", "HEAD", "--", "advisor", "rules")
+    untracked = git("ls-files", "--others", "--exclude-standard", "--", "advisor", "rules")
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or None,
+        "modified": [*changed.splitlines(), *untracked.splitlines()],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=1_000_000, help="size of generated log")
@@ -233,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if TIKTOKEN_CACHE.is_dir():
         os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
+    code = code_version()  # at the start: the tree may change while a long run goes on
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log, meta = ensure_log(args, out)
@@ -291,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
         "machine": machine(),
+        "code": code,
         "log": {"path": str(log), "bytes": size, "read_seconds": read_s, **meta},
         "requests": requests,
         "scan_sql": " ".join(stages.scan_sql(log).split()),

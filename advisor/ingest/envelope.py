@@ -247,7 +247,9 @@ def staging_sql(source: str, convention: str = "auto", default_model: str | None
     default = "NULL" if default_model is None else _sql_str(default_model)
     return f"""
 WITH stripped AS (
-  SELECT line, junk, trim(raw, chr(32) || chr(9) || chr(10) || chr(13)) AS raw FROM {source}
+  -- Leading whitespace only (each line carries the previous newline): a full trim copies
+  -- every line, and JSON ignores trailing whitespace anyway.
+  SELECT line, junk, ltrim(raw, chr(32) || chr(9) || chr(10) || chr(13)) AS raw FROM {source}
 ), structured AS (
   -- Parse once; only lines that fail are parsed again, to say why.
   SELECT line, junk, raw,
@@ -272,7 +274,7 @@ WITH stripped AS (
   SELECT *,
     CASE
       WHEN raw IS NULL THEN '|not UTF-8 text'
-      WHEN raw = '' THEN '|empty line'
+      WHEN rtrim(raw, chr(32) || chr(9) || chr(13)) = '' THEN '|empty line'
       WHEN contains(raw, chr(0)) THEN '|binary data (NUL byte)'
       WHEN j IS NULL AND NOT starts_with(raw, '{{') AND json_valid(raw)
         THEN '|expected a JSON object, got ' || lower(json_type(raw))
@@ -296,7 +298,7 @@ WITH stripped AS (
   FROM typed
 )
 SELECT line AS source_line,
-       coalesce(junk, left(raw, 200)) AS excerpt,
+       coalesce(junk, rtrim(left(raw, 200), chr(32) || chr(9) || chr(13))) AS excerpt,
        nullif(split_part(error, '|', 1), '') AS error_field,
        CASE WHEN error IS NOT NULL THEN substr(error, strpos(error, '|') + 1) END AS error_reason,
        coalesce(j.id, j.request_id, j.response.id) AS logged_id,
@@ -358,7 +360,7 @@ SELECT line AS source_line,
                 {_text_of("j.response.content")}) AS response_text,
        ({openai_in} OR {anthropic_in}) AS has_usage,
        CASE WHEN coalesce(j.id, j.request_id, j.response.id) IS NULL
-            THEN md5(raw) END
+            THEN md5(rtrim(raw, chr(32) || chr(9) || chr(13))) END
          AS raw_hash
 FROM checked
 """
