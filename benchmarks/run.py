@@ -34,7 +34,7 @@ STAGES = ("ingest", "baseline", "caching", "tiering")  # or any other advisor.le
 DEFAULT_STAGES = "ingest,baseline,caching,tiering"
 TARGET_RATIO = 4.0  # issue target: ingest + baseline within 4x the bare scan
 TARGET_RSS = 4 << 30  # and peak RSS under 4 GiB
-TIKTOKEN_CACHE = Path("/work/shared/tiktoken-cache")
+TIKTOKEN_CACHE = HERE.parent.parent / "shared" / "tiktoken-cache"  # ../shared beside the repo
 
 
 @dataclass

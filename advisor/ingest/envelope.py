@@ -203,15 +203,19 @@ _EXPECT = {
 }
 
 
+_SPACE = "chr(32) || chr(9) || chr(10) || chr(13)"  # JSON whitespace, as a SQL expression
+
+
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
 def _text_of(json_expr: str) -> str:
     """Text of a content value: a string, or the concatenated `text` of a list of parts."""
+    # The JSON text's first character tells its type without parsing it (json_type would).
     return (
-        f"CASE json_type({json_expr}) WHEN 'VARCHAR' THEN json_extract_string({json_expr}, '$') "
-        f"WHEN 'ARRAY' THEN array_to_string(json_extract_string({json_expr}, '$[*].text'), '') "
+        f"CASE left({json_expr}, 1) WHEN '\"' THEN json_extract_string({json_expr}, '$') "
+        f"WHEN '[' THEN array_to_string(json_extract_string({json_expr}, '$[*].text'), '') "
         f"ELSE NULL END"
     )
 
@@ -246,17 +250,16 @@ def staging_sql(source: str, convention: str = "auto", default_model: str | None
     ts = "raw_ts"
     default = "NULL" if default_model is None else _sql_str(default_model)
     return f"""
-WITH stripped AS (
-  -- Leading whitespace only (each line carries the previous newline): a full trim copies
-  -- every line, and JSON ignores trailing whitespace anyway.
-  SELECT line, junk, ltrim(raw, chr(32) || chr(9) || chr(10) || chr(13)) AS raw FROM {source}
-), structured AS (
-  -- Parse once; only lines that fail are parsed again, to say why.
+WITH structured AS (
+  -- Parse once; only lines that fail are parsed again, to say why. Each line but the first of
+  -- a block starts with the previous newline: JSON ignores it, and only the few bytes that
+  -- are looked at get trimmed (trimming whole lines would copy gigabytes).
   SELECT line, junk, raw,
-         CASE WHEN starts_with(raw, '{{') THEN try(json_transform(raw, {structure})) END AS j
-  FROM stripped
+         starts_with(ltrim(left(raw, 16), {_SPACE}), '{{') AS looks_like_object,
+         CASE WHEN looks_like_object THEN try(json_transform(raw, {structure})) END AS j
+  FROM {source}
 ), typed AS (
-  SELECT line, junk, raw, j,
+  SELECT line, junk, raw, j, looks_like_object,
        j.timestamp AS {ts},
        CASE WHEN TRY_CAST(j.timestamp AS DOUBLE) IS NOT NULL THEN
             to_timestamp(CASE WHEN TRY_CAST(j.timestamp AS DOUBLE) > 1e11
@@ -274,9 +277,9 @@ WITH stripped AS (
   SELECT *,
     CASE
       WHEN raw IS NULL THEN '|not UTF-8 text'
-      WHEN rtrim(raw, chr(32) || chr(9) || chr(13)) = '' THEN '|empty line'
+      WHEN NOT regexp_matches(raw, '[^[:space:]]') THEN '|empty line'
       WHEN contains(raw, chr(0)) THEN '|binary data (NUL byte)'
-      WHEN j IS NULL AND NOT starts_with(raw, '{{') AND json_valid(raw)
+      WHEN j IS NULL AND NOT looks_like_object AND json_valid(raw)
         THEN '|expected a JSON object, got ' || lower(json_type(raw))
       WHEN j IS NULL THEN '|invalid JSON (truncated or malformed line)'
       WHEN {ts} IS NULL THEN 'timestamp|missing required field'
@@ -298,7 +301,7 @@ WITH stripped AS (
   FROM typed
 )
 SELECT line AS source_line,
-       coalesce(junk, rtrim(left(raw, 200), chr(32) || chr(9) || chr(13))) AS excerpt,
+       coalesce(junk, trim(left(ltrim(left(raw, 400), {_SPACE}), 200), {_SPACE})) AS excerpt,
        nullif(split_part(error, '|', 1), '') AS error_field,
        CASE WHEN error IS NOT NULL THEN substr(error, strpos(error, '|') + 1) END AS error_reason,
        coalesce(j.id, j.request_id, j.response.id) AS logged_id,
@@ -350,7 +353,7 @@ SELECT line AS source_line,
        list_transform(messages, lambda m: {{
            'role': m.role,
            'text': coalesce({_text_of("m.content")}, '')
-                   || coalesce(CASE WHEN json_type(m.tool_calls) <> 'NULL'
+                   || coalesce(CASE WHEN left(m.tool_calls, 1) IN ('[', '{{')
                                     THEN m.tool_calls::VARCHAR END, '')
          }}) AS msgs,
        {_text_of("system_json")} AS system_text,
@@ -360,7 +363,7 @@ SELECT line AS source_line,
                 {_text_of("j.response.content")}) AS response_text,
        ({openai_in} OR {anthropic_in}) AS has_usage,
        CASE WHEN coalesce(j.id, j.request_id, j.response.id) IS NULL
-            THEN md5(rtrim(raw, chr(32) || chr(9) || chr(13))) END
+            THEN md5(trim(raw, {_SPACE})) END
          AS raw_hash
 FROM checked
 """
