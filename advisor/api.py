@@ -178,9 +178,16 @@ def analyze(
     try:
         report = _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
         if store.scalar(con, "SELECT count(*) FROM requests") == 0:
+            examples = con.execute(
+                """SELECT source_file, source_line, coalesce(field, '(line)'), reason
+                   FROM quarantine ORDER BY source_file, source_line LIMIT 3"""
+            ).fetchall()
+            seen = "; ".join(f"{Path(f).name}:{n}: {fd}: {r}" for f, n, fd, r in examples)
             raise InputError(
-                "nothing usable: no request could be read from " + ", ".join(logs),
-                hint="see the quarantine reasons above, or force a format with --format",
+                "nothing usable: no request could be read from "
+                + ", ".join(logs)
+                + (f" ({seen})" if seen else ""),
+                hint="check the format (docs/logging-format.md), or force one with --format",
             )
         result = build_analysis(con, prices, report, rules_dir=rules_dir, options=options)
     finally:

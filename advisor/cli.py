@@ -62,6 +62,15 @@ def _parse_map(items: list[str] | None) -> dict[str, str]:
     return mapping
 
 
+def _emit(text: str, output: Path | None) -> None:
+    """Data to stdout, or to a file with a note on stderr."""
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        err.print(f"wrote {escape(str(output))}")
+
+
 def _progress() -> tuple[Progress, api.Progress]:
     bar = Progress(
         SpinnerColumn(),
@@ -197,11 +206,7 @@ def report(
     Example: advisor report advisor-out/analysis.json --format md -o report.md
     """
     text = api.render_report(api.load_analysis(analysis_file), fmt)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
-        err.print(f"wrote {escape(str(output))}")
+    _emit(text, output)
 
 
 @export_app.command("decisions")
@@ -232,11 +237,7 @@ def export_router(
     Example: advisor export router --format litellm -o litellm_config.yaml
     """
     text = api.export_router(db, fmt)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
-        err.print(f"wrote {escape(str(output))}")
+    _emit(text, output)
 
 
 @export_app.command("evalset")

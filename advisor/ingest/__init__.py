@@ -16,7 +16,7 @@ import duckdb
 
 from advisor.errors import InputError
 from advisor.ingest import envelope, tabular
-from advisor.ingest.files import expand_paths, head_bytes, is_gzip, read_line_blocks
+from advisor.ingest.files import expand_paths, head_bytes, read_line_blocks
 from advisor.ingest.load import LoadCounts, load_staged
 
 FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet")
@@ -94,7 +94,7 @@ def _ingest_table(
     mapping: Mapping[str, str],
     model: str | None,
 ) -> LoadCounts:
-    if fmt == "csv" and is_gzip(path) is False and path.stat().st_size == 0:
+    if path.stat().st_size == 0:
         return LoadCounts()
     sql = tabular.staging_sql(con, path, fmt, mapping, model)
     con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
