@@ -325,8 +325,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs"
 def sample() -> Iterator[tuple[Any, dict[str, Any], dict[str, Any]]]:
     """The demo traffic ingested and priced as `advisor analyze` does, and the lever's details."""
     traffic = SAMPLE / "traffic.jsonl.gz"
-    if not traffic.is_file():
-        pytest.skip("sample_logs/traffic.jsonl.gz not generated yet")
+    assert traffic.is_file(), "sample_logs/traffic.jsonl.gz is missing: run sample_logs/generate.py"
     if not tokens.encoding_available("o200k_base"):
         pytest.fail("o200k_base is not in TIKTOKEN_CACHE_DIR: ../shared/tiktoken-cache missing?")
     con = store.connect()

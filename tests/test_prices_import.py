@@ -29,13 +29,18 @@ LITELLM = (
 )
 RULES = Path(__file__).resolve().parents[1] / "rules"
 TODAY = dt.date(2026, 11, 26)
-needs_litellm = pytest.mark.skipif(not LITELLM.exists(), reason="shared LiteLLM price file absent")
+needs_litellm = pytest.mark.usefixtures("litellm_file")
+
+
+@pytest.fixture
+def litellm_file() -> Path:
+    assert LITELLM.exists(), f"{LITELLM} missing: tests read ../shared/data beside the repo"
+    return LITELLM
 
 
 @pytest.fixture(scope="module")
 def imported() -> dict[str, ModelPrice]:
-    if not LITELLM.exists():
-        pytest.skip("shared LiteLLM price file absent")
+    assert LITELLM.exists(), f"{LITELLM} missing: tests read ../shared/data beside the repo"
     return {m.id: m for m in import_litellm(LITELLM, retrieved=TODAY)}
 
 
