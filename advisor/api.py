@@ -16,6 +16,7 @@ import duckdb
 
 from advisor import __version__, baseline, store, tokens
 from advisor.analysis import Analysis, FileInput, load_analysis
+from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
 from advisor.errors import AdvisorError, InputError
 from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
@@ -30,9 +31,11 @@ __all__ = [
     "IngestReport",
     "SimOptions",
     "analyze",
+    "diff",
     "export_decisions",
     "export_evalset",
     "export_router",
+    "increase_exceeds",
     "ingest",
     "load_analysis",
     "load_price_table",
@@ -212,6 +215,11 @@ def analyze(
     if cov.unpriced_requests:
         problems.append(f"{cov.unpriced_requests} requests on unpriced models")
     return AnalyzeResult(result, out, files, report, problems)
+
+
+def diff(old: Path, new: Path) -> AnalysisDiff:
+    """What changed between two analysis.json files (spend, coverage, lever savings)."""
+    return diff_analyses(load_analysis(Path(old)), load_analysis(Path(new)))
 
 
 def render_report(analysis: Analysis, fmt: str = "html") -> str:

@@ -209,6 +209,44 @@ def report(
     _emit(text, output)
 
 
+@app.command()
+def diff(
+    old: Annotated[Path, typer.Argument(help="The earlier analysis.json.")],
+    new: Annotated[Path, typer.Argument(help="The later analysis.json.")],
+    fail_on_increase: Annotated[
+        float | None,
+        typer.Option("--fail-on-increase", help="Exit 1 if cost per request rose by > PCT %."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Compare two analyses: spend, coverage and each lever's saving.
+
+    Example: advisor diff last-month/analysis.json advisor-out/analysis.json --fail-on-increase 5
+    """
+    from advisor.report import fmt
+
+    result = api.diff(old, new)
+    if json_:
+        sys.stdout.write(json.dumps(result.as_dict(), indent=2) + "\n")
+    else:
+        from rich.table import Table
+
+        grid = Table("figure", "old", "new", "change")
+        for change in result.changes:
+            money = "cost" in change.name or "saving" in change.name
+            show = (lambda d: fmt.money(d, result.currency)) if money else (lambda d: f"{d:,}")
+            grid.add_row(
+                change.name, show(change.old), show(change.new),
+                f"{show(change.delta)} ({fmt.pct(change.share)})",
+            )  # fmt: skip
+        out.print(grid)
+    if fail_on_increase is not None and api.increase_exceeds(result, fail_on_increase):
+        raise AdvisorError(
+            f"cost per priced request rose by more than {fail_on_increase}%",
+            hint="see the table above",
+        )
+
+
 @export_app.command("decisions")
 def export_decisions(
     db: DbOpt = Path("advisor-out/advisor.duckdb"),

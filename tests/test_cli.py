@@ -147,3 +147,21 @@ def test_without_tokenizer_counts_are_estimated_and_said(tmp_path: Path) -> None
     assert cov["tokenizer"] == "estimate"
     assert cov["token_source"]["estimated"] == 1
     assert any("no tokenizer" in note for note in cov["notes"])
+
+
+def test_diff_reports_changes_and_gates_on_cost_per_request(tmp_path: Path) -> None:
+    from helpers import openai_line, write_jsonl
+
+    cheap = write_jsonl(tmp_path / "a.jsonl", [openai_line("a", prompt=1000, completion=10)])
+    dear = write_jsonl(tmp_path / "b.jsonl", [openai_line("b", prompt=1000, completion=900)])
+    for name, path in (("old", cheap), ("new", dear)):
+        assert run("analyze", str(path), "-o", str(tmp_path / name)).returncode == 0
+    old, new = tmp_path / "old" / "analysis.json", tmp_path / "new" / "analysis.json"
+    shown = run("diff", str(old), str(new), "--json")
+    assert shown.returncode == 0, shown.stderr
+    changes = {c["name"]: c for c in json.loads(shown.stdout)["changes"]}
+    assert changes["baseline cost"]["old"] == "0.0026"  # 1000 x $2.50/M + 10 x $10/M
+    assert changes["baseline cost"]["new"] == "0.0115"
+    gated = run("diff", str(old), str(new), "--fail-on-increase", "5")
+    assert gated.returncode == 1 and "rose by more than 5" in gated.stderr
+    assert run("diff", str(new), str(old), "--fail-on-increase", "5").returncode == 0
