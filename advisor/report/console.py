@@ -77,21 +77,9 @@ def _coverage(a: Analysis, console: Console) -> None:
         f" · estimated {fmt.count(src.estimated)} · unbilled {fmt.count(src.unbilled)}"
         f"  (tokenizer: {_t(cov.tokenizer)})"
     )
-    if src.estimated:
-        why = (
-            "no tokenizer was available"
-            if cov.tokenizer.lower().startswith("estimat")
-            else f"tokenizer {_t(cov.tokenizer)} could not count them"
-        )
-        calibrated = (
-            f"; calibrated ×{fmt.number(cov.token_calibration)} against logged usage"
-            if cov.token_calibration is not None
-            else ""
-        )
-        console.print(
-            f"[bold yellow]Warning:[/bold yellow] {fmt.count(src.estimated)} requests have "
-            f"estimated token counts because {why}{calibrated}; their costs are approximate."
-        )
+    warning = fmt.estimated_warning(cov)
+    if warning:
+        console.print(f"[bold yellow]Warning:[/bold yellow] {_t(warning)}")
     for note in cov.notes:
         console.print(f"  note: {_t(note)}")
 
@@ -102,16 +90,7 @@ def _spend(a: Analysis, console: Console) -> None:
     console.print(_cost_table(a, "Spend by model", "model", base.by_model))
     console.print(_cost_table(a, "Spend by feature", "feature", base.by_feature))
     console.print(_cost_table(a, "Top users", "user", base.by_user))
-    rec = base.reconciliation
-    if rec.rows_with_logged_cost:
-        share = f" ({fmt.pct(rec.gap_share)})" if rec.gap_share is not None else ""
-        console.print(
-            f"Reconciliation: logs report {_money(a, rec.logged_total)} for "
-            f"{fmt.count(rec.rows_with_logged_cost)} requests; our prices give "
-            f"{_money(a, rec.computed_total)}; gap {_money(a, rec.gap)}{share}"
-        )
-    else:
-        console.print("Reconciliation: no logged cost to compare our pricing against")
+    console.print(escape(fmt.reconciliation_sentence(base.reconciliation, a.currency)))
 
 
 def _cost_table(a: Analysis, title: str, name: str, rows: list[CostRow]) -> Table:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
+from advisor.analysis import Coverage, Reconciliation
+
 NONE = "—"
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 _CENT = Decimal("0.01")
@@ -234,3 +236,35 @@ def flat(node: Node) -> str:
     if node.kind == "map":
         return "; ".join(f"{label(k)}: {flat(n)}" for k, n in node.items)
     return f"table of {len(node.rows) + node.omitted} rows"
+
+
+def estimated_warning(coverage: Coverage) -> str | None:
+    """The one sentence every renderer shows when some token counts are estimates."""
+    estimated = coverage.token_source.estimated
+    if not estimated:
+        return None
+    if coverage.tokenizer.lower().startswith("estimat"):
+        why = " because no tokenizer could be loaded offline"
+    else:
+        why = " (their provider's tokenizer was approximated with o200k_base)"
+    calibrated = (
+        f", calibrated ×{number(coverage.token_calibration)} against logged usage"
+        if coverage.token_calibration is not None
+        else ""
+    )
+    return (
+        f"{count(estimated)} requests have estimated token counts{why}{calibrated}; "
+        "their costs are approximate."
+    )
+
+
+def reconciliation_sentence(rec: Reconciliation, currency: str) -> str:
+    """Logged cost against our pricing, as one sentence (plain text: callers escape it)."""
+    if not rec.rows_with_logged_cost:
+        return "Reconciliation: no logged cost to compare our pricing against"
+    share = f" ({pct(rec.gap_share)})" if rec.gap_share is not None else ""
+    return (
+        f"Reconciliation: logs report {money(rec.logged_total, currency)} for "
+        f"{count(rec.rows_with_logged_cost)} requests; our prices give "
+        f"{money(rec.computed_total, currency)}; gap {money(rec.gap, currency)}{share}"
+    )

@@ -83,27 +83,10 @@ def _coverage(a: Analysis) -> list[str]:
         f"estimated {fmt.count(src.estimated)}, unbilled {fmt.count(src.unbilled)} "
         f"(tokenizer: {md(cov.tokenizer)})",
     ]
-    if src.estimated:
-        why = "no tokenizer was available" if cov.tokenizer.lower().startswith("estimat") else ""
-        calibrated = (
-            f", calibrated ×{fmt.number(cov.token_calibration)} against logged usage"
-            if cov.token_calibration is not None
-            else ""
-        )
-        lines.append(
-            f"- **Warning:** {fmt.count(src.estimated)} requests have estimated token counts"
-            f"{' because ' + why if why else ''}{calibrated}; their costs are approximate."
-        )
-    rec = a.baseline.reconciliation
-    if rec.rows_with_logged_cost:
-        share = f" ({fmt.pct(rec.gap_share)})" if rec.gap_share is not None else ""
-        lines.append(
-            f"- Reconciliation: logs report {_money(a, rec.logged_total)} for "
-            f"{fmt.count(rec.rows_with_logged_cost)} requests, our prices give "
-            f"{_money(a, rec.computed_total)}: gap {_money(a, rec.gap)}{share}"
-        )
-    else:
-        lines.append("- Reconciliation: no logged cost to compare our pricing against")
+    warning = fmt.estimated_warning(cov)
+    if warning:
+        lines.append(f"- **Warning:** {md(warning)}")
+    lines.append(f"- {md(fmt.reconciliation_sentence(a.baseline.reconciliation, a.currency))}")
     lines += [f"- Note: {md(note)}" for note in cov.notes]
     lines.append("")
     if cov.unpriced_models:
