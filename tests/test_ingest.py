@@ -279,3 +279,41 @@ def test_inconsistent_usage_is_quarantined(con, tmp_path: Path) -> None:
         "exceeds completion_tokens",
         "exceeds cache_creation_input_tokens",
     ]
+
+
+def test_gemini_native_body(con, tmp_path: Path) -> None:
+    line = {
+        "id": "gn1",
+        "timestamp": "2026-10-01T12:00:00Z",
+        "provider": "google",
+        "request": {
+            "systemInstruction": {"parts": [{"text": "Be brief."}]},
+            "contents": [
+                {"role": "user", "parts": [{"text": "Hi"}]},
+                {"role": "model", "parts": [{"text": "Hello."}]},
+                {"role": "user", "parts": [{"text": "Sum 2+2"}]},
+            ],
+            "generationConfig": {"maxOutputTokens": 64, "temperature": 0.1},
+        },
+        "response": {
+            "modelVersion": "gemini-2.5-flash",
+            "candidates": [{"content": {"role": "model", "parts": [{"text": "4"}]},
+                            "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 20, "candidatesTokenCount": 1,
+                              "thoughtsTokenCount": 30},
+        },
+    }  # fmt: skip
+    ingest(con, [str(write_jsonl(tmp_path / "g.jsonl", [line]))])
+    row = _row(con, "gn1")
+    assert (row["model"], row["input_tokens"], row["output_tokens"]) == ("gemini-2.5-flash", 20, 31)
+    assert (row["max_tokens"], row["temperature"], row["finish_reason"]) == (64, 0.1, "stop")
+    assert row["message_count"] == 3
+    roles = con.execute(
+        "SELECT m.role, t.text FROM messages m JOIN texts t USING (text_hash) ORDER BY position"
+    ).fetchall()
+    assert roles == [("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello."),
+                     ("user", "Sum 2+2")]  # fmt: skip
+    response = con.execute(
+        "SELECT t.text FROM requests r JOIN texts t ON t.text_hash = r.response_hash"
+    ).fetchall()
+    assert response == [("4",)]

@@ -7,8 +7,9 @@ Provider token conventions are normalised here:
   includes `prompt_tokens_details.cached_tokens`; reasoning is inside `completion_tokens`.
 - Anthropic: `cache_read_input_tokens` and `cache_creation_input_tokens` come on top of
   `input_tokens`; the canonical `input_tokens` is their sum.
-- Gemini native (`usageMetadata`): cached tokens inside `promptTokenCount`; `thoughtsTokenCount`
-  on top of `candidatesTokenCount`.
+- Gemini native (`generateContent`: `contents`/`parts`, `systemInstruction`, `candidates`,
+  `usageMetadata`): cached tokens inside `promptTokenCount`; `thoughtsTokenCount` on top of
+  `candidatesTokenCount`.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ _BODY = {
     "system": "JSON",
     "max_tokens": "VARCHAR",
     "max_completion_tokens": "VARCHAR",
+    # Gemini's native generateContent body
+    "contents": [{"role": "VARCHAR", "parts": "JSON"}],
+    "systemInstruction": {"parts": "JSON"},
+    "generationConfig": {"maxOutputTokens": "VARCHAR", "temperature": "VARCHAR"},
     "stream": "VARCHAR",
     "n": "VARCHAR",
     "temperature": "VARCHAR",
@@ -60,6 +65,8 @@ _RESPONSE = {
     "service_tier": "VARCHAR",
     "usage": _USAGE,
     "usageMetadata": _GEMINI_USAGE,
+    "candidates": "JSON",
+    "modelVersion": "VARCHAR",
 }
 STRUCTURE = {
     "id": "VARCHAR",
@@ -96,12 +103,17 @@ _TYPED = [
     (
         "max_tokens",
         "coalesce(j.request.max_completion_tokens, j.request.max_tokens, "
-        "j.max_completion_tokens, j.max_tokens)",
+        "j.request.generationConfig.maxOutputTokens, j.max_completion_tokens, j.max_tokens)",
         "BIGINT",
         "count",
     ),
     ("n", "coalesce(j.request.n, j.n)", "BIGINT", "count"),
-    ("temperature", "coalesce(j.request.temperature, j.temperature)", "DOUBLE", "number"),
+    (
+        "temperature",
+        "coalesce(j.request.temperature, j.request.generationConfig.temperature, j.temperature)",
+        "DOUBLE",
+        "number",
+    ),
     ("stream", "coalesce(j.request.stream, j.stream)", "BOOLEAN", "bool"),
     ("logged_cost", "j.cost", "DECIMAL(18,9)", "nonneg"),
     ("feedback", "j.feedback", "DOUBLE", "number"),
@@ -266,9 +278,13 @@ WITH structured AS (
                               THEN TRY_CAST(j.timestamp AS DOUBLE) / 1000
                               ELSE TRY_CAST(j.timestamp AS DOUBLE) END) AT TIME ZONE 'UTC'
             ELSE TRY_CAST(j.timestamp AS TIMESTAMPTZ) AT TIME ZONE 'UTC' END AS ts,
-       coalesce(j.request.model, j.model, j.response.model, {default}) AS model,
-       coalesce(j.request.messages, j.messages) AS messages,
-       coalesce(j.request.system, j.system) AS system_json,
+       coalesce(j.request.model, j.model, j.response.model, j.response.modelVersion, {default})
+         AS model,
+       coalesce(j.request.messages, j.messages,
+                list_transform(j.request.contents, lambda c: {{
+                  'role': CASE c.role WHEN 'model' THEN 'assistant' ELSE c.role END,
+                  'content': c.parts, 'tool_calls': NULL::JSON}})) AS messages,
+       coalesce(j.request.system, j.system, j.request.systemInstruction.parts) AS system_json,
        coalesce(j.request.tools, j.tools) AS tools_json,
        coalesce(j.request.response_format, j.response_format) AS response_format_json,
        {typed_sql}
@@ -348,7 +364,9 @@ SELECT line AS source_line,
             WHEN lower(j.status) IN ('error', 'failed', 'failure') THEN 'error'
             ELSE 'ok' END AS status,
        coalesce(json_extract_string(j.response.choices, '$[0].finish_reason'),
-                j.response.stop_reason) AS finish_reason,
+                j.response.stop_reason,
+                lower(json_extract_string(j.response.candidates, '$[0].finishReason')))
+         AS finish_reason,
        logged_cost, feedback,
        list_transform(messages, lambda m: {{
            'role': m.role,
@@ -360,7 +378,9 @@ SELECT line AS source_line,
        CASE WHEN tools_json IS NOT NULL AND json_type(tools_json) <> 'NULL'
             THEN tools_json::VARCHAR END AS tools_text,
        coalesce(json_extract_string(j.response.choices, '$[0].message.content'),
-                {_text_of("j.response.content")}) AS response_text,
+                {_text_of("j.response.content")},
+                {_text_of("json_extract(j.response.candidates, '$[0].content.parts')")})
+         AS response_text,
        ({openai_in} OR {anthropic_in}) AS has_usage,
        CASE WHEN coalesce(j.id, j.request_id, j.response.id) IS NULL
             THEN md5(trim(raw, {_SPACE})) END
