@@ -193,21 +193,15 @@ def analyze(
                 hint="check the format (docs/logging-format.md), or force one with --format",
             )
         result = build_analysis(con, prices, report, rules_dir=rules_dir, options=options)
+        files = {"db": db_path, "analysis": out / ANALYSIS_FILE}
+        files["analysis"].write_text(result.to_json(), encoding="utf-8")
+        if write_report:
+            files["report"] = out / REPORT_FILE
+            files["report"].write_text(render_report(result, "html"), encoding="utf-8")
+            if any(lever.id == "tiering" for lever in result.levers):
+                files.update(_write_exports(con, out))
     finally:
         con.close()
-    files = {"db": db_path, "analysis": out / ANALYSIS_FILE}
-    files["analysis"].write_text(result.to_json(), encoding="utf-8")
-    if write_report:
-        files["report"] = out / REPORT_FILE
-        files["report"].write_text(render_report(result, "html"), encoding="utf-8")
-        if any(lever.id == "tiering" for lever in result.levers):
-            for fmt_name, name in ROUTER_FILES.items():
-                files[f"router ({fmt_name})"] = out / name
-                files[f"router ({fmt_name})"].write_text(
-                    export_router(db_path, fmt_name), encoding="utf-8"
-                )
-            files["evalset"] = out / EVALSET_DIR
-            export_evalset(db_path, files["evalset"])
     problems = []
     cov = result.coverage
     if cov.quarantined_rows:
@@ -220,6 +214,21 @@ def analyze(
 def diff(old: Path, new: Path) -> AnalysisDiff:
     """What changed between two analysis.json files (spend, coverage, lever savings)."""
     return diff_analyses(load_analysis(Path(old)), load_analysis(Path(new)))
+
+
+def _write_exports(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Path]:
+    """The router in every format (one spec, rendered three ways) and the evaluation set."""
+    from advisor import export
+
+    files = {}
+    spec = export.router_spec(con)
+    for fmt_name, name in ROUTER_FILES.items():
+        text = export.render_router(spec, fmt_name)  # type: ignore[arg-type]
+        files[f"router ({fmt_name})"] = out / name
+        files[f"router ({fmt_name})"].write_text(text, encoding="utf-8")
+    files["evalset"] = out / EVALSET_DIR
+    export.export_evalset(con, files["evalset"])
+    return files
 
 
 def render_report(analysis: Analysis, fmt: str = "html") -> str:
@@ -237,11 +246,17 @@ def render_report(analysis: Analysis, fmt: str = "html") -> str:
     raise AdvisorError(f"unknown report format {fmt!r}", hint="formats: html, md, json")
 
 
-DECISION_COLUMNS = (
-    "request_id", "ts", "model", "feature", "user_id", "difficulty", "confidence",
-    "routed_model", "baseline_cost", "final_cost", "input_tokens", "cache_read_tokens_sim",
-    "trimmed_tokens", "output_cap", "batch_eligible",
-)  # fmt: skip
+# Every column of `export decisions`, in order, with the table it comes from: the store's
+# request and cost tables, or a lever's per-request table (NULL when that lever did not run).
+DECISION_SOURCES = {
+    "request_id": "requests", "ts": "requests", "model": "requests", "feature": "requests",
+    "user_id": "requests", "difficulty": "lever_tiering", "confidence": "lever_tiering",
+    "routed_model": "lever_tiering", "baseline_cost": "costs", "final_cost": "sim_final",
+    "input_tokens": "requests", "cache_read_tokens_sim": "lever_caching",
+    "trimmed_tokens": "lever_trimming", "output_cap": "lever_output_caps",
+    "batch_eligible": "lever_batching",
+}  # fmt: skip
+DECISION_COLUMNS = tuple(DECISION_SOURCES)
 
 
 def _analysed_store(db: Path) -> duckdb.DuckDBPyConnection:
@@ -286,27 +301,17 @@ def export_decisions(db: Path, output: Path) -> int:
     con = _analysed_store(db)
     try:
         tables = {row[0] for row in con.execute("SHOW TABLES").fetchall()}
-        joins, selects = [], []
-        lever_columns = {
-            "tiering": ("difficulty", "confidence", "routed_model"),
-            "caching": ("cache_read_tokens_sim",),
-            "trimming": ("trimmed_tokens",),
-            "output_caps": ("output_cap",),
-            "batching": ("batch_eligible",),
-        }
-        for lever, columns in lever_columns.items():
-            table = f"lever_{lever}"
-            if table in tables:
-                joins.append(f"LEFT JOIN {table} USING (request_id)")
-            for column in columns:
-                selects.append(f"{table}.{column}" if table in tables else f"NULL AS {column}")
+        levers = sorted({t for t in DECISION_SOURCES.values() if t.startswith("lever_")} & tables)
+        selects = [
+            f"{table}.{column}" if table in tables else f"NULL AS {column}"
+            for column, table in DECISION_SOURCES.items()
+        ]
+        joins = " ".join(f"LEFT JOIN {table} USING (request_id)" for table in levers)
         query = f"""
-            SELECT r.request_id, r.ts, r.model, r.feature, r.user_id,
-                   {", ".join(selects[:3])}, c.baseline_cost, f.final_cost, r.input_tokens,
-                   {", ".join(selects[3:])}
-            FROM requests r JOIN costs c USING (request_id) JOIN sim_final f USING (request_id)
-            {" ".join(joins)}
-            ORDER BY r.ts, r.request_id"""
+            SELECT {", ".join(selects)}
+            FROM requests JOIN costs USING (request_id) JOIN sim_final USING (request_id)
+            {joins}
+            ORDER BY requests.ts, requests.request_id"""
         output = Path(output)
         output.parent.mkdir(parents=True, exist_ok=True)
         kind = "PARQUET" if output.suffix == ".parquet" else "CSV, HEADER"

@@ -95,111 +95,53 @@ STRUCTURE = {
     "usage": _USAGE,
 }
 
-# (canonical name, SQL over parsed struct `j`, cast type, rule) for every typed field.
-# rule: "count" = non-negative integer; "number"; "bool"; "money".
-_TYPED = [
-    ("latency_ms", "j.latency_ms", "DOUBLE", "nonneg"),
-    ("ttft_ms", "j.ttft_ms", "DOUBLE", "nonneg"),
+
+def _usage(*path: str) -> tuple[str, ...]:
+    """A usage field, in the response or (flattened logs) at the top level."""
+    return ("response.usage." + ".".join(path), "usage." + ".".join(path))
+
+
+# (canonical name, paths in the parsed line (first present wins; the first names the field in
+# messages), cast type, rule) for every typed field.
+_TYPED: list[tuple[str, tuple[str, ...], str, str]] = [
+    ("latency_ms", ("latency_ms",), "DOUBLE", "nonneg"),
+    ("ttft_ms", ("ttft_ms",), "DOUBLE", "nonneg"),
     (
         "max_tokens",
-        "coalesce(j.request.max_completion_tokens, j.request.max_tokens, "
-        "j.request.generationConfig.maxOutputTokens, j.max_completion_tokens, j.max_tokens)",
+        ("request.max_completion_tokens", "request.max_tokens",
+         "request.generationConfig.maxOutputTokens", "max_completion_tokens", "max_tokens"),
         "BIGINT",
         "count",
     ),
-    ("n", "coalesce(j.request.n, j.n)", "BIGINT", "count"),
+    ("n", ("request.n", "n"), "BIGINT", "count"),
     (
         "temperature",
-        "coalesce(j.request.temperature, j.request.generationConfig.temperature, j.temperature)",
+        ("request.temperature", "request.generationConfig.temperature", "temperature"),
         "DOUBLE",
         "number",
     ),
-    ("stream", "coalesce(j.request.stream, j.stream)", "BOOLEAN", "bool"),
-    ("logged_cost", "j.cost", "DECIMAL(18,9)", "nonneg"),
-    ("feedback", "j.feedback", "DOUBLE", "number"),
-    (
-        "u_prompt",
-        "coalesce(j.response.usage.prompt_tokens, j.usage.prompt_tokens)",
-        "BIGINT",
-        "count",
-    ),
-    (
-        "u_completion",
-        "coalesce(j.response.usage.completion_tokens, j.usage.completion_tokens)",
-        "BIGINT",
-        "count",
-    ),
-    (
-        "u_cached",
-        "coalesce(j.response.usage.prompt_tokens_details.cached_tokens, "
-        "j.usage.prompt_tokens_details.cached_tokens)",
-        "BIGINT",
-        "count",
-    ),
-    (
-        "u_reasoning",
-        "coalesce(j.response.usage.completion_tokens_details.reasoning_tokens, "
-        "j.usage.completion_tokens_details.reasoning_tokens)",
-        "BIGINT",
-        "count",
-    ),
-    ("u_input", "coalesce(j.response.usage.input_tokens, j.usage.input_tokens)", "BIGINT", "count"),
-    (
-        "u_output",
-        "coalesce(j.response.usage.output_tokens, j.usage.output_tokens)",
-        "BIGINT",
-        "count",
-    ),
-    (
-        "u_cache_read",
-        "coalesce(j.response.usage.cache_read_input_tokens, j.usage.cache_read_input_tokens)",
-        "BIGINT",
-        "count",
-    ),
-    (
-        "u_cache_write",
-        "coalesce(j.response.usage.cache_creation_input_tokens, "
-        "j.usage.cache_creation_input_tokens)",
-        "BIGINT",
-        "count",
-    ),
+    ("stream", ("request.stream", "stream"), "BOOLEAN", "bool"),
+    ("logged_cost", ("cost",), "DECIMAL(18,9)", "nonneg"),
+    ("feedback", ("feedback",), "DOUBLE", "number"),
+    ("u_prompt", _usage("prompt_tokens"), "BIGINT", "count"),
+    ("u_completion", _usage("completion_tokens"), "BIGINT", "count"),
+    ("u_cached", _usage("prompt_tokens_details", "cached_tokens"), "BIGINT", "count"),
+    ("u_reasoning", _usage("completion_tokens_details", "reasoning_tokens"), "BIGINT", "count"),
+    ("u_input", _usage("input_tokens"), "BIGINT", "count"),
+    ("u_output", _usage("output_tokens"), "BIGINT", "count"),
+    ("u_cache_read", _usage("cache_read_input_tokens"), "BIGINT", "count"),
+    ("u_cache_write", _usage("cache_creation_input_tokens"), "BIGINT", "count"),
     (
         "u_cache_write_1h",
-        "coalesce(j.response.usage.cache_creation.ephemeral_1h_input_tokens, "
-        "j.usage.cache_creation.ephemeral_1h_input_tokens)",
+        _usage("cache_creation", "ephemeral_1h_input_tokens"),
         "BIGINT",
         "count",
     ),
-    ("g_prompt", "j.response.usageMetadata.promptTokenCount", "BIGINT", "count"),
-    ("g_candidates", "j.response.usageMetadata.candidatesTokenCount", "BIGINT", "count"),
-    ("g_cached", "j.response.usageMetadata.cachedContentTokenCount", "BIGINT", "count"),
-    ("g_thoughts", "j.response.usageMetadata.thoughtsTokenCount", "BIGINT", "count"),
-]
-
-# Field names as the user wrote them, for messages.
-_FIELD_NAMES = {
-    "latency_ms": "latency_ms",
-    "ttft_ms": "ttft_ms",
-    "max_tokens": "request.max_tokens",
-    "n": "request.n",
-    "temperature": "request.temperature",
-    "stream": "request.stream",
-    "logged_cost": "cost",
-    "feedback": "feedback",
-    "u_prompt": "response.usage.prompt_tokens",
-    "u_completion": "response.usage.completion_tokens",
-    "u_cached": "response.usage.prompt_tokens_details.cached_tokens",
-    "u_reasoning": "response.usage.completion_tokens_details.reasoning_tokens",
-    "u_input": "response.usage.input_tokens",
-    "u_output": "response.usage.output_tokens",
-    "u_cache_read": "response.usage.cache_read_input_tokens",
-    "u_cache_write": "response.usage.cache_creation_input_tokens",
-    "u_cache_write_1h": "response.usage.cache_creation.ephemeral_1h_input_tokens",
-    "g_prompt": "response.usageMetadata.promptTokenCount",
-    "g_candidates": "response.usageMetadata.candidatesTokenCount",
-    "g_cached": "response.usageMetadata.cachedContentTokenCount",
-    "g_thoughts": "response.usageMetadata.thoughtsTokenCount",
-}
+    ("g_prompt", ("response.usageMetadata.promptTokenCount",), "BIGINT", "count"),
+    ("g_candidates", ("response.usageMetadata.candidatesTokenCount",), "BIGINT", "count"),
+    ("g_cached", ("response.usageMetadata.cachedContentTokenCount",), "BIGINT", "count"),
+    ("g_thoughts", ("response.usageMetadata.thoughtsTokenCount",), "BIGINT", "count"),
+]  # fmt: skip
 
 _CHECK = {
     "count": "{v} >= 0",
@@ -242,13 +184,14 @@ def staging_sql(source: str, convention: str = "auto", default_model: str | None
     structure = _sql_str(json.dumps(STRUCTURE))
     typed = []
     errors = []
-    for name, expr, kind, rule in _TYPED:
+    for name, paths, kind, rule in _TYPED:
+        expr = "coalesce(" + ", ".join(f"j.{path}" for path in paths) + ")"
         raw = f"raw_{name}"
         typed.append(f"{expr} AS {raw}, TRY_CAST({expr} AS {kind}) AS {name}")
         valid = _CHECK[rule].format(v=name)
         errors.append(
             f"WHEN {raw} IS NOT NULL AND ({name} IS NULL OR NOT ({valid})) "
-            f"THEN {_sql_str(_FIELD_NAMES[name])} || '|expected {_EXPECT[rule]}, got ' "
+            f"THEN {_sql_str(paths[0])} || '|expected {_EXPECT[rule]}, got ' "
             f"|| left({raw}, 40)"
         )
     typed_sql = ",\n       ".join(typed)
