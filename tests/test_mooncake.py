@@ -157,6 +157,10 @@ def test_infinite_cache_reproduces_mooncake(
     token_share, hit_blocks, requests = got
     total_blocks = sum(len(json.loads(line)["hash_ids"]) for line in trace.open())
     block_share = hit_blocks / total_blocks
+    print(
+        f"mooncake {name}: tokens {token_share:.4f} (ref {ref_tokens}), "
+        f"blocks {block_share:.4f} (ref {ref_blocks})"
+    )
     assert requests == lines
     assert token_share == pytest.approx(ref_tokens, rel=0.01)
     assert block_share == pytest.approx(ref_blocks, rel=0.01)
