@@ -95,7 +95,8 @@ TEXT_HASH_SQL = "printf('%016x', hash({}))"
 
 
 def text_hash_sql(expr: str) -> str:
-    return TEXT_HASH_SQL.format(expr)
+    """SQL for the hash of a text expression; NULL for a NULL text (DuckDB hashes NULL too)."""
+    return f"CASE WHEN ({expr}) IS NOT NULL THEN {TEXT_HASH_SQL.format(expr)} END"
 
 
 def connect(

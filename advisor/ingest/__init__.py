@@ -15,8 +15,9 @@ from pathlib import Path
 import duckdb
 
 from advisor.errors import InputError
-from advisor.ingest import envelope, tabular
-from advisor.ingest.files import expand_paths, head_bytes, read_line_blocks
+from advisor.ingest import tabular
+from advisor.ingest.files import expand_paths, head_bytes
+from advisor.ingest.jsonl import ingest_jsonl
 from advisor.ingest.load import LoadCounts, load_staged
 
 FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet")
@@ -65,28 +66,6 @@ def detect_format(path: Path) -> str:
     return "jsonl"
 
 
-def _ingest_jsonl(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    fmt: str,
-    model: str | None,
-    progress: Progress | None,
-) -> LoadCounts:
-    counts = LoadCounts()
-    convention = fmt if fmt in ("openai", "anthropic") else "auto"
-    sql = envelope.staging_sql("_raw_lines", convention, model)
-    source = str(path)
-    for block in read_line_blocks(path):
-        con.register("_raw_lines", block)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
-        con.unregister("_raw_lines")
-        counts.add(load_staged(con, "_staged", source, fmt))
-        if progress is not None:
-            progress(source, counts.rows)
-    con.execute("DROP TABLE IF EXISTS _staged")
-    return counts
-
-
 def _ingest_table(
     con: duckdb.DuckDBPyConnection,
     path: Path,
@@ -123,7 +102,7 @@ def ingest(
         if file_fmt in ("csv", "parquet"):
             counts = _ingest_table(con, path, file_fmt, mapping or {}, model)
         else:
-            counts = _ingest_jsonl(con, path, file_fmt, model, progress)
+            counts = ingest_jsonl(con, path, file_fmt, model, progress)
         report.files.append(FileReport(str(path), file_fmt, counts))
     con.execute("CHECKPOINT")
     con.execute("RESET checkpoint_threshold")

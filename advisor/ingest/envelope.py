@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 
+from advisor.store import text_hash_sql
+
 # Every leaf is VARCHAR or JSON: typing happens in SQL so that each failure can be named.
 _USAGE = {
     "prompt_tokens": "VARCHAR",
@@ -34,22 +36,23 @@ _GEMINI_USAGE = {
     "cachedContentTokenCount": "VARCHAR",
     "thoughtsTokenCount": "VARCHAR",
 }
-# Messages typed as a list of structs: one parse per line, no per-message re-parsing.
-_MESSAGES = [{"role": "VARCHAR", "content": "JSON", "tool_calls": "JSON"}]
+# Texts are VARCHAR: a JSON string arrives unescaped, anything else (a list of content parts,
+# tool calls) as its compact JSON text; DuckDB's JSON reader and json_transform agree on it.
+_MESSAGES = [{"role": "VARCHAR", "content": "VARCHAR", "tool_calls": "VARCHAR"}]
 _BODY = {
     "model": "VARCHAR",
     "messages": _MESSAGES,
-    "system": "JSON",
+    "system": "VARCHAR",
     "max_tokens": "VARCHAR",
     "max_completion_tokens": "VARCHAR",
     # Gemini's native generateContent body
-    "contents": [{"role": "VARCHAR", "parts": "JSON"}],
-    "systemInstruction": {"parts": "JSON"},
+    "contents": [{"role": "VARCHAR", "parts": "VARCHAR"}],
+    "systemInstruction": {"parts": "VARCHAR"},
     "generationConfig": {"maxOutputTokens": "VARCHAR", "temperature": "VARCHAR"},
     "stream": "VARCHAR",
     "n": "VARCHAR",
     "temperature": "VARCHAR",
-    "tools": "JSON",
+    "tools": "VARCHAR",
     "response_format": "JSON",
     "service_tier": "VARCHAR",
     "user": "VARCHAR",
@@ -59,13 +62,15 @@ _RESPONSE = {
     "id": "VARCHAR",
     "model": "VARCHAR",
     "type": "VARCHAR",
-    "choices": "JSON",
-    "content": "JSON",
+    "choices": [
+        {"message": {"content": "VARCHAR", "tool_calls": "VARCHAR"}, "finish_reason": "VARCHAR"}
+    ],
+    "content": "VARCHAR",
     "stop_reason": "VARCHAR",
     "service_tier": "VARCHAR",
     "usage": _USAGE,
     "usageMetadata": _GEMINI_USAGE,
-    "candidates": "JSON",
+    "candidates": [{"content": {"parts": "VARCHAR"}, "finishReason": "VARCHAR"}],
     "modelVersion": "VARCHAR",
 }
 STRUCTURE = {
@@ -158,30 +163,111 @@ _EXPECT = {
 
 
 _SPACE = "chr(32) || chr(9) || chr(10) || chr(13)"  # JSON whitespace, as a SQL expression
+# Longest line the parallel reader takes; its buffers grow with it (1 GB cost 1.2 GB of memory).
+# A longer line makes read_json fail, and ingest reads that file the line-exact way instead.
+MAX_LINE_BYTES = 1 << 26
 
 
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _text_of(json_expr: str) -> str:
-    """Text of a content value: a string, or the concatenated `text` of a list of parts."""
-    # The JSON text's first character tells its type without parsing it (json_type would).
+def _duckdb_type(node: object) -> str:
+    if isinstance(node, dict):
+        return "STRUCT(" + ", ".join(f'"{k}" {_duckdb_type(v)}' for k, v in node.items()) + ")"
+    if isinstance(node, list):
+        return _duckdb_type(node[0]) + "[]"
+    return str(node)
+
+
+def _text_of(expr: str) -> str:
+    """Text of a content value: a string, or the concatenated `text` of a list of content parts.
+
+    Content parts arrive as their JSON text, so a string that is itself a JSON array of objects
+    reads as parts: the one ambiguity of typing content as VARCHAR (documented in the format).
+    """
     return (
-        f"CASE left({json_expr}, 1) WHEN '\"' THEN json_extract_string({json_expr}, '$') "
-        f"WHEN '[' THEN array_to_string(json_extract_string({json_expr}, '$[*].text'), '') "
-        f"ELSE NULL END"
+        f"CASE WHEN left({expr}, 1) = '[' AND coalesce(json_valid({expr}), false) "
+        f"AND json_type({expr}) = 'ARRAY' AND coalesce(list_bool_and(list_transform("
+        f"json_extract({expr}, '$[*]'), lambda e: json_type(e) = 'OBJECT')), true) "
+        f"THEN array_to_string(json_extract_string({expr}, '$[*].text'), '') ELSE {expr} END"
     )
 
 
-def staging_sql(source: str, convention: str = "auto", default_model: str | None = None) -> str:
-    """SQL turning `source(line, raw, junk)` (see files.read_line_blocks) into typed rows.
+def _known_filter(hash_expr: str, text_expr: str, with_known: bool) -> str:
+    """The text, or NULL when its hash is in the `$known` parameter (texts the store holds).
 
-    Output columns: source_line, excerpt, error_field, error_reason, the canonical columns that
-    come from the log, and `msgs` (list of {role, text}), `system_text`, `response_text`,
-    `tools_text` for the texts tables.
+    DuckDB's `in_clause` optimizer would turn a list of five or more into a join, which loses
+    the scan's order that ingest numbers rows by: ingest disables it for this query.
     """
+    if not with_known:
+        return text_expr
+    return f"CASE WHEN list_contains($known::UBIGINT[], {hash_expr}) THEN NULL ELSE {text_expr} END"
+
+
+def _lines_source(table: str) -> str:
     structure = _sql_str(json.dumps(STRUCTURE))
+    # Only lines that fail are parsed again, to say why. Each line but the first of a block starts
+    # with the previous newline: JSON ignores it, and only the few bytes that are looked at get
+    # trimmed (trimming whole lines would copy gigabytes).
+    return f"""
+  SELECT line, junk, raw,
+         starts_with(ltrim(left(raw, 16), {_SPACE}), '{{') AS looks_like_object,
+         CASE WHEN looks_like_object THEN try(json_transform(raw, {structure})) END AS j
+  FROM {table}"""
+
+
+def _file_source(path: str, limit: int | None) -> str:
+    columns = "{" + ", ".join(
+        f"{_sql_str(k)}: {_sql_str(_duckdb_type(v))}" for k, v in STRUCTURE.items()
+    ) + "}"
+    packed = ", ".join(f'"{k}" := "{k}"' for k in STRUCTURE)
+    # DuckDB's parallel reader gives one row per non-blank line, in order (NULLs for a line it
+    # cannot read). No ordinal here: WITH ORDINALITY would run the whole query on one thread;
+    # a table created from this keeps the order, so its rowid is the ordinal.
+    return f"""
+  SELECT NULL::BIGINT AS line, NULL::VARCHAR AS junk, NULL::VARCHAR AS raw,
+         true AS looks_like_object, struct_pack({packed}) AS j
+  FROM read_json({_sql_str(path)}, format = 'newline_delimited', records = true,
+                 ignore_errors = true, maximum_object_size = {MAX_LINE_BYTES},
+                 columns = {columns})
+  {"" if limit is None else f"LIMIT {int(limit)}"}"""
+
+
+def lines_sql(table: str, convention: str = "auto", default_model: str | None = None) -> str:
+    """Staged rows from `table(line, raw, junk)` (see files.lines_table): every line, bad ones
+    with the reason and an excerpt."""
+    return _staging_sql(_lines_source(table), True, convention, default_model, False)
+
+
+def file_sql(
+    path: str,
+    convention: str = "auto",
+    default_model: str | None = None,
+    limit: int | None = None,
+) -> str:
+    """Staged rows read straight from a JSON-lines file by DuckDB's parallel reader.
+
+    `source_line` is NULL: a table created from this query keeps the file's order, and ingest
+    numbers its rows from their rowid (the ordinal among non-blank lines) and the line index.
+    Rows that fail a check carry a reason but no excerpt: ingest re-reads those lines with
+    `lines_sql`, which names the reason from the raw text. Texts whose hash is in the `$known`
+    parameter (a list of hash() values) come out NULL, their hash kept: the store already has
+    them, and carrying the same long system prompt through every row would cost gigabytes.
+    """
+    return _staging_sql(_file_source(path, limit), False, convention, default_model, True)
+
+
+def _staging_sql(
+    source: str,
+    raw_checks: bool,
+    convention: str,
+    default_model: str | None,
+    with_known: bool,
+) -> str:
+    """Output columns: source_line, excerpt, error_field, error_reason, the canonical columns
+    that come from the log, `msgs` (list of {role, hash, text}), and hash/text pairs for the
+    system prompt, the tools block and the response."""
     typed = []
     errors = []
     for name, paths, kind, rule in _TYPED:
@@ -195,7 +281,21 @@ def staging_sql(source: str, convention: str = "auto", default_model: str | None
             f"|| left({raw}, 40)"
         )
     typed_sql = ",\n       ".join(typed)
-    errors_sql = "\n            ".join(errors)
+    errors_sql = "\n      ".join(errors)
+    line_checks = ""
+    if raw_checks:
+        line_checks = f"""
+      WHEN raw IS NULL THEN '|not UTF-8 text'
+      WHEN NOT regexp_matches(raw, '[^[:space:]]') THEN '|empty line'
+      WHEN contains(raw, chr(0)) THEN '|binary data (NUL byte)'
+      WHEN j IS NULL AND NOT looks_like_object AND json_valid(raw)
+        THEN '|expected a JSON object, got ' || lower(json_type(raw))
+      WHEN j IS NULL THEN '|invalid JSON (truncated or malformed line)'"""
+    excerpt = (
+        f"coalesce(junk, trim(left(ltrim(left(raw, 400), {_SPACE}), 200), {_SPACE}))"
+        if raw_checks
+        else "NULL::VARCHAR"
+    )
     openai_in = "u_prompt IS NOT NULL OR g_prompt IS NOT NULL"
     anthropic_in = "u_input IS NOT NULL"
     if convention == "openai":
@@ -204,19 +304,19 @@ def staging_sql(source: str, convention: str = "auto", default_model: str | None
         openai_in = "false"
     ts = "raw_ts"
     default = "NULL" if default_model is None else _sql_str(default_model)
+    hashed = {
+        name: (text_hash_sql(f"{name}_t"), _known_filter(f"hash({name}_t)", f"{name}_t", with_known))
+        for name in ("system", "tools", "response")
+    }
+    msg_text = _known_filter("m.h", "m.text", with_known)
     return f"""
-WITH structured AS (
-  -- Parse once; only lines that fail are parsed again, to say why. Each line but the first of
-  -- a block starts with the previous newline: JSON ignores it, and only the few bytes that
-  -- are looked at get trimmed (trimming whole lines would copy gigabytes).
-  SELECT line, junk, raw,
-         starts_with(ltrim(left(raw, 16), {_SPACE}), '{{') AS looks_like_object,
-         CASE WHEN looks_like_object THEN try(json_transform(raw, {structure})) END AS j
-  FROM {source}
+WITH structured AS ({source}
 ), typed AS (
   SELECT line, junk, raw, j, looks_like_object,
        j.timestamp AS {ts},
-       CASE WHEN TRY_CAST(j.timestamp AS DOUBLE) IS NOT NULL THEN
+       -- epoch seconds or milliseconds; beyond year ~5000 it is not a time (and would raise)
+       CASE WHEN abs(TRY_CAST(j.timestamp AS DOUBLE)) >= 1e14 THEN NULL
+            WHEN TRY_CAST(j.timestamp AS DOUBLE) IS NOT NULL THEN
             to_timestamp(CASE WHEN TRY_CAST(j.timestamp AS DOUBLE) > 1e11
                               THEN TRY_CAST(j.timestamp AS DOUBLE) / 1000
                               ELSE TRY_CAST(j.timestamp AS DOUBLE) END) AT TIME ZONE 'UTC'
@@ -226,21 +326,15 @@ WITH structured AS (
        coalesce(j.request.messages, j.messages,
                 list_transform(j.request.contents, lambda c: {{
                   'role': CASE c.role WHEN 'model' THEN 'assistant' ELSE c.role END,
-                  'content': c.parts, 'tool_calls': NULL::JSON}})) AS messages,
-       coalesce(j.request.system, j.system, j.request.systemInstruction.parts) AS system_json,
-       coalesce(j.request.tools, j.tools) AS tools_json,
+                  'content': c.parts, 'tool_calls': NULL::VARCHAR}})) AS messages,
+       coalesce(j.request.system, j.system, j.request.systemInstruction.parts) AS system_raw,
+       coalesce(j.request.tools, j.tools) AS tools_t,
        coalesce(j.request.response_format, j.response_format) AS response_format_json,
        {typed_sql}
   FROM structured
 ), checked AS (
   SELECT *,
-    CASE
-      WHEN raw IS NULL THEN '|not UTF-8 text'
-      WHEN NOT regexp_matches(raw, '[^[:space:]]') THEN '|empty line'
-      WHEN contains(raw, chr(0)) THEN '|binary data (NUL byte)'
-      WHEN j IS NULL AND NOT looks_like_object AND json_valid(raw)
-        THEN '|expected a JSON object, got ' || lower(json_type(raw))
-      WHEN j IS NULL THEN '|invalid JSON (truncated or malformed line)'
+    CASE{line_checks}
       WHEN {ts} IS NULL THEN 'timestamp|missing required field'
       WHEN ts IS NULL THEN 'timestamp|cannot read ' || left({ts}, 40) || ' as a time'
       WHEN model IS NULL OR model = '' THEN 'request.model|missing required field'
@@ -256,11 +350,22 @@ WITH structured AS (
         THEN 'response.usageMetadata.cachedContentTokenCount|exceeds promptTokenCount'
       WHEN NOT ({openai_in} OR {anthropic_in}) AND messages IS NULL
         THEN 'response.usage|no token counts and no prompt text to count them from'
-    END AS error
+    END AS error,
+    -- concatenating only where there are tool calls: `||` copies, and prompts are gigabytes
+    list_transform(messages, lambda m: {{
+        'role': m.role,
+        'text': CASE WHEN left(m.tool_calls, 1) IN ('[', '{{')
+                     THEN coalesce({_text_of("m.content")}, '') || m.tool_calls
+                     ELSE coalesce({_text_of("m.content")}, '') END
+      }}) AS msgs_t,
+    {_text_of("system_raw")} AS system_t,
+    coalesce({_text_of("j.response.choices[1].message.content")},
+             {_text_of("j.response.content")},
+             {_text_of("j.response.candidates[1].content.parts")}) AS response_t
   FROM typed
 )
 SELECT line AS source_line,
-       coalesce(junk, trim(left(ltrim(left(raw, 400), {_SPACE}), 200), {_SPACE})) AS excerpt,
+       {excerpt} AS excerpt,
        nullif(split_part(error, '|', 1), '') AS error_field,
        CASE WHEN error IS NOT NULL THEN substr(error, strpos(error, '|') + 1) END AS error_reason,
        coalesce(j.id, j.request_id, j.response.id) AS logged_id,
@@ -297,7 +402,7 @@ SELECT line AS source_line,
        CASE WHEN u_prompt IS NOT NULL THEN u_reasoning
             WHEN g_prompt IS NOT NULL THEN g_thoughts END AS reasoning_tokens,
        max_tokens::INTEGER AS max_tokens, stream, n::INTEGER AS n, temperature,
-       CASE WHEN json_type(tools_json) = 'ARRAY' THEN json_array_length(tools_json)::INTEGER
+       CASE WHEN left(tools_t, 1) = '[' THEN json_array_length(tools_t)::INTEGER
             END AS tools_count,
        coalesce(json_extract_string(response_format_json, '$.type'),
                 json_extract_string(response_format_json, '$')) AS response_format,
@@ -306,27 +411,18 @@ SELECT line AS source_line,
        CASE WHEN j.error IS NOT NULL AND json_type(j.error) <> 'NULL' THEN 'error'
             WHEN lower(j.status) IN ('error', 'failed', 'failure') THEN 'error'
             ELSE 'ok' END AS status,
-       coalesce(json_extract_string(j.response.choices, '$[0].finish_reason'),
-                j.response.stop_reason,
-                lower(json_extract_string(j.response.candidates, '$[0].finishReason')))
-         AS finish_reason,
+       coalesce(j.response.choices[1].finish_reason, j.response.stop_reason,
+                lower(j.response.candidates[1].finishReason)) AS finish_reason,
        logged_cost, feedback,
-       list_transform(messages, lambda m: {{
-           'role': m.role,
-           'text': coalesce({_text_of("m.content")}, '')
-                   || coalesce(CASE WHEN left(m.tool_calls, 1) IN ('[', '{{')
-                                    THEN m.tool_calls::VARCHAR END, '')
-         }}) AS msgs,
-       {_text_of("system_json")} AS system_text,
-       CASE WHEN tools_json IS NOT NULL AND json_type(tools_json) <> 'NULL'
-            THEN tools_json::VARCHAR END AS tools_text,
-       coalesce(json_extract_string(j.response.choices, '$[0].message.content'),
-                {_text_of("j.response.content")},
-                {_text_of("json_extract(j.response.candidates, '$[0].content.parts')")})
-         AS response_text,
+       list_transform(list_transform(msgs_t, lambda m: {{
+           'role': m.role, 'text': m.text, 'h': hash(m.text)}}),
+         lambda m: {{'role': m.role, 'hash': printf('%016x', m.h), 'text': {msg_text}}})
+         AS msgs,
+       {hashed["system"][0]} AS system_hash, {hashed["system"][1]} AS system_text,
+       {hashed["tools"][0]} AS tools_hash, {hashed["tools"][1]} AS tools_text,
+       {hashed["response"][0]} AS response_hash, {hashed["response"][1]} AS response_text,
        ({openai_in} OR {anthropic_in}) AS has_usage,
-       CASE WHEN coalesce(j.id, j.request_id, j.response.id) IS NULL
-            THEN md5(trim(raw, {_SPACE})) END
+       CASE WHEN coalesce(j.id, j.request_id, j.response.id) IS NULL THEN md5(j::VARCHAR) END
          AS raw_hash
 FROM checked
 """

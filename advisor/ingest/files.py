@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import glob
 import gzip
+import mmap
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -50,37 +52,46 @@ def open_binary(path: Path) -> BinaryIO:
     return gzip.open(path, "rb") if is_gzip(path) else path.open("rb")  # type: ignore[return-value]
 
 
-def _lines_table(block: bytes, first_line: int) -> pa.Table:
+def _decoded(lines: Sequence[bytes]) -> tuple[pa.Array, pa.Array]:
+    """Lines as text, and an escaped excerpt of each line that is not valid UTF-8 (its text NULL)."""
+    texts: list[str | None] = []
+    excerpts: list[str | None] = []
+    for line in lines:
+        try:
+            texts.append(line.decode("utf-8"))
+            excerpts.append(None)
+        except UnicodeDecodeError:
+            texts.append(None)
+            excerpts.append(repr(line[:150])[2:-1])
+    return pa.array(texts, pa.large_string()), pa.array(excerpts, pa.large_string())
+
+
+def lines_table(numbers: Sequence[int], lines: Sequence[bytes]) -> pa.Table:
+    """Chosen lines as (line, raw, junk), the input of envelope.lines_sql."""
+    raw, junk = _decoded(lines)
+    return pa.table({"line": pa.array(numbers, pa.int64()), "raw": raw, "junk": junk})
+
+
+def _block_table(block: bytes, first_line: int) -> pa.Table:
     """Lines of `block` (ending in a newline) as (line, raw, junk), without a Python object per
     line in the usual case.
 
     Arrow string arrays are contiguous, so each element after the first starts with the newline
     that ended the previous line: JSON ignores it, and the SQL trims it where it matters.
-    A block that is not valid UTF-8 is decoded line by line: bad lines get raw NULL and an
-    escaped excerpt in `junk`.
+    A block that is not valid UTF-8 is decoded line by line.
     """
     data = np.frombuffer(block, dtype=np.uint8)
     ends = np.flatnonzero(data == 10)
     offsets = np.concatenate(([0], ends)).astype(np.int64)
     count = len(ends)
     raw = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(block))
-    junk: pa.Array = pa.nulls(count, pa.large_string())
+    numbers = np.arange(first_line, first_line + count, dtype=np.int64)
     try:
         raw.validate(full=True)
     except pa.ArrowInvalid:
-        texts: list[str | None] = []
-        excerpts: list[str | None] = []
-        for line in block[:-1].split(b"\n"):
-            try:
-                texts.append(line.decode("utf-8"))
-                excerpts.append(None)
-            except UnicodeDecodeError:
-                texts.append(None)
-                excerpts.append(repr(line[:150])[2:-1])
-        raw = pa.array(texts, pa.large_string())
-        junk = pa.array(excerpts, pa.large_string())
-    numbers = pa.array(np.arange(first_line, first_line + count, dtype=np.int64))
-    return pa.table({"line": numbers, "raw": raw, "junk": junk})
+        return lines_table(numbers.tolist(), block[:-1].split(b"\n"))
+    junk = pa.nulls(count, pa.large_string())
+    return pa.table({"line": pa.array(numbers), "raw": raw, "junk": junk})
 
 
 def read_line_blocks(path: Path, block_bytes: int = 1 << 26) -> Iterator[pa.Table]:
@@ -95,13 +106,140 @@ def read_line_blocks(path: Path, block_bytes: int = 1 << 26) -> Iterator[pa.Tabl
                 carry = buffer
                 continue
             carry = buffer[cut:]
-            table = _lines_table(buffer[:cut], next_line)
+            table = _block_table(buffer[:cut], next_line)
             next_line += table.num_rows
             yield table
     if carry:
-        yield _lines_table(carry + b"\n", next_line)
+        yield _block_table(carry + b"\n", next_line)
 
 
 def head_bytes(path: Path, size: int = 65_536) -> bytes:
     with open_binary(path) as fh:
         return fh.read(size)
+
+
+# What DuckDB's JSON reader skips as a blank line: nothing but these bytes (C isspace).
+_BLANK = b" \t\r\x0b\x0c"
+_BLANK_CODES = np.frombuffer(_BLANK, dtype=np.uint8)
+_INDEX_BLOCK = 1 << 22  # small enough for the comparison to stay in cache
+
+
+def _scan_block(
+    block: np.ndarray, base: int, at_line_start: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Newline offsets in one block (file offsets), and the first byte of each line starting in
+    it (its first byte too when `at_line_start`); a later line start in the next block."""
+    newlines = np.flatnonzero(block == 10)
+    inside = newlines[newlines + 1 < len(block)]
+    firsts = block[inside + 1]
+    if at_line_start and len(block):
+        firsts = np.concatenate((block[:1], firsts))
+    return newlines + base, firsts
+
+
+def _mapped(fh: BinaryIO) -> mmap.mmap:
+    """The whole file mapped read-only (MAP_POPULATE measured slower than faulting pages in)."""
+    return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+class LineIndex:
+    """Where every line of a file starts and ends, and which lines are blank.
+
+    DuckDB's JSON reader numbers rows, not lines: it skips blank lines. This index turns its
+    ordinals back into line numbers and fetches the raw bytes of the few lines that need a
+    second look. Plain files are memory-mapped and searched on two threads (numpy releases the
+    GIL); gzip files are decompressed as a stream, again for each later read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.compressed = is_gzip(path)
+        if self.compressed:
+            newlines, size = self._gzip_newlines()
+        else:
+            newlines, size = self._mapped_newlines()
+        starts = np.concatenate(([0], newlines + 1)).astype(np.int64)
+        ends = np.concatenate((newlines, [size])).astype(np.int64)
+        if size == 0 or starts[-1] == size:  # nothing after the last newline: not a line
+            starts, ends = starts[:-1], ends[:-1]
+        self.starts, self.ends = starts, ends
+        blank = ends == starts
+        maybe = np.flatnonzero(~blank & np.isin(self._first_bytes(starts, ends), _BLANK_CODES))
+        if len(maybe):
+            texts = self.read_spans(starts[maybe], ends[maybe])
+            blank[maybe] = [not t.translate(None, _BLANK) for t in texts]
+        self.blank = blank
+
+    @property
+    def lines(self) -> int:
+        return len(self.starts)
+
+    @property
+    def blank_lines(self) -> np.ndarray:
+        """1-based numbers of the blank lines."""
+        return np.flatnonzero(self.blank) + 1
+
+    @property
+    def filled_lines(self) -> int:
+        return int(self.lines - self.blank.sum())
+
+    def line_numbers(self, ordinals: np.ndarray) -> np.ndarray:
+        """1-based line numbers of the given 1-based ordinals among non-blank lines."""
+        return np.flatnonzero(~self.blank)[np.asarray(ordinals, dtype=np.int64) - 1] + 1
+
+    def read_lines(self, numbers: Sequence[int]) -> list[bytes]:
+        index = np.asarray(numbers, dtype=np.int64) - 1
+        return self.read_spans(self.starts[index], self.ends[index])
+
+    def read_spans(self, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
+        pairs = list(zip(starts.tolist(), ends.tolist()))
+        if not self.compressed:
+            with self.path.open("rb") as fh, _mapped(fh) as mm:
+                return [mm[s:e] for s, e in pairs]
+        found: dict[int, bytes] = {}
+        buffer, offset = b"", 0  # buffer holds the stream from `offset` on
+        with gzip.open(self.path, "rb") as fh:
+            for i in sorted(range(len(pairs)), key=lambda k: pairs[k][0]):
+                start, end = pairs[i]
+                drop = max(0, min(start - offset, len(buffer)))
+                buffer, offset = buffer[drop:], offset + drop
+                while offset + len(buffer) < end and (data := fh.read(_INDEX_BLOCK)):
+                    if offset + len(buffer) < start:  # skip whole blocks before the span
+                        offset, buffer = offset + len(buffer), b""
+                    buffer += data
+                found[i] = buffer[start - offset : end - offset]
+        return [found[i] for i in range(len(pairs))]
+
+    def _first_bytes(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+        """First byte of each line (meaningless for an empty one), gathered while scanning."""
+        return self._firsts
+
+    def _mapped_newlines(self) -> tuple[np.ndarray, int]:
+        size = self.path.stat().st_size
+        if size == 0:
+            self._firsts = np.zeros(0, dtype=np.uint8)
+            return np.zeros(0, dtype=np.int64), 0
+        with self.path.open("rb") as fh, _mapped(fh) as mm:
+            data = np.frombuffer(mm, dtype=np.uint8)
+
+            def scan(base: int) -> tuple[np.ndarray, np.ndarray]:
+                at_line_start = base == 0 or data[base - 1] == 10
+                return _scan_block(data[base : base + _INDEX_BLOCK], base, at_line_start)
+
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                found = list(pool.map(scan, range(0, size, _INDEX_BLOCK)))
+            del data
+        self._firsts = np.concatenate([f for _, f in found])
+        return np.concatenate([n for n, _ in found]), size
+
+    def _gzip_newlines(self) -> tuple[np.ndarray, int]:
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+        offset, at_line_start = 0, True
+        with gzip.open(self.path, "rb") as fh:
+            while data := fh.read(_INDEX_BLOCK):
+                block = np.frombuffer(data, dtype=np.uint8)
+                found.append(_scan_block(block, offset, at_line_start))
+                at_line_start = data.endswith(b"\n")
+                offset += len(block)
+        self._firsts = np.concatenate([f for _, f in found] or [np.zeros(0, dtype=np.uint8)])
+        return np.concatenate([n for n, _ in found] or [np.zeros(0, dtype=np.int64)]), offset

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from advisor.errors import InputError
+from advisor.store import text_hash_sql
 
 # canonical field -> column names recognised without a --map (compared case-insensitively)
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -183,9 +184,11 @@ SELECT _row + 1 AS source_line, excerpt,
        CASE WHEN lower(raw_status) IN ('error', 'failed', 'failure') THEN 'error' ELSE 'ok' END
          AS status,
        finish_reason, TRY_CAST(raw_cost AS DECIMAL(18,9)) AS logged_cost, NULL::DOUBLE AS feedback,
-       CASE WHEN prompt_text IS NOT NULL
-            THEN [{{'role': 'user', 'text': prompt_text}}] END AS msgs,
-       NULL::VARCHAR AS system_text, NULL::VARCHAR AS tools_text, response_text,
+       CASE WHEN prompt_text IS NOT NULL THEN [{{'role': 'user',
+            'hash': {text_hash_sql("prompt_text")}, 'text': prompt_text}}] END AS msgs,
+       NULL::VARCHAR AS system_hash, NULL::VARCHAR AS system_text,
+       NULL::VARCHAR AS tools_hash, NULL::VARCHAR AS tools_text,
+       {text_hash_sql("response_text")} AS response_hash, response_text,
        input_tokens IS NOT NULL AS has_usage, raw_hash
 FROM checked
 """

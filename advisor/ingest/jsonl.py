@@ -1,0 +1,172 @@
+"""JSON-lines logs into the store: DuckDB's parallel reader for the bulk, line by line for the rest.
+
+The fast path reads the whole file with one `read_json` query into a staging table whose row
+order is the file's, so a row's ordinal among non-blank lines, mapped through a newline index
+(files.LineIndex), is its line number. Lines the reader cannot read, lines that fail a check and
+blank lines are then read again from their raw bytes by `envelope.lines_sql`, which names the
+reason and keeps an excerpt. Where the fast path cannot be sure of its numbering it falls back
+to the line-exact path (numbered blocks of raw lines through json_transform) for the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from advisor.ingest import envelope
+from advisor.ingest.files import LineIndex, lines_table, read_line_blocks
+from advisor.ingest.load import LoadCounts, load_staged, prompt_parts_sql
+from advisor.store import scalar
+
+Progress = Callable[[str, int], None]
+
+# The pilot: lines sampled across the file name the long texts that repeat (system prompts,
+# tool definitions). They are stored once up front and left out of the staged rows, which
+# would otherwise carry the same prompt through every row: gigabytes on a big log.
+_PILOT_LINES = 2000
+_PILOT_TEXTS = 128
+_PILOT_MIN_BYTES = 1024
+
+
+def ingest_jsonl(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: str,
+    model: str | None,
+    progress: Progress | None,
+) -> LoadCounts:
+    """One JSON-lines file into the store; every line ends up stored, duplicate or quarantined."""
+    if path.stat().st_size == 0:
+        return LoadCounts()
+    convention = fmt if fmt in ("openai", "anthropic") else "auto"
+    source = str(path)
+    index = LineIndex(path)
+    known = _seed_texts(con, index, convention, model)
+    create = "CREATE OR REPLACE TEMP TABLE _staged AS " + envelope.file_sql(source, convention, model)
+    params = {"known": known}
+    # Rows are numbered by their order in the table, so only a plan that keeps the scan's order
+    # (DuckDB's batch insert) will do. DuckDB's in_clause optimizer turns a long constant list
+    # into a join, which loses that order: it is off for this query.
+    con.execute("SET disabled_optimizers = 'in_clause'")
+    try:
+        plan = str(con.execute("EXPLAIN " + create, params).fetchall())
+        if "Batch Create Table As" not in plan:
+            return _ingest_lines(con, path, fmt, convention, model, progress)
+        con.execute(create, params)
+    except duckdb.InvalidInputError as error:
+        if "maximum_object_size" not in str(error):
+            raise
+        return _ingest_lines(con, path, fmt, convention, model, progress)  # a line over 64 MB
+    finally:
+        con.execute("RESET disabled_optimizers")
+    if scalar(con, "SELECT count(*) FROM _staged") != index.filled_lines:
+        # DuckDB split the file other than at its newlines: rather than misnumber anything
+        con.execute("DROP TABLE _staged")
+        return _ingest_lines(con, path, fmt, convention, model, progress)
+    if progress is not None:
+        progress(source, index.lines)
+    _number_rows(con, index)
+    bad = [r[0] for r in con.execute(
+        "SELECT source_line FROM _staged WHERE error_reason IS NOT NULL ORDER BY 1"
+    ).fetchall()]  # fmt: skip
+    con.execute("DELETE FROM _staged WHERE error_reason IS NOT NULL")
+    again = np.union1d(np.asarray(bad, dtype=np.int64), index.blank_lines).tolist()
+    if again:
+        con.register("_raw_lines", lines_table(again, index.read_lines(again)))
+        con.execute("INSERT INTO _staged " + envelope.lines_sql("_raw_lines", convention, model))
+        con.unregister("_raw_lines")
+    counts = load_staged(con, "_staged", source, fmt)
+    _drop_unused_texts(con, known)
+    con.execute("DROP TABLE IF EXISTS _staged")
+    return counts
+
+
+def _number_rows(con: duckdb.DuckDBPyConnection, index: LineIndex) -> None:
+    """Staged rows get their line numbers: rowid is the ordinal among non-blank lines."""
+    if index.filled_lines == index.lines:
+        con.execute("UPDATE _staged SET source_line = rowid + 1")
+        return
+    ordinals = np.arange(1, index.filled_lines + 1, dtype=np.int64)
+    con.register("_line_map", pa.table({"ordinal": ordinals, "line": index.line_numbers(ordinals)}))
+    con.execute(
+        """UPDATE _staged SET source_line = m.line FROM _line_map m
+           WHERE _staged.rowid + 1 = m.ordinal"""
+    )
+    con.unregister("_line_map")
+
+
+def _pilot_lines(index: LineIndex) -> list[int]:
+    """Line numbers spread evenly over the file (a gzip file: its first lines, read once)."""
+    filled = np.flatnonzero(~index.blank) + 1
+    count = min(len(filled), _PILOT_LINES)
+    if index.compressed:
+        return filled[:count].tolist()
+    return np.unique(filled[np.linspace(0, len(filled) - 1, count).astype(np.int64)]).tolist()
+
+
+def _seed_texts(
+    con: duckdb.DuckDBPyConnection, index: LineIndex, convention: str, model: str | None
+) -> list[int]:
+    """Store the long texts that repeat in a sample of the file; return their hash() values."""
+    numbers = _pilot_lines(index)
+    if not numbers:
+        return []
+    con.register("_pilot_lines", lines_table(numbers, index.read_lines(numbers)))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _pilot AS "
+        + envelope.lines_sql("_pilot_lines", convention, model)
+    )
+    con.unregister("_pilot_lines")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _hot AS
+            SELECT text_hash, any_value(text) AS text
+            FROM ({prompt_parts_sql("_pilot")})
+            WHERE length(text) >= {_PILOT_MIN_BYTES}
+            GROUP BY text_hash HAVING count(*) > 1
+            ORDER BY sum(length(text)) DESC, text_hash LIMIT {_PILOT_TEXTS}"""
+    )
+    con.execute("INSERT INTO texts SELECT * FROM _hot ANTI JOIN texts USING (text_hash)")
+    known = [int(r[0], 16) for r in con.execute("SELECT text_hash FROM _hot").fetchall()]
+    con.execute("DROP TABLE _pilot")
+    con.execute("DROP TABLE _hot")
+    return known
+
+
+def _drop_unused_texts(con: duckdb.DuckDBPyConnection, known: list[int]) -> None:
+    """Seeded texts that no stored row uses (their rows were all quarantined or duplicates)."""
+    if not known:
+        return
+    con.execute(
+        """DELETE FROM texts WHERE list_contains($hashes, text_hash)
+           AND text_hash NOT IN (SELECT text_hash FROM messages)
+           AND text_hash NOT IN (SELECT response_hash FROM requests
+                                 WHERE response_hash IS NOT NULL)""",
+        {"hashes": [f"{h:016x}" for h in known]},
+    )
+
+
+def _ingest_lines(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    fmt: str,
+    convention: str,
+    model: str | None,
+    progress: Progress | None,
+) -> LoadCounts:
+    """The line-exact path: numbered blocks of raw lines, each parsed by json_transform."""
+    counts = LoadCounts()
+    sql = envelope.lines_sql("_raw_lines", convention, model)
+    source = str(path)
+    for block in read_line_blocks(path):
+        con.register("_raw_lines", block)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
+        con.unregister("_raw_lines")
+        counts.add(load_staged(con, "_staged", source, fmt))
+        if progress is not None:
+            progress(source, counts.rows)
+    con.execute("DROP TABLE IF EXISTS _staged")
+    return counts
