@@ -105,3 +105,14 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
             else:
                 fh.write(json.dumps(row).encode() + b"\n")
     return path
+
+
+def store_snapshot(con: Any) -> dict[str, list[tuple[Any, ...]]]:
+    """Every stored row of a store, in a stable order (for comparing two ingests)."""
+    tables = {
+        "requests": "SELECT * EXCLUDE (source_format) FROM requests ORDER BY request_id",
+        "messages": "SELECT * FROM messages ORDER BY request_id, position",
+        "texts": "SELECT * FROM texts ORDER BY text_hash",
+        "quarantine": "SELECT * FROM quarantine ORDER BY source_line",
+    }
+    return {name: con.execute(sql).fetchall() for name, sql in tables.items()}

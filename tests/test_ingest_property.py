@@ -1,4 +1,5 @@
-"""Property: a mutated line is always ingested, quarantined or a counted duplicate."""
+"""Property: a mutated line is always ingested, quarantined or a counted duplicate, and the
+parallel reader stores exactly what the line-exact path does."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from helpers import anthropic_line, openai_line
+from helpers import anthropic_line, openai_line, store_snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from advisor import store
-from advisor.ingest import ingest
+from advisor.ingest import ingest, jsonl
 
 ODD_VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
@@ -80,5 +81,10 @@ def test_every_line_is_accounted_for(tmp_path: Path, lines: list[bytes]) -> None
                OR model IS NULL"""
         ).fetchone()
         assert bad == (0,)
+        # DuckDB's parallel reader and the line-exact path store exactly the same.
+        exact = store.connect()
+        jsonl._ingest_lines(exact, path, "jsonl", "auto", None, None)
+        assert store_snapshot(con) == store_snapshot(exact)
+        exact.close()
     finally:
         con.close()

@@ -1,14 +1,15 @@
-"""Ingest: detect each file's format, parse it in bounded chunks, and load the store.
+"""Ingest: detect each file's format, parse it, and load the store.
 
-Formats: `jsonl` (advisor's envelope, OpenAI or Anthropic bodies detected per line), `openai`
-and `anthropic` (the same, forcing that provider's token convention), `csv` and `parquet`
-(generic tables with `--map`). Bad rows are quarantined with file, line, field and reason;
-re-ingesting a file adds nothing (request ids are stable).
+Formats: `jsonl` (advisor's envelope, OpenAI, Anthropic or Gemini bodies detected per line;
+read by DuckDB's parallel JSON reader, see ingest.jsonl), `openai` and `anthropic` (the same,
+forcing that provider's token convention), `csv` and `parquet` (generic tables with `--map`).
+Bad rows are quarantined with file, line, field and reason; re-ingesting a file adds nothing
+(request ids are stable).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,11 +18,10 @@ import duckdb
 from advisor.errors import InputError
 from advisor.ingest import tabular
 from advisor.ingest.files import expand_paths, head_bytes
-from advisor.ingest.jsonl import ingest_jsonl
+from advisor.ingest.jsonl import Progress, ingest_jsonl
 from advisor.ingest.load import LoadCounts, load_staged
 
 FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet")
-Progress = Callable[[str, int], None]  # (file, rows done so far in that file)
 
 
 @dataclass

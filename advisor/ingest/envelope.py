@@ -116,9 +116,9 @@ _TYPED: list[tuple[str, tuple[str, ...], str, str]] = [
         ("request.max_completion_tokens", "request.max_tokens",
          "request.generationConfig.maxOutputTokens", "max_completion_tokens", "max_tokens"),
         "BIGINT",
-        "count",
+        "int32",
     ),
-    ("n", ("request.n", "n"), "BIGINT", "count"),
+    ("n", ("request.n", "n"), "BIGINT", "int32"),
     (
         "temperature",
         ("request.temperature", "request.generationConfig.temperature", "temperature"),
@@ -150,12 +150,14 @@ _TYPED: list[tuple[str, tuple[str, ...], str, str]] = [
 
 _CHECK = {
     "count": "{v} >= 0",
+    "int32": "{v} BETWEEN 0 AND 2147483647",  # stored as INTEGER
     "nonneg": "{v} >= 0",
     "number": "true",
     "bool": "true",
 }
 _EXPECT = {
     "count": "a non-negative integer",
+    "int32": "a non-negative integer below 2^31",
     "nonneg": "a non-negative number",
     "number": "a number",
     "bool": "true or false",
@@ -218,9 +220,11 @@ def _lines_source(table: str) -> str:
 
 
 def _file_source(path: str, limit: int | None) -> str:
-    columns = "{" + ", ".join(
-        f"{_sql_str(k)}: {_sql_str(_duckdb_type(v))}" for k, v in STRUCTURE.items()
-    ) + "}"
+    columns = (
+        "{"
+        + ", ".join(f"{_sql_str(k)}: {_sql_str(_duckdb_type(v))}" for k, v in STRUCTURE.items())
+        + "}"
+    )
     packed = ", ".join(f'"{k}" := "{k}"' for k in STRUCTURE)
     # DuckDB's parallel reader gives one row per non-blank line, in order (NULLs for a line it
     # cannot read). No ordinal here: WITH ORDINALITY would run the whole query on one thread;
@@ -284,7 +288,7 @@ def _staging_sql(
     errors_sql = "\n      ".join(errors)
     line_checks = ""
     if raw_checks:
-        line_checks = f"""
+        line_checks = """
       WHEN raw IS NULL THEN '|not UTF-8 text'
       WHEN NOT regexp_matches(raw, '[^[:space:]]') THEN '|empty line'
       WHEN contains(raw, chr(0)) THEN '|binary data (NUL byte)'
@@ -305,7 +309,10 @@ def _staging_sql(
     ts = "raw_ts"
     default = "NULL" if default_model is None else _sql_str(default_model)
     hashed = {
-        name: (text_hash_sql(f"{name}_t"), _known_filter(f"hash({name}_t)", f"{name}_t", with_known))
+        name: (
+            text_hash_sql(f"{name}_t"),
+            _known_filter(f"hash({name}_t)", f"{name}_t", with_known),
+        )
         for name in ("system", "tools", "response")
     }
     msg_text = _known_filter("m.h", "m.text", with_known)
@@ -401,7 +408,9 @@ SELECT line AS source_line,
             END AS output_tokens,
        CASE WHEN u_prompt IS NOT NULL THEN u_reasoning
             WHEN g_prompt IS NOT NULL THEN g_thoughts END AS reasoning_tokens,
-       max_tokens::INTEGER AS max_tokens, stream, n::INTEGER AS n, temperature,
+       -- in range wherever the row is kept (checked above)
+       TRY_CAST(max_tokens AS INTEGER) AS max_tokens, stream, TRY_CAST(n AS INTEGER) AS n,
+       temperature,
        CASE WHEN left(tools_t, 1) = '[' THEN json_array_length(tools_t)::INTEGER
             END AS tools_count,
        coalesce(json_extract_string(response_format_json, '$.type'),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import glob
 import gzip
 import mmap
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,7 +53,7 @@ def open_binary(path: Path) -> BinaryIO:
 
 
 def _decoded(lines: Sequence[bytes]) -> tuple[pa.Array, pa.Array]:
-    """Lines as text, and an escaped excerpt of each line that is not valid UTF-8 (its text NULL)."""
+    """Lines as text; a line that is not valid UTF-8 gets NULL and an escaped excerpt."""
     texts: list[str | None] = []
     excerpts: list[str | None] = []
     for line in lines:
@@ -124,9 +124,7 @@ _BLANK_CODES = np.frombuffer(_BLANK, dtype=np.uint8)
 _INDEX_BLOCK = 1 << 22  # small enough for the comparison to stay in cache
 
 
-def _scan_block(
-    block: np.ndarray, base: int, at_line_start: bool
-) -> tuple[np.ndarray, np.ndarray]:
+def _scan_block(block: np.ndarray, base: int, at_line_start: bool) -> tuple[np.ndarray, np.ndarray]:
     """Newline offsets in one block (file offsets), and the first byte of each line starting in
     it (its first byte too when `at_line_start`); a later line start in the next block."""
     newlines = np.flatnonzero(block == 10)
@@ -192,18 +190,18 @@ class LineIndex:
         return self.read_spans(self.starts[index], self.ends[index])
 
     def read_spans(self, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
-        pairs = list(zip(starts.tolist(), ends.tolist()))
+        pairs = list(zip(starts.tolist(), ends.tolist(), strict=True))
         if not self.compressed:
             with self.path.open("rb") as fh, _mapped(fh) as mm:
                 return [mm[s:e] for s, e in pairs]
         found: dict[int, bytes] = {}
         buffer, offset = b"", 0  # buffer holds the stream from `offset` on
-        with gzip.open(self.path, "rb") as fh:
+        with gzip.open(self.path, "rb") as stream:
             for i in sorted(range(len(pairs)), key=lambda k: pairs[k][0]):
                 start, end = pairs[i]
                 drop = max(0, min(start - offset, len(buffer)))
                 buffer, offset = buffer[drop:], offset + drop
-                while offset + len(buffer) < end and (data := fh.read(_INDEX_BLOCK)):
+                while offset + len(buffer) < end and (data := stream.read(_INDEX_BLOCK)):
                     if offset + len(buffer) < start:  # skip whole blocks before the span
                         offset, buffer = offset + len(buffer), b""
                     buffer += data
@@ -216,21 +214,24 @@ class LineIndex:
 
     def _mapped_newlines(self) -> tuple[np.ndarray, int]:
         size = self.path.stat().st_size
-        if size == 0:
-            self._firsts = np.zeros(0, dtype=np.uint8)
-            return np.zeros(0, dtype=np.int64), 0
-        with self.path.open("rb") as fh, _mapped(fh) as mm:
-            data = np.frombuffer(mm, dtype=np.uint8)
+        with self.path.open("rb") as fh:
 
-            def scan(base: int) -> tuple[np.ndarray, np.ndarray]:
-                at_line_start = base == 0 or data[base - 1] == 10
-                return _scan_block(data[base : base + _INDEX_BLOCK], base, at_line_start)
+            def scan(base: int) -> tuple[np.ndarray, np.ndarray, bool]:
+                # one window mapped at a time: the whole file mapped would count in the RSS
+                length = min(_INDEX_BLOCK, size - base)
+                with mmap.mmap(fh.fileno(), length, access=mmap.ACCESS_READ, offset=base) as mm:
+                    block = np.frombuffer(mm, dtype=np.uint8)
+                    newlines, firsts = _scan_block(block, base, True)
+                    ends_line = bool(block[-1] == 10)
+                    del block
+                return newlines, firsts, ends_line
 
             with ThreadPoolExecutor(max_workers=2) as pool:
                 found = list(pool.map(scan, range(0, size, _INDEX_BLOCK)))
-            del data
-        self._firsts = np.concatenate([f for _, f in found])
-        return np.concatenate([n for n, _ in found]), size
+        # a block's first byte starts a line only where the block before ended one
+        firsts = [f if k == 0 or found[k - 1][2] else f[1:] for k, (_, f, _) in enumerate(found)]
+        self._firsts = np.concatenate(firsts or [np.zeros(0, dtype=np.uint8)])
+        return np.concatenate([n for n, _, _ in found] or [np.zeros(0, dtype=np.int64)]), size
 
     def _gzip_newlines(self) -> tuple[np.ndarray, int]:
         found: list[tuple[np.ndarray, np.ndarray]] = []

@@ -22,7 +22,7 @@ from advisor.ingest.files import LineIndex, lines_table, read_line_blocks
 from advisor.ingest.load import LoadCounts, load_staged, prompt_parts_sql
 from advisor.store import scalar
 
-Progress = Callable[[str, int], None]
+Progress = Callable[[str, int], None]  # (file, lines done so far in that file)
 
 # The pilot: lines sampled across the file name the long texts that repeat (system prompts,
 # tool definitions). They are stored once up front and left out of the staged rows, which
@@ -46,7 +46,9 @@ def ingest_jsonl(
     source = str(path)
     index = LineIndex(path)
     known = _seed_texts(con, index, convention, model)
-    create = "CREATE OR REPLACE TEMP TABLE _staged AS " + envelope.file_sql(source, convention, model)
+    create = "CREATE OR REPLACE TEMP TABLE _staged AS " + envelope.file_sql(
+        source, convention, model
+    )
     params = {"known": known}
     # Rows are numbered by their order in the table, so only a plan that keeps the scan's order
     # (DuckDB's batch insert) will do. DuckDB's in_clause optimizer turns a long constant list
@@ -57,7 +59,7 @@ def ingest_jsonl(
         if "Batch Create Table As" not in plan:
             return _ingest_lines(con, path, fmt, convention, model, progress)
         con.execute(create, params)
-    except duckdb.InvalidInputError as error:
+    except duckdb.InvalidInputException as error:
         if "maximum_object_size" not in str(error):
             raise
         return _ingest_lines(con, path, fmt, convention, model, progress)  # a line over 64 MB

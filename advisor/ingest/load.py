@@ -86,19 +86,26 @@ def load_staged(
             SELECT k.request_id, p.position, p.role, p.text_hash
             FROM ({prompt_parts_sql(staged)}) p JOIN _keep k USING (source_line)"""
     )
-    # The kept rows' texts, each once (texts are the bulk of a log: read straight from staging).
+    # The kept rows' texts, each once. The first occurrence of each new hash is found without
+    # the texts, then only those are read: an aggregate holding every text would double the
+    # memory of a big ingest.
+    slots = f"""
+        SELECT source_line, position AS slot, text_hash, text FROM ({prompt_parts_sql(staged)})
+        WHERE text IS NOT NULL
+        UNION ALL
+        SELECT source_line, -1, response_hash, response_text FROM {staged}
+        WHERE response_text IS NOT NULL AND error_reason IS NULL"""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _first AS
+            SELECT min({{'line': source_line, 'slot': slot}}) AS first
+            FROM ({slots}) SEMI JOIN _keep USING (source_line)
+            ANTI JOIN texts USING (text_hash)
+            GROUP BY text_hash"""
+    )
     con.execute(
         f"""INSERT INTO texts
-            SELECT n.text_hash, n.text FROM (
-              SELECT text_hash, any_value(text) AS text FROM (
-                SELECT source_line, text_hash, text FROM ({prompt_parts_sql(staged)})
-                WHERE text IS NOT NULL
-                UNION ALL
-                SELECT source_line, response_hash, response_text FROM {staged}
-                WHERE response_text IS NOT NULL AND error_reason IS NULL)
-              SEMI JOIN _keep USING (source_line)
-              GROUP BY text_hash) n
-            ANTI JOIN texts t USING (text_hash)"""
+            SELECT u.text_hash, u.text FROM ({slots}) u
+            SEMI JOIN _first f ON u.source_line = f.first.line AND u.slot = f.first.slot"""
     )
     con.execute("INSERT INTO messages SELECT request_id, position, role, text_hash FROM _parts")
     con.execute(
@@ -131,6 +138,6 @@ def load_staged(
             ORDER BY n.source_line""",
         {"format": source_format, "file": source_file},
     )
-    for table in ("_keep", "_parts", "_prompt"):
+    for table in ("_keep", "_parts", "_first", "_prompt"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return counts

@@ -123,8 +123,10 @@ def staging_sql(
             f"TRY_CAST(nullif({col(field)}, '') AS {kind_sql}) AS {field}"
         )
         if field in cols:
+            # max_tokens is stored as INTEGER: a larger value is a bad row, not a failed run
+            limit = f" OR {field} > 2147483647" if field == "max_tokens" else ""
             checks.append(
-                f"WHEN raw_{field} IS NOT NULL AND ({field} IS NULL OR {field} < 0) THEN "
+                f"WHEN raw_{field} IS NOT NULL AND ({field} IS NULL OR {field} < 0{limit}) THEN "
                 f"{_lit(cols[field])} || '|expected a non-negative number, got ' "
                 f"|| left(raw_{field}, 40)"
             )
@@ -177,7 +179,7 @@ SELECT _row + 1 AS source_line, excerpt,
        input_tokens, coalesce(cache_read_tokens, 0) AS cache_read_tokens,
        coalesce(cache_write_tokens, 0) AS cache_write_tokens, 0::BIGINT AS cache_write_1h_tokens,
        output_tokens, reasoning_tokens,
-       max_tokens::INTEGER AS max_tokens, TRY_CAST(raw_stream AS BOOLEAN) AS stream,
+       TRY_CAST(max_tokens AS INTEGER) AS max_tokens, TRY_CAST(raw_stream AS BOOLEAN) AS stream,
        NULL::INTEGER AS n, NULL::DOUBLE AS temperature, NULL::INTEGER AS tools_count,
        NULL::VARCHAR AS response_format,
        lower(coalesce(nullif(raw_tier, ''), 'default')) AS service_tier,
