@@ -202,3 +202,17 @@ def test_line_index_edges(tmp_path: Path) -> None:
     )
     assert (index.lines, index.blank_lines.tolist(), index.filled_lines) == (4, [2, 3], 2)
     assert index.read_lines([4]) == [b"{}"]
+
+
+def test_bad_lines_are_reread_in_chunks(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(jsonl, "_AGAIN_LINES", 3)
+    path = _write(tmp_path / "log.jsonl", _tricky_lines())
+    assert _fast(path, monkeypatch) == _line_exact(path)
+
+
+def test_a_plan_that_may_reorder_rows_falls_back(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(jsonl, "_ORDERED_PLAN", "a plan DuckDB never prints")
+    path = _write(tmp_path / "log.jsonl", _tricky_lines())
+    con = store.connect()
+    ingest(con, [str(path)])
+    assert store_snapshot(con) == _line_exact(path)

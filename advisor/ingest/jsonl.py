@@ -30,6 +30,8 @@ Progress = Callable[[str, int], None]  # (file, lines done so far in that file)
 _PILOT_LINES = 2000
 _PILOT_TEXTS = 128
 _PILOT_MIN_BYTES = 1024
+_AGAIN_LINES = 20_000  # bad or blank lines re-read per chunk
+_ORDERED_PLAN = "Batch Create Table As"  # DuckDB's insert that keeps the scan's order
 
 
 def ingest_jsonl(
@@ -43,9 +45,26 @@ def ingest_jsonl(
     if path.stat().st_size == 0:
         return LoadCounts()
     convention = fmt if fmt in ("openai", "anthropic") else "auto"
-    source = str(path)
     index = LineIndex(path)
     known = _seed_texts(con, index, convention, model)
+    counts = _read_parallel(con, index, fmt, convention, model, known, progress)
+    if counts is None:
+        counts = _ingest_lines(con, path, fmt, convention, model, progress)
+    _drop_unused_texts(con, known)
+    return counts
+
+
+def _read_parallel(
+    con: duckdb.DuckDBPyConnection,
+    index: LineIndex,
+    fmt: str,
+    convention: str,
+    model: str | None,
+    known: list[int],
+    progress: Progress | None,
+) -> LoadCounts | None:
+    """The fast path; None where it cannot be sure of its line numbers."""
+    source = str(index.path)
     create = "CREATE OR REPLACE TEMP TABLE _staged AS " + envelope.file_sql(
         source, convention, model
     )
@@ -56,19 +75,18 @@ def ingest_jsonl(
     con.execute("SET disabled_optimizers = 'in_clause'")
     try:
         plan = str(con.execute("EXPLAIN " + create, params).fetchall())
-        if "Batch Create Table As" not in plan:
-            return _ingest_lines(con, path, fmt, convention, model, progress)
+        if _ORDERED_PLAN not in plan:
+            return None
         con.execute(create, params)
     except duckdb.InvalidInputException as error:
         if "maximum_object_size" not in str(error):
             raise
-        return _ingest_lines(con, path, fmt, convention, model, progress)  # a line over 64 MB
+        return None  # a line over 64 MB
     finally:
         con.execute("RESET disabled_optimizers")
     if scalar(con, "SELECT count(*) FROM _staged") != index.filled_lines:
-        # DuckDB split the file other than at its newlines: rather than misnumber anything
-        con.execute("DROP TABLE _staged")
-        return _ingest_lines(con, path, fmt, convention, model, progress)
+        con.execute("DROP TABLE _staged")  # DuckDB split the file other than at its newlines
+        return None
     if progress is not None:
         progress(source, index.lines)
     _number_rows(con, index)
@@ -77,12 +95,13 @@ def ingest_jsonl(
     ).fetchall()]  # fmt: skip
     con.execute("DELETE FROM _staged WHERE error_reason IS NOT NULL")
     again = np.union1d(np.asarray(bad, dtype=np.int64), index.blank_lines).tolist()
-    if again:
-        con.register("_raw_lines", lines_table(again, index.read_lines(again)))
-        con.execute("INSERT INTO _staged " + envelope.lines_sql("_raw_lines", convention, model))
+    sql = envelope.lines_sql("_raw_lines", convention, model)
+    for start in range(0, len(again), _AGAIN_LINES):  # in chunks: a file may be all bad lines
+        numbers = again[start : start + _AGAIN_LINES]
+        con.register("_raw_lines", lines_table(numbers, index.read_lines(numbers)))
+        con.execute("INSERT INTO _staged " + sql)
         con.unregister("_raw_lines")
     counts = load_staged(con, "_staged", source, fmt)
-    _drop_unused_texts(con, known)
     con.execute("DROP TABLE IF EXISTS _staged")
     return counts
 
