@@ -46,8 +46,10 @@ def ingest_jsonl(
         return LoadCounts()
     convention = fmt if fmt in ("openai", "anthropic") else "auto"
     index = LineIndex(path)
+    if progress is not None:
+        progress(str(path), index.lines)  # known up front; the spinner runs while DuckDB reads
     known = _seed_texts(con, index, convention, model)
-    counts = _read_parallel(con, index, fmt, convention, model, known, progress)
+    counts = _read_parallel(con, index, fmt, convention, model, known)
     if counts is None:
         counts = _ingest_lines(con, path, fmt, convention, model, progress)
     _drop_unused_texts(con, known)
@@ -61,7 +63,6 @@ def _read_parallel(
     convention: str,
     model: str | None,
     known: list[int],
-    progress: Progress | None,
 ) -> LoadCounts | None:
     """The fast path; None where it cannot be sure of its line numbers."""
     source = str(index.path)
@@ -87,8 +88,6 @@ def _read_parallel(
     if scalar(con, "SELECT count(*) FROM _staged") != index.filled_lines:
         con.execute("DROP TABLE _staged")  # DuckDB split the file other than at its newlines
         return None
-    if progress is not None:
-        progress(source, index.lines)
     _number_rows(con, index)
     bad = [r[0] for r in con.execute(
         "SELECT source_line FROM _staged WHERE error_reason IS NOT NULL ORDER BY 1"
