@@ -9,6 +9,7 @@ Bad rows are quarantined with file, line, field and reason; re-ingesting a file 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,13 +98,31 @@ def ingest(
     report = IngestReport()
     # One checkpoint at the end instead of one per 16 MB of write-ahead log.
     con.execute("SET checkpoint_threshold = '1GB'")
-    for path in expand_paths(patterns):
-        file_fmt = detect_format(path) if fmt == "auto" else fmt
-        if file_fmt in ("csv", "parquet"):
-            counts = _ingest_table(con, path, file_fmt, mapping or {}, model)
-        else:
-            counts = ingest_jsonl(con, path, file_fmt, model, progress)
-        report.files.append(FileReport(str(path), file_fmt, counts))
-    con.execute("CHECKPOINT")
-    con.execute("RESET checkpoint_threshold")
+    budget = memory_budget()
+    if budget is not None:
+        con.execute(f"SET memory_limit = '{budget}'")
+    try:
+        for path in expand_paths(patterns):
+            file_fmt = detect_format(path) if fmt == "auto" else fmt
+            if file_fmt in ("csv", "parquet"):
+                counts = _ingest_table(con, path, file_fmt, mapping or {}, model)
+            else:
+                counts = ingest_jsonl(con, path, file_fmt, model, progress)
+            report.files.append(FileReport(str(path), file_fmt, counts))
+        con.execute("CHECKPOINT")
+    finally:
+        con.execute("RESET checkpoint_threshold")
+        con.execute("RESET memory_limit")
     return report
+
+
+def memory_budget() -> str | None:
+    """DuckDB's memory limit while ingesting: a quarter of the machine's memory, at least 2 GiB
+    (never above DuckDB's own default, 80%). Past it a big file's staging table spills to disk
+    (about 30% slower, measured at 1M requests with 2 GiB) instead of growing with the file."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system: DuckDB's default
+        return None
+    budget = min(max(2 << 30, total // 4), total * 4 // 5)
+    return f"{budget >> 20}MiB"
