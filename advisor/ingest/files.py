@@ -125,8 +125,8 @@ _INDEX_BLOCK = 1 << 22  # small enough for the comparison to stay in cache
 
 
 def _scan_block(block: np.ndarray, base: int, at_line_start: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Newline offsets in one block (file offsets), and the first byte of each line starting in
-    it (its first byte too when `at_line_start`); a later line start in the next block."""
+    """Newline offsets in one block (as file offsets), and the first byte of each line that
+    starts inside it: after each newline but a final one, and at its start if `at_line_start`."""
     newlines = np.flatnonzero(block == 10)
     inside = newlines[newlines + 1 < len(block)]
     firsts = block[inside + 1]
@@ -152,17 +152,16 @@ class LineIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.compressed = is_gzip(path)
-        if self.compressed:
-            newlines, size = self._gzip_newlines()
-        else:
-            newlines, size = self._mapped_newlines()
+        scan = self._gzip_newlines if self.compressed else self._mapped_newlines
+        newlines, firsts, size = scan()
         starts = np.concatenate(([0], newlines + 1)).astype(np.int64)
         ends = np.concatenate((newlines, [size])).astype(np.int64)
         if size == 0 or starts[-1] == size:  # nothing after the last newline: not a line
             starts, ends = starts[:-1], ends[:-1]
         self.starts, self.ends = starts, ends
         blank = ends == starts
-        maybe = np.flatnonzero(~blank & np.isin(self._first_bytes(starts, ends), _BLANK_CODES))
+        # only a line that starts with a blank byte can be blank without being empty
+        maybe = np.flatnonzero(~blank & np.isin(firsts, _BLANK_CODES))
         if len(maybe):
             texts = self.read_spans(starts[maybe], ends[maybe])
             blank[maybe] = [not t.translate(None, _BLANK) for t in texts]
@@ -208,11 +207,8 @@ class LineIndex:
                 found[i] = buffer[start - offset : end - offset]
         return [found[i] for i in range(len(pairs))]
 
-    def _first_bytes(self, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """First byte of each line (meaningless for an empty one), gathered while scanning."""
-        return self._firsts
-
-    def _mapped_newlines(self) -> tuple[np.ndarray, int]:
+    def _mapped_newlines(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Newline offsets, the first byte of every line, and the file's size."""
         size = self.path.stat().st_size
         with self.path.open("rb") as fh:
 
@@ -230,10 +226,13 @@ class LineIndex:
                 found = list(pool.map(scan, range(0, size, _INDEX_BLOCK)))
         # a block's first byte starts a line only where the block before ended one
         firsts = [f if k == 0 or found[k - 1][2] else f[1:] for k, (_, f, _) in enumerate(found)]
-        self._firsts = np.concatenate(firsts or [np.zeros(0, dtype=np.uint8)])
-        return np.concatenate([n for n, _, _ in found] or [np.zeros(0, dtype=np.int64)]), size
+        return (
+            np.concatenate([n for n, _, _ in found] or [np.zeros(0, dtype=np.int64)]),
+            np.concatenate(firsts or [np.zeros(0, dtype=np.uint8)]),
+            size,
+        )
 
-    def _gzip_newlines(self) -> tuple[np.ndarray, int]:
+    def _gzip_newlines(self) -> tuple[np.ndarray, np.ndarray, int]:
         found: list[tuple[np.ndarray, np.ndarray]] = []
         offset, at_line_start = 0, True
         with gzip.open(self.path, "rb") as fh:
@@ -242,5 +241,8 @@ class LineIndex:
                 found.append(_scan_block(block, offset, at_line_start))
                 at_line_start = data.endswith(b"\n")
                 offset += len(block)
-        self._firsts = np.concatenate([f for _, f in found] or [np.zeros(0, dtype=np.uint8)])
-        return np.concatenate([n for n, _ in found] or [np.zeros(0, dtype=np.int64)]), offset
+        return (
+            np.concatenate([n for n, _ in found] or [np.zeros(0, dtype=np.int64)]),
+            np.concatenate([f for _, f in found] or [np.zeros(0, dtype=np.uint8)]),
+            offset,
+        )
