@@ -93,12 +93,17 @@ CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 # Content hash of texts: DuckDB's 64-bit hash as 16 hex digits: ~10x faster than md5 over
 # gigabytes of prompts, and collisions stay negligible (~1e-6 at 10M distinct texts). It is
 # tied to the DuckDB build, so a store records it and refuses ingest from another build.
-TEXT_HASH_SQL = "printf('%016x', hash({}))"
+TEXT_HASH_SQL = "printf('%016x', hash({}))"  # hash_hex_sql of hash()
 
 
 def text_hash_sql(expr: str) -> str:
     """SQL for the hash of a text expression; NULL for a NULL text (DuckDB hashes NULL too)."""
     return f"CASE WHEN ({expr}) IS NOT NULL THEN {TEXT_HASH_SQL.format(expr)} END"
+
+
+def hash_hex_sql(hash_expr: str) -> str:
+    """A text hash from an already computed hash() value (see TEXT_HASH_SQL)."""
+    return f"printf('%016x', {hash_expr})"
 
 
 def connect(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-from advisor.store import text_hash_sql
+from advisor.store import hash_hex_sql
 
 # Every leaf is VARCHAR or JSON: typing happens in SQL so that each failure can be named.
 _USAGE = {
@@ -219,7 +219,7 @@ def _lines_source(table: str) -> str:
   FROM {table}"""
 
 
-def _file_source(path: str, limit: int | None) -> str:
+def _file_source(path: str) -> str:
     columns = (
         "{"
         + ", ".join(f"{_sql_str(k)}: {_sql_str(_duckdb_type(v))}" for k, v in STRUCTURE.items())
@@ -234,8 +234,7 @@ def _file_source(path: str, limit: int | None) -> str:
          true AS looks_like_object, struct_pack({packed}) AS j
   FROM read_json({_sql_str(path)}, format = 'newline_delimited', records = true,
                  ignore_errors = true, maximum_object_size = {MAX_LINE_BYTES},
-                 columns = {columns})
-  {"" if limit is None else f"LIMIT {int(limit)}"}"""
+                 columns = {columns})"""
 
 
 def lines_sql(table: str, convention: str = "auto", default_model: str | None = None) -> str:
@@ -248,7 +247,6 @@ def file_sql(
     path: str,
     convention: str = "auto",
     default_model: str | None = None,
-    limit: int | None = None,
 ) -> str:
     """Staged rows read straight from a JSON-lines file by DuckDB's parallel reader.
 
@@ -259,7 +257,7 @@ def file_sql(
     parameter (a list of hash() values) come out NULL, their hash kept: the store already has
     them, and carrying the same long system prompt through every row would cost gigabytes.
     """
-    return _staging_sql(_file_source(path, limit), False, convention, default_model, True)
+    return _staging_sql(_file_source(path), False, convention, default_model, True)
 
 
 def _staging_sql(
@@ -308,10 +306,10 @@ def _staging_sql(
         openai_in = "false"
     ts = "raw_ts"
     default = "NULL" if default_model is None else _sql_str(default_model)
-    hashed = {
+    hashed = {  # each text hashed once (hash_t below): system prompts alone are gigabytes
         name: (
-            text_hash_sql(f"{name}_t"),
-            _known_filter(f"hash({name}_t)", f"{name}_t", with_known),
+            f"CASE WHEN {name}_t IS NOT NULL THEN {hash_hex_sql(f'{name}_h')} END",
+            _known_filter(f"{name}_h", f"{name}_t", with_known),
         )
         for name in ("system", "tools", "response")
     }
@@ -370,6 +368,9 @@ WITH structured AS ({source}
              {_text_of("j.response.content")},
              {_text_of("j.response.candidates[1].content.parts")}) AS response_t
   FROM typed
+), hash_t AS (
+  SELECT *, hash(system_t) AS system_h, hash(tools_t) AS tools_h, hash(response_t) AS response_h
+  FROM checked
 )
 SELECT line AS source_line,
        {excerpt} AS excerpt,
@@ -425,7 +426,7 @@ SELECT line AS source_line,
        logged_cost, feedback,
        list_transform(list_transform(msgs_t, lambda m: {{
            'role': m.role, 'text': m.text, 'h': hash(m.text)}}),
-         lambda m: {{'role': m.role, 'hash': printf('%016x', m.h), 'text': {msg_text}}})
+         lambda m: {{'role': m.role, 'hash': {hash_hex_sql("m.h")}, 'text': {msg_text}}})
          AS msgs,
        {hashed["system"][0]} AS system_hash, {hashed["system"][1]} AS system_text,
        {hashed["tools"][0]} AS tools_hash, {hashed["tools"][1]} AS tools_text,
@@ -433,5 +434,5 @@ SELECT line AS source_line,
        ({openai_in} OR {anthropic_in}) AS has_usage,
        CASE WHEN coalesce(j.id, j.request_id, j.response.id) IS NULL THEN md5(j::VARCHAR) END
          AS raw_hash
-FROM checked
+FROM hash_t
 """

@@ -230,12 +230,7 @@ def _ranked_bars(rows: list[CostRow], limit: int, currency: str) -> alt.Chart | 
         .mark_bar()
         .encode(
             x=alt.X("cost:Q", title=f"spend ({currency})"),
-            y=alt.Y(
-                "name:N",
-                title=None,
-                sort=alt.EncodingSortField(field="rank", order="ascending"),
-                axis=alt.Axis(labelLimit=_LABEL_LIMIT),
-            ),
+            y=_ranked_axis("name"),
             tooltip=[
                 alt.Tooltip("name:N", title="name"),
                 alt.Tooltip("spend:N", title="spend"),
@@ -244,6 +239,16 @@ def _ranked_bars(rows: list[CostRow], limit: int, currency: str) -> alt.Chart | 
             ],
         )
         .properties(width="container", height=max(60, 22 * len(values)))
+    )
+
+
+def _ranked_axis(field: str) -> alt.Y:
+    """A bar chart's category axis, in the order of the values' `rank`."""
+    return alt.Y(
+        f"{field}:N",
+        title=None,
+        sort=alt.EncodingSortField(field="rank", order="ascending"),
+        axis=alt.Axis(labelLimit=_LABEL_LIMIT),
     )
 
 
@@ -270,12 +275,7 @@ def _lever_chart(levers: list[Lever], currency: str) -> alt.Chart | None:
         .mark_bar()
         .encode(
             x=alt.X("saving:Q", title=f"saving ({currency})"),
-            y=alt.Y(
-                "lever:N",
-                title=None,
-                sort=alt.EncodingSortField(field="rank", order="ascending"),
-                axis=alt.Axis(labelLimit=_LABEL_LIMIT),
-            ),
+            y=_ranked_axis("lever"),
             yOffset=alt.YOffset("kind:N", sort=["standalone", "marginal"]),
             color=alt.Color(
                 "kind:N",
