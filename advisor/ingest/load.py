@@ -31,22 +31,39 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return int(scalar(con, sql) or 0)
 
 
+# A staged row's prompt as one list: tools, then a top-level system prompt, then messages.
+_PARTS = """list_concat(
+    CASE WHEN tools_hash IS NOT NULL
+         THEN [{'role': 'tools', 'hash': tools_hash, 'text': tools_text}] ELSE [] END,
+    CASE WHEN system_hash IS NOT NULL
+         THEN [{'role': 'system', 'hash': system_hash, 'text': system_text}] ELSE [] END,
+    list_transform(coalesce(msgs, []),
+                   lambda m: {'role': coalesce(m.role, 'user'), 'hash': m.hash, 'text': m.text}))"""
+
+
 def prompt_parts_sql(staged: str) -> str:
-    """The ordered prompt of each staged row: tools, then a top-level system prompt, then the
-    messages, as (source_line, position, role, text, text_hash). A NULL text with a hash is one
-    the store already holds (see envelope.file_sql)."""
+    """The ordered prompt of each staged row as (source_line, position, role, text, text_hash).
+    A NULL text with a hash is one the store already holds (see envelope.file_sql)."""
     # Unnest in the select list: a lateral unnest (FROM s, unnest(...)) is ~30x slower here.
     return f"""
-        SELECT source_line, (i - 1)::INTEGER AS position, coalesce(p.role, 'user') AS role,
+        SELECT source_line, (i - 1)::INTEGER AS position, p.role AS role,
                p.text AS text, p.hash AS text_hash
         FROM (SELECT source_line, unnest(parts) AS p, generate_subscripts(parts, 1) AS i
-              FROM (SELECT source_line, list_concat(
-                      CASE WHEN tools_hash IS NOT NULL THEN [{{'role': 'tools',
-                           'hash': tools_hash, 'text': tools_text}}] ELSE [] END,
-                      CASE WHEN system_hash IS NOT NULL THEN [{{'role': 'system',
-                           'hash': system_hash, 'text': system_text}}] ELSE [] END,
-                      coalesce(msgs, [])) AS parts
+              FROM (SELECT source_line, {_PARTS} AS parts
                     FROM {staged} WHERE error_reason IS NULL))"""
+
+
+# Columns of a request derived from its prompt, computed per row from the parts list (no
+# aggregate over the messages): NULL for a request without any prompt part.
+_PROMPT_COLUMNS = {
+    "prompt_hash": text_hash_sql(
+        "CASE WHEN len(parts) > 0 "
+        "THEN array_to_string(list_transform(parts, lambda p: p.hash), ',') END"
+    ),
+    "system_hash": "list_filter(parts, lambda p: p.role IN ('system', 'developer'))[1].hash",
+    "message_count": "CASE WHEN len(parts) > 0 THEN len(list_filter(parts, "
+    "lambda p: p.role NOT IN ('tools', 'system', 'developer'))) END::INTEGER",
+}
 
 
 def load_staged(
@@ -81,11 +98,6 @@ def load_staged(
     counts.ingested = _count(con, "SELECT count(*) FROM _keep")
     counts.duplicates = counts.rows - counts.quarantined - counts.ingested
 
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _parts AS
-            SELECT k.request_id, p.position, p.role, p.text_hash
-            FROM ({prompt_parts_sql(staged)}) p JOIN _keep k USING (source_line)"""
-    )
     # The kept rows' texts, each once. The first occurrence of each new hash is found without
     # the texts, then only those are read: an aggregate holding every text would double the
     # memory of a big ingest.
@@ -107,22 +119,14 @@ def load_staged(
             SELECT u.text_hash, u.text FROM ({slots}) u
             SEMI JOIN _first f ON u.source_line = f.first.line AND u.slot = f.first.slot"""
     )
-    con.execute("INSERT INTO messages SELECT request_id, position, role, text_hash FROM _parts")
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _prompt AS
-            SELECT request_id,
-                   {text_hash_sql("string_agg(text_hash, ',' ORDER BY position)")} AS prompt_hash,
-                   count(*) FILTER (WHERE role NOT IN ('tools', 'system', 'developer'))
-                     AS message_count,
-                   arg_min(text_hash, position) FILTER (WHERE role IN ('system', 'developer'))
-                     AS system_hash
-            FROM _parts GROUP BY request_id"""
+        f"""INSERT INTO messages
+            SELECT k.request_id, p.position, p.role, p.text_hash
+            FROM ({prompt_parts_sql(staged)}) p JOIN _keep k USING (source_line)"""
     )
     derived = {
         "request_id": "k.request_id",
-        "prompt_hash": "p.prompt_hash",
-        "system_hash": "p.system_hash",
-        "message_count": "p.message_count::INTEGER",
+        **_PROMPT_COLUMNS,
         "token_source": "CASE WHEN n.has_usage THEN 'logged' END",
         "model_key": "NULL",
         "model_resolution": "NULL",
@@ -133,11 +137,11 @@ def load_staged(
     con.execute(
         f"""INSERT INTO requests
             SELECT {select}
-            FROM {staged} n JOIN _keep k USING (source_line)
-            LEFT JOIN _prompt p ON p.request_id = k.request_id
+            FROM (SELECT *, {_PARTS} AS parts FROM {staged}) n
+            JOIN _keep k USING (source_line)
             ORDER BY n.source_line""",
         {"format": source_format, "file": source_file},
     )
-    for table in ("_keep", "_parts", "_first", "_prompt"):
+    for table in ("_keep", "_first"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return counts
