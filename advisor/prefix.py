@@ -146,19 +146,34 @@ class PrefixModel:
 
 
 class Tokenizer:
-    """tiktoken (the model's encoding, else o200k_base) or 4-byte pseudo-tokens, with a cache of
-    whole texts by hash so that a second replay of the same store (a what-if) re-tokenises only
-    what it has not seen."""
+    """tiktoken (the model's encoding, else o200k_base) or 4-byte pseudo-tokens, with two caches
+    so that a second build over the same store (another cache group, a what-if) re-tokenises only
+    what it has not seen: whole texts by hash (their text need not even be fetched again), and
+    any text tokenised before, by its content (the shared starts of sibling prompts)."""
 
     def __init__(self, encoding: str, cache_tokens: int = 50_000_000) -> None:
         exact = encoding in ("o200k_base", "cl100k_base")
         self.encoding = encoding if exact else DEFAULT_ENCODING
         self.enc = get_encoding(self.encoding)
         self.threads = os.cpu_count() or 1
-        self.cache: dict[str, np.ndarray] = {}
-        self.room = cache_tokens  # tokens the cache may still take (4 bytes each)
+        self.cache: dict[str, np.ndarray] = {}  # text hash -> tokens
+        self.seen: dict[str, np.ndarray] = {}  # text -> tokens
+        self.room = cache_tokens  # tokens the caches may still take (4 bytes each)
 
     def encode(self, texts: list[str]) -> list[np.ndarray]:
+        """Token ids of each text; each distinct text is tokenised once."""
+        found = {t: self.seen[t] for t in texts if t in self.seen}
+        todo = [t for t in dict.fromkeys(texts) if t not in found]
+        for text, tokens in zip(todo, self._encode(todo), strict=True):
+            found[text] = tokens
+            if len(tokens) <= self.room:
+                self.seen[text] = tokens
+                self.room -= len(tokens)
+        return [found[t] for t in texts]
+
+    def _encode(self, texts: list[str]) -> list[np.ndarray]:
+        if not texts:
+            return []
         if self.enc is None:  # no tokenizer: 4-byte pseudo-tokens keep the prefix structure
             out = []
             for text in texts:
@@ -180,10 +195,10 @@ class Tokenizer:
         with ThreadPoolExecutor(len(chunks)) as pool:
             return [t for part in pool.map(work, chunks) for t in part]
 
-    def remember(self, key: str, tokens: np.ndarray) -> None:
-        if len(tokens) <= self.room:
-            self.cache[key] = tokens
-            self.room -= len(tokens)
+    def remember(self, key: str, text: str) -> None:
+        """Keep a whole text's tokens under its hash too, where `encode` kept them."""
+        if text in self.seen:
+            self.cache[key] = self.seen[text]
 
 
 def _relation(sql: str) -> str:
@@ -394,9 +409,10 @@ class _TextPool:
         for t, toks in sorted(known.items()):
             add(t, toks)
         for batch in _char_batches(_batches(cur), 2):
-            for (t, h, _), toks in zip(batch, tok.encode([r[2] or "" for r in batch]), strict=True):
+            texts = [r[2] or "" for r in batch]
+            for (t, h, _), text, toks in zip(batch, texts, tok.encode(texts), strict=True):
                 add(t, toks)
-                tok.remember(h, toks)
+                tok.remember(h, text)
                 stats.tokens_full += len(toks)
             stats.texts_full += len(batch)
         con.unregister("_px_want")

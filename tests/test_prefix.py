@@ -118,6 +118,30 @@ def test_unique_trailing_messages_are_not_tokenised(con, tmp_path, enc) -> None:
     assert model.shared_tokens.tolist() == [model.stats.tokens_full + 1] * 3
 
 
+def test_the_tokenizer_encodes_each_distinct_text_once_across_calls(enc) -> None:
+    tok = prefix.Tokenizer("o200k_base")
+    calls: list[str] = []
+
+    class Counting:
+        def encode_ordinary(self, text: str) -> list[int]:
+            calls.append(text)
+            return enc.encode_ordinary(text)
+
+    tok.enc = Counting()
+    first = tok.encode(["a cat", "a dog", "a cat"])
+    second = tok.encode(["a dog", "a bird"])
+    assert sorted(calls) == ["a bird", "a cat", "a dog"]
+    assert [t.tolist() for t in first + second] == [
+        enc.encode_ordinary(t) for t in ("a cat", "a dog", "a cat", "a dog", "a bird")
+    ]
+    assert tok.encode([]) == []
+    full = prefix.Tokenizer("o200k_base", cache_tokens=0)  # no room: nothing kept, still correct
+    assert [t.tolist() for t in full.encode(["a cat", "a cat"])] == [
+        enc.encode_ordinary("a cat")
+    ] * 2
+    assert full.seen == {}
+
+
 def test_without_a_tokenizer_pseudo_tokens_keep_the_prefix_structure(con, tmp_path, monkeypatch):
     monkeypatch.setenv("ADVISOR_TOKENIZER", "estimate")
     tokens.get_encoding.cache_clear()
