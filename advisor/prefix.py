@@ -18,9 +18,7 @@ Work is O(total blocks) on numpy arrays, and tokenisation is kept to what can be
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -28,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from advisor.store import scalar
-from advisor.tokens import DEFAULT_ENCODING, get_encoding
+from advisor.tokens import DEFAULT_ENCODING, get_encoding, map_threads
 
 U64 = np.uint64
 _R = U64(0x9E3779B97F4A7C15)  # odd base of the polynomial prefix hash
@@ -155,7 +153,6 @@ class Tokenizer:
         exact = encoding in ("o200k_base", "cl100k_base")
         self.encoding = encoding if exact else DEFAULT_ENCODING
         self.enc = get_encoding(self.encoding)
-        self.threads = os.cpu_count() or 1
         self.cache: dict[str, np.ndarray] = {}  # text hash -> tokens
         self.seen: dict[str, np.ndarray] = {}  # text -> tokens
         self.room = cache_tokens  # tokens the caches may still take (4 bytes each)
@@ -181,19 +178,8 @@ class Tokenizer:
                 raw += b"\0" * (-len(raw) % 4)
                 out.append(np.frombuffer(raw, dtype="<i4").copy())
             return out
-        # One chunk per thread: tiktoken's own batch call starts a future per text, which costs
-        # more than the encoding itself when texts are short.
         enc = self.enc
-
-        def work(chunk: list[str]) -> list[np.ndarray]:
-            return [np.array(enc.encode_ordinary(t), dtype=np.int32) for t in chunk]
-
-        step = -(-len(texts) // self.threads)
-        chunks = [texts[i : i + step] for i in range(0, len(texts), step)]
-        if len(chunks) < 2:
-            return work(texts)
-        with ThreadPoolExecutor(len(chunks)) as pool:
-            return [t for part in pool.map(work, chunks) for t in part]
+        return map_threads(lambda t: np.array(enc.encode_ordinary(t), dtype=np.int32), texts)
 
     def remember(self, key: str, text: str) -> None:
         """Keep a whole text's tokens under its hash too, where `encode` kept them."""
