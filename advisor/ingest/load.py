@@ -58,16 +58,18 @@ def prompt_parts_sql(staged: str) -> str:
                     FROM {staged} WHERE error_reason IS NULL))"""
 
 
-# Columns of a request derived from its prompt, computed per row from the parts list (no
-# aggregate over the messages): NULL for a request without any prompt part.
+# Columns of a request derived from its prompt, per row from the staged columns (the same as
+# over the prompt parts of prompt_parts_sql, without building them): NULL without any part.
+_HAS_PARTS = "(n.tools_hash IS NOT NULL OR n.system_hash IS NOT NULL OR len(n.msgs) > 0)"
 _PROMPT_COLUMNS = {
     "prompt_hash": text_hash_sql(
-        "CASE WHEN len(parts) > 0 "
-        "THEN array_to_string(list_transform(parts, lambda p: p.hash), ',') END"
+        f"CASE WHEN {_HAS_PARTS} THEN concat_ws(',', n.tools_hash, n.system_hash, "
+        "nullif(array_to_string(list_transform(n.msgs, lambda m: m.hash), ','), '')) END"
     ),
-    "system_hash": "list_filter(parts, lambda p: p.role IN ('system', 'developer'))[1].hash",
-    "message_count": "CASE WHEN len(parts) > 0 THEN len(list_filter(parts, "
-    "lambda p: p.role NOT IN ('tools', 'system', 'developer'))) END::INTEGER",
+    "system_hash": "coalesce(n.system_hash, "
+    "list_filter(n.msgs, lambda m: m.role IN ('system', 'developer'))[1].hash)",
+    "message_count": f"CASE WHEN {_HAS_PARTS} THEN len(list_filter(coalesce(n.msgs, []), "
+    "lambda m: coalesce(m.role, 'user') NOT IN ('tools', 'system', 'developer'))) END::INTEGER",
 }
 
 
@@ -142,8 +144,7 @@ def load_staged(
     con.execute(
         f"""INSERT INTO requests
             SELECT {select}
-            FROM (SELECT *, {_PARTS} AS parts FROM {staged}) n
-            JOIN _keep k USING (source_line)
+            FROM {staged} n JOIN _keep k USING (source_line)
             ORDER BY n.source_line""",
         {"format": source_format, "file": source_file},
     )
