@@ -179,6 +179,37 @@ def test_texts_are_stored_once(con, tmp_path: Path) -> None:
     assert con.execute("SELECT count(DISTINCT system_hash) FROM requests").fetchone() == (1,)
 
 
+def test_prompt_columns_agree_with_the_messages_rows(con, tmp_path: Path) -> None:
+    """prompt_hash, system_hash and message_count, computed per row at ingest, are what the
+    stored prompt (tools, top-level system, messages in position order) says they are."""
+    tools = [{"type": "function", "function": {"name": "lookup"}}]
+    rows = [
+        openai_line("plain"),
+        openai_line("dev", messages=[{"role": "developer", "content": "Be brief."},
+                                     {"content": "no role"}, {"role": "tools", "content": "x"}],
+                    tools=tools),
+        anthropic_line("top-system"),
+        openai_line("no-prompt", messages=[]),
+    ]  # fmt: skip
+    rows[3]["request"]["messages"] = []
+    ingest(con, [str(write_jsonl(tmp_path / "a.jsonl", rows))])
+    got = con.execute(
+        """SELECT r.request_id, r.prompt_hash, r.system_hash, r.message_count,
+                  CASE WHEN count(m.position) > 0 THEN printf('%016x', hash(
+                    string_agg(m.text_hash, ',' ORDER BY m.position))) END,
+                  arg_min(m.text_hash, m.position) FILTER (WHERE m.role IN ('system', 'developer')),
+                  CASE WHEN count(m.position) > 0 THEN count(m.position) FILTER (
+                    WHERE m.role NOT IN ('tools', 'system', 'developer')) END
+           FROM requests r LEFT JOIN messages m USING (request_id)
+           GROUP BY ALL ORDER BY 1"""
+    ).fetchall()
+    assert [r[0] for r in got] == ["dev", "no-prompt", "plain", "top-system"]
+    for rid, *stored, expected_hash, expected_system, expected_count in got:
+        assert stored == [expected_hash, expected_system, expected_count], rid
+    counts = {r[0]: r[3] for r in got}
+    assert counts == {"dev": 1, "no-prompt": None, "plain": 1, "top-system": 1}
+
+
 def test_gzip_globs_and_folders(con, tmp_path: Path) -> None:
     plain = write_jsonl(tmp_path / "one.jsonl", [openai_line("a")])
     with gzip.open(tmp_path / "two.jsonl.gz", "wb") as fh:
