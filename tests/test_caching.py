@@ -235,6 +235,23 @@ def test_a_switched_model_starts_cold(tmp_path: Path) -> None:
     assert got["c"] > 1024  # gpt-4o's cache, warmed by a, is its own
 
 
+def test_a_request_whose_text_the_store_lacks_is_not_replayed(tmp_path: Path) -> None:
+    con = store.connect()
+    rows = [chat("a", 0, STABLE, user="first question"), chat("b", 1, STABLE, user="second one")]
+    ingest(con, [str(write_jsonl(tmp_path / "logs.jsonl", rows))])
+    con.execute(  # b's user message: its text is gone from the store
+        """DELETE FROM texts WHERE text_hash IN (SELECT text_hash FROM messages
+           WHERE request_id = 'b' AND role = 'user')"""
+    )
+    con.execute("UPDATE requests SET model_key = model")
+    con.execute(f"CREATE TEMP TABLE state_base AS SELECT {', '.join(STATE_COLUMNS)} FROM requests")
+    ctx = LeverContext(con, api.load_price_table(), default_rules_dir(), SimOptions())
+    out = LEVER.apply(ctx, "state_base", "state_caching", standalone=True)
+    replay = out.details["replay"]
+    assert replay["not_replayable"] == {"no_text": 1} and replay["replayed_requests"] == 1
+    assert sim(con, out)["b"] is None  # unknown, not zero
+
+
 def test_token_only_rows_are_counted_as_not_replayable(tmp_path: Path) -> None:
     con = store.connect()
     csv = tmp_path / "azure.csv"

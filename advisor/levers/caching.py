@@ -418,11 +418,9 @@ def _rows(ctx: LeverContext, state: str, caches: dict[str, ModelCache], per_acco
         con.executemany("INSERT INTO _cache_models VALUES (?)", [(k,) for k in caches])
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _cache_rows AS
-            WITH prompt AS (
-              SELECT m.request_id, count(*) AS msgs,
-                     bool_and(t.text_hash IS NOT NULL) AS complete
-              FROM messages m LEFT JOIN (SELECT text_hash FROM texts) t USING (text_hash)
-              GROUP BY ALL
+            WITH gaps AS (  -- requests with a message whose text the store lacks
+              SELECT DISTINCT m.request_id FROM messages m
+              ANTI JOIN (SELECT text_hash FROM texts) t USING (text_hash)
             )
             SELECT s.*, r.ts, r.account_id, r.feature, r.system_hash, r.token_source,
                    r.cache_read_tokens AS logged_read,
@@ -430,13 +428,13 @@ def _rows(ctx: LeverContext, state: str, caches: dict[str, ModelCache], per_acco
                    CASE WHEN s.model_key IS NULL OR p.model_key IS NULL THEN 'unpriced'
                         WHEN c.model_key IS NULL THEN 'no_caching'
                         WHEN coalesce(s.input_tokens, 0) <= 0 THEN 'no_input'
-                        WHEN NOT coalesce(pr.complete, false) THEN 'no_text'
+                        WHEN r.prompt_hash IS NULL OR g.request_id IS NOT NULL THEN 'no_text'
                         ELSE 'replay' END AS category,
                    category = 'replay' AS replay
             FROM {state} s JOIN requests r USING (request_id)
             LEFT JOIN _cache_prices p ON p.model_key = s.model_key
             LEFT JOIN _cache_models c ON c.model_key = s.model_key
-            LEFT JOIN prompt pr ON pr.request_id = s.request_id"""
+            LEFT JOIN gaps g ON g.request_id = s.request_id"""
     )
 
 
