@@ -210,6 +210,28 @@ def test_prompt_columns_agree_with_the_messages_rows(con, tmp_path: Path) -> Non
     assert counts == {"dev": 1, "no-prompt": None, "plain": 1, "top-system": 1}
 
 
+@pytest.mark.parametrize(
+    ("content", "stored"),
+    [
+        ([{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}], "Hello there"),
+        ([{"type": "image_url", "image_url": {"url": "x"}}], ""),  # no text part
+        ([], ""),
+        ("plain words", "plain words"),
+        ("[1, 2]", "[1, 2]"),  # a string that is JSON, but not content parts
+        ("[not json", "[not json"),
+        ('[{"text": "a"}, "b"]', '[{"text": "a"}, "b"]'),  # not every element an object
+        ('[{"text": "as parts"}]', "as parts"),  # the documented ambiguity of a string
+    ],
+)
+def test_message_content_text(con, tmp_path: Path, content, stored: str) -> None:
+    rows = [openai_line("r", messages=[{"role": "user", "content": content}])]
+    ingest(con, [str(write_jsonl(tmp_path / "a.jsonl", rows))])
+    got = con.execute(
+        "SELECT t.text FROM messages m JOIN texts t USING (text_hash) WHERE m.role = 'user'"
+    ).fetchall()
+    assert got == [(stored,)]
+
+
 def test_gzip_globs_and_folders(con, tmp_path: Path) -> None:
     plain = write_jsonl(tmp_path / "one.jsonl", [openai_line("a")])
     with gzip.open(tmp_path / "two.jsonl.gz", "wb") as fh:

@@ -187,11 +187,12 @@ def _text_of(expr: str) -> str:
 
     Content parts arrive as their JSON text, so a string that is itself a JSON array of objects
     reads as parts: the one ambiguity of typing content as VARCHAR (documented in the format).
+    Each JSON function parses its input again, and a system prompt sent as parts is kilobytes:
+    two parses here, the element types (NULL where the text is not JSON) and the texts.
     """
     return (
-        f"CASE WHEN left({expr}, 1) = '[' AND coalesce(json_valid({expr}), false) "
-        f"AND json_type({expr}) = 'ARRAY' AND coalesce(list_bool_and(list_transform("
-        f"json_extract({expr}, '$[*]'), lambda e: json_type(e) = 'OBJECT')), true) "
+        f"CASE WHEN left({expr}, 1) = '[' AND len(list_filter(try(json_type({expr}, '$[*]')), "
+        f"lambda t: t <> 'OBJECT')) = 0 "
         f"THEN array_to_string(json_extract_string({expr}, '$[*].text'), '') ELSE {expr} END"
     )
 
