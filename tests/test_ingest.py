@@ -232,6 +232,14 @@ def test_message_content_text(con, tmp_path: Path, content, stored: str) -> None
     assert got == [(stored,)]
 
 
+def test_tools_that_are_not_json_do_not_stop_the_run(con, tmp_path: Path) -> None:
+    tools = [{"type": "function", "function": {"name": "lookup"}}]
+    rows = [openai_line("good", tools=tools), openai_line("odd", tools="[not json")]
+    ingest(con, [str(write_jsonl(tmp_path / "a.jsonl", rows))])
+    got = con.execute("SELECT request_id, tools_count FROM requests ORDER BY 1").fetchall()
+    assert got == [("good", 1), ("odd", None)]
+
+
 def test_gzip_globs_and_folders(con, tmp_path: Path) -> None:
     plain = write_jsonl(tmp_path / "one.jsonl", [openai_line("a")])
     with gzip.open(tmp_path / "two.jsonl.gz", "wb") as fh:

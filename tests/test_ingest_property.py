@@ -18,7 +18,10 @@ ODD_VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
     st.text(max_size=20), st.lists(st.integers(), max_size=3), st.dictionaries(
         st.text(max_size=5), st.integers(), max_size=2),
+    # strings that look like JSON: content, tools and the like are read as text, then parsed
+    st.sampled_from(["[", "[1,", "{", "[bad", '[{"text": 1}]', '[{"a": 1}, 2]', "[]", "{}"]),
 )  # fmt: skip
+TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
 
 
 def _paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
@@ -34,7 +37,7 @@ def _paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
 
 @st.composite
 def mutated_line(draw: st.DrawFn) -> bytes:
-    base = draw(st.sampled_from([openai_line(), anthropic_line()]))
+    base = draw(st.sampled_from([openai_line(tools=TOOLS), anthropic_line()]))
     base = json.loads(json.dumps(base))
     base["id"] = draw(st.text(min_size=1, max_size=8))
     kind = draw(st.sampled_from(["set", "delete", "truncate", "bytes", "none"]))

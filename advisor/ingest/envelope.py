@@ -413,7 +413,8 @@ SELECT line AS source_line,
        -- in range wherever the row is kept (checked above)
        TRY_CAST(max_tokens AS INTEGER) AS max_tokens, stream, TRY_CAST(n AS INTEGER) AS n,
        temperature,
-       CASE WHEN left(tools_t, 1) = '[' THEN json_array_length(tools_t)::INTEGER
+       -- tools sent as a string that is not JSON: the count is unknown, the row still good
+       CASE WHEN left(tools_t, 1) = '[' THEN try(json_array_length(tools_t))::INTEGER
             END AS tools_count,
        coalesce(json_extract_string(response_format_json, '$.type'),
                 json_extract_string(response_format_json, '$')) AS response_format,
