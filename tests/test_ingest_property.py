@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 from advisor import store
 from advisor.ingest import ingest, jsonl
 
+# Strings that look like JSON: content, tools and the like are read as text, then parsed.
+JSONISH = ["[", "[1,", "{", "[bad", '[{"text": 1}]', '[{"a": 1}, 2]', "[]", "{}"]
 ODD_VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
     st.text(max_size=20), st.lists(st.integers(), max_size=3), st.dictionaries(
         st.text(max_size=5), st.integers(), max_size=2),
-    # strings that look like JSON: content, tools and the like are read as text, then parsed
-    st.sampled_from(["[", "[1,", "{", "[bad", '[{"text": 1}]', '[{"a": 1}, 2]', "[]", "{}"]),
+    st.sampled_from(JSONISH),
 )  # fmt: skip
 TOOLS = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
 
@@ -35,17 +36,25 @@ def _paths(obj: Any, prefix: tuple = ()) -> list[tuple]:
     return out
 
 
+def _at(obj: Any, path: tuple) -> Any:
+    for step in path:
+        obj = obj[step]
+    return obj
+
+
 @st.composite
 def mutated_line(draw: st.DrawFn) -> bytes:
     base = draw(st.sampled_from([openai_line(tools=TOOLS), anthropic_line()]))
     base = json.loads(json.dumps(base))
     base["id"] = draw(st.text(min_size=1, max_size=8))
-    kind = draw(st.sampled_from(["set", "delete", "truncate", "bytes", "none"]))
+    kind = draw(st.sampled_from(["set", "delete", "jsonish", "truncate", "bytes", "none"]))
+    if kind == "jsonish":  # a field advisor reads as text, then parses, turns JSON-like
+        texts = [p for p in _paths(base) if p[-1] in ("content", "system", "tools", "text")]
+        path = draw(st.sampled_from(texts))
+        _at(base, path[:-1])[path[-1]] = draw(st.sampled_from(JSONISH))
     if kind in ("set", "delete"):
         path = draw(st.sampled_from(_paths(base)))
-        parent = base
-        for step in path[:-1]:
-            parent = parent[step]
+        parent = _at(base, path[:-1])
         if kind == "delete" and isinstance(parent, dict):
             del parent[path[-1]]
         else:
