@@ -96,11 +96,31 @@ def test_envelope_fields_and_fallbacks(con, tmp_path: Path) -> None:
         ("2026-10-01 12:00:00", "2026-10-01 12:00:00"),
         (1790856000, "2026-10-01 12:00:00"),
         (1790856000000, "2026-10-01 12:00:00"),
+        ("1790856000000", "2026-10-01 12:00:00"),
+        (-2208988800, "1900-01-01 00:00:00"),
+        ("9999-12-31T23:59:59Z", "9999-12-31 23:59:59"),
     ],
 )
 def test_timestamps_normalise_to_utc(con, tmp_path: Path, ts, expected: str) -> None:
     ingest(con, [str(write_jsonl(tmp_path / "a.jsonl", [openai_line(ts=ts)]))])
     assert str(_row(con, "r1")["ts"]) == expected
+
+
+@pytest.mark.parametrize(
+    "ts", ["NaN", "Infinity", -1e13, 1e20, "1899-12-31T23:59:59Z", "294247-01-10", "yesterday"]
+)
+def test_a_time_that_is_none_or_out_of_range_is_quarantined(con, tmp_path: Path, ts) -> None:
+    """Not a time, or outside the years 1900-9999: the row is quarantined, the run goes on."""
+    for fmt, path in (
+        ("openai", write_jsonl(tmp_path / "a.jsonl", [openai_line(ts=ts), openai_line("ok")])),
+        ("csv", tmp_path / "a.csv"),
+    ):
+        if fmt == "csv":
+            path.write_text(f"ts,model,input_tokens,output_tokens\n{ts},gpt-4o,1,1\n")
+        report = ingest(con, [str(path)])
+        assert report.totals.quarantined == 1, fmt
+    reasons = con.execute("SELECT reason FROM quarantine").fetchall()
+    assert [r[0].startswith("cannot read ") for r in reasons] == [True, True]
 
 
 BAD_LINES = [

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 
+from advisor.ingest.times import timestamp_sql
 from advisor.store import hash_hex_sql
 
 # Every leaf is VARCHAR or JSON: typing happens in SQL so that each failure can be named.
@@ -320,13 +321,7 @@ WITH structured AS ({source}
 ), typed AS (
   SELECT line, junk, raw, j, looks_like_object,
        j.timestamp AS {ts},
-       -- epoch seconds or milliseconds; beyond year ~5000 it is not a time (and would raise)
-       CASE WHEN abs(TRY_CAST(j.timestamp AS DOUBLE)) >= 1e14 THEN NULL
-            WHEN TRY_CAST(j.timestamp AS DOUBLE) IS NOT NULL THEN
-            to_timestamp(CASE WHEN TRY_CAST(j.timestamp AS DOUBLE) > 1e11
-                              THEN TRY_CAST(j.timestamp AS DOUBLE) / 1000
-                              ELSE TRY_CAST(j.timestamp AS DOUBLE) END) AT TIME ZONE 'UTC'
-            ELSE TRY_CAST(j.timestamp AS TIMESTAMPTZ) AT TIME ZONE 'UTC' END AS ts,
+       {timestamp_sql("j.timestamp")} AS ts,
        coalesce(j.request.model, j.model, j.response.model, j.response.modelVersion, {default})
          AS model,
        coalesce(j.request.messages, j.messages,

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from advisor.errors import InputError
+from advisor.ingest.times import timestamp_sql
 from advisor.store import text_hash_sql
 
 # canonical field -> column names recognised without a --map (compared case-insensitively)
@@ -137,11 +138,7 @@ WITH src AS (
   SELECT *, row_number() OVER () AS _row FROM {src}
 ), typed AS (
   SELECT _row, {ts_raw} AS raw_ts,
-         CASE WHEN TRY_CAST({ts_raw} AS DOUBLE) IS NOT NULL THEN
-              to_timestamp(CASE WHEN TRY_CAST({ts_raw} AS DOUBLE) > 1e11
-                                THEN TRY_CAST({ts_raw} AS DOUBLE) / 1000
-                                ELSE TRY_CAST({ts_raw} AS DOUBLE) END) AT TIME ZONE 'UTC'
-              ELSE TRY_CAST({ts_raw} AS TIMESTAMPTZ) AT TIME ZONE 'UTC' END AS ts,
+         {timestamp_sql(ts_raw)} AS ts,
          {model_expr} AS model,
          {", ".join(typed)},
          {col("request_id")} AS logged_id, {col("provider")} AS provider,
