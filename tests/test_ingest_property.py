@@ -3,6 +3,7 @@ parallel reader stores exactly what the line-exact path does."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -98,5 +99,62 @@ def test_every_line_is_accounted_for(tmp_path: Path, lines: list[bytes]) -> None
         jsonl._ingest_lines(exact, path, "jsonl", "auto", None, None)
         assert store_snapshot(con) == store_snapshot(exact)
         exact.close()
+    finally:
+        con.close()
+
+
+CSV_COLUMNS = {
+    "timestamp": st.sampled_from(["2026-10-01T12:00:00Z", "1790856000", "1790856000000"]),
+    "model": st.sampled_from(["gpt-4o", "claude-sonnet-4-5", "not-a-model"]),
+    "input_tokens": st.integers(0, 10_000).map(str),
+    "output_tokens": st.integers(0, 2_000).map(str),
+    "cached_tokens": st.integers(0, 100).map(str),
+    "latency_ms": st.floats(0, 1e5, allow_nan=False).map(str),
+    "max_tokens": st.integers(1, 4096).map(str),
+    "stream": st.sampled_from(["true", "false"]),
+    "cost": st.decimals(0, 10, places=6).map(str),
+    "status": st.sampled_from(["ok", "error", "success"]),
+    "prompt": st.text(max_size=30),
+    "response": st.text(max_size=30),
+}
+ODD_CELLS = st.one_of(
+    st.just(""), st.text(max_size=20), st.sampled_from(JSONISH),
+    st.sampled_from(["NaN", "-1", "1e400", "-1e13", "99999999999999999999", "inf", '"', "a,b"]),
+    st.integers(-(2**70), 2**70).map(str), st.floats().map(str),
+)  # fmt: skip
+
+
+@st.composite
+def csv_rows(draw: st.DrawFn) -> list[dict[str, str]]:
+    rows = []
+    for _ in range(draw(st.integers(1, 8))):
+        row = {name: draw(cell) for name, cell in CSV_COLUMNS.items()}
+        for name in draw(st.lists(st.sampled_from(list(CSV_COLUMNS)), max_size=3)):
+            row[name] = draw(ODD_CELLS)
+        rows.append(row)
+    return rows
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=csv_rows())
+def test_every_csv_row_is_accounted_for(tmp_path: Path, rows: list[dict[str, str]]) -> None:
+    path = tmp_path / "mutated.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    con = store.connect()
+    try:
+        totals = ingest(con, [str(path)]).totals
+        assert totals.rows == len(rows)
+        assert totals.ingested + totals.quarantined + totals.duplicates == len(rows)
+        assert con.execute("SELECT count(*) FROM requests").fetchone() == (totals.ingested,)
+        bad = con.execute(
+            """SELECT count(*) FROM requests WHERE input_tokens < 0 OR output_tokens < 0
+               OR ts IS NULL OR model IS NULL"""
+        ).fetchone()
+        assert bad == (0,)
     finally:
         con.close()
