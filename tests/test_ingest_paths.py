@@ -108,6 +108,32 @@ def test_fast_path_matches_line_exact_path(tmp_path: Path, monkeypatch, name: st
     assert len(fast["quarantine"]) == 9
 
 
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("name", ["log.jsonl", "log.jsonl.gz"])
+@pytest.mark.parametrize(
+    ("head", "stored", "quarantined"),
+    [
+        ([BOM + json.dumps(openai_line("first")).encode()], 2, 0),  # BOM on a good line 1
+        ([BOM + json.dumps(openai_line("neg", prompt=-5)).encode()], 1, 1),  # on a bad line 1
+        ([BOM], 1, 1),  # a BOM alone on line 1: a blank line
+    ],
+)
+def test_a_byte_order_mark_opening_the_file_is_not_part_of_line_1(
+    tmp_path: Path, monkeypatch, name: str, head: list[bytes], stored: int, quarantined: int
+) -> None:
+    path = _write(tmp_path / name, [*head, json.dumps(openai_line("second")).encode()])
+    fast = _fast(path, monkeypatch)
+    assert fast == _line_exact(path)
+    assert (len(fast["requests"]), len(fast["quarantine"])) == (stored, quarantined)
+    if quarantined:
+        assert fast["quarantine"][0][1] == 1  # named on line 1, reason read after the mark
+        assert "JSON" not in fast["quarantine"][0][3]
+    only = _write(tmp_path / ("only-" + name), [BOM], final_newline=False)
+    assert _fast(only, monkeypatch) == _line_exact(only)
+
+
 def test_line_numbers_count_blank_lines(tmp_path: Path, monkeypatch) -> None:
     lines = _tricky_lines()
     path = _write(tmp_path / "log.jsonl", lines)

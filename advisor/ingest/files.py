@@ -95,10 +95,13 @@ def _block_table(block: bytes, first_line: int) -> pa.Table:
 
 
 def read_line_blocks(path: Path, block_bytes: int = 1 << 26) -> Iterator[pa.Table]:
-    """Numbered raw lines (1-based) in blocks of about `block_bytes`: bounded memory."""
+    """Numbered raw lines (1-based) in blocks of about `block_bytes`: bounded memory. A UTF-8
+    byte-order mark opening the file is not part of line 1 (as for DuckDB's reader)."""
     next_line = 1
     carry = b""
     with open_binary(path) as fh:
+        if fh.read(len(_BOM)) != _BOM:
+            fh.seek(0)
         while data := fh.read(block_bytes):
             buffer = carry + data if carry else data
             cut = buffer.rfind(b"\n") + 1
@@ -118,6 +121,7 @@ def head_bytes(path: Path, size: int = 65_536) -> bytes:
         return fh.read(size)
 
 
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, as Windows tools write at a file's start
 # What DuckDB's JSON reader skips as a blank line: nothing but these bytes (C isspace).
 _BLANK = b" \t\r\x0b\x0c"
 _BLANK_CODES = np.frombuffer(_BLANK, dtype=np.uint8)
@@ -156,6 +160,11 @@ class LineIndex:
         newlines, firsts, size = scan()
         starts = np.concatenate(([0], newlines + 1)).astype(np.int64)
         ends = np.concatenate((newlines, [size])).astype(np.int64)
+        if head_bytes(path, len(_BOM)) == _BOM:  # not part of line 1
+            starts[0] = min(len(_BOM), ends[0])
+            firsts = firsts.copy()
+            if len(firsts):
+                firsts[0] = _BLANK_CODES[0]  # have line 1 checked for blankness below
         if size == 0 or starts[-1] == size:  # nothing after the last newline: not a line
             starts, ends = starts[:-1], ends[:-1]
         self.starts, self.ends = starts, ends
