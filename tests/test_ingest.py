@@ -312,6 +312,39 @@ def test_csv_with_map_and_model(con, tmp_path: Path) -> None:
     assert got[5][0] == "gen"
 
 
+def test_csv_rows_without_id_are_told_apart_by_every_cell(con, tmp_path: Path) -> None:
+    csv = tmp_path / "t.csv"
+    csv.write_text(
+        "ts,model,input_tokens,output_tokens\n"
+        "2026-10-01,gpt-4o,1,1\n2026-10-01,gpt-4o,2,2\n2026-10-01,gpt-4o,1,1\n"
+    )
+    totals = ingest(con, [str(csv)]).totals
+    assert (totals.ingested, totals.duplicates) == (2, 1)  # line 4 repeats line 2
+    got = con.execute("SELECT source_line, input_tokens FROM requests ORDER BY 1").fetchall()
+    assert got == [(2, 1), (3, 2)]
+    assert ingest(con, [str(csv)]).totals.duplicates == 3
+
+
+def test_csv_rows_the_reader_cannot_split_are_quarantined(con, tmp_path: Path) -> None:
+    csv = tmp_path / "t.csv"
+    csv.write_bytes(
+        b"ts,model,input_tokens,output_tokens\n2026-10-01,gpt-4o,1,1\n"
+        b"2026-10-01,gpt-4o,1,1,EXTRA\n2026-10-01,gpt-4o\n\xff\xfe\x00,gpt-4o,1,1\n"
+        b"2026-10-02,gpt-4o,2,2\nyesterday,gpt-4o,3,3\n"
+    )
+    totals = ingest(con, [str(csv)]).totals
+    assert (totals.rows, totals.ingested, totals.quarantined) == (6, 2, 4)
+    got = con.execute("SELECT source_line, field, reason FROM quarantine ORDER BY 1").fetchall()
+    assert [(line, field) for line, field, _ in got] == [
+        (3, None), (4, "input_tokens"), (5, "ts"), (7, "ts")
+    ]  # fmt: skip
+    assert got[0][2].startswith("too many columns")
+    assert got[1][2].startswith("missing columns")
+    assert got[2][2] == "not UTF-8 text"
+    lines = con.execute("SELECT source_line, input_tokens FROM requests ORDER BY 1").fetchall()
+    assert lines == [(2, 1), (6, 2)]  # the rows after the rejected ones keep their lines
+
+
 def test_csv_errors_name_what_is_missing(con, tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     path.write_text("a,b\n1,2\n")

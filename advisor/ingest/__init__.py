@@ -20,7 +20,7 @@ from advisor.errors import InputError
 from advisor.ingest import tabular
 from advisor.ingest.files import expand_paths, head_bytes
 from advisor.ingest.jsonl import Progress, ingest_jsonl
-from advisor.ingest.load import LoadCounts, load_staged
+from advisor.ingest.load import LoadCounts
 
 FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet")
 
@@ -76,11 +76,7 @@ def _ingest_table(
 ) -> LoadCounts:
     if path.stat().st_size == 0:
         return LoadCounts()
-    sql = tabular.staging_sql(con, path, fmt, mapping, model)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
-    counts = load_staged(con, "_staged", str(path), fmt)
-    con.execute("DROP TABLE IF EXISTS _staged")
-    return counts
+    return tabular.ingest_table(con, path, fmt, mapping, model)
 
 
 def ingest(

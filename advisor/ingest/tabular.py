@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from advisor.errors import InputError
+from advisor.ingest.load import LoadCounts, load_staged
 from advisor.ingest.times import timestamp_sql
 from advisor.store import text_hash_sql
 
@@ -59,10 +60,72 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# DuckDB's CSV reader sets aside the rows it cannot read (wrong number of columns, bytes that
+# are not UTF-8) in these tables instead of failing the file; they are quarantined.
+_REJECTS = "_csv_rejects"
+_SCANS = "_csv_scans"
+
+
 def source_sql(path: Path, kind: str) -> str:
     if kind == "parquet":
         return f"read_parquet({_lit(str(path))})"
-    return f"read_csv({_lit(str(path))}, all_varchar = true, header = true)"
+    return (
+        f"read_csv({_lit(str(path))}, all_varchar = true, header = true, store_rejects = true, "
+        f"rejects_table = '{_REJECTS}', rejects_scan = '{_SCANS}')"
+    )
+
+
+def ingest_table(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    kind: str,
+    mapping: Mapping[str, str],
+    model: str | None,
+) -> LoadCounts:
+    """One CSV or Parquet file into the store; every row ends up stored, duplicate or
+    quarantined, rows the CSV reader could not split into the header's columns included."""
+    for table in (_REJECTS, _SCANS):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    sql = staging_sql(con, path, kind, mapping, model)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
+    if kind == "csv":
+        _stage_rejects(con)
+    counts = load_staged(con, "_staged", str(path), kind)
+    con.execute("DROP TABLE IF EXISTS _staged")
+    return counts
+
+
+def _stage_rejects(con: duckdb.DuckDBPyConnection) -> None:
+    """Rejected rows become staged error rows, and the rows read after them get their true
+    line numbers (the reader's count skips them). Lines are records: the header is line 1."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [_REJECTS]
+    ).fetchone()
+    if not exists or not exists[0]:
+        return
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _rejected AS
+            SELECT line, arg_min(column_name, column_idx) AS field,
+                   CASE WHEN bool_or(error_type = 'INVALID ENCODING') THEN 'not UTF-8 text'
+                        ELSE lower(arg_min(error_type, column_idx)) || ': '
+                             || lower(arg_min(error_message, column_idx)) END AS reason,
+                   left(any_value(csv_line), 200) AS excerpt
+            FROM {_REJECTS} GROUP BY line"""
+    )
+    lines = [int(r[0]) for r in con.execute("SELECT line FROM _rejected ORDER BY 1").fetchall()]
+    if lines:
+        # row k (1-based) is on line k + 1 + #{j : lines[j] - j <= k} (j 1-based)
+        shifts = [line - j for j, line in enumerate(lines, start=1)]
+        con.execute(
+            """UPDATE _staged SET source_line = source_line
+                 + len(list_filter($shifts::BIGINT[], lambda s: s <= source_line - 1))""",
+            {"shifts": shifts},
+        )
+        con.execute(
+            """INSERT INTO _staged (source_line, excerpt, error_field, error_reason)
+               SELECT line, excerpt, field, reason FROM _rejected"""
+        )
+    con.execute("DROP TABLE _rejected")
 
 
 def resolve_mapping(columns: list[str], mapping: Mapping[str, str], path: Path) -> dict[str, str]:
@@ -135,7 +198,7 @@ def staging_sql(
     ts_col = _lit(cols["ts"])
     return f"""
 WITH src AS (
-  SELECT *, row_number() OVER () AS _row FROM {src}
+  SELECT COLUMNS(*)::VARCHAR, row_number() OVER () AS _row FROM {src}
 ), typed AS (
   SELECT _row, {ts_raw} AS raw_ts,
          {timestamp_sql(ts_raw)} AS ts,
@@ -148,8 +211,9 @@ WITH src AS (
          {col("finish_reason")} AS finish_reason, {col("stream")} AS raw_stream,
          {col("logged_cost")} AS raw_cost,
          {col("prompt")} AS prompt_text, {col("response")} AS response_text,
-         md5(concat_ws(chr(31), COLUMNS(*))) AS raw_hash,
-         left(concat_ws(',', COLUMNS(*)), 200) AS excerpt
+         -- every cell of the row, NULLs kept apart from text: the id of a row without one
+         md5(to_json(list_value(*COLUMNS(* EXCLUDE (_row))))) AS raw_hash,
+         left(concat_ws(',', *COLUMNS(* EXCLUDE (_row))), 200) AS excerpt
   FROM src
 ), checked AS (
   SELECT *,
