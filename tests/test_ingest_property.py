@@ -125,25 +125,33 @@ ODD_CELLS = st.one_of(
 
 
 @st.composite
-def csv_rows(draw: st.DrawFn) -> list[dict[str, str]]:
-    rows = []
-    for _ in range(draw(st.integers(1, 8))):
+def csv_rows(draw: st.DrawFn) -> tuple[list[list[str]], set[int]]:
+    """Rows of cells, and the indexes of the rows given one cell too many or too few."""
+    rows, broken = [], set()
+    for i in range(draw(st.integers(1, 8))):
         row = {name: draw(cell) for name, cell in CSV_COLUMNS.items()}
         for name in draw(st.lists(st.sampled_from(list(CSV_COLUMNS)), max_size=3)):
             row[name] = draw(ODD_CELLS)
-        rows.append(row)
-    return rows
+        cells = list(row.values())
+        if i > 0 and draw(st.integers(0, 5)) == 0:  # the first row shows the reader the shape
+            cells = [*cells, "extra"] if draw(st.booleans()) else cells[:-2]
+            broken.add(i)
+        rows.append(cells)
+    return rows, broken
 
 
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(rows=csv_rows())
-def test_every_csv_row_is_accounted_for(tmp_path: Path, rows: list[dict[str, str]]) -> None:
+@given(data=csv_rows())
+def test_every_csv_row_is_accounted_for(
+    tmp_path: Path, data: tuple[list[list[str]], set[int]]
+) -> None:
+    rows, broken = data
     path = tmp_path / "mutated.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(CSV_COLUMNS))
-        writer.writeheader()
+        writer = csv.writer(fh)
+        writer.writerow(list(CSV_COLUMNS))
         writer.writerows(rows)
     con = store.connect()
     try:
@@ -156,5 +164,11 @@ def test_every_csv_row_is_accounted_for(tmp_path: Path, rows: list[dict[str, str
                OR ts IS NULL OR model IS NULL"""
         ).fetchone()
         assert bad == (0,)
+        # Each row is on its own line (the header is line 1), told once.
+        stored = [r[0] for r in con.execute("SELECT source_line FROM requests").fetchall()]
+        held = [r[0] for r in con.execute("SELECT source_line FROM quarantine").fetchall()]
+        assert len(set(stored + held)) == len(stored) + len(held)
+        assert set(stored + held) <= set(range(2, len(rows) + 2))
+        assert {i + 2 for i in broken} <= set(held)
     finally:
         con.close()
