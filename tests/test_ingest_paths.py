@@ -16,6 +16,7 @@ import pytest
 from helpers import anthropic_line, openai_line, store_snapshot
 
 from advisor import store
+from advisor.errors import InputError
 from advisor.ingest import envelope, files, ingest, jsonl
 from advisor.ingest.files import LineIndex
 
@@ -132,6 +133,33 @@ def test_a_byte_order_mark_opening_the_file_is_not_part_of_line_1(
         assert "JSON" not in fast["quarantine"][0][3]
     only = _write(tmp_path / ("only-" + name), [BOM], final_newline=False)
     assert _fast(only, monkeypatch) == _line_exact(only)
+
+
+@pytest.mark.parametrize("keep", ["half", "all but the trailer", "header only"])
+def test_a_gzip_stream_that_ends_early_is_read_up_to_the_damage(tmp_path: Path, keep) -> None:
+    lines = [json.dumps(openai_line(f"r{i}")).encode() for i in range(300)]
+    whole = gzip.compress(b"\n".join(lines) + b"\n")
+    cut = {"half": len(whole) // 2, "all but the trailer": len(whole) - 4, "header only": 12}
+    path = tmp_path / "log.jsonl.gz"
+    path.write_bytes(whole[: cut[keep]])
+    con = store.connect()
+    totals = ingest(con, [str(path)]).totals
+    read = LineIndex(path).lines
+    assert totals.rows == read + 1 and totals.ingested + totals.quarantined == totals.rows
+    last = con.execute("SELECT source_line, reason FROM quarantine ORDER BY 1 DESC").fetchone()
+    assert last is not None and last[0] == read + 1 and "gzip stream ends early" in last[1]
+    if keep == "all but the trailer":
+        assert totals.ingested == 300  # every line was whole
+    assert ingest(con, [str(path)]).totals.ingested == 0  # again: nothing new, nothing doubled
+    assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (totals.quarantined,)
+
+
+def test_an_unreadable_table_file_is_named(tmp_path: Path) -> None:
+    csv = tmp_path / "t.csv.gz"
+    csv.write_bytes(gzip.compress(b"ts,model,input_tokens\n" + b"2026-10-01,gpt-4o,1\n" * 500)[:60])
+    with pytest.raises(InputError, match=r"t\.csv\.gz: cannot be read as csv") as caught:
+        ingest(store.connect(), [str(csv)])
+    assert caught.value.hint is not None and "gzip -dc" in caught.value.hint
 
 
 def test_line_numbers_count_blank_lines(tmp_path: Path, monkeypatch) -> None:

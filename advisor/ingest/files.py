@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import gzip
 import mmap
+import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -48,8 +49,32 @@ def is_gzip(path: Path) -> bool:
         return fh.read(2) == b"\x1f\x8b"
 
 
+class TolerantGzip(gzip.GzipFile):
+    """A gzip stream that ends where its data stops being readable (a truncated download, a log
+    rotated mid-write, a corrupt block) instead of raising; `truncated` says it did. Reads go
+    through read1, one decompressed piece at a time, so nothing before the damage is lost."""
+
+    truncated = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        out = bytearray()
+        while not self.truncated and (size is None or size < 0 or len(out) < size):
+            want = 1 << 20 if size is None or size < 0 else size - len(out)
+            try:
+                data = self.read1(want)
+            except (EOFError, gzip.BadGzipFile, zlib.error):
+                self.truncated = True
+                break
+            if not data:
+                break
+            out += data
+        return bytes(out)
+
+
 def open_binary(path: Path) -> BinaryIO:
-    return gzip.open(path, "rb") if is_gzip(path) else path.open("rb")  # type: ignore[return-value]
+    if is_gzip(path):
+        return TolerantGzip(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
 
 
 def _decoded(lines: Sequence[bytes]) -> tuple[pa.Array, pa.Array]:
@@ -156,6 +181,7 @@ class LineIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.compressed = is_gzip(path)
+        self.truncated = False  # a gzip stream that ends early: lines past that are unreadable
         scan = self._gzip_newlines if self.compressed else self._mapped_newlines
         newlines, firsts, size = scan()
         starts = np.concatenate(([0], newlines + 1)).astype(np.int64)
@@ -204,7 +230,7 @@ class LineIndex:
                 return [mm[s:e] for s, e in pairs]
         found: dict[int, bytes] = {}
         buffer, offset = b"", 0  # buffer holds the stream from `offset` on
-        with gzip.open(self.path, "rb") as stream:
+        with open_binary(self.path) as stream:
             for i in sorted(range(len(pairs)), key=lambda k: pairs[k][0]):
                 start, end = pairs[i]
                 drop = max(0, min(start - offset, len(buffer)))
@@ -244,12 +270,13 @@ class LineIndex:
     def _gzip_newlines(self) -> tuple[np.ndarray, np.ndarray, int]:
         found: list[tuple[np.ndarray, np.ndarray]] = []
         offset, at_line_start = 0, True
-        with gzip.open(self.path, "rb") as fh:
+        with TolerantGzip(self.path, "rb") as fh:
             while data := fh.read(_INDEX_BLOCK):
                 block = np.frombuffer(data, dtype=np.uint8)
                 found.append(_scan_block(block, offset, at_line_start))
                 at_line_start = data.endswith(b"\n")
                 offset += len(block)
+            self.truncated = fh.truncated
         return (
             np.concatenate([n for n, _ in found] or [np.zeros(0, dtype=np.int64)]),
             np.concatenate([f for _, f in found] or [np.zeros(0, dtype=np.uint8)]),

@@ -49,11 +49,28 @@ def ingest_jsonl(
     if progress is not None:
         progress(str(path), index.lines)  # known up front; the spinner runs while DuckDB reads
     known = _seed_texts(con, index, convention, model)
-    counts = _read_parallel(con, index, fmt, convention, model, known)
+    # DuckDB's reader fails on a gzip stream that ends early; the line-exact path reads up to it
+    counts = None if index.truncated else _read_parallel(con, index, fmt, convention, model, known)
     if counts is None:
         counts = _ingest_lines(con, path, fmt, convention, model, progress)
+    if index.truncated:
+        counts.add(_quarantine_the_rest(con, index))
     _drop_unused_texts(con, known)
     return counts
+
+
+def _quarantine_the_rest(con: duckdb.DuckDBPyConnection, index: LineIndex) -> LoadCounts:
+    """One quarantine row for what a damaged gzip stream hides, on the line after the last one
+    read (the run goes on, and the summary counts it)."""
+    source, line = str(index.path), index.lines + 1
+    reason = f"gzip stream ends early (truncated or corrupt file): nothing after line {line - 1}"
+    con.execute(
+        """INSERT INTO quarantine SELECT $file, $line, NULL, $reason, NULL
+           WHERE NOT EXISTS (SELECT 1 FROM quarantine WHERE source_file = $file
+                             AND source_line = $line)""",
+        {"file": source, "line": line, "reason": reason},
+    )
+    return LoadCounts(rows=1, quarantined=1)
 
 
 def _read_parallel(

@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 from advisor.errors import InputError
+from advisor.ingest.files import is_gzip
 from advisor.ingest.load import LoadCounts, load_staged
 from advisor.ingest.times import timestamp_sql
 from advisor.store import text_hash_sql
@@ -86,8 +87,18 @@ def ingest_table(
     quarantined, rows the CSV reader could not split into the header's columns included."""
     for table in (_REJECTS, _SCANS):
         con.execute(f"DROP TABLE IF EXISTS {table}")
-    sql = staging_sql(con, path, kind, mapping, model)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
+    try:
+        sql = staging_sql(con, path, kind, mapping, model)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
+    except (duckdb.IOException, duckdb.InvalidInputException) as error:
+        # the file itself is unreadable (a gzip stream that ends early, not a CSV/Parquet file)
+        reason = str(error).split("\n", 1)[0].split(" Error: ", 1)[-1]
+        hint = (
+            "to keep what a truncated .gz still holds: gzip -dc FILE > COPY, then ingest COPY"
+            if is_gzip(path)
+            else None
+        )
+        raise InputError(f"{path}: cannot be read as {kind}: {reason}", hint=hint) from None
     if kind == "csv":
         _stage_rejects(con)
     counts = load_staged(con, "_staged", str(path), kind)
