@@ -154,12 +154,31 @@ def test_a_gzip_stream_that_ends_early_is_read_up_to_the_damage(tmp_path: Path, 
     assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (totals.quarantined,)
 
 
+def test_a_gzip_csv_that_ends_early_is_read_up_to_the_damage(tmp_path: Path) -> None:
+    rows = b"".join(b"2026-10-01T00:00:%02dZ,gpt-4o,%d,%d\n" % (i % 60, i, i) for i in range(3000))
+    whole = gzip.compress(b"ts,model,input_tokens,output_tokens\n" + rows)
+    path = tmp_path / "t.csv.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    con = store.connect()
+    totals = ingest(con, [str(path)]).totals
+    assert 0 < totals.ingested < 3000 and totals.quarantined == 1
+    last = con.execute("SELECT max(source_line) FROM requests").fetchone()
+    assert con.execute("SELECT source_line, reason FROM quarantine").fetchone() == (
+        last[0] + 1,
+        f"gzip stream ends early (truncated or corrupt file): nothing after line {last[0]}",
+    )
+    # the line the damage cut short is not read: it could parse, with a value cut short
+    assert con.execute(
+        "SELECT count(*) FROM requests WHERE input_tokens <> output_tokens"
+    ).fetchone() == (0,)
+    assert ingest(con, [str(path)]).totals.ingested == 0
+
+
 def test_an_unreadable_table_file_is_named(tmp_path: Path) -> None:
-    csv = tmp_path / "t.csv.gz"
-    csv.write_bytes(gzip.compress(b"ts,model,input_tokens\n" + b"2026-10-01,gpt-4o,1\n" * 500)[:60])
-    with pytest.raises(InputError, match=r"t\.csv\.gz: cannot be read as csv") as caught:
-        ingest(store.connect(), [str(csv)])
-    assert caught.value.hint is not None and "gzip -dc" in caught.value.hint
+    parquet = tmp_path / "t.parquet"
+    parquet.write_bytes(b"PAR1 not really")
+    with pytest.raises(InputError, match=r"t\.parquet: cannot be read as parquet"):
+        ingest(store.connect(), [str(parquet)])
 
 
 def test_line_numbers_count_blank_lines(tmp_path: Path, monkeypatch) -> None:

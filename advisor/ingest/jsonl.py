@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from advisor.ingest import envelope
 from advisor.ingest.files import LineIndex, lines_table, read_line_blocks
-from advisor.ingest.load import LoadCounts, load_staged, prompt_parts_sql
+from advisor.ingest.load import LoadCounts, load_staged, prompt_parts_sql, quarantine_the_rest
 from advisor.store import scalar
 
 Progress = Callable[[str, int], None]  # (file, lines done so far in that file)
@@ -54,23 +54,9 @@ def ingest_jsonl(
     if counts is None:
         counts = _ingest_lines(con, path, fmt, convention, model, progress)
     if index.truncated:
-        counts.add(_quarantine_the_rest(con, index))
+        counts.add(quarantine_the_rest(con, str(path), index.lines))
     _drop_unused_texts(con, known)
     return counts
-
-
-def _quarantine_the_rest(con: duckdb.DuckDBPyConnection, index: LineIndex) -> LoadCounts:
-    """One quarantine row for what a damaged gzip stream hides, on the line after the last one
-    read (the run goes on, and the summary counts it)."""
-    source, line = str(index.path), index.lines + 1
-    reason = f"gzip stream ends early (truncated or corrupt file): nothing after line {line - 1}"
-    con.execute(
-        """INSERT INTO quarantine SELECT $file, $line, NULL, $reason, NULL
-           WHERE NOT EXISTS (SELECT 1 FROM quarantine WHERE source_file = $file
-                             AND source_line = $line)""",
-        {"file": source, "line": line, "reason": reason},
-    )
-    return LoadCounts(rows=1, quarantined=1)
 
 
 def _read_parallel(

@@ -73,6 +73,19 @@ _PROMPT_COLUMNS = {
 }
 
 
+def quarantine_the_rest(con: duckdb.DuckDBPyConnection, source: str, last: int) -> LoadCounts:
+    """One quarantine row for what a damaged gzip stream hides, on the line after `last`, the
+    last one read (the run goes on, and the summary counts it; a re-ingest adds nothing)."""
+    reason = f"gzip stream ends early (truncated or corrupt file): nothing after line {last}"
+    con.execute(
+        """INSERT INTO quarantine SELECT $file, $line, NULL, $reason, NULL
+           WHERE NOT EXISTS (SELECT 1 FROM quarantine WHERE source_file = $file
+                             AND source_line = $line)""",
+        {"file": source, "line": last + 1, "reason": reason},
+    )
+    return LoadCounts(rows=1, quarantined=1)
+
+
 def load_staged(
     con: duckdb.DuckDBPyConnection, staged: str, source_file: str, source_format: str
 ) -> LoadCounts:

@@ -8,16 +8,18 @@ so each bad cell is quarantined with its row and column named.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
 
 from advisor.errors import InputError
-from advisor.ingest.files import is_gzip
-from advisor.ingest.load import LoadCounts, load_staged
+from advisor.ingest.files import TolerantGzip, is_gzip
+from advisor.ingest.load import LoadCounts, load_staged, quarantine_the_rest
 from advisor.ingest.times import timestamp_sql
-from advisor.store import text_hash_sql
+from advisor.store import scalar, text_hash_sql
 
 # canonical field -> column names recognised without a --map (compared case-insensitively)
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -84,26 +86,68 @@ def ingest_table(
     model: str | None,
 ) -> LoadCounts:
     """One CSV or Parquet file into the store; every row ends up stored, duplicate or
-    quarantined, rows the CSV reader could not split into the header's columns included."""
-    for table in (_REJECTS, _SCANS):
-        con.execute(f"DROP TABLE IF EXISTS {table}")
+    quarantined, rows the CSV reader could not split into the header's columns included.
+    A gzip stream that ends early is read up to the damage, like a JSON-lines one."""
+    unreadable = (duckdb.IOException, duckdb.InvalidInputException)
     try:
-        sql = staging_sql(con, path, kind, mapping, model)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
-    except (duckdb.IOException, duckdb.InvalidInputException) as error:
-        # the file itself is unreadable (a gzip stream that ends early, not a CSV/Parquet file)
-        reason = str(error).split("\n", 1)[0].split(" Error: ", 1)[-1]
-        hint = (
-            "to keep what a truncated .gz still holds: gzip -dc FILE > COPY, then ingest COPY"
-            if is_gzip(path)
-            else None
-        )
-        raise InputError(f"{path}: cannot be read as {kind}: {reason}", hint=hint) from None
-    if kind == "csv":
-        _stage_rejects(con)
+        _stage(con, path, kind, mapping, model)
+        truncated = False
+    except unreadable as error:
+        if not is_gzip(path):
+            raise _unreadable(path, kind, error) from None
+        with tempfile.TemporaryDirectory() as folder:  # what the damaged stream still holds
+            copy = Path(folder) / path.name.removesuffix(".gz")
+            with TolerantGzip(path, "rb") as stream, copy.open("wb") as out:
+                shutil.copyfileobj(stream, out, 1 << 20)
+                truncated = stream.truncated
+            _drop_cut_line(copy)  # a CSV line cut short may still parse, with a wrong value
+            try:
+                _stage(con, path, kind, mapping, model, read_from=copy)
+            except unreadable as again:
+                raise _unreadable(path, kind, again) from None
     counts = load_staged(con, "_staged", str(path), kind)
+    if truncated:
+        last = scalar(con, "SELECT max(source_line) FROM _staged") or 1  # the header, at least
+        counts.add(quarantine_the_rest(con, str(path), int(last)))
     con.execute("DROP TABLE IF EXISTS _staged")
     return counts
+
+
+def _drop_cut_line(path: Path) -> None:
+    """Cut a file after its last newline: a last line without one was cut short."""
+    with path.open("r+b") as fh:
+        pos = fh.seek(0, 2)
+        while pos > 0:
+            start = max(0, pos - (1 << 16))
+            fh.seek(start)
+            at = fh.read(pos - start).rfind(b"\n")
+            if at >= 0:
+                fh.truncate(start + at + 1)
+                return
+            pos = start
+        fh.truncate(0)
+
+
+def _unreadable(path: Path, kind: str, error: Exception) -> InputError:
+    reason = str(error).split("\n", 1)[0].split(" Error: ", 1)[-1]
+    return InputError(f"{path}: cannot be read as {kind}: {reason}")
+
+
+def _stage(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    kind: str,
+    mapping: Mapping[str, str],
+    model: str | None,
+    read_from: Path | None = None,
+) -> None:
+    """The file's rows, typed and checked, in the temporary table _staged."""
+    for table in (_REJECTS, _SCANS):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    sql = staging_sql(con, path, kind, mapping, model, read_from)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
+    if kind == "csv":
+        _stage_rejects(con)
 
 
 def _stage_rejects(con: duckdb.DuckDBPyConnection) -> None:
@@ -169,8 +213,10 @@ def staging_sql(
     kind: str,
     mapping: Mapping[str, str],
     model: str | None,
+    read_from: Path | None = None,
 ) -> str:
-    src = source_sql(path, kind)
+    """The staging query of `path` (named in messages), read from `read_from` if given."""
+    src = source_sql(read_from or path, kind)
     columns = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
     cols = resolve_mapping(columns, mapping, path)
 
