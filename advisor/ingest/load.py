@@ -1,6 +1,6 @@
 """Loading staged rows into the store: quarantine, request ids, de-duplication, texts, messages.
 
-Every format module produces the same staged columns (see envelope.staging_sql); this module is
+Every format module produces the same staged columns (see envelope.lines_sql); this module is
 the one place that decides what is kept, what is quarantined and what was already there.
 """
 

@@ -88,9 +88,18 @@ def ingest_table(
     """One CSV or Parquet file into the store; every row ends up stored, duplicate or
     quarantined, rows the CSV reader could not split into the header's columns included.
     A gzip stream that ends early is read up to the damage, like a JSON-lines one."""
+
+    def stage(read_from: Path | None = None) -> None:  # the rows, typed and checked: _staged
+        for table in (_REJECTS, _SCANS):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        sql = staging_sql(con, path, kind, mapping, model, read_from)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
+        if kind == "csv":
+            _stage_rejects(con)
+
     unreadable = (duckdb.IOException, duckdb.InvalidInputException)
     try:
-        _stage(con, path, kind, mapping, model)
+        stage()
         truncated = False
     except unreadable as error:
         if not is_gzip(path):
@@ -100,9 +109,10 @@ def ingest_table(
             with TolerantGzip(path, "rb") as stream, copy.open("wb") as out:
                 shutil.copyfileobj(stream, out, 1 << 20)
                 truncated = stream.truncated
-            _drop_cut_line(copy)  # a CSV line cut short may still parse, with a wrong value
+            if truncated:  # a CSV line cut short may still parse, with a wrong value
+                _drop_cut_line(copy)
             try:
-                _stage(con, path, kind, mapping, model, read_from=copy)
+                stage(read_from=copy)
             except unreadable as again:
                 raise _unreadable(path, kind, again) from None
     counts = load_staged(con, "_staged", str(path), kind)
@@ -131,23 +141,6 @@ def _drop_cut_line(path: Path) -> None:
 def _unreadable(path: Path, kind: str, error: Exception) -> InputError:
     reason = str(error).split("\n", 1)[0].split(" Error: ", 1)[-1]
     return InputError(f"{path}: cannot be read as {kind}: {reason}")
-
-
-def _stage(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    kind: str,
-    mapping: Mapping[str, str],
-    model: str | None,
-    read_from: Path | None = None,
-) -> None:
-    """The file's rows, typed and checked, in the temporary table _staged."""
-    for table in (_REJECTS, _SCANS):
-        con.execute(f"DROP TABLE IF EXISTS {table}")
-    sql = staging_sql(con, path, kind, mapping, model, read_from)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
-    if kind == "csv":
-        _stage_rejects(con)
 
 
 def _stage_rejects(con: duckdb.DuckDBPyConnection) -> None:
