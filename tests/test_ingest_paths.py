@@ -65,6 +65,7 @@ def _tricky_lines() -> list[bytes]:
         b"\x00\x01junk",
         b"\x0b",
         json.dumps(openai_line("crlf")).encode() + b"\r",
+        b"\x0b" + json.dumps(openai_line("vt")).encode() + b"\x0c",  # C white space around
         json.dumps(
             openai_line("last", messages=[{"role": "user", "content": LONG_PROMPT}])
         ).encode(),
