@@ -62,14 +62,20 @@ def run(
     """Ingest `rows`, price them as api.analyze does, and run the lever on the logged state."""
     con = store.connect()
     ingest(con, [str(write_jsonl(tmp_path / name, rows))])
-    prices = api.load_price_table()
     con.execute("UPDATE requests SET model_key = model")
     con.execute(
         "UPDATE requests SET model_key = 'claude-sonnet-4-5' WHERE model LIKE 'claude-sonnet-4-5%'"
     )
+    return con, apply_to_logged(con, ttl=ttl)
+
+
+def apply_to_logged(con: Any, *, ttl: int | None = None) -> LeverOutcome:
+    """The lever, standalone, on the logged state of the store's requests."""
     con.execute(f"CREATE TEMP TABLE state_base AS SELECT {', '.join(STATE_COLUMNS)} FROM requests")
-    ctx = LeverContext(con, prices, default_rules_dir(), SimOptions(cache_ttl_seconds=ttl))
-    return con, LEVER.apply(ctx, "state_base", "state_caching", standalone=True)
+    ctx = LeverContext(
+        con, api.load_price_table(), default_rules_dir(), SimOptions(cache_ttl_seconds=ttl)
+    )
+    return LEVER.apply(ctx, "state_base", "state_caching", standalone=True)
 
 
 def sim(con: Any, outcome: LeverOutcome) -> dict[str, Any]:
@@ -244,9 +250,7 @@ def test_a_request_whose_text_the_store_lacks_is_not_replayed(tmp_path: Path) ->
            WHERE request_id = 'b' AND role = 'user')"""
     )
     con.execute("UPDATE requests SET model_key = model")
-    con.execute(f"CREATE TEMP TABLE state_base AS SELECT {', '.join(STATE_COLUMNS)} FROM requests")
-    ctx = LeverContext(con, api.load_price_table(), default_rules_dir(), SimOptions())
-    out = LEVER.apply(ctx, "state_base", "state_caching", standalone=True)
+    out = apply_to_logged(con)
     replay = out.details["replay"]
     assert replay["not_replayable"] == {"no_text": 1} and replay["replayed_requests"] == 1
     assert sim(con, out)["b"] is None  # unknown, not zero
@@ -270,9 +274,7 @@ def test_token_only_rows_are_counted_as_not_replayable(tmp_path: Path) -> None:
         model="gpt-4o",
     )
     con.execute("UPDATE requests SET model_key = 'gpt-4o'")
-    con.execute(f"CREATE TEMP TABLE state_base AS SELECT {', '.join(STATE_COLUMNS)} FROM requests")
-    ctx = LeverContext(con, api.load_price_table(), default_rules_dir(), SimOptions())
-    out = LEVER.apply(ctx, "state_base", "state_caching", standalone=True)
+    out = apply_to_logged(con)
     replay = out.details["replay"]
     assert replay["not_replayable"] == {"no_text": 2} and replay["replayed_requests"] == 0
     assert out.risk["not_replayable_requests"] == 2
