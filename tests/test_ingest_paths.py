@@ -180,6 +180,10 @@ def test_an_unreadable_table_file_is_named(tmp_path: Path) -> None:
     parquet.write_bytes(b"PAR1 not really")
     with pytest.raises(InputError, match=r"t\.parquet: cannot be read as parquet"):
         ingest(store.connect(), [str(parquet)])
+    whole = _write(tmp_path / "log.jsonl.gz", [json.dumps(openai_line("a")).encode()])
+    with pytest.raises(InputError, match=r"log\.jsonl\.gz: cannot be read as parquet") as caught:
+        ingest(store.connect(), [str(whole)], fmt="parquet")  # a whole gzip, the wrong format
+    assert "log.jsonl'" not in str(caught.value)  # never a temporary copy's name
 
 
 def test_line_numbers_count_blank_lines(tmp_path: Path, monkeypatch) -> None:

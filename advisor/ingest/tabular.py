@@ -109,12 +109,13 @@ def ingest_table(
             with TolerantGzip(path, "rb") as stream, copy.open("wb") as out:
                 shutil.copyfileobj(stream, out, 1 << 20)
                 truncated = stream.truncated
-            if truncated:  # a CSV line cut short may still parse, with a wrong value
-                _drop_cut_line(copy)
+            if not truncated:  # the stream is whole: the file is not readable as `kind`
+                raise _unreadable(path, kind, error) from None
+            _drop_cut_line(copy)  # a CSV line cut short may still parse, with a wrong value
             try:
                 stage(read_from=copy)
             except unreadable as again:
-                raise _unreadable(path, kind, again) from None
+                raise _unreadable(path, kind, again, copy) from None
     counts = load_staged(con, "_staged", str(path), kind)
     if truncated:
         last = scalar(con, "SELECT max(source_line) FROM _staged") or 1  # the header, at least
@@ -138,8 +139,11 @@ def _drop_cut_line(path: Path) -> None:
         fh.truncate(0)
 
 
-def _unreadable(path: Path, kind: str, error: Exception) -> InputError:
+def _unreadable(path: Path, kind: str, error: Exception, copy: Path | None = None) -> InputError:
+    """The error for a file DuckDB cannot read (`copy`: what was read in its place)."""
     reason = str(error).split("\n", 1)[0].split(" Error: ", 1)[-1]
+    if copy is not None:
+        reason = reason.replace(str(copy), str(path))
     return InputError(f"{path}: cannot be read as {kind}: {reason}")
 
 
