@@ -150,11 +150,6 @@ def _unreadable(path: Path, kind: str, error: Exception, copy: Path | None = Non
 def _stage_rejects(con: duckdb.DuckDBPyConnection) -> None:
     """Rejected rows become staged error rows, and the rows read after them get their true
     line numbers (the reader's count skips them). Lines are records: the header is line 1."""
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [_REJECTS]
-    ).fetchone()
-    if not exists or not exists[0]:
-        return
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _rejected AS
             SELECT line, arg_min(column_name, column_idx) AS field,
@@ -218,7 +213,7 @@ def staging_sql(
     cols = resolve_mapping(columns, mapping, path)
 
     def col(field: str) -> str:
-        return f"CAST({_q(cols[field])} AS VARCHAR)" if field in cols else "NULL::VARCHAR"
+        return _q(cols[field]) if field in cols else "NULL::VARCHAR"  # src made it VARCHAR
 
     if "ts" not in cols:
         raise InputError(f"{path}: no timestamp column", hint="name it with --map ts=COLUMN")
