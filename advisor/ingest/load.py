@@ -46,15 +46,20 @@ _PARTS = """list_concat(
                    lambda m: {'role': coalesce(m.role, 'user'), 'hash': m.hash, 'text': m.text}))"""
 
 
+# A staged row's request id: the log's own, else a hash of the record.
+REQUEST_ID = "coalesce(logged_id, 'h:' || raw_hash)"
+
+
 def prompt_parts_sql(staged: str) -> str:
-    """The ordered prompt of each staged row as (source_line, position, role, text, text_hash).
-    A NULL text with a hash is one the store already holds (see envelope.file_sql)."""
+    """The ordered prompt of each staged row as (source_line, request_id, position, role, text,
+    text_hash). A NULL text with a hash is one the store already holds (see envelope.file_sql)."""
     # Unnest in the select list: a lateral unnest (FROM s, unnest(...)) is ~30x slower here.
     return f"""
-        SELECT source_line, (i - 1)::INTEGER AS position, p.role AS role,
+        SELECT source_line, request_id, (i - 1)::INTEGER AS position, p.role AS role,
                p.text AS text, p.hash AS text_hash
-        FROM (SELECT source_line, unnest(parts) AS p, generate_subscripts(parts, 1) AS i
-              FROM (SELECT source_line, {_PARTS} AS parts
+        FROM (SELECT source_line, request_id, unnest(parts) AS p,
+                     generate_subscripts(parts, 1) AS i
+              FROM (SELECT source_line, {REQUEST_ID} AS request_id, {_PARTS} AS parts
                     FROM {staged} WHERE error_reason IS NULL))"""
 
 
@@ -91,8 +96,8 @@ def load_staged(
 ) -> LoadCounts:
     """Move one staged chunk into the store; return what happened to its rows.
 
-    The de-duplication works on a small (line, id) table and the stores are filled by joining
-    back to the staged rows; texts are read from them once, into the texts table.
+    Quarantined and duplicate rows are deleted from the chunk, which then holds exactly the
+    rows stored; the texts are read from it once, into the texts table.
     """
     counts = LoadCounts(rows=_count(con, f"SELECT count(*) FROM {staged}"))
     counts.quarantined = _count(
@@ -106,17 +111,21 @@ def load_staged(
               (SELECT source_line FROM quarantine WHERE source_file = $file)""",
         {"file": source_file},
     )
-    # Ids: the log's own, else a hash of the record; a repeat of either is a duplicate, counted.
+    # A repeat of a request id, in the chunk or in the store, is a duplicate: counted, then
+    # dropped from the chunk with the quarantined rows. What stays is stored as it is: inserts
+    # with no join, which keep the chunk's order without a sort.
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _keep AS
-            SELECT source_line, coalesce(logged_id, 'h:' || raw_hash) AS request_id
-            FROM {staged} WHERE error_reason IS NULL
-            QUALIFY row_number() OVER (PARTITION BY coalesce(logged_id, 'h:' || raw_hash)
-                                       ORDER BY source_line) = 1"""
+        f"""CREATE OR REPLACE TEMP TABLE _repeats AS
+            SELECT source_line FROM {staged} WHERE error_reason IS NULL
+            QUALIFY row_number() OVER (PARTITION BY {REQUEST_ID} ORDER BY source_line) > 1
+                 OR {REQUEST_ID} IN (SELECT request_id FROM requests)"""
     )
-    con.execute("DELETE FROM _keep WHERE request_id IN (SELECT request_id FROM requests)")
-    counts.ingested = _count(con, "SELECT count(*) FROM _keep")
-    counts.duplicates = counts.rows - counts.quarantined - counts.ingested
+    counts.duplicates = _count(con, "SELECT count(*) FROM _repeats")
+    counts.ingested = counts.rows - counts.quarantined - counts.duplicates
+    con.execute(
+        f"""DELETE FROM {staged} WHERE error_reason IS NOT NULL
+            OR source_line IN (SELECT source_line FROM _repeats)"""
+    )
 
     # The kept rows' texts, each once. The first occurrence of each new hash is found without
     # the texts, then only those are read: an aggregate holding every text would double the
@@ -127,12 +136,10 @@ def load_staged(
         FROM ({prompt_parts_sql(staged)}) WHERE text IS NOT NULL
         UNION ALL
         SELECT source_line * {_SLOTS}, response_hash, response_text FROM {staged}
-        WHERE response_text IS NOT NULL AND error_reason IS NULL"""
+        WHERE response_text IS NOT NULL"""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _first AS
-            SELECT min(slot) AS slot
-            FROM ({slots}) s SEMI JOIN _keep k ON k.source_line = s.slot // {_SLOTS}
-            ANTI JOIN texts USING (text_hash)
+            SELECT min(slot) AS slot FROM ({slots}) s ANTI JOIN texts USING (text_hash)
             GROUP BY text_hash"""
     )
     con.execute(
@@ -140,12 +147,11 @@ def load_staged(
             SELECT u.text_hash, u.text FROM ({slots}) u SEMI JOIN _first USING (slot)"""
     )
     con.execute(
-        f"""INSERT INTO messages
-            SELECT k.request_id, p.position, p.role, p.text_hash
-            FROM ({prompt_parts_sql(staged)}) p JOIN _keep k USING (source_line)"""
+        f"""INSERT INTO messages SELECT request_id, position, role, text_hash
+            FROM ({prompt_parts_sql(staged)})"""
     )
     derived = {
-        "request_id": "k.request_id",
+        "request_id": REQUEST_ID,
         **_PROMPT_COLUMNS,
         "token_source": "CASE WHEN n.has_usage THEN 'logged' END",
         "model_key": "NULL",
@@ -157,10 +163,9 @@ def load_staged(
     con.execute(
         f"""INSERT INTO requests
             SELECT {select}
-            FROM {staged} n JOIN _keep k USING (source_line)
-            ORDER BY n.source_line""",
+            FROM {staged} n""",
         {"format": source_format, "file": source_file},
     )
-    for table in ("_keep", "_first"):
+    for table in ("_repeats", "_first"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return counts

@@ -116,10 +116,11 @@ def ingest_table(
                 stage(read_from=copy)
             except unreadable as again:
                 raise _unreadable(path, kind, again, copy) from None
+    # the last line read, the header at least (load_staged drops the rows it does not store)
+    last = scalar(con, "SELECT max(source_line) FROM _staged") if truncated else None
     counts = load_staged(con, "_staged", str(path), kind)
     if truncated:
-        last = scalar(con, "SELECT max(source_line) FROM _staged") or 1  # the header, at least
-        counts.add(quarantine_the_rest(con, str(path), int(last)))
+        counts.add(quarantine_the_rest(con, str(path), int(last or 1)))
     con.execute("DROP TABLE IF EXISTS _staged")
     return counts
 
