@@ -96,7 +96,8 @@ def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
     """advisor: replay your LLM traffic logs under cheaper policies and price every one."""
-    _state["debug"] = debug
+    # main() has already read --debug wherever it stood; it is declared here for the help
+    _state["debug"] = _state["debug"] or debug
     if version:
         out.print(f"advisor {__version__}")
         raise typer.Exit()
@@ -370,10 +371,19 @@ def prices_import(
     err.print(f"wrote {len(models):,} models to {escape(str(output))}; use it with --prices")
 
 
+def _debug_flag(args: list[str]) -> tuple[bool, list[str]]:
+    """--debug anywhere before a `--`, after the command too (`advisor analyze x --debug`), and
+    the arguments without it: known before parsing, so a usage error can show its trace."""
+    end = args.index("--") if "--" in args else len(args)
+    kept = [a for a in args[:end] if a != "--debug"]
+    return len(kept) < end, kept + args[end:]
+
+
 def main() -> None:
     """Entry point: the one error boundary (messages on stderr, data on stdout)."""
+    _state["debug"], args = _debug_flag(sys.argv[1:])
     try:
-        app(standalone_mode=False)
+        app(args=args, prog_name="advisor", standalone_mode=False)
     except AdvisorError as exc:
         if _state["debug"]:
             traceback.print_exc()
@@ -386,12 +396,15 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         err.print("aborted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:
+        # A usage error (unknown option, missing argument) carries its message and exit code.
+        # Recognised by its interface: newer typer vendors click, whose classes are not click's.
+        code, show = getattr(exc, "exit_code", None), getattr(exc, "show", None)
+        if callable(show) and isinstance(code, int):
+            if _state["debug"]:
+                traceback.print_exc()
+            show()
+            sys.exit(code)
         if _state["debug"]:
             raise
         err.print(f"[bold red]internal error:[/bold red] {escape(repr(exc))}")

@@ -87,6 +87,27 @@ def test_errors_go_to_stderr_without_traceback(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+def test_usage_errors_are_usage_errors(tmp_path: Path) -> None:
+    """An unknown option or a missing argument: click's message and exit code 2, not an
+    internal error (typer's vendored click raises classes that are not click's own)."""
+    for args in (("analyze", "x.jsonl", "--no-such-flag"), ("analyze",), ("prices", "show")):
+        result = run(*args)
+        assert result.returncode == 2, args
+        assert "internal error" not in result.stderr
+        assert "Usage: advisor" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_trace_wherever_it_stands(tmp_path: Path, where: str) -> None:
+    args = ["analyze", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "o")]
+    args = ["--debug", *args] if where == "before" else [*args, "--debug"]
+    result = run(*args)
+    assert result.returncode == 1
+    assert "no such file" in result.stderr
+    assert "Traceback" in result.stderr
+
+
 def test_nothing_usable_exits_non_zero(tmp_path: Path) -> None:
     junk = tmp_path / "junk.jsonl"
     junk.write_text("not json\n[1]\n")
