@@ -87,21 +87,11 @@ def ingest(
 
 
 def _tokenizer_note(fill: tokens.TokenFill) -> tuple[str, list[str]]:
-    notes = []
+    """The tokenizer used, and what the counts alone do not say. Estimated counts need no note:
+    coverage has their number, the tokenizer and the calibration, and every renderer words them
+    the same way (report.fmt.estimated_warning)."""
     tokenizer = "tiktoken" if tokens.get_encoding(tokens.DEFAULT_ENCODING) else "estimate"
-    if fill.estimated and tokenizer == "estimate":
-        cal = (
-            f", calibrated x{fill.calibration:.3f} against logged usage" if fill.calibration else ""
-        )
-        notes.append(
-            f"{fill.estimated} requests had no usage and no tokenizer could be loaded: their "
-            f"token counts are estimated from text length{cal}"
-        )
-    elif fill.estimated:
-        notes.append(
-            f"{fill.estimated} requests had no usage: counted with o200k_base as an approximation "
-            "of their provider's tokenizer (marked estimated)"
-        )
+    notes = []
     if fill.unbilled:
         notes.append(
             f"{fill.unbilled} failed requests had no usage: counted as unbilled (0 tokens)"

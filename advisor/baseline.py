@@ -195,7 +195,8 @@ def build_coverage(
         for f, fd, r, n, line in con.execute(
             """SELECT source_file, field,
                       CASE WHEN reason LIKE 'expected%got%' THEN split_part(reason, ', got', 1)
-                           WHEN reason LIKE 'cannot read % as a time' THEN 'cannot read as a time'
+                           WHEN reason LIKE 'cannot read % as a time'
+                             THEN 'cannot read the value as a time'
                            WHEN reason LIKE 'not UTF-8 text%' THEN 'not UTF-8 text'
                            ELSE reason END AS r,
                       count(*), min(source_line)

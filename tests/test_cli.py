@@ -157,17 +157,19 @@ def test_without_tokenizer_counts_are_estimated_and_said(tmp_path: Path) -> None
 
     rows = [openai_line(f"l{i}") for i in range(25)] + [openai_line("x", prompt=None)]
     path = write_jsonl(tmp_path / "a.jsonl", rows)
-    env = {**os.environ, "ADVISOR_TOKENIZER": "estimate"}
+    env = {**os.environ, "ADVISOR_TOKENIZER": "estimate", "COLUMNS": "200"}
     result = subprocess.run(
-        [sys.executable, "-m", "advisor", "analyze", str(path), "-o", str(tmp_path / "o"),
-         "--json"],
+        [sys.executable, "-m", "advisor", "analyze", str(path), "-o", str(tmp_path / "o")],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    cov = json.loads(result.stdout)["coverage"]
+    cov = json.loads((tmp_path / "o" / "analysis.json").read_text())["coverage"]
     assert cov["tokenizer"] == "estimate"
     assert cov["token_source"]["estimated"] == 1
-    assert any("no tokenizer" in note for note in cov["notes"])
+    assert cov["token_calibration"] is not None  # calibrated against the 25 logged rows
+    said = " ".join(result.stdout.split())
+    assert "1 requests have estimated token counts because no tokenizer could be loaded" in said
+    assert said.count("estimated token counts") == 1  # said once, not again as a note
 
 
 def test_diff_reports_changes_and_gates_on_cost_per_request(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ def _view(analysis: Analysis) -> dict[str, Any]:
         "priced_share": cov.priced_requests / cov.requests if cov.requests else None,
         "unpriced_share": cov.unpriced_requests / cov.requests if cov.requests else None,
         "estimated_share": src.estimated / counted if counted else None,
-        "no_tokenizer": cov.tokenizer.lower().startswith("estimat"),
+        "estimated_warning": fmt.estimated_warning(cov),
         "token_rows": [
             ("logged", src.logged),
             ("tokenized", src.tokenized),
