@@ -142,6 +142,40 @@ class PrefixModel:
     block_hash: np.ndarray = field(default_factory=lambda: np.zeros(0, U64))
     stats: TokenStats = field(default_factory=lambda: TokenStats(DEFAULT_ENCODING))
 
+    def take(self, order: np.ndarray) -> PrefixModel:
+        """The same requests in another order: request j of the result is request order[j].
+
+        A build depends on the set of requests, not on their order (prefix and text ids are
+        dense ranks of hashes), so this equals building again in the new order."""
+        msg_off, m = _take_segments(self.msg_off, order)
+        blocks = len(self.block_off) == self.n + 1  # block_size None: no blocks
+        block_off, b = (
+            _take_segments(self.block_off, order) if blocks else (self.block_off, slice(None))
+        )
+        return PrefixModel(
+            self.n,
+            self.block_size,
+            msg_off,
+            self.msg_node[m],
+            self.msg_role[m],
+            self.msg_tid[m],
+            self.msg_end[m],
+            self.n_shared[order],
+            self.shared_tokens[order],
+            block_off,
+            self.block_hash[b],
+            self.stats,
+        )
+
+
+def _take_segments(off: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR offsets of segments `order` of `off`, in that order, and their elements' indices."""
+    lengths = np.diff(off)[order]
+    new_off = np.zeros(len(order) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_off[1:])
+    index = np.arange(new_off[-1]) - segment_starts(new_off) + np.repeat(off[:-1][order], lengths)
+    return new_off, index
+
 
 class Tokenizer:
     """tiktoken (the model's encoding, else o200k_base) or 4-byte pseudo-tokens, with two caches

@@ -16,7 +16,7 @@ from helpers import anthropic_line, openai_line, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from advisor import api, baseline, store, tokens
+from advisor import api, baseline, prefix, store, tokens
 from advisor.conditions import run_cases
 from advisor.ingest import ingest
 from advisor.levers import STATE_COLUMNS, LeverContext, LeverOutcome, SimOptions
@@ -239,6 +239,42 @@ def test_a_switched_model_starts_cold(tmp_path: Path) -> None:
     got = sim(con, out)
     assert got["b"] == 0  # first request on gpt-4o-mini: cold
     assert got["c"] > 1024  # gpt-4o's cache, warmed by a, is its own
+
+
+def test_the_chained_run_reuses_the_standalone_build_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests moved between models of one cache group (as tiering moves them) leave the
+    group's prompts as they were: the chained run reorders the standalone run's prefix model
+    instead of building it again, and prices exactly what a fresh build would."""
+    rows = [chat(r, i, STABLE, user=f"q{i % 3}") for i, r in enumerate("abcdefgh")]
+    con = store.connect()
+    ingest(con, [str(write_jsonl(tmp_path / "s.jsonl", rows))])
+    con.execute("UPDATE requests SET model_key = model")
+    moved = {"model_key": "CASE WHEN request_id IN ('b', 'e', 'f') THEN 'gpt-4o-mini' "
+                          "ELSE model_key END"}  # fmt: skip
+    cols = ", ".join(f"{moved.get(c, c)} AS {c}" for c in STATE_COLUMNS)
+    con.execute(f"CREATE TEMP TABLE state_tiered AS SELECT {cols} FROM requests")
+    con.execute(f"CREATE TEMP TABLE state_base AS SELECT {', '.join(STATE_COLUMNS)} FROM requests")
+    builds = []
+    build = prefix.build
+    monkeypatch.setattr(prefix, "build", lambda *a, **k: builds.append(1) or build(*a, **k))
+
+    def chained(ctx: LeverContext) -> dict[str, tuple[int, ...]]:
+        LEVER.apply(ctx, "state_tiered", "state_chain", standalone=False)
+        return {r[0]: r[1:] for r in con.execute("SELECT * FROM state_chain").fetchall()}
+
+    def context() -> LeverContext:
+        return LeverContext(con, api.load_price_table(), default_rules_dir(), SimOptions())
+
+    fresh = chained(context())
+    fresh_builds = len(builds)
+    ctx = context()
+    LEVER.apply(ctx, "state_base", "state_alone", standalone=True)
+    builds.clear()
+    assert chained(ctx) == fresh
+    assert len(builds) < fresh_builds  # the main replay's model was reused
+    assert "caching.models" not in ctx.scratch  # let go after the chained run
 
 
 def test_a_request_whose_text_the_store_lacks_is_not_replayed(tmp_path: Path) -> None:

@@ -108,6 +108,38 @@ def test_a_date_at_the_end_keeps_the_prefix_a_date_at_the_top_does_not(con, tmp_
     assert model.stats.texts_partial == 2
 
 
+@pytest.mark.parametrize("block_size", [16, None])
+def test_a_build_in_another_order_is_the_same_model_reordered(con, tmp_path, enc, block_size):
+    """What lets a lever reuse a build for the same requests in another order (PrefixModel.take):
+    the model depends on the set of requests only, siblings' partial matches included."""
+    turn = [("system", LONG), ("user", "What is rule 7?")]
+    prompts = [
+        turn,
+        [*turn, ("assistant", "It applies."), ("user", "And rule 8?")],
+        [("system", LONG + " Today is 2026-10-01."), ("user", "a")],
+        [("system", LONG + " Today is 2026-10-02."), ("user", "b")],
+        [("system", LONG + " Today is 2026-10-03, a Saturday."), ("user", "c")],
+        turn,
+        [("user", "alone")],
+    ]
+    _store(con, tmp_path, prompts)
+    model = prefix.build(con, "q", encoding="o200k_base", block_size=block_size)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE q2 AS
+           SELECT request_id, (row_number() OVER (ORDER BY hash(request_id), request_id) - 1)
+                  ::BIGINT AS idx FROM q"""
+    )
+    again = prefix.build(con, "q2", encoding="o200k_base", block_size=block_size)
+    got = con.execute("SELECT q.idx FROM q2 JOIN q USING (request_id) ORDER BY q2.idx")
+    order = np.asarray([r[0] for r in got.fetchall()])
+    assert order.tolist() != list(range(len(order)))  # the test means something
+    taken = model.take(order)
+    for name in ("msg_off", "msg_node", "msg_role", "msg_tid", "msg_end", "n_shared",
+                 "shared_tokens", "block_off", "block_hash"):  # fmt: skip
+        assert getattr(taken, name).tolist() == getattr(again, name).tolist(), name
+    assert taken.n == again.n and taken.block_size == again.block_size
+
+
 def test_unique_trailing_messages_are_not_tokenised(con, tmp_path, enc) -> None:
     questions = ["Where is my parcel?", "Cancel order 17 please.", "Do you ship to Oslo?"]
     _store(con, tmp_path, [[("system", LONG), ("user", q)] for q in questions])

@@ -46,6 +46,9 @@ class LeverContext:
     prices: PriceTable
     rules_dir: Path
     options: SimOptions
+    # What a lever keeps from its standalone run for its chained run in the same simulation
+    # (the store does not change in between), e.g. the caching lever's prefix models.
+    scratch: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
