@@ -12,6 +12,8 @@ from typing import Any
 import duckdb
 import pytest
 from helpers import anthropic_line, openai_line, write_jsonl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from advisor import store
 from advisor.difficulty import classify, load_classifier
@@ -317,3 +319,27 @@ def test_scale_one_million_requests(tmp_path: Path) -> None:
         f"trained on {result.training.trained_on}"
     )
     assert result.requests == n
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.integers(1, 12))
+def test_top_features_are_the_strongest_pushes_towards_the_class(seed, n_rows, n_cols) -> None:
+    """The vectorised pick against a per-row reference: the (up to) three active features with
+    the largest positive contribution to the predicted class, the smaller column on ties."""
+    import numpy as np
+    from scipy import sparse
+
+    from advisor.difficulty.classifier import _Loaded, _top_features
+
+    rng = np.random.default_rng(seed)
+    dense = rng.random((n_rows, n_cols)) < 0.4
+    x = sparse.csr_matrix(dense.astype(np.float64))
+    contrib = rng.integers(-3, 4, size=(n_cols, 3)).astype(np.float64)  # ties are common
+    names = np.array([f"f{i:02d}" for i in range(n_cols)], dtype=object)
+    m = _Loaded(names, np.arange(n_cols), contrib, np.zeros(3), 1.0, contrib)
+    best = rng.integers(0, 3, size=n_rows)
+    got = _top_features(x, best, m).to_pylist()
+    for row in range(n_rows):
+        active = [c for c in range(n_cols) if dense[row, c] and contrib[c, best[row]] > 0]
+        want = sorted(active, key=lambda c: (-contrib[c, best[row]], c))[:3]
+        assert got[row] == [names[c] for c in want]
