@@ -30,8 +30,9 @@ import stages
 
 HERE = Path(__file__).resolve().parent
 
-STAGES = ("ingest", "baseline", "caching", "tiering")  # or any other advisor.levers.<name>
-DEFAULT_STAGES = "ingest,baseline,caching,tiering"
+STAGES = ("ingest", "baseline", "caching", "tiering", "analyze")  # or any advisor.levers.<name>
+DEFAULT_STAGES = "ingest,baseline,caching,tiering,analyze"
+OWN_STORE = ("analyze",)  # stages that ingest into a store of their own
 TARGET_RATIO = 4.0  # issue target: ingest + baseline within 4x the bare scan
 TARGET_RSS = 4 << 30  # and peak RSS under 4 GiB
 TIKTOKEN_CACHE = HERE.parent.parent / "shared" / "tiktoken-cache"  # ../shared beside the repo
@@ -247,9 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     bad = [s for s in wanted if not s.isidentifier()]
     if bad:
         parser.error(f"not a stage name: {bad}; stages: {STAGES} or any advisor.levers module")
-    levers = [s for s in wanted if s not in ("ingest", "baseline")]
+    shared = [s for s in wanted if s not in OWN_STORE]
+    levers = [s for s in shared if s not in ("ingest", "baseline")]
     # A later stage reads the store an earlier one wrote: ingest -> baseline -> levers.
     order = ["ingest", *(["baseline"] if levers or "baseline" in wanted else []), *levers]
+    order = (order if shared else []) + [s for s in OWN_STORE if s in wanted]
 
     if TIKTOKEN_CACHE.is_dir():
         os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
@@ -265,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     measured: list[Measured] = []
     failed = ""  # ingest -> baseline -> levers: each reads the store the previous one wrote
     for stage in order:
-        if failed:
+        if failed and stage not in OWN_STORE:
             measured.append(Measured(stage, "skipped", 0.0, note=f"{failed} failed"))
             continue
         measured.append(run_stage(stage, out, log, db, limits, args.profile))

@@ -157,6 +157,29 @@ def run_baseline(db: Path) -> StageResult:
     )
 
 
+def run_analyze(log: Path, db: Path) -> StageResult:
+    """The main job as a user runs it (`advisor analyze LOG`): ingest into a fresh store, price,
+    every lever standalone and chained, analysis.json, the report and the exports."""
+    from advisor import api
+
+    out = db.with_name("analyze")
+    shutil.rmtree(out, ignore_errors=True)
+    clock = Clock()
+    result = api.analyze([str(log)], out_dir=out)
+    seconds = clock.total
+    analysis = result.analysis
+    return StageResult(
+        "analyze",
+        seconds=seconds,
+        counts={
+            "requests": analysis.coverage.requests,
+            "levers": len(analysis.levers),
+            "combined_saving": str(analysis.combined.saving),
+            "files": len(result.files),
+        },
+    )
+
+
 class TimedLever:
     """Wraps a lever so that `simulate` runs it as usual while its `apply` is timed."""
 
@@ -272,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "scan": lambda: run_scan(args.log),
         "ingest": lambda: run_ingest(args.log, args.db),
         "baseline": lambda: run_baseline(args.db),
+        "analyze": lambda: run_analyze(args.log, args.db),
     }
     job = jobs.get(args.stage, lambda: run_lever(args.db, args.stage))
     if args.profile:

@@ -45,7 +45,7 @@ def test_benchmark_runs_every_stage(tmp_path: Path, repo_root: Path) -> None:
     results = json.loads((out / "results.json").read_text())
 
     stages = results["stages"]
-    assert list(stages) == ["scan", "ingest", "baseline", "caching", "tiering"]
+    assert list(stages) == ["scan", "ingest", "baseline", "caching", "tiering", "analyze"]
     for name in ("scan", "ingest", "baseline"):
         assert stages[name]["status"] == "ok", stages[name]["note"]
     for name, stage in stages.items():
@@ -61,3 +61,6 @@ def test_benchmark_runs_every_stage(tmp_path: Path, repo_root: Path) -> None:
     assert results["targets"]["ingest_plus_baseline_ratio"] > 0
     assert results["log"]["lines"] == REQUESTS
     assert results["log"]["usage_missing"] > 0  # the tokenizer path ran
+    # the main job end to end, on a store of its own, finds the same requests
+    assert stages["analyze"]["counts"]["requests"] == results["requests"]
+    assert stages["analyze"]["counts"]["levers"] >= 2
