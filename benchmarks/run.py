@@ -277,9 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(1, args.scan_repeats):
         scans.append(run_stage("scan", out, log, db, limits, args.profile))
     scan = scans[0]
+    scan.note = f"mean of {len(scans)} runs: " + ", ".join(f"{s.seconds:.2f}s" for s in scans)
     scan.seconds = round(sum(s.seconds for s in scans) / len(scans), 3)
     scan.peak_rss_bytes = max(s.peak_rss_bytes for s in scans)
-    scan.note = f"mean of {len(scans)} runs: " + ", ".join(f"{s.seconds:.2f}s" for s in scans)
 
     requests = int(scan.counts["rows"])
     ingest = next((m for m in measured if m.stage == "ingest"), None)
