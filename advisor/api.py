@@ -23,7 +23,7 @@ from advisor.ingest import ingest as _ingest
 from advisor.levers import LeverContext, SimOptions
 from advisor.pricing import PriceTable, load_prices
 from advisor.ruleset import default_rules_dir
-from advisor.simulate import simulate
+from advisor.simulate import Step, simulate
 
 __all__ = [
     "Analysis",
@@ -107,16 +107,20 @@ def build_analysis(
     rules_dir: Path | None = None,
     options: SimOptions | None = None,
     now: dt.datetime | None = None,
+    step: Step | None = None,
 ) -> Analysis:
-    """Price, fill, simulate and summarise everything in an ingested store."""
+    """Price, fill, simulate and summarise everything in an ingested store; `step` is told
+    what starts next."""
     options = options or SimOptions()
+    if step is not None:
+        step("pricing every request")
     baseline.resolve_models(con, prices, options.deployments)
     encodings = {key: m.encoding for key, m in prices.models.items()}
     fill = tokens.fill_token_counts(con, encodings)
     baseline.price_requests(con, prices)
     tokenizer, notes = _tokenizer_note(fill)
     ctx = LeverContext(con, prices, rules_dir or default_rules_dir(), options)
-    sim = simulate(ctx)
+    sim = simulate(ctx, step=step)
     generated = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return Analysis(
         generated_at=generated,
@@ -153,12 +157,14 @@ def analyze(
     rules_dir: Path | None = None,
     options: SimOptions | None = None,
     progress: Progress | None = None,
+    step: Step | None = None,
     write_report: bool = True,
 ) -> AnalyzeResult:
     """The main job: ingest -> price -> simulate -> analysis.json + report.html in `out_dir`.
 
     Without `db`, the store is `out_dir/advisor.duckdb`, made afresh so the analysis covers
     exactly `logs`; with `db`, logs are added to that store and the whole store is analysed.
+    `progress` hears of the lines read, `step` of each stage after reading as it starts.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -182,7 +188,11 @@ def analyze(
                 + (f" ({seen})" if seen else ""),
                 hint="check the format (docs/logging-format.md), or force one with --format",
             )
-        result = build_analysis(con, prices, report, rules_dir=rules_dir, options=options)
+        result = build_analysis(
+            con, prices, report, rules_dir=rules_dir, options=options, step=step
+        )
+        if step is not None:
+            step("writing the analysis, report and exports")
         files = {"db": db_path, "analysis": out / ANALYSIS_FILE}
         files["analysis"].write_text(result.to_json(), encoding="utf-8")
         if write_report:

@@ -71,7 +71,8 @@ def _emit(text: str, output: Path | None) -> None:
         err.print(f"wrote {escape(str(output))}")
 
 
-def _progress() -> tuple[Progress, api.Progress]:
+def _progress() -> tuple[Progress, api.Progress, api.Step]:
+    """A spinner on stderr (terminals only): lines read per file, then each later stage."""
     bar = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -87,7 +88,13 @@ def _progress() -> tuple[Progress, api.Progress]:
             tasks[path] = bar.add_task(f"reading {Path(path).name}")
         bar.update(tasks[path], description=f"reading {escape(Path(path).name)}: {lines:,} lines")
 
-    return bar, update
+    def step(what: str) -> None:  # one line at a time: the stage running now, with its clock
+        for task in tasks.values():
+            bar.remove_task(task)
+        tasks.clear()
+        tasks[what] = bar.add_task(escape(what))
+
+    return bar, update, step
 
 
 @app.callback(invoke_without_command=True)
@@ -138,7 +145,7 @@ def analyze(
         offline_features=tuple(offline_feature or ()),
         deployments=_parse_map(deployment),
     )
-    bar, update = _progress()
+    bar, update, step = _progress()
     with bar:
         result = api.analyze(
             logs,
@@ -151,6 +158,7 @@ def analyze(
             rules_dir=rules_dir,
             options=options,
             progress=update,
+            step=step,
         )
     if json_:
         sys.stdout.write(result.analysis.to_json())
@@ -177,7 +185,7 @@ def ingest(
 
     Example: advisor ingest logs/*.jsonl.gz --db advisor-out/advisor.duckdb
     """
-    bar, update = _progress()
+    bar, update, _ = _progress()
     with bar:
         report = api.ingest(
             logs, db, fmt=fmt, mapping=_parse_map(map_), model=model, progress=update

@@ -8,6 +8,7 @@ output is the combined counterfactual. Savings are never summed across levers.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -17,6 +18,9 @@ from advisor import analysis as A
 from advisor.levers import STATE_COLUMNS, Lever, LeverContext
 from advisor.pricing import cost_sql
 from advisor.store import scalar
+
+# Told what starts next, for a progress display: each replay of a lever can take a while.
+Step = Callable[[str], None]
 
 # DESIGN.md section 1: tiering -> trimming and output caps -> caching -> batching.
 LEVER_ORDER = ("tiering", "trimming", "output_caps", "caching", "batching")
@@ -51,7 +55,9 @@ class Simulation:
     recommendations: list[A.Recommendation]
 
 
-def simulate(ctx: LeverContext, levers: list[Lever] | None = None) -> Simulation:
+def simulate(
+    ctx: LeverContext, levers: list[Lever] | None = None, step: Step | None = None
+) -> Simulation:
     """Run every lever standalone and chained; persist per-request results for `export decisions`.
 
     Writes `sim_final` (request_id, final_cost) and `lever_<id>` per-request tables in the store.
@@ -64,11 +70,15 @@ def simulate(ctx: LeverContext, levers: list[Lever] | None = None) -> Simulation
     recommendations: list[A.Recommendation] = []
     prev, prev_cost = "state_base", base_cost
     for lever in available_levers() if levers is None else levers:
+        if step is not None:
+            step(f"{lever.title}: replaying the log")
         alone = lever.apply(ctx, "state_base", f"state_{lever.id}_alone", standalone=True)
         alone_cost = state_cost(con, alone.state)
         if prev == "state_base":  # nothing changed before this lever: chained run = standalone
             chain, chain_cost = alone, alone_cost
         else:
+            if step is not None:
+                step(f"{lever.title}: replaying after the levers before it")
             chain = lever.apply(ctx, prev, f"state_{lever.id}_chain", standalone=False)
             chain_cost = state_cost(con, chain.state)
         if alone.per_request is not None:

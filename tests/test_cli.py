@@ -188,3 +188,22 @@ def test_diff_reports_changes_and_gates_on_cost_per_request(tmp_path: Path) -> N
     gated = run("diff", str(old), str(new), "--fail-on-increase", "5")
     assert gated.returncode == 1 and "rose by more than 5" in gated.stderr
     assert run("diff", str(new), str(old), "--fail-on-increase", "5").returncode == 0
+
+
+def test_analyze_tells_each_stage_as_it_starts(tmp_path: Path) -> None:
+    """What the CLI's spinner shows after reading: a long replay never looks like a hang."""
+    from helpers import openai_line, write_jsonl
+
+    from advisor import api
+    from advisor.simulate import available_levers
+
+    path = write_jsonl(tmp_path / "a.jsonl", [openai_line(f"r{i}") for i in range(5)])
+    steps: list[str] = []
+    api.analyze([str(path)], out_dir=tmp_path / "o", step=steps.append)
+    assert steps[0] == "pricing every request"
+    assert steps[-1] == "writing the analysis, report and exports"
+    titles = [lever.title for lever in available_levers()]
+    for title in titles:
+        assert f"{title}: replaying the log" in steps
+    # every lever after the first replays again on its predecessors' output
+    assert sum("replaying after the levers before it" in s for s in steps) == len(titles) - 1
