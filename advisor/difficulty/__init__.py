@@ -126,6 +126,7 @@ def classify(
             "SELECT r, count(*) FROM (SELECT unnest(rules) AS r FROM dif_labels) GROUP BY r"
         ).fetchall()
     )
+    store.drop_temp_tables(con, "dif_", "_dif_")  # the result is in `difficulty`
     return DifficultyResult(requests, by_difficulty, by_source, matches, report, rules)
 
 

@@ -212,8 +212,10 @@ class TieringLever:
         rules = _route_rules(con, tiers, threshold)
         details, risk, affected = _report(con, tiers, threshold, rules)
         if not standalone:  # the router and the audit trail describe the logged traffic only
+            store.drop_temp_tables(con, "_tier_")
             return LeverOutcome(out, affected, risk, details)
         _decisions(con)
+        store.drop_temp_tables(con, "_tier_")
         keys = {k for k, by in tiers.targets.items() for k in (k, *by.values())}
         router = {
             "policy": tiers.policy.model_dump(mode="json"),
