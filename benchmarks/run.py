@@ -281,11 +281,12 @@ def main(argv: list[str] | None = None) -> int:
     scan.seconds = round(sum(s.seconds for s in scans) / len(scans), 3)
     scan.peak_rss_bytes = max(s.peak_rss_bytes for s in scans)
 
-    requests = int(scan.counts["rows"])
+    # requests stored (by ingest, else by analyze's own ingest); the scan's rows if neither ran
+    stored = [m for m in measured if m.status == "ok" and "requests" in m.counts]
+    requests = int(stored[0].counts["requests"]) if stored else int(scan.counts["rows"])
     ingest = next((m for m in measured if m.stage == "ingest"), None)
     warnings = []
     if ingest is not None and ingest.status == "ok":
-        requests = int(ingest.counts["requests"])
         expected = meta.get("requests")  # valid lines the generator wrote
         if expected and abs(requests - expected) > 0.01 * expected:
             warnings.append(
