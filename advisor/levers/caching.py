@@ -414,6 +414,16 @@ class CachingLever:
             ctx.scratch.pop("caching.models")
         _choose(ctx, main, caches, policy)
         _final(con, state, out, main)
+        affected = scalar(
+            con,
+            f"""SELECT count(*) FROM {state} s JOIN {out} o USING (request_id)
+                WHERE coalesce(s.cache_read_tokens, 0) <> coalesce(o.cache_read_tokens, 0)
+                   OR coalesce(s.cache_write_tokens, 0) <> coalesce(o.cache_write_tokens, 0)""",
+        )
+        risk: dict[str, Any] = {"quality": "none: caching never changes a response"}
+        if not standalone:  # only its state is priced: the report describes the standalone run
+            _cleanup(con)
+            return LeverOutcome(out, int(affected or 0), risk)
         saving_by_span = (
             _prefix_order_savings(ctx, caches, policy, tokenizers, what_if_sql) if spans else {}
         )
@@ -425,16 +435,7 @@ class CachingLever:
                 SELECT s.request_id, f.cache_read_tokens AS cache_read_tokens_sim
                 FROM {state} s LEFT JOIN _cache_sim f USING (request_id)"""
         )
-        affected = scalar(
-            con,
-            f"""SELECT count(*) FROM {state} s JOIN {out} o USING (request_id)
-                WHERE coalesce(s.cache_read_tokens, 0) <> coalesce(o.cache_read_tokens, 0)
-                   OR coalesce(s.cache_write_tokens, 0) <> coalesce(o.cache_write_tokens, 0)""",
-        )
-        risk = {
-            "quality": "none: caching never changes a response",
-            "not_replayable_requests": details["replay"]["not_replayable_requests"],
-        }
+        risk["not_replayable_requests"] = details["replay"]["not_replayable_requests"]
         _cleanup(con)
         return LeverOutcome(out, int(affected or 0), risk, details, per_request)
 
