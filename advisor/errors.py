@@ -21,3 +21,12 @@ class RuleError(AdvisorError):
 
 class InputError(AdvisorError):
     """Input that cannot be used at all (single bad rows are quarantined instead)."""
+
+
+class UnreadableFile(InputError):
+    """A whole file the reader cannot read as its format: quarantined, and the run goes on."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason

@@ -207,3 +207,21 @@ def test_analyze_tells_each_stage_as_it_starts(tmp_path: Path) -> None:
         assert f"{title}: replaying the log" in steps
     # every lever after the first replays again on its predecessors' output
     assert sum("replaying after the levers before it" in s for s in steps) == len(titles) - 1
+
+
+def test_a_corrupt_file_among_good_ones_does_not_stop_the_run(tmp_path: Path) -> None:
+    from helpers import openai_line, write_jsonl
+
+    good = write_jsonl(tmp_path / "good.jsonl", [openai_line("a"), openai_line("b")])
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    result = run("analyze", str(good), str(bad), "-o", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    assert "Quarantined rows 1" in said and "bad.parquet:1" in said
+    assert "cannot be read as parquet" in said
+    strict = run("analyze", str(good), str(bad), "-o", str(tmp_path / "s"), "--strict")
+    assert strict.returncode == 1 and "1 rows quarantined" in strict.stderr
+    alone = run("analyze", str(bad), "-o", str(tmp_path / "b"))
+    assert alone.returncode == 1
+    assert "nothing usable" in alone.stderr and "cannot be read as parquet" in alone.stderr

@@ -16,7 +16,6 @@ import pytest
 from helpers import anthropic_line, openai_line, store_snapshot
 
 from advisor import store
-from advisor.errors import InputError
 from advisor.ingest import envelope, files, ingest, jsonl
 from advisor.ingest.files import LineIndex
 
@@ -175,15 +174,27 @@ def test_a_gzip_csv_that_ends_early_is_read_up_to_the_damage(tmp_path: Path) -> 
     assert ingest(con, [str(path)]).totals.ingested == 0
 
 
-def test_an_unreadable_table_file_is_named(tmp_path: Path) -> None:
+def test_an_unreadable_table_file_is_quarantined_and_the_others_are_read(tmp_path: Path) -> None:
     parquet = tmp_path / "t.parquet"
     parquet.write_bytes(b"PAR1 not really")
-    with pytest.raises(InputError, match=r"t\.parquet: cannot be read as parquet"):
-        ingest(store.connect(), [str(parquet)])
+    good = _write(tmp_path / "good.jsonl", [json.dumps(openai_line("a")).encode()])
+    con = store.connect()
+    totals = ingest(con, [str(parquet), str(good)]).totals
+    assert (totals.rows, totals.ingested, totals.quarantined) == (2, 1, 1)
+    file, line, reason = con.execute(
+        "SELECT source_file, source_line, reason FROM quarantine"
+    ).fetchone()
+    assert (Path(file).name, line) == ("t.parquet", 1)
+    assert reason.startswith("cannot be read as parquet: ")
+    ingest(con, [str(parquet)])  # again: nothing added
+    assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (1,)
     whole = _write(tmp_path / "log.jsonl.gz", [json.dumps(openai_line("a")).encode()])
-    with pytest.raises(InputError, match=r"log\.jsonl\.gz: cannot be read as parquet") as caught:
-        ingest(store.connect(), [str(whole)], fmt="parquet")  # a whole gzip, the wrong format
-    assert "log.jsonl'" not in str(caught.value)  # never a temporary copy's name
+    con = store.connect()
+    ingest(con, [str(whole)], fmt="parquet")  # a whole gzip, the wrong format
+    (reason,) = con.execute("SELECT reason FROM quarantine").fetchone()
+    assert reason.startswith("cannot be read as parquet")
+    assert "log.jsonl'" not in reason  # never a temporary copy's name
+    assert con.execute("SELECT count(*) FROM requests").fetchone() == (0,)
 
 
 def test_line_numbers_count_blank_lines(tmp_path: Path, monkeypatch) -> None:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import duckdb
 
-from advisor.errors import InputError
+from advisor.errors import InputError, UnreadableFile
 from advisor.ingest import tabular
 from advisor.ingest.files import expand_paths, head_bytes
 from advisor.ingest.jsonl import Progress, ingest_jsonl
-from advisor.ingest.load import LoadCounts
+from advisor.ingest.load import LoadCounts, quarantine_line
 
 FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet")
 
@@ -76,7 +76,10 @@ def _ingest_table(
 ) -> LoadCounts:
     if path.stat().st_size == 0:
         return LoadCounts()
-    return tabular.ingest_table(con, path, fmt, mapping, model)
+    try:
+        return tabular.ingest_table(con, path, fmt, mapping, model)
+    except UnreadableFile as error:  # a corrupt file among good ones: the others still count
+        return quarantine_line(con, str(path), 1, error.reason)
 
 
 def ingest(

@@ -82,11 +82,19 @@ def quarantine_the_rest(con: duckdb.DuckDBPyConnection, source: str, last: int) 
     """One quarantine row for what a damaged gzip stream hides, on the line after `last`, the
     last one read (the run goes on, and the summary counts it; a re-ingest adds nothing)."""
     reason = f"gzip stream ends early (truncated or corrupt file): nothing after line {last}"
+    return quarantine_line(con, source, last + 1, reason)
+
+
+def quarantine_line(
+    con: duckdb.DuckDBPyConnection, source: str, line: int, reason: str
+) -> LoadCounts:
+    """One quarantine row for a problem that is not a row's: a damaged stream, a file that
+    cannot be read at all. Once per file and line, however often the file is ingested."""
     con.execute(
         """INSERT INTO quarantine SELECT $file, $line, NULL, $reason, NULL
            WHERE NOT EXISTS (SELECT 1 FROM quarantine WHERE source_file = $file
                              AND source_line = $line)""",
-        {"file": source, "line": last + 1, "reason": reason},
+        {"file": source, "line": line, "reason": reason},
     )
     return LoadCounts(rows=1, quarantined=1)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from advisor.errors import InputError
+from advisor.errors import InputError, UnreadableFile
 from advisor.ingest.files import TolerantGzip, is_gzip
 from advisor.ingest.load import LoadCounts, load_staged, quarantine_the_rest
 from advisor.ingest.times import timestamp_sql
@@ -140,12 +140,14 @@ def _drop_cut_line(path: Path) -> None:
         fh.truncate(0)
 
 
-def _unreadable(path: Path, kind: str, error: Exception, copy: Path | None = None) -> InputError:
+def _unreadable(
+    path: Path, kind: str, error: Exception, copy: Path | None = None
+) -> UnreadableFile:
     """The error for a file DuckDB cannot read (`copy`: what was read in its place)."""
     reason = str(error).split("\n", 1)[0].split(" Error: ", 1)[-1]
     if copy is not None:
         reason = reason.replace(str(copy), str(path))
-    return InputError(f"{path}: cannot be read as {kind}: {reason}")
+    return UnreadableFile(str(path), f"cannot be read as {kind}: {reason}")
 
 
 def _stage_rejects(con: duckdb.DuckDBPyConnection) -> None:
