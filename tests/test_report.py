@@ -496,10 +496,25 @@ def test_markdown_same_totals_as_html() -> None:
 # --- console ---------------------------------------------------------------------------------
 
 
-def _console_text(a: Analysis) -> str:
-    console = Console(record=True, width=120, color_system=None)
+def _console_text(a: Analysis, width: int = 120) -> str:
+    console = Console(record=True, width=width, color_system=None)
     render_console(a, console)
     return console.export_text()
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_console_never_cuts_a_figure(width: int) -> None:
+    """A narrower terminal (or a pipe: 80 columns) shortens names, never an amount or a count."""
+    a = awkward_analysis()
+    out = _console_text(a, width)
+    spend = out[out.index("Spend by model") : out.index("Spend by feature")]
+    lines = spend.splitlines()
+    for row in a.baseline.by_model:
+        cells = [fmt.money(row.cost, a.currency), fmt.count(row.requests), fmt.pct(row.share)]
+        if row.unpriced_requests:
+            cells.append(fmt.count(row.unpriced_requests))
+        assert any(all(c in line for c in cells) for line in lines), cells
+    assert "unpriced" in spend and all(len(line) <= width for line in lines)
 
 
 def test_console_coverage_before_spend() -> None:

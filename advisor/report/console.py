@@ -12,6 +12,7 @@ from decimal import Decimal
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from advisor.analysis import Analysis, CostRow
 from advisor.report import fmt
@@ -87,20 +88,19 @@ def _coverage(a: Analysis, console: Console) -> None:
 def _spend(a: Analysis, console: Console) -> None:
     base = a.baseline
     console.rule("[bold]Spend[/bold]", align="left")
-    console.print(_cost_table(a, "Spend by model", "model", base.by_model))
-    console.print(_cost_table(a, "Spend by feature", "feature", base.by_feature))
-    console.print(_cost_table(a, "Top users", "user", base.by_user))
+    for title, name, rows in (
+        ("Spend by model", "model", base.by_model),
+        ("Spend by feature", "feature", base.by_feature),
+        ("Top users", "user", base.by_user),
+    ):
+        console.print(_cost_table(a, title, name, rows, console.width))
     console.print(escape(fmt.reconciliation_sentence(base.reconciliation, a.currency)))
 
 
-def _cost_table(a: Analysis, title: str, name: str, rows: list[CostRow]) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold")
-    table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=_NAME_WIDTH)
-    for column in ("requests", "input", "output", "spend", "share", "unpriced"):
-        table.add_column(column, justify="right")
+def _cost_table(a: Analysis, title: str, name: str, rows: list[CostRow], width: int) -> Table:
     ranked = sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key)))
-    for r in ranked[:TOP_ROWS]:
-        table.add_row(
+    cells = [
+        [
             _t(fmt.text(r.key)),
             fmt.count(r.requests),
             fmt.tokens(r.input_tokens),
@@ -108,10 +108,35 @@ def _cost_table(a: Analysis, title: str, name: str, rows: list[CostRow]) -> Tabl
             _money(a, r.cost),
             fmt.pct(r.share),
             fmt.count(r.unpriced_requests) if r.unpriced_requests else "",
-        )
+        ]
+        for r in ranked[:TOP_ROWS]
+    ]
+    headers = ["requests", "input", "output", "spend", "share", "unpriced"]
+    table = _named_figures(title, name, headers, cells, width)
     if len(ranked) > TOP_ROWS:
         table.caption = f"top {TOP_ROWS} of {fmt.count(len(ranked))}"
     return table
+
+
+def _named_figures(
+    title: str, name: str, headers: list[str], rows: list[list[str]], width: int
+) -> Table:
+    """A table of one name column, then figures: a narrow terminal shortens the names (with an
+    ellipsis) and never a figure, so no amount of money is ever shown cut."""
+    figures = [
+        max(len(h), *(Text.from_markup(r[i + 1]).cell_len for r in rows)) if rows else len(h)
+        for i, h in enumerate(headers)
+    ]
+    # each column costs its width plus two of padding and one of border, and one border closes
+    room = width - sum(figures) - 3 * (len(figures) + 1) - 1
+    out = Table(title=title, title_justify="left", title_style="bold")
+    shortest = max(8, min(_NAME_WIDTH, room))
+    out.add_column(name, no_wrap=True, overflow="ellipsis", max_width=shortest)
+    for header, fits in zip(headers, figures, strict=True):
+        out.add_column(header, justify="right", no_wrap=True, min_width=fits)
+    for row in rows:
+        out.add_row(*row)
+    return out
 
 
 def _levers(a: Analysis, console: Console) -> None:
