@@ -144,7 +144,7 @@ def _reconciliation(con: duckdb.DuckDBPyConnection) -> A.Reconciliation:
 
 def build_baseline(con: duckdb.DuckDBPyConnection) -> A.Baseline:
     total = _money(scalar(con, "SELECT sum(baseline_cost) FROM costs"))
-    day = "strftime(r.ts, '%Y-%m-%d')"
+    day = "CAST(r.ts AS DATE)"  # str() of a DATE is YYYY-MM-DD; cheaper to group than a string
     return A.Baseline(
         cost=total,
         by_model=_rollup(con, "r.model", total, by_model=True),
