@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from advisor import __version__, baseline, store, tokens
-from advisor.analysis import Analysis, FileInput, load_analysis
+from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
 from advisor.errors import AdvisorError, InputError
 from advisor.ingest import IngestReport, Progress
@@ -82,6 +82,18 @@ def ingest(
     con = store.connect(db)
     try:
         return _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
+    finally:
+        con.close()
+
+
+def quarantine_reasons(db: Path) -> list[QuarantineReason]:
+    """What the store's quarantine holds, by file (its path as ingested), field and reason."""
+    con = store.connect(db, read_only=True)
+    try:
+        return [
+            QuarantineReason(file=f, field=fd, reason=r, rows=n, first_line=line)
+            for f, fd, r, n, line in store.quarantine_reasons(con)
+        ]
     finally:
         con.close()
 

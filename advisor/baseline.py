@@ -17,7 +17,7 @@ import pyarrow as pa
 from advisor import analysis as A
 from advisor.ingest import IngestReport
 from advisor.pricing import PriceTable, Resolution, cost_sql, register_prices
-from advisor.store import first_row, scalar
+from advisor.store import first_row, quarantine_reasons, scalar
 
 TOP_USERS = 25
 
@@ -192,17 +192,7 @@ def build_coverage(
     reasons = [
         # The file's name, as in `inputs`: an analysis does not depend on where logs were kept.
         A.QuarantineReason(file=Path(f).name, field=fd, reason=r, rows=n, first_line=line)
-        for f, fd, r, n, line in con.execute(
-            """SELECT source_file, field,
-                      CASE WHEN reason LIKE 'expected%got%' THEN split_part(reason, ', got', 1)
-                           WHEN reason LIKE 'cannot read % as a time'
-                             THEN 'cannot read the value as a time'
-                           WHEN reason LIKE 'not UTF-8 text%' THEN 'not UTF-8 text'
-                           ELSE reason END AS r,
-                      count(*), min(source_line)
-               FROM quarantine GROUP BY source_file, field, r
-               ORDER BY count(*) DESC, source_file, min(source_line)"""
-        ).fetchall()
+        for f, fd, r, n, line in quarantine_reasons(con)
     ]
     return A.Coverage(
         requests=requests,

@@ -15,6 +15,8 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 
 from advisor import __version__, api
 from advisor.errors import AdvisorError
+from advisor.report.console import TOP_REASONS
+from advisor.report.fmt import printable
 
 app = typer.Typer(
     help="advisor: replay your LLM traffic logs under cheaper policies and price every one.",
@@ -190,7 +192,16 @@ def ingest(
         report = api.ingest(
             logs, db, fmt=fmt, mapping=_parse_map(map_), model=model, progress=update
         )
-    rows = [{"file": f.path, "format": f.format, **vars(f.counts)} for f in report.files]
+    reasons = api.quarantine_reasons(db) if report.totals.quarantined else []
+    rows = [
+        {
+            "file": f.path,
+            "format": f.format,
+            **vars(f.counts),
+            "quarantine": [r.model_dump() for r in reasons if r.file == f.path],
+        }
+        for f in report.files
+    ]
     if json_:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
@@ -200,6 +211,10 @@ def ingest(
             f"{row['ingested']:,} new, {row['duplicates']:,} already present, "
             f"{row['quarantined']:,} quarantined"
         )
+        for r in row["quarantine"][:TOP_REASONS]:  # the rest: `advisor analyze` or the store
+            where = f"line {r['first_line']:,}" + (f", {r['field']}" if r["field"] else "")
+            said = printable(f"{where}: {r['reason']}")
+            out.print(f"  {escape(said)} ({r['rows']:,} rows)")
 
 
 @app.command()

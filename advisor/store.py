@@ -149,6 +149,26 @@ def drop_temp_tables(con: duckdb.DuckDBPyConnection, *prefixes: str) -> None:
             con.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
+def quarantine_reasons(
+    con: duckdb.DuckDBPyConnection,
+) -> list[tuple[str, str | None, str, int, int]]:
+    """Quarantined rows as (file, field, reason, rows, first line), most rows first. A reason
+    loses the value it quotes ("expected an integer, got x"), so that one kind of fault in many
+    rows is one entry."""
+    rows = con.execute(
+        """SELECT source_file, field,
+                  CASE WHEN reason LIKE 'expected%got%' THEN split_part(reason, ', got', 1)
+                       WHEN reason LIKE 'cannot read % as a time'
+                         THEN 'cannot read the value as a time'
+                       WHEN reason LIKE 'not UTF-8 text%' THEN 'not UTF-8 text'
+                       ELSE reason END AS r,
+                  count(*), min(source_line)
+           FROM quarantine GROUP BY source_file, field, r
+           ORDER BY count(*) DESC, source_file, min(source_line)"""
+    ).fetchall()
+    return [(str(f), fd, str(r), int(n), int(line)) for f, fd, r, n, line in rows]
+
+
 def set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
     con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 

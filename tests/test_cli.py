@@ -225,3 +225,19 @@ def test_a_corrupt_file_among_good_ones_does_not_stop_the_run(tmp_path: Path) ->
     alone = run("analyze", str(bad), "-o", str(tmp_path / "b"))
     assert alone.returncode == 1
     assert "nothing usable" in alone.stderr and "cannot be read as parquet" in alone.stderr
+
+
+def test_ingest_says_why_rows_were_quarantined(tmp_path: Path) -> None:
+    from helpers import openai_line, write_jsonl
+
+    path = write_jsonl(tmp_path / "a.jsonl", [openai_line("a"), openai_line("b")])
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write('{"truncated": \n')
+    db = str(tmp_path / "s.duckdb")
+    result = run("ingest", str(path), "--db", db)
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    assert "1 quarantined" in said and "line 3: invalid JSON" in said
+    rows = json.loads(run("ingest", str(path), "--db", db, "--json").stdout)
+    assert rows[0]["ingested"] == 0 and rows[0]["duplicates"] == 2  # again: nothing added
+    assert [(q["first_line"], q["rows"]) for q in rows[0]["quarantine"]] == [(3, 1)]
