@@ -28,5 +28,4 @@ class UnreadableFile(InputError):
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
+        self.reason = reason  # the quarantine row's reason: the file is its source_file
