@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from helpers import SHARED, TIKTOKEN_CACHE, require_shared, require_tiktoken
 
 
 @pytest.fixture(scope="session")
@@ -12,13 +14,23 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The shared tiktoken cache for the whole session, module-scoped fixtures included (an
+    autouse fixture is set up after them), so `pytest` alone needs no TIKTOKEN_CACHE_DIR."""
+    if TIKTOKEN_CACHE.is_dir():
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(TIKTOKEN_CACHE)
+
+
 @pytest.fixture(scope="session")
-def shared_data(repo_root: Path) -> Path:
+def shared_data() -> Path:
     """../shared/data next to the project (read-only real data; see its README)."""
-    return repo_root.parent / "shared" / "data"
+    return require_shared(SHARED / "data", "the real traces")
 
 
-TIKTOKEN_CACHE = Path(__file__).resolve().parents[2] / "shared" / "tiktoken-cache"
+@pytest.fixture
+def needs_tiktoken() -> None:
+    """Exact token counts: o200k_base from ../shared/tiktoken-cache."""
+    require_tiktoken()
 
 
 @pytest.fixture(autouse=True)

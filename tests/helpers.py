@@ -1,10 +1,44 @@
-"""Small builders of log lines for tests."""
+"""Small builders of log lines for tests, and the guard of tests that read ../shared."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TIKTOKEN_CACHE = SHARED / "tiktoken-cache"
+# Set by .ci/run where ../shared is laid beside the repo: a test that needs it then fails instead
+# of skipping, so CI never passes with the real-data checks silently left out.
+REQUIRE_SHARED = "ADVISOR_REQUIRE_SHARED"
+
+
+def missing_shared(what: str) -> NoReturn:
+    """Skip a test whose data is not beside this clone, naming it; fail under CI's guard."""
+    message = f"needs {what}, absent here (../shared beside the repo; see README, Development)"
+    if os.environ.get(REQUIRE_SHARED):
+        pytest.fail(f"{message}, but {REQUIRE_SHARED} is set")
+    pytest.skip(message)
+
+
+def require_shared(path: Path, what: str) -> Path:
+    """`path` under ../shared, or a skip (a failure under CI's guard) naming what is missing."""
+    if not path.exists():
+        missing_shared(f"{what} at {path}")
+    return path
+
+
+def require_tiktoken() -> None:
+    """Exact counts need o200k_base offline: ../shared/tiktoken-cache as TIKTOKEN_CACHE_DIR."""
+    from advisor import tokens
+
+    tokens.get_encoding.cache_clear()
+    if not tokens.encoding_available("o200k_base"):
+        missing_shared(f"tiktoken's o200k_base encoding in {TIKTOKEN_CACHE}")
+    tokens.get_encoding.cache_clear()
 
 
 def openai_line(

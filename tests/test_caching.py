@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import anthropic_line, openai_line, write_jsonl
+from helpers import anthropic_line, openai_line, require_tiktoken, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,9 +29,7 @@ STABLE = " ".join(f"Rule {i}: answer politely and cite policy {i}." for i in ran
 
 @pytest.fixture(autouse=True)
 def _tiktoken() -> None:
-    if not tokens.encoding_available("o200k_base"):
-        pytest.fail("o200k_base is not in TIKTOKEN_CACHE_DIR: ../shared/tiktoken-cache missing?")
-    tokens.get_encoding.cache_clear()
+    require_tiktoken()
 
 
 def count(messages: list[dict[str, str]]) -> int:
@@ -381,8 +379,7 @@ def sample() -> Iterator[tuple[Any, dict[str, Any], dict[str, Any]]]:
     """The demo traffic ingested and priced as `advisor analyze` does, and the lever's details."""
     traffic = SAMPLE / "traffic.jsonl.gz"
     assert traffic.is_file(), "sample_logs/traffic.jsonl.gz is missing: run sample_logs/generate.py"
-    if not tokens.encoding_available("o200k_base"):
-        pytest.fail("o200k_base is not in TIKTOKEN_CACHE_DIR: ../shared/tiktoken-cache missing?")
+    require_tiktoken()
     con = store.connect()
     ingest(con, [str(traffic)])
     prices = api.load_price_table()

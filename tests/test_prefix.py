@@ -41,10 +41,7 @@ def reference_hashes(stream: list[int], block: int) -> list[int]:
 
 
 @pytest.fixture
-def enc():
-    if not tokens.encoding_available("o200k_base"):
-        pytest.fail("o200k_base is not in TIKTOKEN_CACHE_DIR: ../shared/tiktoken-cache missing?")
-    tokens.get_encoding.cache_clear()
+def enc(needs_tiktoken: None):
     return tokens.get_encoding("o200k_base")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
+from helpers import SHARED, require_shared
 
 from advisor.pricing import (
     ModelPrice,
@@ -23,10 +24,7 @@ from advisor.pricing import (
     write_prices_yaml,
 )
 
-LITELLM = (
-    Path(__file__).resolve().parents[2]
-    / "shared/data/prices/litellm_model_prices_and_context_window.json"
-)
+LITELLM = SHARED / "data/prices/litellm_model_prices_and_context_window.json"
 RULES = Path(__file__).resolve().parents[1] / "rules"
 TODAY = dt.date(2026, 11, 26)
 needs_litellm = pytest.mark.usefixtures("litellm_file")
@@ -34,13 +32,12 @@ needs_litellm = pytest.mark.usefixtures("litellm_file")
 
 @pytest.fixture
 def litellm_file() -> Path:
-    assert LITELLM.exists(), f"{LITELLM} missing: tests read ../shared/data beside the repo"
-    return LITELLM
+    return require_shared(LITELLM, "LiteLLM's price table")
 
 
 @pytest.fixture(scope="module")
 def imported() -> dict[str, ModelPrice]:
-    assert LITELLM.exists(), f"{LITELLM} missing: tests read ../shared/data beside the repo"
+    require_shared(LITELLM, "LiteLLM's price table")
     return {m.id: m for m in import_litellm(LITELLM, retrieved=TODAY)}
 
 

@@ -55,11 +55,8 @@ def records() -> list[dict[str, Any]]:
     return [json.loads(x) for i, x in enumerate(lines(), 1) if i not in planted]
 
 
-def test_regenerating_gives_byte_identical_files(tmp_path: Path) -> None:
-    from advisor.tokens import encoding_available
-
+def test_regenerating_gives_byte_identical_files(tmp_path: Path, needs_tiktoken: None) -> None:
     # The generator counts tokens with o200k_base, which must load offline (never download).
-    assert encoding_available("o200k_base"), "o200k_base not in TIKTOKEN_CACHE_DIR"
     out, gt = tmp_path / "traffic.jsonl.gz", tmp_path / "ground_truth.json"
     cmd = [sys.executable, str(SAMPLE / "generate.py"), "--out", str(out), "--truth", str(gt)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)

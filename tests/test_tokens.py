@@ -24,14 +24,7 @@ def _ingest(con, tmp_path: Path, rows: list) -> None:
     con.execute("UPDATE requests SET model_key = model")
 
 
-@pytest.fixture
-def tiktoken_or_fail() -> None:
-    if not tokens.encoding_available("o200k_base"):
-        pytest.fail("o200k_base is not in TIKTOKEN_CACHE_DIR: ../shared/tiktoken-cache missing?")
-    tokens.get_encoding.cache_clear()
-
-
-def test_counts_with_the_model_encoding(con, tmp_path: Path, tiktoken_or_fail) -> None:
+def test_counts_with_the_model_encoding(con, tmp_path: Path, needs_tiktoken) -> None:
     import tiktoken
 
     text = "How many tokens does this sentence have, exactly?"
@@ -47,14 +40,14 @@ def test_counts_with_the_model_encoding(con, tmp_path: Path, tiktoken_or_fail) -
                               "tokenized")  # fmt: skip
 
 
-def test_each_distinct_text_is_counted_once(con, tmp_path: Path, tiktoken_or_fail) -> None:
+def test_each_distinct_text_is_counted_once(con, tmp_path: Path, needs_tiktoken) -> None:
     rows = [_no_usage(f"r{i}", "the same question") for i in range(50)]
     _ingest(con, tmp_path, rows)
     tokens.fill_token_counts(con, ENCODINGS)
     assert con.execute("SELECT count(*) FROM text_tokens").fetchone() == (2,)
 
 
-def test_other_providers_are_marked_estimated(con, tmp_path: Path, tiktoken_or_fail) -> None:
+def test_other_providers_are_marked_estimated(con, tmp_path: Path, needs_tiktoken) -> None:
     _ingest(con, tmp_path, [_no_usage("c", "Bonjour", model="claude-sonnet-4-5")])
     fill = tokens.fill_token_counts(con, ENCODINGS)
     assert fill.estimated == 1
