@@ -18,6 +18,7 @@ from advisor import __version__, baseline, store, tokens
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
 from advisor.errors import AdvisorError, InputError
+from advisor.ingest import FORMATS as INPUT_FORMATS
 from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
 from advisor.levers import LeverContext, SimOptions
@@ -26,6 +27,8 @@ from advisor.ruleset import default_rules_dir
 from advisor.simulate import Step, simulate
 
 __all__ = [
+    "INPUT_FORMATS",
+    "REPORT_FORMATS",
     "Analysis",
     "AnalyzeResult",
     "IngestReport",
@@ -52,6 +55,7 @@ ROUTER_FILES = {
     "portkey": "portkey.json",
 }
 EVALSET_DIR = "evalset"
+REPORT_FORMATS = ("html", "md", "json")
 
 
 @dataclass
@@ -255,7 +259,9 @@ def render_report(analysis: Analysis, fmt: str = "html") -> str:
         return render_markdown(analysis)
     if fmt == "json":
         return analysis.to_json()
-    raise AdvisorError(f"unknown report format {fmt!r}", hint="formats: html, md, json")
+    raise AdvisorError(
+        f"unknown report format {fmt!r}", hint="formats: " + ", ".join(REPORT_FORMATS)
+    )
 
 
 # Every column of `export decisions`, in order, with the table it comes from: the store's

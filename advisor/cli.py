@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -33,12 +34,29 @@ out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
 
+
+def _one_of(choices: Sequence[str]) -> Callable[[str], str]:
+    """A parse-time check: a value not among `choices` is a usage error that lists them."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of: {', '.join(choices)}")
+        return value
+
+    return check
+
+
 # Options shared by several commands, defined once.
 LogsArg = Annotated[list[str], typer.Argument(help="Log files, folders or globs (.gz ok).")]
 OutputDir = Annotated[Path, typer.Option("-o", "--output", help="Output folder.")]
 DbOpt = Annotated[Path, typer.Option("--db", help="DuckDB store file.")]
 FormatOpt = Annotated[
-    str, typer.Option("--format", help="Input format: auto|jsonl|openai|anthropic|csv|parquet.")
+    str,
+    typer.Option(
+        "--format",
+        callback=_one_of(api.INPUT_FORMATS),
+        help="Input format: " + "|".join(api.INPUT_FORMATS) + ".",
+    ),
 ]
 MapOpt = Annotated[
     list[str] | None,
@@ -52,15 +70,14 @@ RulesOpt = Annotated[Path | None, typer.Option("--rules-dir", help="Use rules fr
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
 
 
-def _parse_map(items: list[str] | None) -> dict[str, str]:
+def _pairs(items: list[str] | None, option: str, shape: str) -> dict[str, str]:
+    """`option NAME=VALUE` values as a dict; a malformed one is a usage error naming `option`."""
     mapping = {}
     for item in items or []:
-        field, sep, column = item.partition("=")
-        if not sep or not field or not column:
-            raise AdvisorError(
-                f"--map {item!r}: expected FIELD=COLUMN", hint="e.g. --map ts=TIMESTAMP"
-            )
-        mapping[field.strip()] = column.strip()
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise typer.BadParameter(f"{item!r}: expected {shape}", param_hint=f"'{option}'")
+        mapping[name.strip()] = value.strip()
     return mapping
 
 
@@ -145,7 +162,7 @@ def analyze(
     options = api.SimOptions(
         cache_ttl_seconds=cache_ttl,
         offline_features=tuple(offline_feature or ()),
-        deployments=_parse_map(deployment),
+        deployments=_pairs(deployment, "--deployment", "NAME=MODEL"),
     )
     bar, update, step = _progress()
     with bar:
@@ -154,7 +171,7 @@ def analyze(
             out_dir=output,
             db=db,
             fmt=fmt,
-            mapping=_parse_map(map_),
+            mapping=_pairs(map_, "--map", "FIELD=COLUMN"),
             model=model,
             prices_files=prices or (),
             rules_dir=rules_dir,
@@ -190,7 +207,12 @@ def ingest(
     bar, update, _ = _progress()
     with bar:
         report = api.ingest(
-            logs, db, fmt=fmt, mapping=_parse_map(map_), model=model, progress=update
+            logs,
+            db,
+            fmt=fmt,
+            mapping=_pairs(map_, "--map", "FIELD=COLUMN"),
+            model=model,
+            progress=update,
         )
     reasons = api.quarantine_reasons(db) if report.totals.quarantined else []
     rows = [
@@ -220,7 +242,12 @@ def ingest(
 @app.command()
 def report(
     analysis_file: Annotated[Path, typer.Argument(help="An analysis.json.")],
-    fmt: Annotated[str, typer.Option("--format", help="html|md|json.")] = "html",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", callback=_one_of(api.REPORT_FORMATS), help="|".join(api.REPORT_FORMATS)
+        ),
+    ] = "html",
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
     ] = None,
@@ -288,7 +315,12 @@ def export_decisions(
 
 @export_app.command("router")
 def export_router(
-    fmt: Annotated[str, typer.Option("--format", help="generic|litellm|portkey.")] = "generic",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", callback=_one_of(tuple(api.ROUTER_FILES)), help="|".join(api.ROUTER_FILES)
+        ),
+    ] = "generic",
     db: DbOpt = Path("advisor-out/advisor.duckdb"),
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
