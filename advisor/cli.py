@@ -16,8 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 
 from advisor import __version__, api
 from advisor.errors import AdvisorError
-from advisor.report.console import TOP_REASONS
-from advisor.report.fmt import printable
+from advisor.report.console import TOP_REASONS, literal
 
 app = typer.Typer(
     help="advisor: replay your LLM traffic logs under cheaper policies and price every one.",
@@ -87,7 +86,7 @@ def _emit(text: str, output: Path | None) -> None:
         sys.stdout.write(text)
     else:
         output.write_text(text, encoding="utf-8")
-        err.print(f"wrote {escape(str(output))}")
+        err.print(f"wrote {literal(str(output))}")
 
 
 def _progress() -> tuple[Progress, api.Progress, api.Step]:
@@ -104,14 +103,14 @@ def _progress() -> tuple[Progress, api.Progress, api.Step]:
 
     def update(path: str, lines: int) -> None:
         if path not in tasks:
-            tasks[path] = bar.add_task(f"reading {Path(path).name}")
-        bar.update(tasks[path], description=f"reading {escape(Path(path).name)}: {lines:,} lines")
+            tasks[path] = bar.add_task(f"reading {literal(Path(path).name)}")
+        bar.update(tasks[path], description=f"reading {literal(Path(path).name)}: {lines:,} lines")
 
     def step(what: str) -> None:  # one line at a time: the stage running now, with its clock
         for task in tasks.values():
             bar.remove_task(task)
         tasks.clear()
-        tasks[what] = bar.add_task(escape(what))
+        tasks[what] = bar.add_task(literal(what))
 
     return bar, update, step
 
@@ -186,7 +185,7 @@ def analyze(
 
         render_console(result.analysis, out)
         for name, path in result.files.items():
-            out.print(f"[dim]{name}:[/dim] {escape(str(path))}")
+            out.print(f"[dim]{name}:[/dim] {literal(str(path))}")
     if strict and result.problems:
         raise AdvisorError("--strict: " + "; ".join(result.problems))
 
@@ -229,14 +228,14 @@ def ingest(
         return
     for row in rows:
         out.print(
-            f"{escape(str(row['file']))} ({row['format']}): {row['rows']:,} rows, "
+            f"{literal(str(row['file']))} ({row['format']}): {row['rows']:,} rows, "
             f"{row['ingested']:,} new, {row['duplicates']:,} already present, "
             f"{row['quarantined']:,} quarantined"
         )
         for r in row["quarantine"][:TOP_REASONS]:  # the rest: `advisor analyze` or the store
             where = f"line {r['first_line']:,}" + (f", {r['field']}" if r["field"] else "")
-            said = printable(f"{where}: {r['reason']}")
-            out.print(f"  {escape(said)} ({r['rows']:,} rows)")
+            said = literal(f"{where}: {r['reason']}")
+            out.print(f"  {said} ({r['rows']:,} rows)")
 
 
 @app.command()
@@ -287,7 +286,7 @@ def diff(
             money = "cost" in change.name or "saving" in change.name
             show = (lambda d: fmt.money(d, result.currency)) if money else (lambda d: f"{d:,}")
             grid.add_row(
-                change.name, show(change.old), show(change.new),
+                literal(change.name), show(change.old), show(change.new),
                 f"{show(change.delta)} ({fmt.pct(change.share)})",
             )  # fmt: skip
         out.print(grid)
@@ -310,7 +309,7 @@ def export_decisions(
     Example: advisor export decisions --db advisor-out/advisor.duckdb -o decisions.csv
     """
     count = api.export_decisions(db, output)
-    err.print(f"wrote {count:,} rows to {escape(str(output))}")
+    err.print(f"wrote {count:,} rows to {literal(str(output))}")
 
 
 @export_app.command("router")
@@ -352,7 +351,7 @@ def export_evalset(
     """
     paths = api.export_evalset(db, output, per_stratum=per_stratum, seed=seed)
     for path in paths:
-        err.print(f"wrote {escape(str(path))}")
+        err.print(f"wrote {literal(str(path))}")
 
 
 @prices_app.command("list")
@@ -381,7 +380,7 @@ def prices_list(
 
     grid = Table("model", "provider", "input", "cached input", "output", title="USD per 1M tokens")
     for row in rows:
-        grid.add_row(*(escape("" if v is None else str(v)) for v in row.values()))
+        grid.add_row(*(literal("" if v is None else str(v)) for v in row.values()))
     out.print(grid)
 
 
@@ -423,7 +422,7 @@ def prices_import(
 
     models = import_litellm(litellm_file)
     write_prices_yaml(models, output)
-    err.print(f"wrote {len(models):,} models to {escape(str(output))}; use it with --prices")
+    err.print(f"wrote {len(models):,} models to {literal(str(output))}; use it with --prices")
 
 
 def _debug_flag(args: list[str]) -> tuple[bool, list[str]]:
@@ -442,9 +441,9 @@ def main() -> None:
     except AdvisorError as exc:
         if _state["debug"]:
             traceback.print_exc()
-        err.print(f"[bold red]error:[/bold red] {escape(exc.message)}")
+        err.print(f"[bold red]error:[/bold red] {literal(exc.message)}")
         if exc.hint:
-            err.print(f"[dim]hint:[/dim] {escape(exc.hint)}")
+            err.print(f"[dim]hint:[/dim] {literal(exc.hint)}")
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

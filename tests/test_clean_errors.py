@@ -375,7 +375,7 @@ def test_a_hostile_file_name_is_printed_inert(
     assert code == 0, err
     _assert_inert(out + err)
     missing = tmp_path / f"{_OSC8}[bold red]x-missing.jsonl"
-    code, out, err = cli(capsys, "analyze", str(missing), "-o", str(tmp_path / "o"))
+    code, out, err = cli(capsys, "analyze", str(missing), "-o", str(tmp_path / "o-missing"))
     assert code == 1
     _assert_inert(err)
     db, csv_out = tmp_path / "o" / "advisor.duckdb", tmp_path / f"{_OSC8}[bold red]x.csv"
