@@ -441,9 +441,9 @@ def main() -> None:
     except AdvisorError as exc:
         if _state["debug"]:
             traceback.print_exc()
-        err.print(f"[bold red]error:[/bold red] {literal(exc.message)}")
+        err.print(f"[bold red]error:[/bold red] {literal(exc.message, keep_layout=True)}")
         if exc.hint:
-            err.print(f"[dim]hint:[/dim] {literal(exc.hint)}")
+            err.print(f"[dim]hint:[/dim] {literal(exc.hint, keep_layout=True)}")
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

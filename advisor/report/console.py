@@ -185,10 +185,11 @@ def _recommendations(a: Analysis, console: Console) -> None:
         console.print(f"   {literal(r.action)}")
 
 
-def literal(value: str | None) -> str:
+def literal(value: str | None, *, keep_layout: bool = False) -> str:
     """A log string or a file name as literal terminal text: no markup, no control or bidi
-    characters obeyed. Every such string that reaches the terminal goes through here."""
-    return escape(fmt.printable(fmt.text(value)))
+    characters obeyed (newlines and tabs too, unless `keep_layout`). Every such string that
+    reaches the terminal goes through here."""
+    return escape(fmt.printable(fmt.text(value), keep_layout=keep_layout))
 
 
 def _money(a: Analysis, amount: Decimal) -> str:
