@@ -11,7 +11,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from advisor.errors import AdvisorError
 
@@ -177,16 +184,26 @@ def json_schema() -> dict[str, Any]:
 
 def load_analysis(path: Path) -> Analysis:
     """Read an analysis.json, refusing other schema versions and currencies we cannot mix."""
+    hint = "give the analysis.json that `advisor analyze` wrote"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise AdvisorError(f"cannot read {path}: {exc.strerror}") from exc
     except json.JSONDecodeError as exc:
-        raise AdvisorError(f"{path}: not JSON (line {exc.lineno}): {exc.msg}") from exc
+        raise AdvisorError(f"{path}: not JSON (line {exc.lineno}): {exc.msg}", hint) from exc
+    except UnicodeDecodeError as exc:
+        raise AdvisorError(f"{path}: not UTF-8 text (byte {exc.start})", hint) from None
+    except RecursionError:  # the decoder recurses once per level
+        raise AdvisorError(f"{path}: not an analysis: nested too deeply", hint) from None
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version != SCHEMA_VERSION:
         raise AdvisorError(
             f"{path}: schema_version {version!r}; this advisor reads {SCHEMA_VERSION}",
             hint="re-run `advisor analyze` with this version",
         )
-    return Analysis.model_validate(data)
+    try:
+        return Analysis.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise AdvisorError(f"{path}: not an analysis: {where}: {first['msg']}", hint) from None

@@ -18,6 +18,7 @@ from advisor import __version__, baseline, store, tokens
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
 from advisor.errors import AdvisorError, InputError
+from advisor.ingest import FORMATS as INPUT_FORMATS
 from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
 from advisor.levers import LeverContext, SimOptions
@@ -26,6 +27,8 @@ from advisor.ruleset import default_rules_dir
 from advisor.simulate import Step, simulate
 
 __all__ = [
+    "INPUT_FORMATS",
+    "REPORT_FORMATS",
     "Analysis",
     "AnalyzeResult",
     "IngestReport",
@@ -52,6 +55,7 @@ ROUTER_FILES = {
     "portkey": "portkey.json",
 }
 EVALSET_DIR = "evalset"
+REPORT_FORMATS = ("html", "md", "json")
 
 
 @dataclass
@@ -255,7 +259,9 @@ def render_report(analysis: Analysis, fmt: str = "html") -> str:
         return render_markdown(analysis)
     if fmt == "json":
         return analysis.to_json()
-    raise AdvisorError(f"unknown report format {fmt!r}", hint="formats: html, md, json")
+    raise AdvisorError(
+        f"unknown report format {fmt!r}", hint="formats: " + ", ".join(REPORT_FORMATS)
+    )
 
 
 # Every column of `export decisions`, in order, with the table it comes from: the store's
@@ -308,6 +314,20 @@ def export_evalset(db: Path, out_dir: Path, *, per_stratum: int = 10, seed: int 
         con.close()
 
 
+def _formulas_inert(con: duckdb.DuckDBPyConnection, query: str) -> str:
+    """`query` (ordered by ts, request_id) for a CSV file: a text cell that a spreadsheet would
+    run as a formula (starting with = + - @ tab or CR, OWASP's CSV injection list) gets a leading
+    quote, which spreadsheets read as "this is text". Numbers and times are left alone."""
+    cells = [
+        f"CASE WHEN regexp_matches(d.{name}, '^[=+@\\t\\r-]') THEN '''' || d.{name} "
+        f"ELSE d.{name} END AS {name}"
+        if kind == "VARCHAR"
+        else f"d.{name}"
+        for name, kind, *_ in con.execute(f"DESCRIBE {query}").fetchall()
+    ]
+    return f"SELECT {', '.join(cells)} FROM ({query}) AS d ORDER BY d.ts, d.request_id"
+
+
 def export_decisions(db: Path, output: Path) -> int:
     """One row per request: the audit trail behind every figure (Parquet or CSV by extension)."""
     con = _analysed_store(db)
@@ -327,6 +347,8 @@ def export_decisions(db: Path, output: Path) -> int:
         output = Path(output)
         output.parent.mkdir(parents=True, exist_ok=True)
         kind = "PARQUET" if output.suffix == ".parquet" else "CSV, HEADER"
+        if kind != "PARQUET":
+            query = _formulas_inert(con, query)
         con.execute(
             f"COPY ({query}) TO '{str(output).replace(chr(39), chr(39) * 2)}' ({'FORMAT ' + kind})"
         )

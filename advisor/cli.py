@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -15,8 +16,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 
 from advisor import __version__, api
 from advisor.errors import AdvisorError
-from advisor.report.console import TOP_REASONS
-from advisor.report.fmt import printable
+from advisor.report.console import TOP_REASONS, literal
 
 app = typer.Typer(
     help="advisor: replay your LLM traffic logs under cheaper policies and price every one.",
@@ -33,12 +33,29 @@ out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
 
+
+def _one_of(choices: Sequence[str]) -> Callable[[str], str]:
+    """A parse-time check: a value not among `choices` is a usage error that lists them."""
+
+    def check(value: str) -> str:
+        if value not in choices:
+            raise typer.BadParameter(f"{value!r} is not one of: {', '.join(choices)}")
+        return value
+
+    return check
+
+
 # Options shared by several commands, defined once.
 LogsArg = Annotated[list[str], typer.Argument(help="Log files, folders or globs (.gz ok).")]
 OutputDir = Annotated[Path, typer.Option("-o", "--output", help="Output folder.")]
 DbOpt = Annotated[Path, typer.Option("--db", help="DuckDB store file.")]
 FormatOpt = Annotated[
-    str, typer.Option("--format", help="Input format: auto|jsonl|openai|anthropic|csv|parquet.")
+    str,
+    typer.Option(
+        "--format",
+        callback=_one_of(api.INPUT_FORMATS),
+        help="Input format: " + "|".join(api.INPUT_FORMATS) + ".",
+    ),
 ]
 MapOpt = Annotated[
     list[str] | None,
@@ -52,15 +69,14 @@ RulesOpt = Annotated[Path | None, typer.Option("--rules-dir", help="Use rules fr
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
 
 
-def _parse_map(items: list[str] | None) -> dict[str, str]:
+def _pairs(items: list[str] | None, option: str, shape: str) -> dict[str, str]:
+    """`option NAME=VALUE` values as a dict; a malformed one is a usage error naming `option`."""
     mapping = {}
     for item in items or []:
-        field, sep, column = item.partition("=")
-        if not sep or not field or not column:
-            raise AdvisorError(
-                f"--map {item!r}: expected FIELD=COLUMN", hint="e.g. --map ts=TIMESTAMP"
-            )
-        mapping[field.strip()] = column.strip()
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise typer.BadParameter(f"{item!r}: expected {shape}", param_hint=f"'{option}'")
+        mapping[name.strip()] = value.strip()
     return mapping
 
 
@@ -70,7 +86,7 @@ def _emit(text: str, output: Path | None) -> None:
         sys.stdout.write(text)
     else:
         output.write_text(text, encoding="utf-8")
-        err.print(f"wrote {escape(str(output))}")
+        err.print(f"wrote {literal(str(output))}")
 
 
 def _progress() -> tuple[Progress, api.Progress, api.Step]:
@@ -87,14 +103,14 @@ def _progress() -> tuple[Progress, api.Progress, api.Step]:
 
     def update(path: str, lines: int) -> None:
         if path not in tasks:
-            tasks[path] = bar.add_task(f"reading {Path(path).name}")
-        bar.update(tasks[path], description=f"reading {escape(Path(path).name)}: {lines:,} lines")
+            tasks[path] = bar.add_task(f"reading {literal(Path(path).name)}")
+        bar.update(tasks[path], description=f"reading {literal(Path(path).name)}: {lines:,} lines")
 
     def step(what: str) -> None:  # one line at a time: the stage running now, with its clock
         for task in tasks.values():
             bar.remove_task(task)
         tasks.clear()
-        tasks[what] = bar.add_task(escape(what))
+        tasks[what] = bar.add_task(literal(what))
 
     return bar, update, step
 
@@ -145,7 +161,7 @@ def analyze(
     options = api.SimOptions(
         cache_ttl_seconds=cache_ttl,
         offline_features=tuple(offline_feature or ()),
-        deployments=_parse_map(deployment),
+        deployments=_pairs(deployment, "--deployment", "NAME=MODEL"),
     )
     bar, update, step = _progress()
     with bar:
@@ -154,7 +170,7 @@ def analyze(
             out_dir=output,
             db=db,
             fmt=fmt,
-            mapping=_parse_map(map_),
+            mapping=_pairs(map_, "--map", "FIELD=COLUMN"),
             model=model,
             prices_files=prices or (),
             rules_dir=rules_dir,
@@ -169,7 +185,7 @@ def analyze(
 
         render_console(result.analysis, out)
         for name, path in result.files.items():
-            out.print(f"[dim]{name}:[/dim] {escape(str(path))}")
+            out.print(f"[dim]{name}:[/dim] {literal(str(path))}")
     if strict and result.problems:
         raise AdvisorError("--strict: " + "; ".join(result.problems))
 
@@ -190,7 +206,12 @@ def ingest(
     bar, update, _ = _progress()
     with bar:
         report = api.ingest(
-            logs, db, fmt=fmt, mapping=_parse_map(map_), model=model, progress=update
+            logs,
+            db,
+            fmt=fmt,
+            mapping=_pairs(map_, "--map", "FIELD=COLUMN"),
+            model=model,
+            progress=update,
         )
     reasons = api.quarantine_reasons(db) if report.totals.quarantined else []
     rows = [
@@ -207,20 +228,25 @@ def ingest(
         return
     for row in rows:
         out.print(
-            f"{escape(str(row['file']))} ({row['format']}): {row['rows']:,} rows, "
+            f"{literal(str(row['file']))} ({row['format']}): {row['rows']:,} rows, "
             f"{row['ingested']:,} new, {row['duplicates']:,} already present, "
             f"{row['quarantined']:,} quarantined"
         )
         for r in row["quarantine"][:TOP_REASONS]:  # the rest: `advisor analyze` or the store
             where = f"line {r['first_line']:,}" + (f", {r['field']}" if r["field"] else "")
-            said = printable(f"{where}: {r['reason']}")
-            out.print(f"  {escape(said)} ({r['rows']:,} rows)")
+            said = literal(f"{where}: {r['reason']}")
+            out.print(f"  {said} ({r['rows']:,} rows)")
 
 
 @app.command()
 def report(
     analysis_file: Annotated[Path, typer.Argument(help="An analysis.json.")],
-    fmt: Annotated[str, typer.Option("--format", help="html|md|json.")] = "html",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", callback=_one_of(api.REPORT_FORMATS), help="|".join(api.REPORT_FORMATS)
+        ),
+    ] = "html",
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
     ] = None,
@@ -260,7 +286,7 @@ def diff(
             money = "cost" in change.name or "saving" in change.name
             show = (lambda d: fmt.money(d, result.currency)) if money else (lambda d: f"{d:,}")
             grid.add_row(
-                change.name, show(change.old), show(change.new),
+                literal(change.name), show(change.old), show(change.new),
                 f"{show(change.delta)} ({fmt.pct(change.share)})",
             )  # fmt: skip
         out.print(grid)
@@ -283,12 +309,17 @@ def export_decisions(
     Example: advisor export decisions --db advisor-out/advisor.duckdb -o decisions.csv
     """
     count = api.export_decisions(db, output)
-    err.print(f"wrote {count:,} rows to {escape(str(output))}")
+    err.print(f"wrote {count:,} rows to {literal(str(output))}")
 
 
 @export_app.command("router")
 def export_router(
-    fmt: Annotated[str, typer.Option("--format", help="generic|litellm|portkey.")] = "generic",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", callback=_one_of(tuple(api.ROUTER_FILES)), help="|".join(api.ROUTER_FILES)
+        ),
+    ] = "generic",
     db: DbOpt = Path("advisor-out/advisor.duckdb"),
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
@@ -320,7 +351,7 @@ def export_evalset(
     """
     paths = api.export_evalset(db, output, per_stratum=per_stratum, seed=seed)
     for path in paths:
-        err.print(f"wrote {escape(str(path))}")
+        err.print(f"wrote {literal(str(path))}")
 
 
 @prices_app.command("list")
@@ -349,7 +380,7 @@ def prices_list(
 
     grid = Table("model", "provider", "input", "cached input", "output", title="USD per 1M tokens")
     for row in rows:
-        grid.add_row(*(escape("" if v is None else str(v)) for v in row.values()))
+        grid.add_row(*(literal("" if v is None else str(v)) for v in row.values()))
     out.print(grid)
 
 
@@ -391,7 +422,7 @@ def prices_import(
 
     models = import_litellm(litellm_file)
     write_prices_yaml(models, output)
-    err.print(f"wrote {len(models):,} models to {escape(str(output))}; use it with --prices")
+    err.print(f"wrote {len(models):,} models to {literal(str(output))}; use it with --prices")
 
 
 def _debug_flag(args: list[str]) -> tuple[bool, list[str]]:
@@ -410,9 +441,9 @@ def main() -> None:
     except AdvisorError as exc:
         if _state["debug"]:
             traceback.print_exc()
-        err.print(f"[bold red]error:[/bold red] {escape(exc.message)}")
+        err.print(f"[bold red]error:[/bold red] {literal(exc.message, keep_layout=True)}")
         if exc.hint:
-            err.print(f"[dim]hint:[/dim] {escape(exc.hint)}")
+            err.print(f"[dim]hint:[/dim] {literal(exc.hint, keep_layout=True)}")
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

@@ -550,7 +550,7 @@ def import_litellm(path: Path, retrieved: dt.date | None = None) -> list[ModelPr
     """
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
         raise RuleError(f"cannot read LiteLLM price file {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise RuleError(f"{path}: expected a JSON object of model entries")

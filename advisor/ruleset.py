@@ -37,8 +37,12 @@ def read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RuleError(f"cannot read rules file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise RuleError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise RuleError(f"{path}: not valid YAML: {exc}") from exc
+    except RecursionError:  # the parser recurses once per level
+        raise RuleError(f"{path}: not valid rules: nested too deeply") from None
     if not isinstance(data, dict):
         raise RuleError(f"{path}: expected a mapping at the top level")
     version = data.get("schema_version")

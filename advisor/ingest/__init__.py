@@ -18,7 +18,7 @@ import duckdb
 
 from advisor.errors import InputError, UnreadableFile
 from advisor.ingest import tabular
-from advisor.ingest.files import expand_paths, head_bytes
+from advisor.ingest.files import check_readable, expand_paths, head_bytes
 from advisor.ingest.jsonl import Progress, ingest_jsonl
 from advisor.ingest.load import LoadCounts, quarantine_line
 
@@ -67,19 +67,25 @@ def detect_format(path: Path) -> str:
     return "jsonl"
 
 
-def _ingest_table(
+def _ingest_file(
     con: duckdb.DuckDBPyConnection,
     path: Path,
     fmt: str,
     mapping: Mapping[str, str],
     model: str | None,
-) -> LoadCounts:
-    if path.stat().st_size == 0:
-        return LoadCounts()
+    progress: Progress | None,
+) -> tuple[str, LoadCounts]:
+    """One file's format and counts; a file that cannot be read at all is one quarantine row."""
     try:
-        return tabular.ingest_table(con, path, fmt, mapping, model)
-    except UnreadableFile as error:  # a corrupt file among good ones: the others still count
-        return quarantine_line(con, str(path), 1, error.reason)
+        check_readable(path)
+        fmt = detect_format(path) if fmt == "auto" else fmt
+        if fmt not in ("csv", "parquet"):
+            return fmt, ingest_jsonl(con, path, fmt, model, progress)
+        if path.stat().st_size == 0:
+            return fmt, LoadCounts()
+        return fmt, tabular.ingest_table(con, path, fmt, mapping, model)
+    except UnreadableFile as error:  # among good files: the others still count
+        return fmt, quarantine_line(con, str(path), 1, error.reason)
 
 
 def ingest(
@@ -102,11 +108,7 @@ def ingest(
         con.execute(f"SET memory_limit = '{budget}'")
     try:
         for path in expand_paths(patterns):
-            file_fmt = detect_format(path) if fmt == "auto" else fmt
-            if file_fmt in ("csv", "parquet"):
-                counts = _ingest_table(con, path, file_fmt, mapping or {}, model)
-            else:
-                counts = ingest_jsonl(con, path, file_fmt, model, progress)
+            file_fmt, counts = _ingest_file(con, path, fmt, mapping or {}, model, progress)
             report.files.append(FileReport(str(path), file_fmt, counts))
         con.execute("CHECKPOINT")
     finally:

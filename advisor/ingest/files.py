@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import gzip
 import mmap
+import os
 import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,17 +15,19 @@ from typing import BinaryIO
 import numpy as np
 import pyarrow as pa
 
-from advisor.errors import InputError
+from advisor.errors import InputError, UnreadableFile
 
 LOG_SUFFIXES = (".jsonl", ".json", ".ndjson", ".csv", ".tsv", ".parquet", ".gz")
 
 
 def expand_paths(patterns: Sequence[str]) -> list[Path]:
-    """Files named by paths, folders (their log files) and globs; sorted, each once."""
+    """Files named by paths, folders (their log files) and globs; sorted, each once. A folder
+    that cannot be listed is listed too: reading it says why (see `check_readable`)."""
     found: dict[Path, None] = {}
     for pattern in patterns:
         path = Path(pattern)
-        if any(ch in pattern for ch in "*?["):
+        # a name holding glob characters is a glob only when nothing has that literal name
+        if any(ch in pattern for ch in "*?[") and not os.path.lexists(pattern):
             matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
             if not matches:
                 raise InputError(f"no file matches {pattern!r}")
@@ -32,9 +35,8 @@ def expand_paths(patterns: Sequence[str]) -> list[Path]:
                 if match.is_file():
                     found[match.resolve()] = None
         elif path.is_dir():
-            for child in sorted(path.rglob("*")):
-                if child.is_file() and child.name.endswith(LOG_SUFFIXES):
-                    found[child.resolve()] = None
+            for child in _folder_files(path):
+                found[child.resolve()] = None
         elif path.is_file():
             found[path.resolve()] = None
         else:
@@ -42,6 +44,31 @@ def expand_paths(patterns: Sequence[str]) -> list[Path]:
     if not found:
         raise InputError("no log files found in " + ", ".join(patterns))
     return list(found)
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """The log files under a folder, and the folders under it that cannot be listed."""
+    found: list[Path] = []
+
+    def unlistable(error: OSError) -> None:
+        found.append(Path(error.filename or folder))
+
+    for root, _, names in os.walk(folder, onerror=unlistable):
+        found += [Path(root, n) for n in names if n.endswith(LOG_SUFFIXES)]
+    return sorted(p for p in found if p.is_file() or p.is_dir())
+
+
+def check_readable(path: Path) -> None:
+    """Raise UnreadableFile saying why a file cannot be opened or a folder cannot be listed."""
+    try:
+        if path.is_dir():
+            os.scandir(path).close()
+        else:
+            with path.open("rb") as fh:
+                fh.read(1)
+    except OSError as error:
+        what = "cannot list folder" if path.is_dir() else "cannot be read"
+        raise UnreadableFile(str(path), f"{what}: {error.strerror or error}") from None
 
 
 def is_gzip(path: Path) -> bool:

@@ -97,11 +97,12 @@ def ingest_table(
         if kind == "csv":
             _stage_rejects(con)
 
-    unreadable = (duckdb.IOException, duckdb.InvalidInputException)
     try:
         stage()
         truncated = False
-    except unreadable as error:
+    except duckdb.Error as error:
+        if isinstance(error, _NOT_THE_FILE):
+            raise
         if not is_gzip(path):
             raise _unreadable(path, kind, error) from None
         with tempfile.TemporaryDirectory() as folder:  # what the damaged stream still holds
@@ -114,7 +115,9 @@ def ingest_table(
             _drop_cut_line(copy)  # a CSV line cut short may still parse, with a wrong value
             try:
                 stage(read_from=copy)
-            except unreadable as again:
+            except duckdb.Error as again:
+                if isinstance(again, _NOT_THE_FILE):
+                    raise
                 raise _unreadable(path, kind, again, copy) from None
     # the last line read, the header at least (load_staged drops the rows it does not store)
     last = scalar(con, "SELECT max(source_line) FROM _staged") if truncated else None
@@ -138,6 +141,18 @@ def _drop_cut_line(path: Path) -> None:
                 return
             pos = start
         fh.truncate(0)
+
+
+# What DuckDB raises that is not about the file's bytes: our own SQL (binder, catalog, parser),
+# an interrupt, no memory left, or a database that can no longer be used. Everything else a
+# reader raises (I/O, invalid input, a bare Error from a damaged footer or page, a value that
+# does not convert, an encoding it does not support) means the file is not readable as `kind`.
+_NOT_THE_FILE = (
+    duckdb.BinderException, duckdb.CatalogException, duckdb.ParserException,
+    duckdb.SyntaxException, duckdb.InterruptException, duckdb.OutOfMemoryException,
+    duckdb.FatalException, duckdb.InternalException, duckdb.TransactionException,
+    duckdb.ConnectionException,
+)  # fmt: skip
 
 
 def _unreadable(

@@ -34,8 +34,8 @@ def render_console(analysis: Analysis, console: Console) -> None:
 def _header(a: Analysis, console: Console) -> None:
     period = f"{a.period.start or 'unknown start'} to {a.period.end or 'unknown end'}"
     console.print(
-        f"[bold]LLM spend and savings[/bold]  {_t(period)} "
-        f"({fmt.number(a.period.days)} days, {_t(a.currency)})"
+        f"[bold]LLM spend and savings[/bold]  {literal(period)} "
+        f"({fmt.number(a.period.days)} days, {literal(a.currency)})"
     )
     console.print(
         f"Spend [bold]{_money(a, a.baseline.cost)}[/bold] · combined saving "
@@ -59,7 +59,7 @@ def _coverage(a: Analysis, console: Console) -> None:
     for q in reasons[:TOP_REASONS]:
         field = f"field {q.field}" if q.field else "no field"
         console.print(
-            f"  {_t(q.file)}:{q.first_line}  {_t(field)}: {_t(q.reason)}"
+            f"  {literal(q.file)}:{q.first_line}  {literal(field)}: {literal(q.reason)}"
             f"  ({fmt.count(q.rows)} rows)"
         )
     if len(reasons) > TOP_REASONS:
@@ -70,19 +70,19 @@ def _coverage(a: Analysis, console: Console) -> None:
             "not in any total):"
         )
         for u in sorted(cov.unpriced_models, key=lambda u: (-u.requests, u.model)):
-            provider = f" ({_t(u.provider)})" if u.provider else ""
-            console.print(f"  {_t(u.model)}{provider}  {fmt.count(u.requests)} requests")
+            provider = f" ({literal(u.provider)})" if u.provider else ""
+            console.print(f"  {literal(u.model)}{provider}  {fmt.count(u.requests)} requests")
     src = cov.token_source
     console.print(
         f"Token counts: logged {fmt.count(src.logged)} · tokenized {fmt.count(src.tokenized)}"
         f" · estimated {fmt.count(src.estimated)} · unbilled {fmt.count(src.unbilled)}"
-        f"  (tokenizer: {_t(cov.tokenizer)})"
+        f"  (tokenizer: {literal(cov.tokenizer)})"
     )
     warning = fmt.estimated_warning(cov)
     if warning:
-        console.print(f"[bold yellow]Warning:[/bold yellow] {_t(warning)}")
+        console.print(f"[bold yellow]Warning:[/bold yellow] {literal(warning)}")
     for note in cov.notes:
-        console.print(f"  note: {_t(note)}")
+        console.print(f"  note: {literal(note)}")
 
 
 def _spend(a: Analysis, console: Console) -> None:
@@ -101,7 +101,7 @@ def _cost_table(a: Analysis, title: str, name: str, rows: list[CostRow], width: 
     ranked = sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key)))
     cells = [
         [
-            _t(fmt.text(r.key)),
+            literal(fmt.text(r.key)),
             fmt.count(r.requests),
             fmt.tokens(r.input_tokens),
             fmt.tokens(r.output_tokens),
@@ -153,7 +153,7 @@ def _levers(a: Analysis, console: Console) -> None:
     for i, lever in enumerate(a.levers, start=1):
         table.add_row(
             str(i),
-            _t(lever.title),
+            literal(lever.title),
             _money(a, lever.standalone_saving),
             _money(a, lever.marginal_saving),
             fmt.count(lever.affected_requests),
@@ -179,13 +179,17 @@ def _recommendations(a: Analysis, console: Console) -> None:
         console.print("None.")
         return
     for i, r in enumerate(a.recommendations, start=1):
-        console.print(f"{i}. [bold]{_t(r.title)}[/bold]  {_money(a, r.saving)}  ({_t(r.lever)})")
-        console.print(f"   {_t(r.action)}")
+        console.print(
+            f"{i}. [bold]{literal(r.title)}[/bold]  {_money(a, r.saving)}  ({literal(r.lever)})"
+        )
+        console.print(f"   {literal(r.action)}")
 
 
-def _t(value: str | None) -> str:
-    """A log string as literal terminal text: no markup, no control or bidi characters obeyed."""
-    return escape(fmt.printable(fmt.text(value)))
+def literal(value: str | None, *, keep_layout: bool = False) -> str:
+    """A log string or a file name as literal terminal text: no markup, no control or bidi
+    characters obeyed (newlines and tabs too, unless `keep_layout`). Every such string that
+    reaches the terminal goes through here."""
+    return escape(fmt.printable(fmt.text(value), keep_layout=keep_layout))
 
 
 def _money(a: Analysis, amount: Decimal) -> str:

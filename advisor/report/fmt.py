@@ -33,7 +33,9 @@ _TOKENS_KEY = re.compile(r"tokens")
 
 # C0/C1 controls (terminal escape sequences among them) and bidi overrides (text that reads
 # differently from how it is stored): shown as escapes wherever text is printed, never obeyed.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_UNPRINTABLE = re.compile(f"[\t\n{_CONTROLS}]")
+_UNPRINTABLE_KEEPING_LAYOUT = re.compile(f"[{_CONTROLS}]")
 
 MAX_TABLE_ROWS = 50
 MAX_DEPTH = 6
@@ -137,9 +139,11 @@ def text(value: str | None) -> str:
     return "(none)" if value is None else value
 
 
-def printable(value: str) -> str:
-    """A string for a terminal or plain text: control and bidi characters become visible escapes."""
-    return _UNPRINTABLE.sub(_escape_char, value)
+def printable(value: str, *, keep_layout: bool = False) -> str:
+    """A string for a terminal or plain text: control and bidi characters become visible escapes
+    (newlines and tabs too, unless `keep_layout`: HTML lays them out as spaces)."""
+    pattern = _UNPRINTABLE_KEEPING_LAYOUT if keep_layout else _UNPRINTABLE
+    return pattern.sub(_escape_char, value)
 
 
 def _escape_char(match: re.Match[str]) -> str:

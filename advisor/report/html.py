@@ -1,6 +1,7 @@
 """The HTML report: one self-contained file rendered from an Analysis, with no network at all.
 
-Templates come from `reports/templates/` (jinja2, autoescape on). Charts are altair specs drawn by
+Templates come from `reports/templates/` (jinja2, autoescape on, control characters of every
+printed string shown as escapes). Charts are altair specs drawn by
 vega-embed, whose JavaScript is inlined from vl-convert-python's offline bundle; chart data sits in
 `<script type="application/json">` blocks with every `<`, `>` and `&` escaped, so no string from a
 log can close the block or open markup. A Content-Security-Policy forbids every network fetch.
@@ -29,9 +30,9 @@ MAX_BARS = 15
 _LABEL_LIMIT = 260  # px; longer axis labels are cut with an ellipsis by vega
 _OTHER = "(other)"
 
-_JSON_ESCAPES = {ch: f"\\u{ord(ch):04x}" for ch in "<>&\u2028\u2029"}
 _BUNDLE_SNIPPET = "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
-_JSON_UNSAFE = re.compile("[<>&\u2028\u2029]")
+# JSON escapes C0 controls itself; these it leaves as they are (C1 and DEL among them)
+_JSON_UNSAFE = re.compile("[<>&\u2028\u2029\x7f-\x9f]")
 
 
 def render_html(analysis: Analysis) -> str:
@@ -69,13 +70,22 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=_visible,
     )
+
+
+def _visible(value: Any) -> Any:
+    """What every `{{ }}` prints, before autoescape: the one place log text enters the report,
+    so its control characters (terminal escapes, BEL) are shown as escapes, never written raw."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return fmt.printable(value, keep_layout=True)
+    return value
 
 
 def script_json(data: Any) -> Markup:
     """JSON safe to place inside a <script> element: no '<', '>' or '&' survives unescaped."""
     text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return Markup(_JSON_UNSAFE.sub(lambda m: _JSON_ESCAPES[m.group(0)], text))
+    return Markup(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text))
 
 
 @lru_cache(maxsize=1)
