@@ -217,3 +217,59 @@ def build_period(con: duckdb.DuckDBPyConnection) -> A.Period:
         return A.Period(start=None, end=None, days=0.0)
     days = (end - start).total_seconds() / 86400
     return A.Period(start=start.isoformat() + "Z", end=end.isoformat() + "Z", days=round(days, 4))
+
+
+def price_gaps(con: duckdb.DuckDBPyConnection, table: PriceTable) -> list[str]:
+    """Coverage notes: priced requests whose tokens need a price their model's entry lacks.
+
+    Such tokens are billed by `rates()`'s fallbacks (cache reads at the input price, a tier
+    without prices at standard prices), as a provider without that price would bill them; the
+    note says how many requests that touches, so an incomplete (e.g. imported) table is never
+    silently dearer or cheaper than the traffic's real bill."""
+    rows = con.execute(
+        """SELECT model_key,
+                  count(*) FILTER (WHERE cache_read_tokens > 0),
+                  count(*) FILTER (WHERE cache_write_tokens > cache_write_1h_tokens),
+                  count(*) FILTER (WHERE cache_write_1h_tokens > 0),
+                  count(*) FILTER (WHERE service_tier = 'batch'),
+                  count(*) FILTER (WHERE service_tier = 'flex'),
+                  count(*) FILTER (WHERE service_tier = 'priority'),
+                  count(*)
+           FROM requests WHERE model_key IS NOT NULL GROUP BY model_key ORDER BY model_key"""
+    ).fetchall()
+    gaps: dict[str, tuple[int, list[str]]] = {}
+
+    def gap(what: str, key: str, requests: int) -> None:
+        if requests:
+            n, keys = gaps.setdefault(what, (0, []))
+            gaps[what] = (n + requests, [*keys, key])
+
+    for key, reads, writes, writes_1h, batch, flex, priority, total in rows:
+        model = table.models.get(key)
+        if model is None:
+            continue
+        p, rules = model.prices, table.caching_for(key)
+        surcharge = rules is None or rules.write_surcharge
+        if p.cached_input is None:
+            gap("cache reads billed at the full input price (no cache-read price)", key, reads)
+        if p.cache_write_5m is None and surcharge:
+            gap("cache writes billed at the input price (no cache-write price)", key, writes)
+        if p.cache_write_1h is None and surcharge:
+            gap("1-hour cache writes billed at the 5-minute write price", key, writes_1h)
+        if p.batch_input is None:
+            gap("batch requests billed at standard prices (no batch price)", key, batch)
+        if p.flex_input is None and p.batch_input is None:
+            gap("flex requests billed at standard prices (no flex or batch price)", key, flex)
+        if p.priority_input is None:
+            gap("priority requests billed at standard prices (no priority price)", key, priority)
+        if model.unmodelled:
+            gap(
+                "requests on models whose source lists prices advisor cannot bill as listed"
+                f" ({', '.join(model.unmodelled)})",
+                key,
+                total,
+            )
+    return [
+        f"{n:,} requests: {what}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+        for what, (n, keys) in gaps.items()
+    ]

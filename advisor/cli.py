@@ -387,11 +387,13 @@ def prices_import(
 
     Example: advisor prices import model_prices_and_context_window.json -o prices.yaml
     """
-    from advisor.pricing import import_litellm, write_prices_yaml
+    from advisor.price_import import import_litellm, write_prices_yaml
 
-    models = import_litellm(litellm_file)
-    write_prices_yaml(models, output)
-    err.print(f"wrote {len(models):,} models to {escape(str(output))}; use it with --prices")
+    imported = import_litellm(litellm_file)
+    write_prices_yaml(imported.models, output)
+    for line in imported.summary():
+        err.print(escape(line))
+    err.print(f"wrote {escape(str(output))}; use it with --prices")
 
 
 def _debug_flag(args: list[str]) -> tuple[bool, list[str]]:

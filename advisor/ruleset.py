@@ -59,8 +59,22 @@ def load_model(path: Path, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise RuleError(f"{path}: field {where}: {first['msg']}") from exc
+        raise RuleError(f"{path}: {_where(data, first['loc'])}: {first['msg']}") from exc
+
+
+def _where(data: Any, loc: tuple[int | str, ...]) -> str:
+    """`field models.3.prices.input` named by the entry's id: `models.3 (id 'gpt-4o'): field
+    prices.input`, so that a user finds the entry in a file of thousands."""
+    named, rest = "", loc
+    for i, part in enumerate(loc):
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        if isinstance(part, int) and isinstance(data, dict) and "id" in data:
+            named = f"{'.'.join(map(str, loc[: i + 1]))} (id {data['id']!r}): "
+            rest = loc[i + 1 :]
+    return f"{named}field {'.'.join(map(str, rest))}"
 
 
 def rule_files(rules_dir: Path, kind: str) -> Iterator[Path]:
