@@ -273,3 +273,21 @@ def price_gaps(con: duckdb.DuckDBPyConnection, table: PriceTable) -> list[str]:
         f"{n:,} requests: {what}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
         for what, (n, keys) in gaps.items()
     ]
+
+
+def build_prices(con: duckdb.DuckDBPyConnection, table: PriceTable) -> A.PriceTableIdentity:
+    """The price table's identity: its files, their retrieval dates, its digest, and a digest per
+    model the requests were priced on (so a diff can name the models whose prices changed)."""
+    keys = [k for (k,) in con.execute(
+        "SELECT DISTINCT model_key FROM requests WHERE model_key IS NOT NULL ORDER BY 1"
+    ).fetchall() if k in table.models]  # fmt: skip
+    return A.PriceTableIdentity(
+        sources=[
+            A.PriceSource(
+                name=s.name, kind=s.kind, retrieved=s.retrieved.isoformat(), models=s.models
+            )
+            for s in table.sources
+        ],
+        digest=table.digest(),
+        models={key: table.model_digest(key) for key in keys},
+    )

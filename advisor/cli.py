@@ -264,6 +264,8 @@ def diff(
                 f"{show(change.delta)} ({fmt.pct(change.share)})",
             )  # fmt: skip
         out.print(grid)
+        for note in result.notes:  # e.g. the price table changed: a cause of the difference
+            out.print(escape(note))
     if fail_on_increase is not None and api.increase_exceeds(result, fail_on_increase):
         raise AdvisorError(
             f"cost per priced request rose by more than {fail_on_increase}%",

@@ -503,6 +503,9 @@ def load_prices(rules_dir: Path, extra_files: Sequence[Path] = ()) -> PriceTable
         data = load_model(path, ProviderPrices)
         seen: dict[str, str] = {}
         variants: list[tuple[ModelPrice, str]] = []
+        before = (
+            set() if path in rules else set(table.models)
+        )  # a file's entries never fold together
         for model in data.models:
             for name in {n.lower() for n in (model.id, *model.aliases)}:
                 if (other := seen.setdefault(name, model.id)) != model.id:
@@ -516,8 +519,8 @@ def load_prices(rules_dir: Path, extra_files: Sequence[Path] = ()) -> PriceTable
                 # the same model from another host's list (Vertex's gemini-2.5-flash): it keeps
                 # the provider whose caching and batch rules the table states
                 model = model.model_copy(update={"provider": old.provider})
-            hit = None if path in rules else table.resolve(model.id, model.provider)
-            if hit is not None and hit.how != "exact":
+            hit = table.resolve(model.id, model.provider) if before else None
+            if hit is not None and hit.how != "exact" and hit.key in before:
                 variants.append((model, hit.key))
             else:
                 table.add(model)
