@@ -400,3 +400,116 @@ def test_the_imported_table_prices_the_sample_as_the_curated_one(
     assert levers["tiering"] == {lv.id: lv.standalone_saving for lv in curated.levers}["tiering"]
     assert levers["tiering"] > 0
     assert mine.coverage.priced_requests == curated.coverage.priced_requests
+
+
+def _analyze(tmp_path: Path, name: str, log: Path, *prices: Path):  # type: ignore[no-untyped-def]
+    from advisor import api
+
+    out = tmp_path / name
+    return api.analyze([str(log)], out_dir=out, prices_files=prices, write_report=False)
+
+
+def test_coverage_says_which_requests_need_a_price_the_table_lacks(tmp_path: Path) -> None:
+    """A table without a cache-read price billed logged cache reads at the full input price
+    without a word. Choice: bill them so (as a provider without a cached rate would) and say in
+    coverage how many requests that touches; likewise a tier without prices."""
+    from helpers import openai_line, write_jsonl
+
+    log = write_jsonl(
+        tmp_path / "a.jsonl",
+        [
+            openai_line("a", prompt=2000, cached=1024),
+            openai_line("b", prompt=2000, cached=1536),
+            openai_line("c", service_tier="flex"),
+            openai_line("d"),
+        ],
+    )
+    bare = prices_yaml(
+        tmp_path / "bare.yaml",
+        [{"id": "gpt-4o", "provider": "openai", "prices": {"input": "2.5", "output": "10"}}],
+    )
+    notes = _analyze(tmp_path, "o", log, bare).analysis.coverage.notes
+    assert (
+        "2 requests: cache reads billed at the full input price (no cache-read price): gpt-4o"
+        in notes
+    )
+    assert (
+        "1 requests: flex requests billed at standard prices (no flex or batch price): gpt-4o"
+        in notes
+    )
+    curated = _analyze(tmp_path, "c", log).analysis.coverage.notes  # the curated gpt-4o has both
+    assert not [n for n in curated if "billed at" in n]
+
+
+def test_analysis_records_the_price_table_and_diff_names_a_price_change(tmp_path: Path) -> None:
+    from helpers import openai_line, write_jsonl
+
+    log = write_jsonl(tmp_path / "a.jsonl", [openai_line("a", prompt=1000, completion=10)])
+    dearer = prices_yaml(
+        tmp_path / "dearer.yaml",
+        [{"id": "gpt-4o", "provider": "openai", "prices": {**GPT4O, "input": "3"}}],
+    )
+    old = _analyze(tmp_path, "old", log)
+    new = _analyze(tmp_path, "new", log, dearer)
+    recorded = json.loads(new.files["analysis"].read_text())["prices"]
+    assert [(s["name"], s["kind"]) for s in recorded["sources"]][-1] == ("dearer.yaml", "file")
+    assert {s["retrieved"] for s in recorded["sources"]} == {"2026-11-26"}
+    assert recorded["digest"] == load_prices(RULES, [dearer]).digest()
+    assert list(recorded["models"]) == ["gpt-4o"]
+    assert old.analysis.prices is not None and old.analysis.prices.digest != recorded["digest"]
+
+    args = ("diff", str(old.files["analysis"]), str(new.files["analysis"]))
+    shown = json.loads(run_cli(*args, "--json").stdout)
+    assert shown["prices_changed"] is True and shown["prices"]["models"] == ["gpt-4o"]
+    assert shown["prices"]["new_sources"][-1] == "dearer.yaml"
+    table = " ".join(run_cli(*args).stdout.split())
+    assert "the price table changed" in table and "prices differ for gpt-4o" in table
+    same = json.loads(run_cli("diff", *[str(old.files["analysis"])] * 2, "--json").stdout)
+    assert same["prices_changed"] is False and same["notes"] == []
+
+
+def test_prices_import_says_loudly_what_is_missing(tmp_path: Path) -> None:
+    data = {
+        "acme/full": {"litellm_provider": "acme", "mode": "chat", "input_cost_per_token": 1e-06,
+                      "output_cost_per_token": 2e-06, "cache_read_input_token_cost": 1e-07,
+                      "input_cost_per_token_batches": 5e-07,
+                      "output_cost_per_token_batches": 1e-06},
+        "acme/bare": {"litellm_provider": "acme", "mode": "chat", "input_cost_per_token": 1e-06,
+                      "output_cost_per_token": 2e-06},
+        "deep/seek": {"litellm_provider": "deep", "mode": "chat", "input_cost_per_token": 1e-06,
+                      "output_cost_per_token": 2e-06, "input_cost_per_token_cache_hit": 1e-07},
+        "acme/thinker": {"litellm_provider": "acme", "mode": "chat",
+                         "input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06,
+                         "cache_read_input_token_cost": 1e-07,
+                         "output_cost_per_reasoning_token": 8e-06,  # no slot: reasoning is output
+                         "input_cost_per_token_above_128k_tokens": 2e-06,
+                         "output_cost_per_token_above_128k_tokens": 4e-06,
+                         "input_cost_per_token_above_512k_tokens": 4e-06,  # a second threshold
+                         "output_cost_per_token_above_512k_tokens": 8e-06,
+                         "cache_creation_input_token_cost_batches": 3e-07,  # no batch prices
+                         "input_cost_per_audio_token": 1e-05},
+        "acme/embed": {"litellm_provider": "acme", "mode": "embedding",
+                       "input_cost_per_token": 1e-07},
+    }  # fmt: skip
+    report = import_litellm(write_json(tmp_path / "l.json", data), TODAY)
+    models = {m.id: m for m in report.models}
+    assert models["seek"].prices.cached_input == Decimal("0.1")  # DeepSeek's cache_hit name
+    assert models["thinker"].unmodelled == (
+        "cache_creation_input_token_cost_batches",
+        "input_cost_per_token_above_512k_tokens",
+        "output_cost_per_reasoning_token",
+        "output_cost_per_token_above_512k_tokens",
+    )
+    assert models["full"].unmodelled == () and models["bare"].unmodelled == ()
+    assert report.missing["cached_input"] == 1 and report.missing["batch_input"] == 3
+    assert report.ignored == {"input_cost_per_audio_token": 1}
+    done = run_cli("prices", "import", str(tmp_path / "l.json"), "-o", str(tmp_path / "p.yaml"))
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    assert "imported 4 models" in said
+    assert "a cache-read price 1" in said and "batch prices 3" in said
+    assert "1 models list prices advisor cannot bill as listed" in said
+    assert "output_cost_per_reasoning_token 1" in said
+    # and an analysis of traffic on such a model says so
+    table = load_prices(tmp_path / "no-rules", [tmp_path / "p.yaml"])
+    assert table.models["thinker"].unmodelled == models["thinker"].unmodelled
