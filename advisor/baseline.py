@@ -229,7 +229,7 @@ def price_gaps(con: duckdb.DuckDBPyConnection, table: PriceTable) -> list[str]:
     rows = con.execute(
         """SELECT model_key,
                   count(*) FILTER (WHERE cache_read_tokens > 0),
-                  count(*) FILTER (WHERE cache_write_tokens > cache_write_1h_tokens),
+                  count(*) FILTER (WHERE cache_write_tokens > coalesce(cache_write_1h_tokens, 0)),
                   count(*) FILTER (WHERE cache_write_1h_tokens > 0),
                   count(*) FILTER (WHERE service_tier = 'batch'),
                   count(*) FILTER (WHERE service_tier = 'flex'),
@@ -240,37 +240,35 @@ def price_gaps(con: duckdb.DuckDBPyConnection, table: PriceTable) -> list[str]:
     gaps: dict[str, tuple[int, list[str]]] = {}
 
     def gap(what: str, key: str, requests: int) -> None:
-        if requests:
-            n, keys = gaps.setdefault(what, (0, []))
-            gaps[what] = (n + requests, [*keys, key])
+        n, keys = gaps.setdefault(what, (0, []))
+        gaps[what] = (n + requests, [*keys, key])
 
     for key, reads, writes, writes_1h, batch, flex, priority, total in rows:
         model = table.models.get(key)
         if model is None:
             continue
         p, rules = model.prices, table.caching_for(key)
-        surcharge = rules is None or rules.write_surcharge
-        if p.cached_input is None:
-            gap("cache reads billed at the full input price (no cache-read price)", key, reads)
-        if p.cache_write_5m is None and surcharge:
-            gap("cache writes billed at the input price (no cache-write price)", key, writes)
-        if p.cache_write_1h is None and surcharge:
-            gap("1-hour cache writes billed at the 5-minute write price", key, writes_1h)
-        if p.batch_input is None:
-            gap("batch requests billed at standard prices (no batch price)", key, batch)
-        if p.flex_input is None and p.batch_input is None:
-            gap("flex requests billed at standard prices (no flex or batch price)", key, flex)
-        if p.priority_input is None:
-            gap("priority requests billed at standard prices (no priority price)", key, priority)
-        if model.unmodelled:
-            gap(
-                "requests on models whose source lists prices advisor cannot bill as listed"
-                f" ({', '.join(model.unmodelled)})",
-                key,
-                total,
-            )
+        surcharge = rules is None or rules.write_surcharge  # OpenAI writes cost the input price
+        at_input, at_std = ": billed at the input price", ": billed at standard prices"
+        checks = (
+            (p.cached_input is None, reads,
+             f"logged cache reads with no cache-read price{at_input}"),
+            (p.cache_write_5m is None and surcharge, writes,
+             f"logged cache writes with no cache-write price{at_input}"),
+            (p.cache_write_1h is None and surcharge, writes_1h,
+             "logged 1-hour cache writes with no 1-hour price: billed at the 5-minute write price"),
+            (p.batch_input is None, batch, f"ran as batch with no batch price{at_std}"),
+            (p.flex_input is None and p.batch_input is None, flex,
+             f"ran as flex with no flex or batch price{at_std}"),
+            (p.priority_input is None, priority, f"ran as priority with no priority price{at_std}"),
+            (bool(model.unmodelled), total, "ran on models listing prices advisor cannot bill as"
+             " listed (`advisor prices show MODEL` names them): billed without them"),
+        )  # fmt: skip
+        for missing, requests, what in checks:
+            if missing and requests:
+                gap(what, key, requests)
     return [
-        f"{n:,} requests: {what}: {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+        f"{n:,} requests {what} ({', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''})"
         for what, (n, keys) in gaps.items()
     ]
 
