@@ -62,16 +62,19 @@ class PriceChange:
                 "one analysis does not record its price table (written by an older advisor):"
                 " a price change cannot be ruled out as a cause of the difference"
             )
-        sources = ""
-        if self.old_sources != self.new_sources:
-            before, after = ", ".join(self.old_sources), ", ".join(self.new_sources)
-            sources = f" (prices from {before} -> {after})"
+        added = [s for s in self.new_sources if s not in self.old_sources]
+        removed = [s for s in self.old_sources if s not in self.new_sources]
+        files = [*(f"+{s}" for s in added), *(f"-{s}" for s in removed)]
         which = (
-            f"; prices differ for {', '.join(self.models)}"
+            f"prices differ for {', '.join(self.models)}"
             if self.models
-            else "; no model both runs priced has other prices"
+            else "no model both runs priced has other prices"
         )
-        return f"the price table changed{sources}{which}: cost changes are partly or wholly prices"
+        listed = f" ({' '.join(files)})" if files else ""
+        return (
+            f"the price table changed{listed}: {which};"
+            " a cost difference may come from prices, not only traffic"
+        )
 
 
 @dataclass

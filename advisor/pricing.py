@@ -328,12 +328,27 @@ class PriceTable:
         self._aliases: dict[str, str] = {}  # lower-cased alias -> key
 
     def model_digest(self, key: str) -> str:
-        """sha256 of what bills one model: its prices, provider, variant link and cache minimum
-        (not its title, source or retrieval date: a re-import of the same prices is the same)."""
+        """sha256 of what bills one model: its effective rates in every tier and context length
+        (normalised: "2.50" and "2.5" are one price), provider, variant link, cache minimum and
+        unmodelled prices; not its title, source or retrieval date (a re-import is the same)."""
         model = self.models[key]
-        content = model.model_dump(
-            mode="json", include={"provider", "base", "min_cache_tokens", "prices", "unmodelled"}
-        )
+        lc = model.prices.long_context
+        content = {
+            "rates": {
+                f"{tier}{'_long' if long else ''}": {
+                    kind: str(getattr(rates(model, tier, long), kind).normalize()) for kind in KINDS
+                }
+                for tier in TIERS
+                for long in ((False, True) if lc else (False,))
+            },
+            "long_context_threshold": lc.threshold_tokens if lc else None,
+            "cache_storage_per_hour": str(p.normalize())
+            if (p := model.prices.cache_storage_per_hour) is not None
+            else None,
+            **model.model_dump(
+                mode="json", include={"provider", "base", "min_cache_tokens", "unmodelled"}
+            ),
+        }
         return _sha256(content)
 
     def digest(self) -> str:

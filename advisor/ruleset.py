@@ -63,18 +63,17 @@ def load_model(path: Path, model: type[M]) -> M:
 
 
 def _where(data: Any, loc: tuple[int | str, ...]) -> str:
-    """`field models.3.prices.input` named by the entry's id: `models.3 (id 'gpt-4o'): field
-    prices.input`, so that a user finds the entry in a file of thousands."""
-    named, rest = "", loc
-    for i, part in enumerate(loc):
+    """`field models.3.prices.input`, with the id of the entry it is in (`(id 'gpt-4o')`) so that
+    a user finds the entry in a file of thousands."""
+    named = ""
+    for part in loc:
         try:
             data = data[part]
         except (KeyError, IndexError, TypeError):
             break
         if isinstance(part, int) and isinstance(data, dict) and "id" in data:
-            named = f"{'.'.join(map(str, loc[: i + 1]))} (id {data['id']!r}): "
-            rest = loc[i + 1 :]
-    return f"{named}field {'.'.join(map(str, rest))}"
+            named = f" (id {data['id']!r})"
+    return f"field {'.'.join(map(str, loc))}{named}"
 
 
 def rule_files(rules_dir: Path, kind: str) -> Iterator[Path]:

@@ -390,6 +390,12 @@ def test_the_imported_table_prices_the_sample_as_the_curated_one(
             for rid, key, i, cr, cw, cw1, o, tier in rows
         }  # fmt: skip
     assert costs["curated"].keys() == costs["imported"].keys()  # the same requests are priced
+    # where the two tables' prices differ for the sample's models: LiteLLM lists no long-context
+    # price for Sonnet 4.5 and no cache-storage price for Gemini 2.5 Flash (and flex prices at
+    # its batch rates); no request of the sample is above 200K tokens or on flex on those models
+    assert curated.prices is not None and mine.prices is not None
+    differing = [k for k, d in curated.prices.models.items() if mine.prices.models.get(k) != d]
+    assert differing == ["claude-sonnet-4-5", "gemini-2.5-flash"]
     differ = sum(costs["imported"][r] - costs["curated"][r] for r in costs["curated"])
     # LiteLLM's copy agrees with every curated price the sample uses (see
     # test_builtin_prices_agree_with_litellm): the difference is exactly nothing
