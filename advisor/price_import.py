@@ -176,6 +176,9 @@ def import_litellm(path: Path, retrieved: dt.date | None = None) -> ImportReport
             log.info("skipping LiteLLM entry %s: %s", name, exc)
             report.skipped["a price out of range"] += 1
             continue
+        minimum = entry.get("prompt_cache_min_tokens")
+        if isinstance(minimum, int) and not isinstance(minimum, bool) and minimum > 0:
+            model = model.model_copy(update={"min_cache_tokens": minimum})
         unmodelled = _unmodelled(model, entry, report)
         if unmodelled:
             model = model.model_copy(update={"unmodelled": unmodelled})

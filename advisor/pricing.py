@@ -329,8 +329,8 @@ class PriceTable:
 
     def model_digest(self, key: str) -> str:
         """sha256 of what bills one model: its effective rates in every tier and context length
-        (normalised: "2.50" and "2.5" are one price), provider, variant link, cache minimum and
-        unmodelled prices; not its title, source or retrieval date (a re-import is the same)."""
+        (normalised: "2.50" and "2.5" are one price), its effective caching rules, provider,
+        variant link and unmodelled prices; not its title, source or retrieval date."""
         model = self.models[key]
         lc = model.prices.long_context
         content = {
@@ -345,9 +345,8 @@ class PriceTable:
             "cache_storage_per_hour": str(p.normalize())
             if (p := model.prices.cache_storage_per_hour) is not None
             else None,
-            **model.model_dump(
-                mode="json", include={"provider", "base", "min_cache_tokens", "unmodelled"}
-            ),
+            "caching": rules.model_dump(mode="json") if (rules := self.caching_for(key)) else None,
+            **model.model_dump(mode="json", include={"provider", "base", "unmodelled"}),
         }
         return _sha256(content)
 

@@ -476,7 +476,7 @@ def test_prices_import_says_loudly_what_is_missing(tmp_path: Path) -> None:
         "acme/full": {"litellm_provider": "acme", "mode": "chat", "input_cost_per_token": 1e-06,
                       "output_cost_per_token": 2e-06, "cache_read_input_token_cost": 1e-07,
                       "input_cost_per_token_batches": 5e-07,
-                      "output_cost_per_token_batches": 1e-06},
+                      "output_cost_per_token_batches": 1e-06, "prompt_cache_min_tokens": 4096},
         "acme/bare": {"litellm_provider": "acme", "mode": "chat", "input_cost_per_token": 1e-06,
                       "output_cost_per_token": 2e-06},
         "deep/seek": {"litellm_provider": "deep", "mode": "chat", "input_cost_per_token": 1e-06,
@@ -504,6 +504,7 @@ def test_prices_import_says_loudly_what_is_missing(tmp_path: Path) -> None:
         "output_cost_per_token_above_512k_tokens",
     )
     assert models["full"].unmodelled == () and models["bare"].unmodelled == ()
+    assert models["full"].min_cache_tokens == 4096 and models["bare"].min_cache_tokens is None
     assert report.missing["cached_input"] == 1 and report.missing["batch_input"] == 3
     assert report.ignored == {"input_cost_per_audio_token": 1}
     done = run_cli("prices", "import", str(tmp_path / "l.json"), "-o", str(tmp_path / "p.yaml"))
