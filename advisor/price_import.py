@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -101,7 +102,9 @@ def _counts(counter: Counter[str]) -> str:
 def per_million(value: object) -> str | None:
     """Per-token float -> per-1M decimal string: repr() is the shortest exact spelling of the float;
     rounding to the list-price precision then drops the float noise of 2.0000000000000002e-07."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0:  # json.loads reads NaN and Infinity
         return None
     return format(q_price(Decimal(repr(value)).scaleb(6)).normalize(), "f")
 

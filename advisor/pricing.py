@@ -3,9 +3,9 @@
 One cost formula, two implementations that must agree to the last digit: `request_cost`
 (scalar, Python `Decimal`) and `cost_sql` (vectorised, DuckDB `DECIMAL`). Both take their rates
 from `rates()`, so the fallback rules (a missing cache price, a tier or context without explicit
-prices) live in one place. The table knows where its prices came from and their digest, so an
-analysis can say which prices it used (`PriceTable.identity`); advisor.price_import turns LiteLLM's
-price file into the same data.
+prices) live in one place. The table knows the files it came from and the digest of its content,
+so an analysis can say which prices it used; advisor.price_import turns LiteLLM's price file into
+the same data.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,8 +25,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from advisor.errors import RuleError
 from advisor.ruleset import load_model, rule_files
-
-log = logging.getLogger(__name__)
 
 PRICE_DECIMALS = 12  # per 1M tokens: per-token rates then need 18 decimals, held exactly below
 # No text-token price in any provider's list comes near this (the dearest, o1-pro's output, is $600
@@ -380,6 +377,7 @@ class PriceTable:
                 update={
                     "aliases": tuple(dict.fromkeys(model.aliases + old.aliases)),
                     "family": model.family or old.family,
+                    "base": model.base or old.base,
                     "encoding": old.encoding if model.encoding == "approx" else model.encoding,
                     "min_cache_tokens": model.min_cache_tokens or old.min_cache_tokens,
                 }
@@ -517,9 +515,8 @@ def load_prices(rules_dir: Path, extra_files: Sequence[Path] = ()) -> PriceTable
         data = load_model(path, ProviderPrices)
         seen: dict[str, str] = {}
         variants: list[tuple[ModelPrice, str]] = []
-        before = (
-            set() if path in rules else set(table.models)
-        )  # a file's entries never fold together
+        # an extra file's entries are matched with what earlier files loaded, never each other
+        before = set() if path in rules else set(table.models)
         for model in data.models:
             for name in {n.lower() for n in (model.id, *model.aliases)}:
                 if (other := seen.setdefault(name, model.id)) != model.id:
@@ -542,18 +539,14 @@ def load_prices(rules_dir: Path, extra_files: Sequence[Path] = ()) -> PriceTable
             base = table.models[key]
             if model.prices == base.prices and not model.unmodelled:
                 table.add_names(key, (model.id, *model.aliases))
-            else:
-                table.add(
-                    model.model_copy(
-                        update={
-                            "base": base.base or key,
-                            "family": model.family or base.family,
-                            "encoding": model.encoding
-                            if model.encoding != "approx"
-                            else base.encoding,
-                        }
-                    )
+                continue
+            encoding = base.encoding if model.encoding == "approx" else model.encoding
+            family = model.family or base.family
+            table.add(
+                model.model_copy(
+                    update={"base": base.base or key, "family": family, "encoding": encoding}
                 )
+            )
         table.sources.append(
             PriceSource(
                 str(path.relative_to(rules_dir)) if path in rules else path.name,

@@ -124,6 +124,10 @@ def test_mapping_on_a_small_file(tmp_path: Path) -> None:
                      "input_cost_per_token": 3e-06, "output_cost_per_token": 4e-06},
         "embed-1": {"litellm_provider": "acme", "mode": "embedding", "input_cost_per_token": 1e-07},
         "no-output": {"litellm_provider": "acme", "mode": "chat", "input_cost_per_token": 1e-07},
+        "inf": {"litellm_provider": "acme", "mode": "chat", "input_cost_per_token": float("inf"),
+                "output_cost_per_token": float("nan")},
+        "huge": {"litellm_provider": "acme", "mode": "chat", "input_cost_per_token": 1e19,
+                 "output_cost_per_token": 1e-06},
     }  # fmt: skip
     models = {m.id: m for m in import_litellm(write_json(tmp_path / "l.json", data), TODAY).models}
     assert set(models) == {"widget-1", "acme/widget-2", "widget-2"}
