@@ -158,6 +158,26 @@ class Recommendation(_Model):
     action: str
 
 
+class PriceSource(_Model):
+    name: str = Field(
+        description="a curated rules file (prices/openai.yaml) or a --prices file name"
+    )
+    kind: str = Field(description="rules (the curated table) or file (--prices)")
+    retrieved: str
+    models: int
+
+
+class PriceTableIdentity(_Model):
+    """Which prices an analysis used: `advisor diff` names a price change as a cause."""
+
+    sources: list[PriceSource]
+    digest: str = Field(description="sha256 of the canonical content of the effective price table")
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description="sha256 of each model's prices, for the model keys the requests resolved to",
+    )
+
+
 class Analysis(_Model):
     schema_version: str = SCHEMA_VERSION
     generated_at: str
@@ -172,6 +192,7 @@ class Analysis(_Model):
     guardrails: dict[str, Any] = Field(default_factory=dict)
     anomalies: list[dict[str, Any]] = Field(default_factory=list)
     recommendations: list[Recommendation] = Field(default_factory=list)
+    prices: PriceTableIdentity | None = None  # None: written before prices were recorded
 
     def to_json(self) -> str:
         # Sorted keys: no dict built from a query's row order can make two runs differ.

@@ -135,6 +135,7 @@ def build_analysis(
     fill = tokens.fill_token_counts(con, encodings)
     baseline.price_requests(con, prices)
     tokenizer, notes = _tokenizer_note(fill)
+    notes += baseline.price_gaps(con, prices)
     ctx = LeverContext(con, prices, rules_dir or default_rules_dir(), options)
     sim = simulate(ctx, step=step)
     generated = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -158,6 +159,7 @@ def build_analysis(
         levers=sim.levers,
         combined=sim.combined,
         recommendations=sim.recommendations,
+        prices=baseline.build_prices(con, prices),
     )
 
 

@@ -217,3 +217,75 @@ def build_period(con: duckdb.DuckDBPyConnection) -> A.Period:
         return A.Period(start=None, end=None, days=0.0)
     days = (end - start).total_seconds() / 86400
     return A.Period(start=start.isoformat() + "Z", end=end.isoformat() + "Z", days=round(days, 4))
+
+
+def price_gaps(con: duckdb.DuckDBPyConnection, table: PriceTable) -> list[str]:
+    """Coverage notes: priced requests whose tokens need a price their model's entry lacks.
+
+    Such tokens are billed by `rates()`'s fallbacks (cache reads at the input price, a tier
+    without prices at standard prices), as a provider without that price would bill them; the
+    note says how many requests that touches, so an incomplete (e.g. imported) table is never
+    silently dearer or cheaper than the traffic's real bill."""
+    rows = con.execute(
+        """SELECT model_key,
+                  count(*) FILTER (WHERE cache_read_tokens > 0),
+                  count(*) FILTER (WHERE cache_write_tokens > coalesce(cache_write_1h_tokens, 0)),
+                  count(*) FILTER (WHERE cache_write_1h_tokens > 0),
+                  count(*) FILTER (WHERE service_tier = 'batch'),
+                  count(*) FILTER (WHERE service_tier = 'flex'),
+                  count(*) FILTER (WHERE service_tier = 'priority'),
+                  count(*)
+           FROM requests WHERE model_key IS NOT NULL GROUP BY model_key ORDER BY model_key"""
+    ).fetchall()
+    gaps: dict[str, tuple[int, list[str]]] = {}
+
+    def gap(what: str, key: str, requests: int) -> None:
+        n, keys = gaps.setdefault(what, (0, []))
+        gaps[what] = (n + requests, [*keys, key])
+
+    for key, reads, writes, writes_1h, batch, flex, priority, total in rows:
+        model = table.models.get(key)
+        if model is None:
+            continue
+        p, rules = model.prices, table.caching_for(key)
+        surcharge = rules is None or rules.write_surcharge  # OpenAI writes cost the input price
+        at_input, at_std = ": billed at the input price", ": billed at standard prices"
+        checks = (
+            (p.cached_input is None, reads,
+             f"logged cache reads with no cache-read price{at_input}"),
+            (p.cache_write_5m is None and surcharge, writes,
+             f"logged cache writes with no cache-write price{at_input}"),
+            (p.cache_write_1h is None and surcharge, writes_1h,
+             "logged 1-hour cache writes with no 1-hour price: billed at the 5-minute write price"),
+            (p.batch_input is None, batch, f"ran as batch with no batch price{at_std}"),
+            (p.flex_input is None and p.batch_input is None, flex,
+             f"ran as flex with no flex or batch price{at_std}"),
+            (p.priority_input is None, priority, f"ran as priority with no priority price{at_std}"),
+            (bool(model.unmodelled), total, "ran on models listing prices advisor cannot bill as"
+             " listed (`advisor prices show MODEL` names them): billed without them"),
+        )  # fmt: skip
+        for missing, requests, what in checks:
+            if missing and requests:
+                gap(what, key, requests)
+    return [
+        f"{n:,} requests {what} ({', '.join(keys[:5])}{', ...' if len(keys) > 5 else ''})"
+        for what, (n, keys) in gaps.items()
+    ]
+
+
+def build_prices(con: duckdb.DuckDBPyConnection, table: PriceTable) -> A.PriceTableIdentity:
+    """The price table's identity: its files, their retrieval dates, its digest, and a digest per
+    model the requests were priced on (so a diff can name the models whose prices changed)."""
+    keys = [k for (k,) in con.execute(
+        "SELECT DISTINCT model_key FROM requests WHERE model_key IS NOT NULL ORDER BY 1"
+    ).fetchall() if k in table.models]  # fmt: skip
+    return A.PriceTableIdentity(
+        sources=[
+            A.PriceSource(
+                name=s.name, kind=s.kind, retrieved=s.retrieved.isoformat(), models=s.models
+            )
+            for s in table.sources
+        ],
+        digest=table.digest(),
+        models={key: table.model_digest(key) for key in keys},
+    )

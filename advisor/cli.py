@@ -290,6 +290,8 @@ def diff(
                 f"{show(change.delta)} ({fmt.pct(change.share)})",
             )  # fmt: skip
         out.print(grid)
+        for note in result.notes:  # e.g. the price table changed: a cause of the difference
+            out.print(escape(note))
     if fail_on_increase is not None and api.increase_exceeds(result, fail_on_increase):
         raise AdvisorError(
             f"cost per priced request rose by more than {fail_on_increase}%",
@@ -418,11 +420,13 @@ def prices_import(
 
     Example: advisor prices import model_prices_and_context_window.json -o prices.yaml
     """
-    from advisor.pricing import import_litellm, write_prices_yaml
+    from advisor.price_import import import_litellm, write_prices_yaml
 
-    models = import_litellm(litellm_file)
-    write_prices_yaml(models, output)
-    err.print(f"wrote {len(models):,} models to {literal(str(output))}; use it with --prices")
+    imported = import_litellm(litellm_file)
+    write_prices_yaml(imported.models, output)
+    for line in imported.summary():
+        err.print(literal(line))
+    err.print(f"wrote {literal(str(output))}; use it with --prices")
 
 
 def _debug_flag(args: list[str]) -> tuple[bool, list[str]]:

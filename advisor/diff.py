@@ -38,15 +38,84 @@ class Change:
 
 
 @dataclass
+class PriceChange:
+    """The two runs priced with different tables: a cause of any cost difference."""
+
+    old_digest: str | None
+    new_digest: str | None
+    old_sources: list[str]
+    new_sources: list[str]
+    models: list[str]  # model keys both runs priced, whose prices differ
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "old_digest": self.old_digest,
+            "new_digest": self.new_digest,
+            "old_sources": self.old_sources,
+            "new_sources": self.new_sources,
+            "models": self.models,
+        }
+
+    def note(self) -> str:
+        if self.old_digest is None or self.new_digest is None:
+            return (
+                "one analysis does not record its price table (written by an older advisor):"
+                " a price change cannot be ruled out as a cause of the difference"
+            )
+        added = [s for s in self.new_sources if s not in self.old_sources]
+        removed = [s for s in self.old_sources if s not in self.new_sources]
+        files = [*(f"+{s}" for s in added), *(f"-{s}" for s in removed)]
+        which = (
+            f"prices differ for {', '.join(self.models)}"
+            if self.models
+            else "no model both runs priced has other prices"
+        )
+        listed = f" ({' '.join(files)})" if files else ""
+        return (
+            f"the price table changed{listed}: {which};"
+            " a cost difference may come from prices, not only traffic"
+        )
+
+
+@dataclass
 class AnalysisDiff:
     currency: str
     changes: list[Change] = field(default_factory=list)
+    prices: PriceChange | None = None  # None: both runs used the same price table
 
     def get(self, name: str) -> Change:
         return next(c for c in self.changes if c.name == name)
 
+    @property
+    def notes(self) -> list[str]:
+        return [self.prices.note()] if self.prices else []
+
     def as_dict(self) -> dict[str, object]:
-        return {"currency": self.currency, "changes": [c.as_dict() for c in self.changes]}
+        return {
+            "currency": self.currency,
+            "changes": [c.as_dict() for c in self.changes],
+            "prices_changed": self.prices is not None,
+            "prices": self.prices.as_dict() if self.prices else None,
+            "notes": self.notes,
+        }
+
+
+def _price_change(old: Analysis, new: Analysis) -> PriceChange | None:
+    a, b = old.prices, new.prices
+    if a is not None and b is not None and a.digest == b.digest:
+        return None
+    if a is None and b is None:
+        return None  # neither records it: nothing to compare
+    models = []
+    if a is not None and b is not None:
+        models = sorted(k for k in a.models.keys() & b.models.keys() if a.models[k] != b.models[k])
+    return PriceChange(
+        a.digest if a else None,
+        b.digest if b else None,
+        [s.name for s in a.sources] if a else [],
+        [s.name for s in b.sources] if b else [],
+        models,
+    )
 
 
 def _per_request(a: Analysis) -> Decimal:
@@ -58,7 +127,7 @@ def diff_analyses(old: Analysis, new: Analysis) -> AnalysisDiff:
     """Spend, coverage and per-lever savings, old vs new (levers present in either run)."""
     if old.currency != new.currency:
         raise AdvisorError(f"cannot compare {old.currency} with {new.currency}")
-    out = AnalysisDiff(new.currency)
+    out = AnalysisDiff(new.currency, prices=_price_change(old, new))
     out.changes += [
         Change("baseline cost", old.baseline.cost, new.baseline.cost),
         Change("baseline cost per priced request", _per_request(old), _per_request(new)),

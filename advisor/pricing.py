@@ -3,31 +3,33 @@
 One cost formula, two implementations that must agree to the last digit: `request_cost`
 (scalar, Python `Decimal`) and `cost_sql` (vectorised, DuckDB `DECIMAL`). Both take their rates
 from `rates()`, so the fallback rules (a missing cache price, a tier or context without explicit
-prices) live in one place. `import_litellm` turns LiteLLM's community price file into the same data.
+prices) live in one place. The table knows the files it came from and the digest of its content,
+so an analysis can say which prices it used; advisor.price_import turns LiteLLM's price file into
+the same data.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
-import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import duckdb
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from advisor.errors import RuleError
-from advisor.ruleset import RULES_SCHEMA_VERSION, load_model, rule_files
-
-log = logging.getLogger(__name__)
+from advisor.ruleset import load_model, rule_files
 
 PRICE_DECIMALS = 12  # per 1M tokens: per-token rates then need 18 decimals, held exactly below
+# No text-token price in any provider's list comes near this (the dearest, o1-pro's output, is $600
+# per 1M): a price above it is a unit slip (per-1K or per-token figures scaled twice), not a price.
+MAX_PRICE = Decimal(10_000)
 RATE_TYPE = "DECIMAL(38,18)"  # per-token rate columns of the registered price table
 COST_TYPE = "DECIMAL(38,18)"  # type of cost_sql(): exact for any token count below 10**20 / rate
 TIERS = ("default", "batch", "flex", "priority")
@@ -50,6 +52,11 @@ def _money(value: object) -> Decimal:
         raise ValueError(f"not a decimal number: {value!r}") from None
     if not price.is_finite() or price < 0:
         raise ValueError(f"a price must be a finite, non-negative number, got {value!r}")
+    if price > MAX_PRICE:
+        raise ValueError(
+            f"{value!r} per 1M tokens is above the plausible ceiling of {MAX_PRICE} per 1M"
+            " (prices are USD per 1M tokens, not per token or per 1K)"
+        )
     if price != price.quantize(_QUANTUM, context=_CTX):
         raise ValueError(f"{value!r} has more than {PRICE_DECIMALS} decimal places per 1M tokens")
     return price
@@ -116,6 +123,12 @@ class ModelPrice(_Rule):
     source: str
     retrieved: dt.date
     min_cache_tokens: int | None = None  # overrides the provider's caching.min_tokens
+    # The table key this entry is a variant of (a dated snapshot or another host's copy of a model
+    # with its own prices): it shares that model's tier ladder and caching mechanics.
+    base: str | None = None
+    # Prices the source lists that this entry cannot represent (e.g. a separate reasoning-token
+    # price): requests on the model are billed without them, and the analysis says so.
+    unmodelled: tuple[str, ...] = ()
     prices: Prices
 
 
@@ -190,7 +203,7 @@ def _ratio(num: Decimal, den: Decimal) -> Decimal:
     return Decimal(1) if den == 0 else _CTX.divide(num, den)
 
 
-def _q(value: Decimal) -> Decimal:
+def q_price(value: Decimal) -> Decimal:
     """Derived rates (tier ratio x another rate) are rounded to the precision of list prices."""
     return value.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN, context=_CTX)
 
@@ -217,9 +230,9 @@ def rates(price: ModelPrice, service_tier: str | None = "default", long: bool = 
         scale = _ratio(lc.input, p.input)
         base = Rates(
             lc.input,
-            lc.cached_input if lc.cached_input is not None else _q(cached * scale),
-            lc.cache_write_5m if lc.cache_write_5m is not None else _q(w5 * scale),
-            lc.cache_write_1h if lc.cache_write_1h is not None else _q(w1h * scale),
+            lc.cached_input if lc.cached_input is not None else q_price(cached * scale),
+            lc.cache_write_5m if lc.cache_write_5m is not None else q_price(w5 * scale),
+            lc.cache_write_1h if lc.cache_write_1h is not None else q_price(w1h * scale),
             lc.output,
         )
     tier = service_tier if service_tier in TIERS else "default"
@@ -235,17 +248,17 @@ def rates(price: ModelPrice, service_tier: str | None = "default", long: bool = 
         m_cached = _ratio(t_cached, p.cached_input)
     if long:
         return Rates(
-            _q(base.input * m_in),
-            _q(base.cached_input * m_cached),
-            _q(base.cache_write_5m * m_in),
-            _q(base.cache_write_1h * m_in),
-            _q(base.output * m_out),
+            q_price(base.input * m_in),
+            q_price(base.cached_input * m_cached),
+            q_price(base.cache_write_5m * m_in),
+            q_price(base.cache_write_1h * m_in),
+            q_price(base.output * m_out),
         )
     return Rates(
         t_in,
-        t_cached if t_cached is not None else _q(base.cached_input * m_in),
-        _q(base.cache_write_5m * m_in),
-        _q(base.cache_write_1h * m_in),
+        t_cached if t_cached is not None else q_price(base.cached_input * m_in),
+        q_price(base.cache_write_5m * m_in),
+        q_price(base.cache_write_1h * m_in),
         t_out,
     )
 
@@ -291,14 +304,69 @@ def request_cost(
         return total.scaleb(-6)
 
 
+@dataclass(frozen=True)
+class PriceSource:
+    """One file the table was loaded from: `prices/openai.yaml` (curated) or a --prices file."""
+
+    name: str
+    kind: Literal["rules", "file"]
+    retrieved: dt.date
+    models: int
+
+
 class PriceTable:
     """All loaded prices: models by key, provider rules by provider name, and a name index."""
 
     def __init__(self) -> None:
         self.models: dict[str, ModelPrice] = {}
         self.providers: dict[str, ProviderPrices] = {}
+        self.sources: list[PriceSource] = []
         self._ids: dict[str, str] = {}  # lower-cased id -> key
         self._aliases: dict[str, str] = {}  # lower-cased alias -> key
+
+    def model_digest(self, key: str) -> str:
+        """sha256 of what bills one model: its effective rates in every tier and context length
+        (normalised: "2.50" and "2.5" are one price), its effective caching rules, provider,
+        variant link and unmodelled prices; not its title, source or retrieval date."""
+        model = self.models[key]
+        lc = model.prices.long_context
+        content = {
+            "rates": {
+                f"{tier}{'_long' if long else ''}": {
+                    kind: str(getattr(rates(model, tier, long), kind).normalize()) for kind in KINDS
+                }
+                for tier in TIERS
+                for long in ((False, True) if lc else (False,))
+            },
+            "long_context_threshold": lc.threshold_tokens if lc else None,
+            "cache_storage_per_hour": str(p.normalize())
+            if (p := model.prices.cache_storage_per_hour) is not None
+            else None,
+            "caching": rules.model_dump(mode="json") if (rules := self.caching_for(key)) else None,
+            **model.model_dump(mode="json", include={"provider", "base", "unmodelled"}),
+        }
+        return _sha256(content)
+
+    def digest(self) -> str:
+        """sha256 of the canonical content of the effective table: every model's priced content
+        (as `model_digest`) and every provider's caching and batch rules."""
+        return _sha256(
+            {
+                "models": {key: self.model_digest(key) for key in sorted(self.models)},
+                "providers": {
+                    name: p.model_dump(mode="json", include={"caching", "batch"})
+                    for name, p in sorted(self.providers.items())
+                },
+            }
+        )
+
+    def add_names(self, key: str, names: Iterable[str]) -> None:
+        """More names for an existing model (an imported entry with the same prices)."""
+        model = self.models[key]
+        new = tuple(n for n in names if n.lower() not in self._ids and n not in model.aliases)
+        self.models[key] = model.model_copy(update={"aliases": model.aliases + new})
+        for name in new:
+            self._aliases[name.lower()] = key
 
     def add(self, model: ModelPrice) -> None:
         """Add a model; an entry with an existing id replaces it but keeps the old aliases (a price
@@ -309,6 +377,7 @@ class PriceTable:
                 update={
                     "aliases": tuple(dict.fromkeys(model.aliases + old.aliases)),
                     "family": model.family or old.family,
+                    "base": model.base or old.base,
                     "encoding": old.encoding if model.encoding == "approx" else model.encoding,
                     "min_cache_tokens": model.min_cache_tokens or old.min_cache_tokens,
                 }
@@ -319,14 +388,26 @@ class PriceTable:
             self._aliases[alias.lower()] = model.id
 
     def caching_for(self, key: str) -> CachingRules | None:
-        """The caching rules for one model (its own minimum applied); None if it cannot cache."""
+        """The caching rules for one model (its own minimum applied); None if it cannot cache.
+
+        A variant (`base`) of a model whose provider states no rules (Azure's gpt-4o, Bedrock's
+        Claude) takes the base model's provider rules and minimum, extended TTL included."""
         model = self.models[key]
+        base = self.models.get(model.base or "")
         provider = self.providers.get(model.provider or "")
+        if (provider is None or provider.caching is None) and base is not None:
+            provider = self.providers.get(base.provider or "")
         if model.prices.cached_input is None or provider is None or provider.caching is None:
             return None
-        if model.min_cache_tokens is None:
-            return provider.caching
-        return provider.caching.model_copy(update={"min_tokens": model.min_cache_tokens})
+        rules = provider.caching
+        minimum = model.min_cache_tokens or (base.min_cache_tokens if base else None)
+        if minimum is not None:
+            rules = rules.model_copy(update={"min_tokens": minimum})
+        ext = rules.extended_ttl
+        if base is not None and ext is not None and ext.models and base.id in ext.models:
+            ext = ext.model_copy(update={"models": (*ext.models, key)})
+            rules = rules.model_copy(update={"extended_ttl": ext})
+        return rules
 
     def resolve(
         self,
@@ -361,8 +442,10 @@ class PriceTable:
         name = model.strip().lower()
         if not name or name.startswith("ft:") or ":ft-" in name or ".ft-" in name:
             return None
-        if provider and f"{provider.lower()}/{name}" in self._ids:
-            return Resolution(self._ids[f"{provider.lower()}/{name}"], "exact")
+        key = self._ids.get(f"{(provider or '').lower()}/{name}")
+        # only that provider's own entry: `openai/gpt-4o` may be a reseller's id
+        if provider and key is not None and _same_provider(self.models[key].provider, provider):
+            return Resolution(key, "exact")
         hit = self._direct(name)
         if hit is not None:
             return hit
@@ -382,6 +465,16 @@ class PriceTable:
             key = self._ids.get(undated) or self._aliases.get(undated)
             return Resolution(key, "alias") if key else None
         return None
+
+
+def _same_provider(entry: str | None, logged: str) -> bool:
+    entry, logged = (entry or "").lower(), logged.lower()
+    return entry == logged or entry.startswith(f"{logged}-")  # vertex_ai-language-models
+
+
+def _sha256(content: object) -> str:
+    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 _DATED = re.compile(r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|[-@]latest)$")
@@ -410,21 +503,58 @@ def load_prices(rules_dir: Path, extra_files: Sequence[Path] = ()) -> PriceTable
 
     Files are read in order (rules files sorted by path, then the extra files as given); a later
     entry with the same model id overrides the earlier one (keeping its aliases), and a later file's
-    provider caching/batch rules replace the earlier ones when it states them.
+    provider caching/batch rules replace the earlier ones when it states them. An extra file's
+    entry that another name of an already-loaded model (a dated snapshot, `azure/gpt-4o`) would
+    resolve to keeps that model's place: with the same prices it becomes one more alias of it,
+    with other prices its own key marked as a variant (`base`) that shares its tier ladder and
+    caching rules. An imported table therefore refreshes prices without unhooking the ladders.
     """
     table = PriceTable()
-    for path in [*rule_files(rules_dir, "prices"), *map(Path, extra_files)]:
+    rules = list(rule_files(rules_dir, "prices"))
+    for path in [*rules, *map(Path, extra_files)]:
         data = load_model(path, ProviderPrices)
         seen: dict[str, str] = {}
+        variants: list[tuple[ModelPrice, str]] = []
+        # an extra file's entries are matched with what earlier files loaded, never each other
+        before = set() if path in rules else set(table.models)
         for model in data.models:
             for name in {n.lower() for n in (model.id, *model.aliases)}:
                 if (other := seen.setdefault(name, model.id)) != model.id:
                     raise RuleError(f"{path}: model {model.id}: name {name!r} also names {other}")
             if model.provider is None and data.provider is None:
                 raise RuleError(f"{path}: model {model.id}: no provider (the file names none)")
+            if model.provider is None:
+                model = model.model_copy(update={"provider": data.provider})
+            old = table.models.get(table._ids.get(model.id.lower(), ""))
+            if old and model.provider not in table.providers and old.provider in table.providers:
+                # the same model from another host's list (Vertex's gemini-2.5-flash): it keeps
+                # the provider whose caching and batch rules the table states
+                model = model.model_copy(update={"provider": old.provider})
+            hit = table.resolve(model.id, model.provider) if before else None
+            if hit is not None and hit.how != "exact" and hit.key in before:
+                variants.append((model, hit.key))
+            else:
+                table.add(model)
+        for model, key in variants:  # after the file's own overrides of those keys
+            base = table.models[key]
+            if model.prices == base.prices and not model.unmodelled:
+                table.add_names(key, (model.id, *model.aliases))
+                continue
+            encoding = base.encoding if model.encoding == "approx" else model.encoding
+            family = model.family or base.family
             table.add(
-                model if model.provider else model.model_copy(update={"provider": data.provider})
+                model.model_copy(
+                    update={"base": base.base or key, "family": family, "encoding": encoding}
+                )
             )
+        table.sources.append(
+            PriceSource(
+                str(path.relative_to(rules_dir)) if path in rules else path.name,
+                "rules" if path in rules else "file",
+                data.retrieved,
+                len(data.models),
+            )
+        )
         if (provider := data.provider) is not None:
             known = table.providers.get(provider)
             if known is not None:  # keep the rules a later file does not restate
@@ -504,137 +634,3 @@ def cost_sql(r: str = "r", p: str = "p") -> str:
         f" + {write_1h} * {rate('cache_write_1h')}"
         f" + CAST({r}.output_tokens AS BIGINT) * {rate('output')}) AS {COST_TYPE})"
     )
-
-
-# LiteLLM field -> our Prices field (per-token floats there, per-1M decimal strings here).
-_LONG_FIELDS = {
-    "input_cost_per_token": "input",
-    "output_cost_per_token": "output",
-    "cache_read_input_token_cost": "cached_input",
-    "cache_creation_input_token_cost": "cache_write_5m",
-    "cache_creation_input_token_cost_above_1hr": "cache_write_1h",
-}
-_LITELLM_FIELDS = _LONG_FIELDS | {
-    f"{src}_{suffix}": f"{tier}_{dst}"
-    for tier, suffix in (("batch", "batches"), ("flex", "flex"), ("priority", "priority"))
-    for src, dst in list(_LONG_FIELDS.items())[:3]
-}
-_LONG_INPUT = re.compile(r"^input_cost_per_token_above_(\d+)k_tokens$")
-_IMPORT_MODES = frozenset({"chat", "completion", "responses"})
-
-
-def _per_million(value: object) -> str | None:
-    """Per-token float -> per-1M decimal string: repr() is the shortest exact spelling of the float;
-    rounding to PRICE_DECIMALS then drops the float noise of values like 2.0000000000000002e-07."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        return None
-    return format(_q(Decimal(repr(value)).scaleb(6)).normalize(), "f")
-
-
-def _infer_encoding(name: str) -> Literal["o200k_base", "cl100k_base", "approx"]:
-    base = name.rsplit("/", 1)[-1]
-    if base.startswith(("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")):
-        return "o200k_base"
-    if base.startswith(("gpt-3.5", "gpt-4")):
-        return "cl100k_base"
-    return "approx"
-
-
-def import_litellm(path: Path, retrieved: dt.date | None = None) -> list[ModelPrice]:
-    """Read LiteLLM's model_prices_and_context_window.json into price entries.
-
-    Keeps chat/completion/responses entries with input and output prices. A provider-prefixed name
-    (gemini/gemini-2.5-flash) gets the clean id when no other entry holds it, with the prefixed name
-    as an alias; otherwise the prefixed name stays the id. Entries that fail validation are skipped
-    and logged. `retrieved` defaults to today; pass it for deterministic output.
-    """
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested too deep
-        raise RuleError(f"cannot read LiteLLM price file {path}: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise RuleError(f"{path}: expected a JSON object of model entries")
-    entries = {
-        name: e
-        for name, e in raw.items()
-        if name != "sample_spec"
-        and isinstance(e, dict)
-        and e.get("mode") in _IMPORT_MODES
-        and _per_million(e.get("input_cost_per_token")) is not None
-        and _per_million(e.get("output_cost_per_token")) is not None
-    }
-    taken = {name.lower() for name in entries}
-    when = retrieved or dt.date.today()
-    models: list[ModelPrice] = []
-    emitted: set[str] = set()
-    for name, entry in entries.items():
-        provider = str(entry.get("litellm_provider") or "") or None
-        if provider is None or name.lower() in emitted:
-            log.info("skipping LiteLLM entry %s: no provider, or a duplicate name", name)
-            continue
-        model_id, aliases = name, tuple[str, ...]()
-        head, _, rest = name.partition("/")
-        prefixed = rest and (provider == head or provider.startswith(f"{head}-"))
-        if prefixed and rest.lower() not in taken:
-            model_id, aliases = rest, (name,)
-            taken.add(rest.lower())
-        try:
-            models.append(
-                ModelPrice(
-                    id=model_id,
-                    title=model_id,
-                    provider=provider,
-                    aliases=aliases,
-                    encoding=_infer_encoding(model_id.lower()),
-                    source=f"litellm {Path(path).name}",
-                    retrieved=when,
-                    prices=Prices.model_validate(_litellm_prices(entry)),
-                )
-            )
-            emitted.update({model_id.lower(), name.lower()})
-        except ValueError as exc:  # pydantic's ValidationError is a ValueError
-            log.info("skipping LiteLLM entry %s: %s", name, exc)
-    return models
-
-
-def _litellm_prices(entry: Mapping[str, Any]) -> dict[str, Any]:
-    prices: dict[str, Any] = {}
-    for src, dst in _LITELLM_FIELDS.items():
-        value = _per_million(entry.get(src))
-        if value is not None:
-            prices[dst] = value
-    for tier in ("batch", "flex", "priority"):  # a tier needs both its input and output price
-        if (f"{tier}_input" in prices) != (f"{tier}_output" in prices):
-            for kind in ("input", "output", "cached_input"):
-                prices.pop(f"{tier}_{kind}", None)
-    thresholds = sorted(int(m.group(1)) for k in entry if (m := _LONG_INPUT.match(k)))
-    if thresholds:  # one long-context tier is modelled: the lowest threshold
-        sfx = f"above_{thresholds[0]}k_tokens"
-        long = {dst: _per_million(entry.get(f"{src}_{sfx}")) for src, dst in _LONG_FIELDS.items()}
-        if long["input"] is not None and long["output"] is not None:
-            long = {k: v for k, v in long.items() if v is not None}
-            prices["long_context"] = {"threshold_tokens": thresholds[0] * 1000, **long}
-    return prices
-
-
-def write_prices_yaml(
-    models: Sequence[ModelPrice], path: Path, provider: str | None = None
-) -> None:
-    """Write a valid `kind: prices` file. Prices and dates are written as strings (pydantic's JSON
-    mode); names of any shape are safe because safe_dump quotes whatever would parse as another
-    type."""
-    sources = sorted({m.source for m in models})
-    document = {
-        "schema_version": RULES_SCHEMA_VERSION,
-        "kind": "prices",
-        **({"provider": provider} if provider else {}),
-        "currency": "USD",
-        "source": sources[0] if len(sources) == 1 else "advisor prices import",
-        "retrieved": max((m.retrieved for m in models), default=dt.date.today()).isoformat(),
-        "models": [
-            m.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for m in models
-        ],
-    }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
-    Path(path).write_text(text, encoding="utf-8")

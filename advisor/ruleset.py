@@ -63,8 +63,21 @@ def load_model(path: Path, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise RuleError(f"{path}: field {where}: {first['msg']}") from exc
+        raise RuleError(f"{path}: {_where(data, first['loc'])}: {first['msg']}") from exc
+
+
+def _where(data: Any, loc: tuple[int | str, ...]) -> str:
+    """`field models.3.prices.input`, with the id of the entry it is in (`(id 'gpt-4o')`) so that
+    a user finds the entry in a file of thousands."""
+    named = ""
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        if isinstance(part, int) and isinstance(data, dict) and "id" in data:
+            named = f" (id {data['id']!r})"
+    return f"field {'.'.join(map(str, loc))}{named}"
 
 
 def rule_files(rules_dir: Path, kind: str) -> Iterator[Path]:

@@ -470,3 +470,88 @@ def test_unpriced_rows_cost_null_not_zero(table: PriceTable) -> None:
         ("gpt-4o", 1000, 0, 0, 0, None, "default"),
     ]
     assert sql_costs(table, rows) == [None, None, None, None]
+
+
+# --- implausible prices are refused, naming file, model and field (issue 10) -------------------
+
+
+def _bad_prices_file(tmp_path: Path, value: object) -> Path:
+    path = tmp_path / "bad-prices.yaml"
+    path.write_text(
+        "schema_version: 1\nkind: prices\ncurrency: USD\nsource: test\nretrieved: 2026-11-26\n"
+        "models:\n"
+        "  - {id: ok-model, title: OK, provider: x, encoding: approx, source: s,"
+        " retrieved: 2026-11-26, prices: {input: '1', output: '2'}}\n"
+        "  - {id: acme-big, title: Big, provider: x, encoding: approx, source: s,"
+        f" retrieved: 2026-11-26, prices: {{input: '1', output: {value}}}}}\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "value", ["'1e25'", "1e25", "'-1'", "'NaN'", ".nan", "'Infinity'", ".inf", "'cheap'", "'10001'"]
+)
+def test_implausible_prices_name_the_file_model_and_field(tmp_path: Path, value: str) -> None:
+    path = _bad_prices_file(tmp_path, value)
+    with pytest.raises(RuleError) as caught:
+        load_prices(tmp_path / "no-rules", [path])
+    message = str(caught.value)
+    assert "bad-prices.yaml" in message and "acme-big" in message
+    assert "prices.output" in message
+
+
+def test_the_price_ceiling_admits_every_listed_price(table: PriceTable) -> None:
+    from advisor.pricing import MAX_PRICE
+
+    assert Decimal(600) * 15 < MAX_PRICE  # o1-pro's output, the dearest listed text price
+    assert all(rates(m).output < MAX_PRICE for m in table.models.values())
+
+
+def test_analyze_with_an_implausible_price_exits_1_not_70(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from helpers import openai_line, write_jsonl
+
+    log = write_jsonl(tmp_path / "a.jsonl", [openai_line("a")])
+    done = subprocess.run(
+        [sys.executable, "-m", "advisor", "analyze", str(log), "-o", str(tmp_path / "o"),
+         "--prices", str(_bad_prices_file(tmp_path, "'1e25'"))],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "acme-big" in done.stderr and "ceiling" in done.stderr
+
+
+# --- the table's identity -----------------------------------------------------------------------
+
+
+def test_the_digest_is_the_prices_not_the_paperwork(tmp_path: Path) -> None:
+    def table_with(price: str, retrieved: str) -> PriceTable:
+        path = tmp_path / f"p{price}{retrieved}.yaml"
+        path.write_text(
+            "schema_version: 1\nkind: prices\ncurrency: USD\nsource: test\n"
+            f"retrieved: {retrieved}\nmodels:\n"
+            "  - {id: m, title: M, provider: x, encoding: approx, source: s,"
+            f" retrieved: {retrieved}, prices: {{input: '{price}', output: '2'}}}}\n"
+        )
+        return load_prices(tmp_path / "no-rules", [path])
+
+    a, b, c = (
+        table_with("1", "2026-11-26"),
+        table_with("1", "2026-12-01"),
+        table_with("1.5", "2026-11-26"),
+    )
+    assert a.digest() == b.digest() != c.digest()
+    assert a.model_digest("m") != c.model_digest("m")
+    assert [(s.name, s.kind, s.retrieved.isoformat()) for s in b.sources] == [
+        ("p12026-12-01.yaml", "file", "2026-12-01")
+    ]
+
+
+def test_curated_sources_are_named_relative_to_the_rules_dir(table: PriceTable) -> None:
+    assert [s.name for s in table.sources] == [
+        "prices/anthropic.yaml", "prices/google.yaml", "prices/openai.yaml"
+    ]  # fmt: skip
+    assert all(s.kind == "rules" and s.models > 0 for s in table.sources)
+    assert len(table.digest()) == 64

@@ -126,6 +126,12 @@ def load_tiers(rules_dir: Path, prices: PriceTable) -> Tiers:
                         prices, by[difficulty]
                     ):  # an opted-in cross-provider ladder wins where it is cheaper
                         by[difficulty] = target
+    for key, entry in prices.models.items():  # a variant (Azure's gpt-4o) climbs its base's ladder
+        if entry.base in ranks and key not in ranks:
+            ranks[key] = ranks[entry.base]
+            for difficulty, target in targets.get(entry.base, {}).items():
+                if _cheaper(prices, key, target) is None:
+                    targets.setdefault(key, {})[difficulty] = target
     return Tiers(policy, tuple(ladders), targets, ranks, tuple(dict.fromkeys(warnings)))
 
 
