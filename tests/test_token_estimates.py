@@ -1,0 +1,129 @@
+"""A lever figure that rests on token counts of our own says how exact they are: the caching lever
+calibrates its counts against the logged usage of the same requests and states a range, and the
+coverage warning for estimated counts says how to get exact ones."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import anthropic_line, openai_line, write_jsonl
+
+from advisor import api, store, tokens
+from advisor.ingest import ingest
+from advisor.levers import STATE_COLUMNS, LeverContext, SimOptions
+from advisor.levers.caching import LEVER
+from advisor.ruleset import default_rules_dir
+from advisor.simulate import state_cost
+
+T0 = datetime(2026, 10, 1, 12, tzinfo=UTC)
+_WORDS = (
+    "account billing customer refund policy order shipping delivery invoice support agent "
+    "escalate priority ticket product warranty return exchange payment card address email "
+    "verify identity summary reply tone polite concise answer question request update status "
+    "international regulation compliance documentation reference internal procedure manual"
+)
+WORDS = _WORDS.split()
+# Anthropic's tokenizer is not tiktoken's: the log's counts are o200k_base's times this.
+ANTHROPIC_FACTOR = 1.2
+
+
+@pytest.fixture(autouse=True)
+def _tiktoken() -> Any:
+    if not tokens.encoding_available("o200k_base"):
+        pytest.fail("o200k_base is not in TIKTOKEN_CACHE_DIR: ../shared/tiktoken-cache missing?")
+    tokens.get_encoding.cache_clear()
+    yield
+    tokens.get_encoding.cache_clear()
+
+
+def _text(rng: random.Random, words: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(words)) + "."
+
+
+def _o200k(text: str) -> int:
+    enc = tokens.get_encoding("o200k_base")
+    assert enc is not None
+    return len(enc.encode_ordinary(text))
+
+
+def traffic(seed: int = 7) -> list[dict[str, Any]]:
+    """OpenAI- and Anthropic-shaped requests, usage logged: templates of many lengths (some near
+    the providers' 1,024-token minimum), each request with a question of its own."""
+    rng = random.Random(seed)
+    templates = [_text(rng, n) for n in (500, 800, 950, 1200, 1800, 3000)]
+    rows: list[dict[str, Any]] = []
+    for i in range(240):
+        system = templates[rng.randrange(len(templates))]
+        user = _text(rng, rng.randrange(10, 400))
+        ts = (T0 + timedelta(seconds=50 * i)).isoformat().replace("+00:00", "Z")
+        if i % 2:
+            messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+            prompt = _o200k(system) + _o200k(user) + 9  # OpenAI's chat-format overhead
+            rows.append(openai_line(f"o{i:03d}", ts=ts, prompt=prompt, messages=messages))
+        else:
+            logged = int((_o200k(system) + _o200k(user)) * ANTHROPIC_FACTOR) + 8
+            line = anthropic_line(f"a{i:03d}", input_tokens=logged)
+            line["timestamp"] = ts
+            line["request"]["system"] = [{"type": "text", "text": system}]
+            line["request"]["messages"] = [{"role": "user", "content": user}]
+            rows.append(line)
+    return rows
+
+
+def caching(tmp_path: Path, *, encodings: bool, monkeypatch: Any) -> tuple[Decimal, Any]:
+    """The caching lever alone on the logged traffic: its saving and details."""
+    rows = traffic()
+    if not encodings:
+        monkeypatch.setenv("ADVISOR_TOKENIZER", "estimate")
+    tokens.get_encoding.cache_clear()
+    con = store.connect()
+    path = tmp_path / ("with.jsonl" if encodings else "without.jsonl")
+    ingest(con, [str(write_jsonl(path, rows))])
+    con.execute("UPDATE requests SET model_key = model")
+    prices = api.load_price_table()
+    from advisor.pricing import register_prices
+
+    register_prices(con, prices, "prices")
+    con.execute(f"CREATE TEMP TABLE state_base AS SELECT {', '.join(STATE_COLUMNS)} FROM requests")
+    ctx = LeverContext(con, prices, default_rules_dir(), SimOptions())
+    out = LEVER.apply(ctx, "state_base", "state_caching", standalone=True)
+    saving = state_cost(con, "state_base") - state_cost(con, out.state)
+    monkeypatch.delenv("ADVISOR_TOKENIZER", raising=False)
+    tokens.get_encoding.cache_clear()
+    return saving, out.details
+
+
+def test_caching_details_say_how_tokens_were_counted(tmp_path: Path, monkeypatch) -> None:
+    saving, details = caching(tmp_path, encodings=True, monkeypatch=monkeypatch)
+    counts = details["token_counts"]
+    by_model = {m["model_key"]: m for m in counts["by_model"]}
+    assert by_model["gpt-4o"]["counts"] == "exact"
+    claude = by_model["claude-sonnet-4-5"]
+    assert claude["counts"] == "approximate"
+    assert "o200k_base approximates" in claude["why"]
+    # calibrated against the logged usage of the same requests: Anthropic's counts are 1.2x ours
+    assert claude["scale"] == pytest.approx(ANTHROPIC_FACTOR, rel=0.05)
+    assert counts["counts"] == "approximate"
+    low, high = Decimal(counts["low_saving"]), Decimal(counts["high_saving"])
+    assert low <= saving <= high
+
+
+def test_estimated_counts_give_a_range_that_holds_the_exact_figure(
+    tmp_path: Path, monkeypatch
+) -> None:
+    exact, _ = caching(tmp_path, encodings=True, monkeypatch=monkeypatch)
+    estimate, details = caching(tmp_path, encodings=False, monkeypatch=monkeypatch)
+    counts = details["token_counts"]
+    assert counts["counts"] == "estimated"
+    assert all(m["counts"] == "estimated" for m in counts["by_model"])
+    assert all("no tiktoken encoding files" in m["why"] for m in counts["by_model"])
+    low, high = Decimal(counts["low_saving"]), Decimal(counts["high_saving"])
+    assert low < high
+    assert low <= exact <= high
+    assert low <= estimate <= high
+    assert abs(estimate - exact) / exact < Decimal("0.1")
