@@ -6,8 +6,9 @@ tokenizer is not tiktoken's (o200k_base stands in for it), and `estimated` where
 could be loaded (4-byte pseudo-tokens). Counts that are not exact are calibrated against the
 logged usage of the same requests: for a sample of requests whose input_tokens were logged, the
 lever's count of the whole prompt (its message counts plus one role marker each) is compared with
-the logged count. The median of the per-request ratios scales the lever's counts, and their
-interquartile range gives the low and high scales the lever's figure is also computed at.
+the logged count, and the part of it that falls on the shared prefix gives the scale applied to
+the lever's counts (token-weighted over the sample); the weighted quartiles of the per-request
+ratios give the low and high scales the lever's figure is also computed at: its range.
 """
 
 from __future__ import annotations
@@ -85,10 +86,11 @@ def calibrate(
     `shared[idx]` is the lever's count of each request's shareable prefix.
 
     The scale that matters is the shared prefix's, and a prompt's unique rest may be text of
-    another kind (code, another language): the rest is taken at the ratio of prompts with no
-    shared prefix (else of whole prompts) and the scale is the median ratio of the remainder to
-    the shared count, over prompts that are at least half shared; whole prompts where those are
-    too few."""
+    another kind (code, another language): the rest is taken at the median ratio of prompts with
+    no shared prefix (else of whole prompts), and the scale is the remainder over the shared
+    count, token-weighted (cached tokens are summed, so long prefixes weigh more) over prompts
+    at least half shared, with the weighted quartiles as its range; whole prompts where too few
+    are half shared."""
     out = {c.model_key: c for c in counts}
     todo = sorted(k for k, c in out.items() if c.counts != "exact")
     if not todo:
@@ -127,18 +129,23 @@ def calibrate(
                                      THEN median(ratio) FILTER (WHERE shared = 0)
                                      ELSE median(ratio) END AS rest_ratio
               FROM x GROUP BY model_key
-            ), part AS (
-              SELECT x.model_key, (x.logged - (x.whole - x.shared) * r.rest_ratio) / x.shared
-                       AS ratio
+            ), ratios AS (
+              SELECT 'part' AS basis, x.model_key,
+                     (x.logged - (x.whole - x.shared) * r.rest_ratio) / x.shared AS ratio,
+                     x.shared AS weight
               FROM x JOIN rest r USING (model_key) WHERE 2 * x.shared >= x.whole
-            ), stats AS (
-              SELECT 'part' AS basis, model_key, count(*) AS n, median(ratio),
-                     quantile_cont(ratio, 0.25), quantile_cont(ratio, 0.75)
-              FROM part GROUP BY model_key
               UNION ALL
-              SELECT 'whole', model_key, count(*), median(ratio), quantile_cont(ratio, 0.25),
-                     quantile_cont(ratio, 0.75)
-              FROM x GROUP BY model_key
+              SELECT 'whole', model_key, ratio, whole FROM x
+            ), cum AS (
+              SELECT *, sum(weight) OVER (PARTITION BY basis, model_key ORDER BY ratio
+                                          ROWS UNBOUNDED PRECEDING)
+                        / sum(weight) OVER (PARTITION BY basis, model_key) AS upto
+              FROM ratios
+            ), stats AS (
+              SELECT basis, model_key, count(*) AS n,
+                     sum(ratio * weight) / sum(weight), min(ratio) FILTER (WHERE upto >= 0.25),
+                     min(ratio) FILTER (WHERE upto >= 0.75)
+              FROM cum GROUP BY ALL
             )
             SELECT * FROM stats ORDER BY model_key, basis"""
     ).fetchall()
