@@ -127,3 +127,89 @@ def test_estimated_counts_give_a_range_that_holds_the_exact_figure(
     assert low <= exact <= high
     assert low <= estimate <= high
     assert abs(estimate - exact) / exact < Decimal("0.1")
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def _with_caching(kind: str) -> Any:
+    from test_report import empty_analysis
+
+    from advisor.analysis import Lever
+
+    analysis = empty_analysis()
+    model = {
+        "model_key": "claude-sonnet-4-5",
+        "counts": kind,
+        "tokenizer": "length: 4 bytes per token",
+        "why": "no tiktoken encoding files (set TIKTOKEN_CACHE_DIR for exact counts): "
+        "length-based estimate",
+        "calibrated_on": "shared prefixes",
+        "calibration_requests": 120,
+        "scale": 0.59,
+        "low_scale": 0.58,
+        "high_scale": 0.6,
+    }
+    token_counts = {
+        "counts": kind,
+        "low_saving": "0.61",
+        "high_saving": "0.71",
+        "low_cache_read_share": 0.5,
+        "high_cache_read_share": 0.55,
+        "by_model": [model],
+    }
+    analysis.levers = [
+        Lever(
+            id="caching",
+            title="Prompt caching",
+            standalone_saving=Decimal("0.65"),
+            marginal_saving=Decimal("0.65"),
+            affected_requests=10,
+            details={"token_counts": token_counts},
+        )
+    ]
+    return analysis
+
+
+def _rendered(analysis: Any) -> dict[str, str]:
+    from test_report import _console_text
+
+    from advisor.report.html import render_html
+    from advisor.report.markdown import render_markdown
+
+    return {
+        "html": render_html(analysis),
+        "markdown": render_markdown(analysis).replace("\\", ""),
+        "terminal": " ".join(_console_text(analysis, width=400).split()),
+    }
+
+
+def test_an_approximate_lever_figure_is_marked_with_its_range_everywhere() -> None:
+    for name, text in _rendered(_with_caching("estimated")).items():
+        assert "≈" in text, name
+        assert "approximate: $0.61 to $0.71; token counts estimated" in text, name
+        assert "TIKTOKEN_CACHE_DIR" in text, name
+
+
+def test_an_exact_lever_figure_is_not_marked() -> None:
+    for name, text in _rendered(_with_caching("exact")).items():
+        assert "≈" not in text and "approximate:" not in text, name
+
+
+def test_the_estimated_counts_warning_says_how_to_get_exact_counts() -> None:
+    from advisor.analysis import TokenSources
+    from advisor.report import fmt
+
+    analysis = _with_caching("exact")
+    analysis.coverage.token_source = TokenSources(logged=10, estimated=5)
+    analysis.coverage.tokenizer = "estimate"
+    warning = fmt.estimated_warning(analysis.coverage)
+    assert warning is not None
+    assert "set TIKTOKEN_CACHE_DIR to a folder holding tiktoken's encoding files" in warning
+    assert "o200k_base, cl100k_base" in warning
+    for name, text in _rendered(analysis).items():
+        assert "For exact counts, set TIKTOKEN_CACHE_DIR" in text, name
+    # a provider whose tokenizer tiktoken does not have: only logged usage is exact
+    analysis.coverage.tokenizer = "tiktoken"
+    warning = fmt.estimated_warning(analysis.coverage)
+    assert warning is not None and "log the provider's usage" in warning

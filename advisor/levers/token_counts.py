@@ -40,6 +40,7 @@ class TokenCounts:
     counts: str  # exact | approximate | estimated
     tokenizer: str
     why: str
+    calibrated_on: str | None = None  # shared prefixes | whole prompts | None: not calibrated
     calibration_requests: int = 0  # logged requests the calibration compared
     scale: float = 1.0  # logged tokens per token of ours: the median ratio, applied
     low_scale: float = 1.0  # first quartile of the ratios
@@ -59,8 +60,8 @@ def describe(key: str, encoding: str, provider: str | None, tok: Tokenizer) -> T
             key,
             "estimated",
             "length: 4 bytes per token",
-            "no tiktoken encoding files: length-based estimate (set TIKTOKEN_CACHE_DIR to a "
-            "folder holding o200k_base and cl100k_base for exact counts)",
+            "no tiktoken encoding files (set TIKTOKEN_CACHE_DIR for exact counts): "
+            "length-based estimate",
         )
     if encoding != tok.encoding:
         return TokenCounts(
@@ -157,18 +158,17 @@ def calibrate(
         basis = "part" if found.get(("part", key), (0,))[0] >= MIN_REQUESTS else "whole"
         n, mid, q1, q3 = found.get((basis, key), (0, None, None, None))
         if n < MIN_REQUESTS:
+            # too few requests with logged usage to calibrate: a wide range is assumed
             out[key] = replace(
                 out[key],
+                calibration_requests=int(n),
                 low_scale=UNCALIBRATED[0],
                 high_scale=UNCALIBRATED[1],
-                why=f"{out[key].why}; not calibrated: {n} requests with logged usage "
-                f"({MIN_REQUESTS} needed), range assumed",
             )
             continue
-        on = "shared prefixes" if basis == "part" else "whole prompts"
         out[key] = replace(
             out[key],
-            why=f"{out[key].why}; calibrated on the {on} of {n} requests with logged usage",
+            calibrated_on="shared prefixes" if basis == "part" else "whole prompts",
             calibration_requests=int(n),
             scale=_clip(mid),
             low_scale=min(_clip(q1), _clip(mid)),
