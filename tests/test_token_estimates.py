@@ -129,6 +129,44 @@ def test_estimated_counts_give_a_range_that_holds_the_exact_figure(
     assert abs(estimate - exact) / exact < Decimal("0.1")
 
 
+def test_the_chained_run_scales_a_model_as_the_standalone_run_did(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """After tiering moves requests between models, a model keeps the calibration of its
+    standalone run; only a model the standalone run did not see is calibrated again."""
+    from advisor.levers import caching as lever_module
+
+    rows = traffic()
+    monkeypatch.setenv("ADVISOR_TOKENIZER", "estimate")
+    tokens.get_encoding.cache_clear()
+    con = store.connect()
+    ingest(con, [str(write_jsonl(tmp_path / "chain.jsonl", rows))])
+    con.execute("UPDATE requests SET model_key = model")
+    cols = ", ".join(STATE_COLUMNS)
+    con.execute(f"CREATE TEMP TABLE state_base AS SELECT {cols} FROM requests")
+    moved = "CASE WHEN request_id LIKE 'o%5' THEN 'gpt-4o-mini' ELSE model_key END AS model_key"
+    con.execute(
+        f"CREATE TEMP TABLE state_tiered AS SELECT {cols.replace('model_key', moved)} FROM requests"
+    )
+    calibrated: list[list[str]] = []
+    real = lever_module.calibrate
+    monkeypatch.setattr(
+        lever_module,
+        "calibrate",
+        lambda con, q, shared, counts, *a: (
+            calibrated.append([c.model_key for c in counts]) or real(con, q, shared, counts, *a)
+        ),
+    )
+    ctx = LeverContext(con, api.load_price_table(), default_rules_dir(), SimOptions())
+    alone = LEVER.apply(ctx, "state_base", "state_alone", standalone=True)
+    assert sorted(k for keys in calibrated for k in keys) == ["claude-sonnet-4-5", "gpt-4o"]
+    calibrated.clear()
+    LEVER.apply(ctx, "state_tiered", "state_chain", standalone=False)
+    assert calibrated == [["gpt-4o-mini"]]
+    assert "caching.counts" not in ctx.scratch
+    assert alone.details["token_counts"]["counts"] == "estimated"
+
+
 # --- rendering -------------------------------------------------------------------------------
 
 

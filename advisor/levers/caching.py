@@ -183,10 +183,12 @@ def replay(
     `tokenizers` (by encoding) carry token caches from one replay to the next; `models` (by
     cache group) the prefix models built from the store's prompts, with their requests: a later
     replay whose group holds the same requests reorders the model instead of building it.
-    `counts` reuses another replay's calibration (a what-if is scaled like the run it changes);
+    `counts` (by model) are calibrations made before, reused so that a what-if or the chained
+    run scales a model's counts as the standalone run did; other models are calibrated here.
     `ranges` also replays at each model's low and high calibration scale.
     """
     tokenizers = {} if tokenizers is None else tokenizers
+    counts = {} if counts is None else counts
     # only the store's own prompts: an edited prompt table may differ from one replay to the next
     models = models if (messages_sql, texts_sql) == ("messages", "texts") else None
     con = ctx.con
@@ -238,21 +240,15 @@ def replay(
         # per-model settings, spread to requests through each request's model index
         names_of, m = np.unique(np.asarray(q["model_key"], dtype=object), return_inverse=True)
         per = [caches[k] for k in names_of]
-        if counts is None:
-            described = [
-                describe(c.key, c.encoding, ctx.prices.models[c.key].provider, tok) for c in per
-            ]
-            found = calibrate(
-                con,
-                "_cache_q",
-                model.shared_tokens,
-                described,
-                tok,
-                prefix.relation(messages_sql),
-                prefix.relation(texts_sql),
-            )
-        else:
-            found = {c.key: counts[c.key] for c in per}
+        found = {c.key: counts[c.key] for c in per if c.key in counts}
+        todo = [
+            describe(c.key, c.encoding, ctx.prices.models[c.key].provider, tok)
+            for c in per
+            if c.key not in found
+        ]
+        if todo:
+            texts = prefix.relation(messages_sql), prefix.relation(texts_sql)
+            found |= calibrate(con, "_cache_q", model.shared_tokens, todo, tok, *texts)
         used.update(found)
         scales = {
             v: np.array([found[c.key].scales()[v] for c in per], dtype=np.float64)[m]
@@ -262,7 +258,12 @@ def replay(
         stream = np.asarray(q["stream"], dtype=np.int64)
         ts = np.asarray(q["t"], dtype=np.float64)
         min_tok = np.array([c.rules.min_tokens for c in per], dtype=np.int64)[m]
-        inc = np.array([c.rules.increment or 0 for c in per], dtype=np.int64)[m]
+        # Counts that are not exact were already cut to whole blocks of our tokens: cutting them
+        # again to the provider's increments would count the loss at a block's end twice.
+        inc = np.array(
+            [c.rules.increment or 0 if found[c.key].counts == "exact" else 0 for c in per],
+            dtype=np.int64,
+        )[m]
         eligible = inp >= min_tok
         for name in dict.fromkeys(o.name for c in per for o in c.options):
             opts = [_option(c, name) for c in per]
@@ -434,13 +435,22 @@ class CachingLever:
                FROM _cache_rows r LEFT JOIN _cache_subst s ON s.text_hash = r.system_hash"""
         )
         tokenizers: dict[str, prefix.Tokenizer] = {}
-        # the standalone run's models serve the chained run, then are let go
+        # the standalone run's models and calibrations serve the chained run, then are let go
         models = ctx.scratch.setdefault("caching.models", {})
+        counts = ctx.scratch.setdefault("caching.counts", {})
         main = replay(
-            ctx, "_cache_rows", caches, tokenizers=tokenizers, models=models, ranges=standalone
+            ctx,
+            "_cache_rows",
+            caches,
+            tokenizers=tokenizers,
+            models=models,
+            counts=counts,
+            ranges=standalone,
         )
+        counts.update(main.counts)
         if not standalone:
             ctx.scratch.pop("caching.models")
+            ctx.scratch.pop("caching.counts")
         _choose(ctx, main, caches, policy)
         _final(con, state, out, main.options)
         affected = scalar(
