@@ -258,12 +258,10 @@ def replay(
         stream = np.asarray(q["stream"], dtype=np.int64)
         ts = np.asarray(q["t"], dtype=np.float64)
         min_tok = np.array([c.rules.min_tokens for c in per], dtype=np.int64)[m]
+        exact = np.array([found[c.key].counts == "exact" for c in per])[m]
         # Counts that are not exact were already cut to whole blocks of our tokens: cutting them
         # again to the provider's increments would count the loss at a block's end twice.
-        inc = np.array(
-            [c.rules.increment or 0 if found[c.key].counts == "exact" else 0 for c in per],
-            dtype=np.int64,
-        )[m]
+        inc = np.where(exact, np.array([c.rules.increment or 0 for c in per])[m], 0)
         eligible = inp >= min_tok
         for name in dict.fromkeys(o.name for c in per for o in c.options):
             opts = [_option(c, name) for c in per]
@@ -279,8 +277,12 @@ def replay(
             )
             done: list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = []
             for variant, scale in scales.items():
+                # the low and high figures differ from the point only where counts are not exact
+                rows_of = has if variant == "point" else has & ~exact
+                if not rows_of.any():
+                    continue
                 same = next((rw for s, rw in done if np.array_equal(s, scale)), None)
-                if same is not None:  # exact counts: the low and high figures are the point's
+                if same is not None:
                     read, write = same
                 elif name == "off":  # opt-in caching left off: nothing read, nothing written
                     read = write = np.zeros_like(inp)
@@ -305,11 +307,13 @@ def replay(
                 opt_parts[variant].append(
                     pa.table(
                         {
-                            "request_id": pa.array(q["request_id"][has]),
-                            "option": pa.array([name] * int(has.sum())),
-                            "cache_read_tokens": pa.array(read[has]),
-                            "cache_write_tokens": pa.array(write[has]),
-                            "cache_write_1h_tokens": pa.array(np.where(one_hour, write, 0)[has]),
+                            "request_id": pa.array(q["request_id"][rows_of]),
+                            "option": pa.array([name] * int(rows_of.sum())),
+                            "cache_read_tokens": pa.array(read[rows_of]),
+                            "cache_write_tokens": pa.array(write[rows_of]),
+                            "cache_write_1h_tokens": pa.array(
+                                np.where(one_hour, write, 0)[rows_of]
+                            ),
                         }
                     )
                 )
@@ -564,42 +568,66 @@ def _choose(
     return chosen
 
 
-def _final(con: Any, state: str, out: str, options: str, sim: str = "_cache_sim") -> None:
-    """`sim` (the replay of `options` under the chosen options) and the lever's output state."""
+def _final(con: Any, state: str, out: str, options: str) -> None:
+    """_cache_sim (the replay under the chosen options) and the lever's output state."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _cache_sim AS {_chosen(options)}")
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {sim} AS
-            SELECT o.* FROM {options} o JOIN _cache_rows r USING (request_id)
-            JOIN _cache_tpl t USING (request_id)
-            JOIN _cache_choice c ON c.model_key = r.model_key AND c.template = t.template
-                                AND c.option = o.option"""
+        f"""CREATE OR REPLACE TEMP TABLE {out} AS
+            SELECT {_with_sim("s", "f")} FROM {state} s LEFT JOIN _cache_sim f USING (request_id)"""
     )
-    # A replayed request takes the simulated cache counts unless its logged ones read more.
-    use = "f.request_id IS NOT NULL AND f.cache_read_tokens >= coalesce(s.cache_read_tokens, 0)"
+
+
+def _chosen(options: str) -> str:
+    """The rows of an options table under the option chosen for their (model, template)."""
+    return f"""SELECT o.* FROM {options} o JOIN _cache_rows r USING (request_id)
+               JOIN _cache_tpl t USING (request_id)
+               JOIN _cache_choice c ON c.model_key = r.model_key AND c.template = t.template
+                                   AND c.option = o.option"""
+
+
+def _with_sim(state: str, sim: str) -> str:
+    """STATE_COLUMNS of a state row with a replayed row's cache counts: a replayed request takes
+    the simulated counts unless its logged ones read more."""
+    use = (
+        f"{sim}.request_id IS NOT NULL "
+        f"AND {sim}.cache_read_tokens >= coalesce({state}.cache_read_tokens, 0)"
+    )
     cols = []
     for c in STATE_COLUMNS:
         if c in ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens"):
-            cols.append(f"CASE WHEN {use} THEN f.{c} ELSE s.{c} END AS {c}")
+            cols.append(f"CASE WHEN {use} THEN {sim}.{c} ELSE {state}.{c} END AS {c}")
         else:
-            cols.append(f"s.{c}")
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {out} AS
-            SELECT {", ".join(cols)} FROM {state} s LEFT JOIN {sim} f USING (request_id)"""
-    )
+            cols.append(f"{state}.{c}")
+    return ", ".join(cols)
 
 
 def _token_counts(con: Any, state: str, out: str, main: Replayed) -> dict[str, Any]:
     """details.token_counts: how the replay counted tokens per model and, where the counts are
-    not exact, the saving and cached share with every model at its low and high calibration
-    scale (the same options chosen): the range of the lever's figure."""
-    base = _cost(con, state)
-    figures = [(base - _cost(con, out), _read_share(con, out))]
-    for variant, options in sorted(main.ranges.items()):
-        table = f"{out}_{variant}"
-        _final(con, state, table, options, sim=f"_cache_sim_{variant}")
-        figures.append((base - _cost(con, table), _read_share(con, table)))
-        for name in (table, f"_cache_sim_{variant}", options):
-            con.execute(f"DROP TABLE IF EXISTS {name}")
-    savings, shares = [f[0] for f in figures], [f[1] for f in figures]
+    not exact, the saving and cached share with every such model at its low and high
+    calibration scale (the same options chosen): the range of the lever's figure. A range
+    table holds only the rows whose counts are not exact, so its figure is the point's plus
+    what those rows change."""
+    saving = _cost(con, state) - _cost(con, out)
+    read, inp = con.execute(
+        f"""SELECT sum(s.cache_read_tokens), sum(coalesce(r.input_tokens, 0))
+            FROM _cache_rows r JOIN {out} s USING (request_id)"""
+    ).fetchone()
+    figures = [(saving, int(read or 0))]
+    for _, options in sorted(main.ranges.items()):
+        cost, more = con.execute(
+            f"""WITH v AS (
+                  SELECT {_with_sim("s", "f")} FROM {state} s JOIN ({_chosen(options)}) f
+                  USING (request_id)
+                )
+                SELECT sum({cost_sql("o", "p")} - {cost_sql("v", "p")}),
+                       sum(v.cache_read_tokens - o.cache_read_tokens)
+                FROM v JOIN {out} o USING (request_id)
+                JOIN _cache_prices p ON p.model_key = v.model_key"""
+        ).fetchone()
+        figures.append((saving + Decimal(cost or 0), int(read or 0) + int(more or 0)))
+        con.execute(f"DROP TABLE IF EXISTS {options}")
+    savings = [f[0] for f in figures]
+    shares = [f[1] / float(inp) if inp else 0.0 for f in figures]
     counts = list(main.counts.values())
     return {
         "counts": summary(counts),
@@ -617,15 +645,6 @@ def _cost(con: Any, state: str) -> Decimal:
         f"SELECT sum({cost_sql('s', 'p')}) FROM {state} s JOIN _cache_prices p USING (model_key)",
     )
     return Decimal(total or 0)
-
-
-def _read_share(con: Any, state: str) -> float:
-    """Cached share of the input of the lever's rows in a state (as details.achievable)."""
-    read, inp = con.execute(
-        f"""SELECT sum(s.cache_read_tokens), sum(coalesce(r.input_tokens, 0))
-            FROM _cache_rows r JOIN {state} s USING (request_id)"""
-    ).fetchone()
-    return float(read or 0) / float(inp) if inp else 0.0
 
 
 def _prefix_order_savings(
