@@ -21,9 +21,9 @@ import pyarrow as pa
 
 from advisor.prefix import Tokenizer
 
-# Logged requests per model whose whole prompt is counted: bounds the tokenisation (a few
-# hundred prompts per model, whatever the size of the log) and is plenty for quartiles.
-SAMPLE = 500
+# Logged requests per model whose whole prompt is counted: bounds the tokenisation whatever the
+# size of the log, and is plenty for quartiles.
+SAMPLE = 200
 MIN_REQUESTS = 20
 SCALE_LIMITS = (0.25, 4.0)
 # Scales assumed where fewer than MIN_REQUESTS requests have logged usage: a wide range.
