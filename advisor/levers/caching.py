@@ -9,9 +9,11 @@ template, the provider's options (default TTL, 1 h TTL, extended retention, cach
 opt-in) are replayed and priced, and the cheapest is kept (`rules/caching.yaml` sets the margin).
 
 Approximations, all stated in details["assumptions"]:
-- Token counts are ours (tiktoken, the model's encoding or o200k_base for other tokenizers, plus
-  one role marker per message); cached tokens are scaled by logged/our tokens for non-OpenAI
-  tokenizers and clipped so they never exceed the logged input_tokens.
+- Token counts are ours (tiktoken, the model's encoding or o200k_base for other tokenizers, or
+  4-byte pseudo-tokens without encoding files; plus one role marker per message). Counts that
+  are not exact are scaled to the logged usage of the same requests (advisor.levers.token_counts)
+  and the figure is also given at the low and high scales; cached tokens are clipped so they
+  never exceed the logged input_tokens.
 - Caches are unbounded in size and never evicted before the TTL; routing overflow (OpenAI sends a
   prefix hotter than ~15 requests/minute to several machines) is not modelled.
 - Explicit breakpoints are read only where they are placed (Anthropic also looks back up to 20
@@ -23,8 +25,10 @@ details: replay (requests, replayed, blocks, not_replayable by reason), achieved
 report cached), achievable (the output state), simulated (the replay alone, replayed rows only),
 rules (per model), tokenization, by_feature and by_template (stable prefix, reuse rate, below the
 minimum, option, reads per write vs break-even, saving, recommendation), prefix_order (findings of
-advisor.levers.prefix_order with the what-if saving), recommendations (for analysis.json), and
-assumptions. The per-request table has cache_read_tokens_sim (NULL where not replayable).
+advisor.levers.prefix_order with the what-if saving), recommendations (for analysis.json),
+token_counts (exact | approximate | estimated per model, tokenizer, why, calibration, and the
+saving and cached share at the low and high scales), and assumptions. The per-request table
+has cache_read_tokens_sim (NULL where not replayable).
 """
 
 from __future__ import annotations
@@ -823,8 +827,10 @@ def _details(
 
 
 ASSUMPTIONS = [
-    "Token counts are tiktoken's (the model's encoding, else o200k_base scaled to the logged "
-    "counts), clipped so that cached tokens never exceed logged input tokens.",
+    "Token counts are the lever's own: the model's tiktoken encoding where it is on disk, else "
+    "o200k_base or a length-based estimate calibrated against the logged usage of the same "
+    "requests (token_counts says which, and the range it leaves); cached tokens never exceed "
+    "logged input tokens.",
     "Caches never evict before their TTL; routing overflow of hot prefixes is not modelled.",
     "Explicit breakpoints are placed at message boundaries whose prefix recurs in the stream (the "
     "deepest static one plus the deepest others) and read only where placed.",
