@@ -251,3 +251,32 @@ def test_the_estimated_counts_warning_says_how_to_get_exact_counts() -> None:
     analysis.coverage.tokenizer = "tiktoken"
     warning = fmt.estimated_warning(analysis.coverage)
     assert warning is not None and "log the provider's usage" in warning
+
+
+def test_prefix_order_findings_say_how_their_tokens_were_counted(
+    tmp_path: Path, monkeypatch
+) -> None:
+    rng = random.Random(3)
+    stable = _text(rng, 1500)
+    rows = [
+        openai_line(
+            f"d{i}",
+            ts=(T0 + timedelta(minutes=i)).isoformat().replace("+00:00", "Z"),
+            prompt=2000,
+            messages=[
+                {"role": "system", "content": f"Today is 2026-10-0{i + 1}.\n{stable}"},
+                {"role": "user", "content": f"q{i}"},
+            ],
+        )
+        for i in range(6)
+    ]
+    monkeypatch.setenv("ADVISOR_TOKENIZER", "estimate")
+    tokens.get_encoding.cache_clear()
+    con = store.connect()
+    ingest(con, [str(write_jsonl(tmp_path / "dates.jsonl", rows))])
+    con.execute("UPDATE requests SET model_key = model")
+    con.execute(f"CREATE TEMP TABLE state_base AS SELECT {', '.join(STATE_COLUMNS)} FROM requests")
+    ctx = LeverContext(con, api.load_price_table(), default_rules_dir(), SimOptions())
+    out = LEVER.apply(ctx, "state_base", "state_caching", standalone=True)
+    (finding,) = out.details["prefix_order"]
+    assert finding["counted_with"] == "length estimate (no tiktoken encoding files)"
