@@ -221,7 +221,7 @@ class Tokenizer:
             self.cache[key] = self.seen[text]
 
 
-def _relation(sql: str) -> str:
+def relation(sql: str) -> str:
     """A table name as is, a query in parentheses."""
     return f"({sql})" if " " in sql.strip() else sql
 
@@ -288,7 +288,7 @@ def build(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _px_msg AS
             SELECT q.idx, m.position, m.role, m.text_hash
-            FROM {requests} q JOIN {_relation(messages_sql)} m USING (request_id)"""
+            FROM {requests} q JOIN {relation(messages_sql)} m USING (request_id)"""
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _px_tid AS
@@ -415,7 +415,7 @@ class _TextPool:
         )
         cur = con.execute(
             f"""SELECT w.tid, t.text_hash, x.text FROM _px_want w JOIN _px_tid t USING (tid)
-                JOIN {_relation(texts_sql)} x USING (text_hash)"""
+                JOIN {relation(texts_sql)} x USING (text_hash)"""
         )
         parts: list[np.ndarray] = []
         at = 0
@@ -506,7 +506,7 @@ def _sibling_cuts(
     )
     cur = con.execute(
         f"""WITH s AS (SELECT p.*, x.text FROM _px_sib p JOIN _px_tid t USING (tid)
-                       JOIN {_relation(texts_sql)} x USING (text_hash)),
+                       JOIN {relation(texts_sql)} x USING (text_hash)),
                  g AS (SELECT parent, left(text, min_chars) AS k FROM s
                        GROUP BY ALL HAVING count(*) >= 2 AND max(i) >= 0)
             SELECT s.parent, s.tid, s.i, left(s.text, s.head) AS head,
@@ -562,7 +562,7 @@ def _whole_text_lcp(
     )
     cur = con.execute(
         f"""SELECT r.run, r.i, x.text FROM _px_run r JOIN _px_tid t USING (tid)
-            JOIN {_relation(texts_sql)} x USING (text_hash) ORDER BY r.run, x.text"""
+            JOIN {relation(texts_sql)} x USING (text_hash) ORDER BY r.run, x.text"""
     )
     prev: tuple | None = None
     for rows in _batches(cur, 200):
@@ -594,7 +594,7 @@ def _partial_blocks(
     _register(con, "_px_cut", {"i": which, "tid": div_tid[which], "chars": chars})
     cur = con.execute(
         f"""SELECT c.i, c.chars, x.text FROM _px_cut c JOIN _px_tid t USING (tid)
-            JOIN {_relation(texts_sql)} x USING (text_hash) ORDER BY c.i"""
+            JOIN {relation(texts_sql)} x USING (text_hash) ORDER BY c.i"""
     )
     out: list[tuple[np.ndarray, ...]] = []
     added = dict.fromkeys(which.tolist(), 0)

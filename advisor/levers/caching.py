@@ -9,9 +9,11 @@ template, the provider's options (default TTL, 1 h TTL, extended retention, cach
 opt-in) are replayed and priced, and the cheapest is kept (`rules/caching.yaml` sets the margin).
 
 Approximations, all stated in details["assumptions"]:
-- Token counts are ours (tiktoken, the model's encoding or o200k_base for other tokenizers, plus
-  one role marker per message); cached tokens are scaled by logged/our tokens for non-OpenAI
-  tokenizers and clipped so they never exceed the logged input_tokens.
+- Token counts are ours (tiktoken, the model's encoding or o200k_base for other tokenizers, or
+  4-byte pseudo-tokens without encoding files; plus one role marker per message). Counts that
+  are not exact are scaled to the logged usage of the same requests (advisor.levers.token_counts)
+  and the figure is also given at the low and high scales; cached tokens are clipped so they
+  never exceed the logged input_tokens.
 - Caches are unbounded in size and never evicted before the TTL; routing overflow (OpenAI sends a
   prefix hotter than ~15 requests/minute to several machines) is not modelled.
 - Explicit breakpoints are read only where they are placed (Anthropic also looks back up to 20
@@ -23,14 +25,16 @@ details: replay (requests, replayed, blocks, not_replayable by reason), achieved
 report cached), achievable (the output state), simulated (the replay alone, replayed rows only),
 rules (per model), tokenization, by_feature and by_template (stable prefix, reuse rate, below the
 minimum, option, reads per write vs break-even, saving, recommendation), prefix_order (findings of
-advisor.levers.prefix_order with the what-if saving), recommendations (for analysis.json), and
-assumptions. The per-request table has cache_read_tokens_sim (NULL where not replayable).
+advisor.levers.prefix_order with the what-if saving), recommendations (for analysis.json),
+token_counts (exact | approximate | estimated per model, tokenizer, why, calibration, and the
+saving and cached share at the low and high scales), and assumptions. The per-request table
+has cache_read_tokens_sim (NULL where not replayable).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -49,6 +53,7 @@ from advisor.levers.prefix_order import (
     span_row,
     substitute,
 )
+from advisor.levers.token_counts import TokenCounts, calibrate, describe, summary
 from advisor.pricing import CachingRules, PriceTable, cost_sql, rates, register_prices
 from advisor.redact import excerpt
 from advisor.ruleset import default_rules_dir, load_model
@@ -154,25 +159,11 @@ class Replayed:
     info: str  # request_id, shared_tokens (provider tokens), eligible
     stats: list[prefix.TokenStats]
     blocks: int = 0  # token blocks replayed (the unit of work)
-
-
-def _calibration(
-    model: np.ndarray,
-    models: int,
-    inp: np.ndarray,
-    ours: np.ndarray,
-    full: np.ndarray,
-    approx: np.ndarray | bool,
-) -> np.ndarray:
-    """Provider tokens per token of ours, per model index, for models whose tokenizer is not
-    tiktoken's: measured on requests whose whole prompt was tokenised (fully shared prompts,
-    at least 20 of them), else 1."""
-    sel = full & (ours > 0)
-    logged = np.bincount(model[sel], weights=inp[sel], minlength=models)
-    counted = np.bincount(model[sel], weights=ours[sel], minlength=models)
-    enough = np.bincount(model[sel], minlength=models) >= 20
-    ratio = np.clip(logged / np.maximum(counted, 1), 0.5, 2.0)
-    return np.where(enough & approx, ratio, 1.0)
+    counts: dict[str, TokenCounts] = field(
+        default_factory=dict
+    )  # by model: how tokens were counted
+    # "low"/"high": the options table again with each model's counts at that calibration scale
+    ranges: dict[str, str] = field(default_factory=dict)
 
 
 def replay(
@@ -186,6 +177,8 @@ def replay(
     only: str | None = None,
     tokenizers: dict[str, prefix.Tokenizer] | None = None,
     models: dict[tuple, tuple[prefix.PrefixModel, pa.Table]] | None = None,
+    counts: dict[str, TokenCounts] | None = None,
+    ranges: bool = False,
 ) -> Replayed:
     """Replay every option of every model over the replayable rows of `rows`.
 
@@ -194,16 +187,22 @@ def replay(
     `tokenizers` (by encoding) carry token caches from one replay to the next; `models` (by
     cache group) the prefix models built from the store's prompts, with their requests: a later
     replay whose group holds the same requests reorders the model instead of building it.
+    `counts` (by model) are calibrations made before, reused so that a what-if or the chained
+    run scales a model's counts as the standalone run did; other models are calibrated here.
+    `ranges` also replays at each model's low and high calibration scale.
     """
     tokenizers = {} if tokenizers is None else tokenizers
+    counts = {} if counts is None else counts
     # only the store's own prompts: an edited prompt table may differ from one replay to the next
     models = models if (messages_sql, texts_sql) == ("messages", "texts") else None
     con = ctx.con
     out_opts = f"_cache_opts{suffix}"
     out_info = f"_cache_info{suffix}"
-    opt_parts: list[pa.Table] = []
+    variants = ("point", "low", "high") if ranges else ("point",)
+    opt_parts: dict[str, list[pa.Table]] = {v: [] for v in variants}
     info_parts: list[pa.Table] = []
     stats: list[prefix.TokenStats] = []
+    used: dict[str, TokenCounts] = {}
     blocks = 0
     groups: dict[tuple[str, str, str, int | None, bool], list[ModelCache]] = {}
     for cache in caches.values():
@@ -225,6 +224,7 @@ def replay(
         q = con.execute("SELECT * FROM _cache_q ORDER BY idx").fetchnumpy()
         if not len(q["idx"]):
             continue
+        tok = tokenizers.setdefault(encoding, prefix.Tokenizer(encoding))
         model = _built_before(con, models, group)
         if model is None:
             model = prefix.build(
@@ -234,7 +234,7 @@ def replay(
                 block_size=block,
                 messages_sql=messages_sql,
                 texts_sql=texts_sql,
-                tokenizer=tokenizers.setdefault(encoding, prefix.Tokenizer(encoding)),
+                tokenizer=tok,
             )
             if models is not None:
                 ids = {"request_id": q["request_id"], "idx": np.arange(model.n, dtype=np.int64)}
@@ -244,70 +244,106 @@ def replay(
         # per-model settings, spread to requests through each request's model index
         names_of, m = np.unique(np.asarray(q["model_key"], dtype=object), return_inverse=True)
         per = [caches[k] for k in names_of]
+        found = {c.key: counts[c.key] for c in per if c.key in counts}
+        todo = [
+            describe(c.key, c.encoding, ctx.prices.models[c.key].provider, tok)
+            for c in per
+            if c.key not in found
+        ]
+        if todo:
+            texts = prefix.relation(messages_sql), prefix.relation(texts_sql)
+            found |= calibrate(con, "_cache_q", model.shared_tokens, todo, tok, *texts)
+        used.update(found)
+        scales = {
+            v: np.array([found[c.key].scales()[v] for c in per], dtype=np.float64)[m]
+            for v in variants
+        }
         inp = np.asarray(q["input_tokens"], dtype=np.int64)
         stream = np.asarray(q["stream"], dtype=np.int64)
         ts = np.asarray(q["t"], dtype=np.float64)
-        full = (model.n_shared == np.diff(model.msg_off)) & np.asarray(q["logged"], dtype=bool)
-        approx = model.stats.estimated or np.array(
-            [ctx.prices.models[c.key].encoding == "approx" for c in per]
-        )
-        scale = _calibration(m, len(per), inp, model.shared_tokens, full, approx)[m]
         min_tok = np.array([c.rules.min_tokens for c in per], dtype=np.int64)[m]
-        inc = np.array([c.rules.increment or 0 for c in per], dtype=np.int64)[m]
+        exact = np.array([found[c.key].counts == "exact" for c in per])[m]
+        # Counts that are not exact were already cut to whole blocks of our tokens: cutting them
+        # again to the provider's increments would count the loss at a block's end twice.
+        inc = np.where(exact, np.array([c.rules.increment or 0 for c in per])[m], 0)
         eligible = inp >= min_tok
         for name in dict.fromkeys(o.name for c in per for o in c.options):
             opts = [_option(c, name) for c in per]
             has = np.array([o is not None for o in opts])[m]
             ttl = np.array([o.ttl if o else 0.0 for o in opts], dtype=np.float64)[m]
             one_hour = np.array([bool(o and o.write_1h) for o in opts])[m]
-            if name == "off":  # opt-in caching left off: nothing read, nothing written
-                read = write = np.zeros_like(inp)
-            elif mode == "explicit":
-                r_ours, w_ours = prefix.replay_breakpoints(
-                    model,
-                    stream,
-                    ts,
-                    np.ceil(min_tok / scale).astype(np.int64),
-                    members[0].rules.max_breakpoints,
-                    ttl,
-                    refresh,
-                )
-                read = np.minimum(np.floor(r_ours * scale).astype(np.int64), inp)
-                write = np.minimum(np.floor(w_ours * scale).astype(np.int64), inp - read)
-            else:
-                assert block is not None
-                ok = eligible & has
-                matched = prefix.replay_blocks(model, stream, ts, ok, ttl, refresh)
-                read = _round_down(np.minimum(np.floor(matched * block * scale), inp), min_tok, inc)
-                write = np.where(ok & members[0].rules.write_surcharge, inp - read, 0)
-            opt_parts.append(
-                pa.table(
-                    {
-                        "request_id": pa.array(q["request_id"][has]),
-                        "option": pa.array([name] * int(has.sum())),
-                        "cache_read_tokens": pa.array(read[has]),
-                        "cache_write_tokens": pa.array(write[has]),
-                        "cache_write_1h_tokens": pa.array(np.where(one_hour, write, 0)[has]),
-                    }
-                )
+            ok = eligible & has
+            # automatic caching: which blocks hit does not depend on the scale of the counts
+            matched = (
+                prefix.replay_blocks(model, stream, ts, ok, ttl, refresh)
+                if name != "off" and mode != "explicit"
+                else None
             )
+            done: list[tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]] = []
+            for variant, scale in scales.items():
+                # the low and high figures differ from the point only where counts are not exact
+                rows_of = has if variant == "point" else has & ~exact
+                if not rows_of.any():
+                    continue
+                same = next((rw for s, rw in done if np.array_equal(s, scale)), None)
+                if same is not None:
+                    read, write = same
+                elif name == "off":  # opt-in caching left off: nothing read, nothing written
+                    read = write = np.zeros_like(inp)
+                elif matched is None:
+                    r_ours, w_ours = prefix.replay_breakpoints(
+                        model,
+                        stream,
+                        ts,
+                        np.ceil(min_tok / scale).astype(np.int64),
+                        members[0].rules.max_breakpoints,
+                        ttl,
+                        refresh,
+                    )
+                    read = np.minimum(np.floor(r_ours * scale).astype(np.int64), inp)
+                    write = np.minimum(np.floor(w_ours * scale).astype(np.int64), inp - read)
+                else:
+                    assert block is not None
+                    cached = np.minimum(np.floor(matched * block * scale), inp)
+                    read = _round_down(cached, min_tok, inc)
+                    write = np.where(ok & members[0].rules.write_surcharge, inp - read, 0)
+                done.append((scale, (read, write)))
+                opt_parts[variant].append(
+                    pa.table(
+                        {
+                            "request_id": pa.array(q["request_id"][rows_of]),
+                            "option": pa.array([name] * int(rows_of.sum())),
+                            "cache_read_tokens": pa.array(read[rows_of]),
+                            "cache_write_tokens": pa.array(write[rows_of]),
+                            "cache_write_1h_tokens": pa.array(
+                                np.where(one_hour, write, 0)[rows_of]
+                            ),
+                        }
+                    )
+                )
         info_parts.append(
             pa.table(
                 {
                     "request_id": pa.array(q["request_id"]),
                     "shared_tokens": pa.array(
-                        np.minimum(model.shared_tokens * scale, inp).astype(np.int64)
+                        np.minimum(model.shared_tokens * scales["point"], inp).astype(np.int64)
                     ),
                     "eligible": pa.array(eligible),
-                    "token_scale": pa.array(scale),
+                    "token_scale": pa.array(scales["point"]),
                 }
             )
         )
-    _store(con, out_opts, opt_parts, _OPT_SCHEMA)
+    for variant in variants:
+        _store(con, _variant(out_opts, variant), opt_parts[variant], _OPT_SCHEMA)
     _store(con, out_info, info_parts, _INFO_SCHEMA)
     con.execute("DROP TABLE IF EXISTS _cache_q")
     con.execute("DROP TABLE IF EXISTS _cache_keys")
-    return Replayed(out_opts, out_info, stats, blocks)
+    spans = {v: _variant(out_opts, v) for v in variants if v != "point"}
+    return Replayed(out_opts, out_info, stats, blocks, dict(sorted(used.items())), spans)
+
+
+def _variant(table: str, variant: str) -> str:
+    return table if variant == "point" else f"{table}_{variant}"
 
 
 def _built_before(
@@ -407,13 +443,24 @@ class CachingLever:
                FROM _cache_rows r LEFT JOIN _cache_subst s ON s.text_hash = r.system_hash"""
         )
         tokenizers: dict[str, prefix.Tokenizer] = {}
-        # the standalone run's models serve the chained run, then are let go
+        # the standalone run's models and calibrations serve the chained run, then are let go
         models = ctx.scratch.setdefault("caching.models", {})
-        main = replay(ctx, "_cache_rows", caches, tokenizers=tokenizers, models=models)
+        counts = ctx.scratch.setdefault("caching.counts", {})
+        main = replay(
+            ctx,
+            "_cache_rows",
+            caches,
+            tokenizers=tokenizers,
+            models=models,
+            counts=counts,
+            ranges=standalone,
+        )
+        counts.update(main.counts)
         if not standalone:
             ctx.scratch.pop("caching.models")
+            ctx.scratch.pop("caching.counts")
         _choose(ctx, main, caches, policy)
-        _final(con, state, out, main)
+        _final(con, state, out, main.options)
         affected = scalar(
             con,
             f"""SELECT count(*) FROM {state} s JOIN {out} o USING (request_id)
@@ -425,10 +472,13 @@ class CachingLever:
             _cleanup(con)
             return LeverOutcome(out, int(affected or 0), risk)
         saving_by_span = (
-            _prefix_order_savings(ctx, caches, policy, tokenizers, what_if_sql) if spans else {}
+            _prefix_order_savings(ctx, caches, policy, tokenizers, what_if_sql, main.counts)
+            if spans
+            else {}
         )
         tokenizers.clear()
         details = _details(ctx, state, out, main, caches, policy, spans, saving_by_span)
+        details["token_counts"] = _token_counts(con, state, out, main)
         per_request = f"{out}_requests"
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {per_request} AS
@@ -522,27 +572,83 @@ def _choose(
     return chosen
 
 
-def _final(con: Any, state: str, out: str, main: Replayed) -> None:
+def _final(con: Any, state: str, out: str, options: str) -> None:
     """_cache_sim (the replay under the chosen options) and the lever's output state."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _cache_sim AS {_chosen(options)}")
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _cache_sim AS
-            SELECT o.* FROM {main.options} o JOIN _cache_rows r USING (request_id)
-            JOIN _cache_tpl t USING (request_id)
-            JOIN _cache_choice c ON c.model_key = r.model_key AND c.template = t.template
-                                AND c.option = o.option"""
+        f"""CREATE OR REPLACE TEMP TABLE {out} AS
+            SELECT {_with_sim("s", "f")} FROM {state} s LEFT JOIN _cache_sim f USING (request_id)"""
     )
-    # A replayed request takes the simulated cache counts unless its logged ones read more.
-    use = "f.request_id IS NOT NULL AND f.cache_read_tokens >= coalesce(s.cache_read_tokens, 0)"
+
+
+def _chosen(options: str) -> str:
+    """The rows of an options table under the option chosen for their (model, template)."""
+    return f"""SELECT o.* FROM {options} o JOIN _cache_rows r USING (request_id)
+               JOIN _cache_tpl t USING (request_id)
+               JOIN _cache_choice c ON c.model_key = r.model_key AND c.template = t.template
+                                   AND c.option = o.option"""
+
+
+def _with_sim(state: str, sim: str) -> str:
+    """STATE_COLUMNS of a state row with a replayed row's cache counts: a replayed request takes
+    the simulated counts unless its logged ones read more."""
+    use = (
+        f"{sim}.request_id IS NOT NULL "
+        f"AND {sim}.cache_read_tokens >= coalesce({state}.cache_read_tokens, 0)"
+    )
     cols = []
     for c in STATE_COLUMNS:
         if c in ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens"):
-            cols.append(f"CASE WHEN {use} THEN f.{c} ELSE s.{c} END AS {c}")
+            cols.append(f"CASE WHEN {use} THEN {sim}.{c} ELSE {state}.{c} END AS {c}")
         else:
-            cols.append(f"s.{c}")
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {out} AS
-            SELECT {", ".join(cols)} FROM {state} s LEFT JOIN _cache_sim f USING (request_id)"""
+            cols.append(f"{state}.{c}")
+    return ", ".join(cols)
+
+
+def _token_counts(con: Any, state: str, out: str, main: Replayed) -> dict[str, Any]:
+    """details.token_counts: how the replay counted tokens per model and, where the counts are
+    not exact, the saving and cached share with every such model at its low and high
+    calibration scale (the same options chosen): the range of the lever's figure. A range
+    table holds only the rows whose counts are not exact, so its figure is the point's plus
+    what those rows change."""
+    saving = _cost(con, state) - _cost(con, out)
+    read, inp = con.execute(
+        f"""SELECT sum(s.cache_read_tokens), sum(coalesce(r.input_tokens, 0))
+            FROM _cache_rows r JOIN {out} s USING (request_id)"""
+    ).fetchone()
+    figures = [(saving, int(read or 0))]
+    for _, options in sorted(main.ranges.items()):
+        cost, more = con.execute(
+            f"""WITH v AS (
+                  SELECT {_with_sim("s", "f")} FROM {state} s JOIN ({_chosen(options)}) f
+                  USING (request_id)
+                )
+                SELECT sum({cost_sql("o", "p")} - {cost_sql("v", "p")}),
+                       sum(v.cache_read_tokens - o.cache_read_tokens)
+                FROM v JOIN {out} o USING (request_id)
+                JOIN _cache_prices p ON p.model_key = v.model_key"""
+        ).fetchone()
+        figures.append((saving + Decimal(cost or 0), int(read or 0) + int(more or 0)))
+        con.execute(f"DROP TABLE IF EXISTS {options}")
+    savings = [f[0] for f in figures]
+    shares = [f[1] / float(inp) if inp else 0.0 for f in figures]
+    counts = list(main.counts.values())
+    return {
+        "counts": summary(counts),
+        "low_saving": _money(min(savings)),
+        "high_saving": _money(max(savings)),
+        "low_cache_read_share": min(shares),
+        "high_cache_read_share": max(shares),
+        "by_model": [c.row() for c in counts],
+    }
+
+
+def _cost(con: Any, state: str) -> Decimal:
+    total = scalar(
+        con,
+        f"SELECT sum({cost_sql('s', 'p')}) FROM {state} s JOIN _cache_prices p USING (model_key)",
     )
+    return Decimal(total or 0)
 
 
 def _prefix_order_savings(
@@ -551,6 +657,7 @@ def _prefix_order_savings(
     policy: CachingPolicy,
     tokenizers: dict[str, prefix.Tokenizer],
     what_if_sql: tuple[str, str],
+    counts: dict[str, TokenCounts],
 ) -> dict[tuple[int, str], dict[str, Any]]:
     """Replay the streams of affected requests with every variable span moved to the end (each
     template then taking its best option again); saving and extra cached tokens per finding and
@@ -572,6 +679,7 @@ def _prefix_order_savings(
         messages_sql=messages_sql,
         texts_sql=texts_sql,
         tokenizers=tokenizers,
+        counts=counts,
     )
     _choose(ctx, what_if, caches, policy, "_cache_cf_choice")
     rows = con.execute(
@@ -719,8 +827,10 @@ def _details(
 
 
 ASSUMPTIONS = [
-    "Token counts are tiktoken's (the model's encoding, else o200k_base scaled to the logged "
-    "counts), clipped so that cached tokens never exceed logged input tokens.",
+    "Token counts are the lever's own: the model's tiktoken encoding where it is on disk, else "
+    "o200k_base or a length-based estimate calibrated against the logged usage of the same "
+    "requests (token_counts says which, and the range it leaves); cached tokens never exceed "
+    "logged input tokens.",
     "Caches never evict before their TTL; routing overflow of hot prefixes is not modelled.",
     "Explicit breakpoints are placed at message boundaries whose prefix recurs in the stream (the "
     "deepest static one plus the deepest others) and read only where placed.",

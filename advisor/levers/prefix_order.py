@@ -50,6 +50,7 @@ class VariableSpan:
     head_tokens: int = 0
     tail_tokens: int = 0
     span_tokens_median: int = 0
+    counted_with: str = DEFAULT_ENCODING  # the tiktoken encoding, or the length estimate
     canonical_text: str = ""  # head + tail: the text with the span moved out
     canonical_hash: str = ""
     before: str = ""
@@ -197,10 +198,13 @@ def _count_tokens(con: duckdb.DuckDBPyConnection, found: list[VariableSpan], enc
         text = span.canonical_text
         texts += [text[: span.head_chars], text[span.head_chars :], *span.samples]
     counts = count_texts(texts, encoding) if texts else []
+    counted_with = encoding
     if counts is None:
         counts = [estimate_tokens(t) for t in texts]
+        counted_with = "length estimate (no tiktoken encoding files)"
     at = 0
     for span in found:
+        span.counted_with = counted_with
         span.head_tokens, span.tail_tokens = counts[at], counts[at + 1]
         span.span_tokens_median = int(
             statistics.median(counts[at + 2 : at + 2 + len(span.samples)])
@@ -264,6 +268,7 @@ def span_row(span: VariableSpan, savings: dict[tuple[int, str], dict[str, Any]])
         "stable_head_tokens": span.head_tokens,
         "variable_span_tokens": span.span_tokens_median,
         "cacheable_tokens_lost": span.tail_tokens,
+        "counted_with": span.counted_with,
         "extra_cached_tokens": sum(v["extra"] for v in mine),
         "saving": format(saving.normalize(), "f"),
         "pays": saving > 0,

@@ -150,11 +150,12 @@ def _levers(a: Analysis, console: Console) -> None:
     table.add_column("standalone saving", justify="right")
     table.add_column("marginal saving", justify="right")
     table.add_column("affected requests", justify="right")
+    notes = {lever.id: fmt.approximate_note(lever, a.currency) for lever in a.levers}
     for i, lever in enumerate(a.levers, start=1):
         table.add_row(
             str(i),
             literal(lever.title),
-            _money(a, lever.standalone_saving),
+            ("≈" if notes[lever.id] else "") + _money(a, lever.standalone_saving),
             _money(a, lever.marginal_saving),
             fmt.count(lever.affected_requests),
         )
@@ -167,6 +168,9 @@ def _levers(a: Analysis, console: Console) -> None:
         f"{fmt.pct(a.combined.saving_share)} of spend",
     )
     console.print(table)
+    for lever in a.levers:
+        if notes[lever.id]:
+            console.print(f"[yellow]≈ {literal(lever.title)}[/yellow]: {literal(notes[lever.id])}")
     console.print(
         "Savings replay the logged requests. Levers interact, so standalone savings are not "
         "added up; the combined saving applies them in the order above."

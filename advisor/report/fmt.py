@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from advisor.analysis import Coverage, Reconciliation
+from advisor.analysis import Coverage, Lever, Reconciliation
 
 NONE = "—"
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
@@ -249,8 +249,13 @@ def estimated_warning(coverage: Coverage) -> str | None:
         return None
     if coverage.tokenizer.lower().startswith("estimat"):
         why = " because no tokenizer could be loaded offline"
-    else:
+        exact = (
+            "set TIKTOKEN_CACHE_DIR to a folder holding tiktoken's encoding files "
+            "(o200k_base, cl100k_base)"
+        )
+    else:  # no offline tokenizer exists for these providers: only logged usage is exact
         why = " (their provider's tokenizer was approximated with o200k_base)"
+        exact = "log the provider's usage (token counts) with each request"
     calibrated = (
         f", calibrated ×{number(coverage.token_calibration)} against logged usage"
         if coverage.token_calibration is not None
@@ -258,7 +263,33 @@ def estimated_warning(coverage: Coverage) -> str | None:
     )
     return (
         f"{count(estimated)} requests have estimated token counts{why}{calibrated}; "
-        "their costs are approximate."
+        f"their costs are approximate. For exact counts, {exact}."
+    )
+
+
+def approximate_note(lever: Lever, currency: str) -> str | None:
+    """The note every renderer shows beside a lever's figure that rests on token counts the lever
+    made itself and that are not exact (details.token_counts): the saving's range and why."""
+    counts = lever.details.get("token_counts")
+    if not isinstance(counts, Mapping) or counts.get("counts") in (None, "exact"):
+        return None
+    models = [
+        m
+        for m in counts.get("by_model") or []
+        if isinstance(m, Mapping) and m.get("counts") != "exact"
+    ]
+    reasons = "; ".join(sorted({text(m.get("why")) for m in models}))
+    calibrated = sum(1 for m in models if m.get("calibrated_on"))
+    how = (
+        "calibrated against the logged usage of the same requests"
+        if calibrated == len(models)
+        else f"{calibrated} of {len(models)} models calibrated against logged usage, "
+        "the others too little logged usage: a wide range assumed"
+    )
+    return (
+        f"approximate: {money(counts.get('low_saving'), currency)} to "
+        f"{money(counts.get('high_saving'), currency)}; token counts {text(counts.get('counts'))}"
+        f" ({reasons}), {how}"
     )
 
 

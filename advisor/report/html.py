@@ -135,6 +135,7 @@ def _by_cost(rows: list[CostRow]) -> list[CostRow]:
 def _lever_view(lever: Lever, currency: str) -> dict[str, Any]:
     return {
         "lever": lever,
+        "approximate": fmt.approximate_note(lever, currency),
         "risk": fmt.tree("risk", lever.risk, currency),
         "details": fmt.tree("details", lever.details, currency),
     }

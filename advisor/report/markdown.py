@@ -168,7 +168,8 @@ def _levers(a: Analysis) -> list[str]:
         [
             str(i),
             md(lv.title),
-            _money(a, lv.standalone_saving),
+            ("≈ " if fmt.approximate_note(lv, a.currency) else "")
+            + _money(a, lv.standalone_saving),
             _money(a, lv.marginal_saving),
             fmt.count(lv.affected_requests),
         ]
@@ -189,10 +190,12 @@ def _levers(a: Analysis) -> list[str]:
         right={2, 3, 4},
     )
     for i, lever in enumerate(a.levers, start=1):
+        note = fmt.approximate_note(lever, a.currency)
         lines += [
             f"### {i}. {md(lever.title)} (id: {md(lever.id)})",
             "",
-            f"- Standalone saving: {_money(a, lever.standalone_saving)}",
+            f"- Standalone saving: {_money(a, lever.standalone_saving)}"
+            + (f" ({md(note)})" if note else ""),
             f"- Marginal saving: {_money(a, lever.marginal_saving)} (step {i} of the order)",
             f"- Affected requests: {fmt.count(lever.affected_requests)}",
             "",
