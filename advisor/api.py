@@ -8,7 +8,12 @@ print(result.analysis.combined.saving)
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +22,10 @@ import duckdb
 from advisor import __version__, baseline, store, tokens
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
-from advisor.errors import AdvisorError, InputError
+from advisor.errors import AdvisorError, InputError, Interrupted
 from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
+from advisor.ingest.files import expand_paths
 from advisor.levers import LeverContext, SimOptions
 from advisor.pricing import PriceTable, load_prices
 from advisor.ruleset import default_rules_dir
@@ -37,6 +43,7 @@ __all__ = [
     "export_router",
     "increase_exceeds",
     "ingest",
+    "is_interrupt",
     "load_analysis",
     "load_price_table",
     "render_report",
@@ -52,6 +59,14 @@ ROUTER_FILES = {
     "portkey": "portkey.json",
 }
 EVALSET_DIR = "evalset"
+# The set one run replaces as a whole: a fresh store (with any write-ahead log a crash left
+# beside the previous one) and every output.
+STORE_FILES = (DB_FILE, DB_FILE + ".wal")
+OUTPUT_FILES = (ANALYSIS_FILE, REPORT_FILE, *ROUTER_FILES.values(), EVALSET_DIR)
+STAGING_PREFIX = ".advisor-run-"  # + pid: a run's outputs until they are complete
+# A store `analyze` created carries this meta entry: only such a store is ever replaced.
+CREATED_BY = "created_by"
+ANALYZE_MARK = "advisor analyze"
 
 
 @dataclass
@@ -82,6 +97,10 @@ def ingest(
     con = store.connect(db)
     try:
         return _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
+    except BaseException as exc:
+        if is_interrupt(exc):
+            raise Interrupted(f"{db} holds the files ingested so far") from exc
+        raise
     finally:
         con.close()
 
@@ -175,19 +194,82 @@ def analyze(
     """The main job: ingest -> price -> simulate -> analysis.json + report.html in `out_dir`.
 
     Without `db`, the store is `out_dir/advisor.duckdb`, made afresh so the analysis covers
-    exactly `logs`; with `db`, logs are added to that store and the whole store is analysed.
+    exactly `logs`; with `db`, logs (none: the store as it is) are added to that store and the
+    whole store is analysed. Inputs are checked before anything is touched; the outputs (and a
+    fresh store) are built in a staging folder inside `out_dir` and replace the previous ones
+    as one set only when complete, so a failed or interrupted run leaves them as they were.
     `progress` hears of the lines read, `step` of each stage after reading as it starts.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_inputs(logs, out, db)
     prices = load_price_table(rules_dir, prices_files)
-    db_path = Path(db) if db else out / DB_FILE
+    _check_rules(rules_dir or default_rules_dir(), prices)
+    names = (*STORE_FILES, *OUTPUT_FILES) if db is None else OUTPUT_FILES  # --db: stays put
     if db is None:
-        for stale in (db_path, db_path.with_suffix(".duckdb.wal")):
-            stale.unlink(missing_ok=True)
+        _check_own_store(out / DB_FILE)
+    had_outputs = any(os.path.lexists(out / name) for name in names)
+    staging = _staging_folder(out)
+    swapped = False
+    try:
+        try:
+            result, report, files = _build(
+                logs, staging, Path(db) if db is not None else staging / DB_FILE,
+                fmt=fmt, mapping=mapping, model=model, prices=prices, rules_dir=rules_dir,
+                options=options, progress=progress, step=step, write_report=write_report,
+            )  # fmt: skip
+            with _interrupts_held():
+                _swap_in(staging, out, names)
+                swapped = True
+        finally:
+            with _interrupts_held():
+                shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as exc:
+        if not is_interrupt(exc):
+            raise
+        if swapped:
+            kept = f"the run had completed: {out} holds its outputs"
+        else:
+            kept = (f"{db} holds the logs ingested so far; " if db is not None else "") + (
+                f"nothing written; {out} still holds the previous run"
+                if had_outputs
+                else "nothing written"
+            )
+        raise Interrupted(kept) from exc
+    files = {name: out / p.name if p.parent == staging else p for name, p in files.items()}
+    problems = []
+    cov = result.coverage
+    if cov.quarantined_rows:
+        problems.append(f"{cov.quarantined_rows} rows quarantined")
+    if cov.unpriced_requests:
+        problems.append(f"{cov.unpriced_requests} requests on unpriced models")
+    return AnalyzeResult(result, out, files, report, problems)
+
+
+def _build(
+    logs: Sequence[str],
+    staging: Path,
+    db_path: Path,
+    *,
+    prices: PriceTable,
+    write_report: bool,
+    fmt: str,
+    mapping: Mapping[str, str] | None,
+    model: str | None,
+    rules_dir: Path | None,
+    options: SimOptions | None,
+    progress: Progress | None,
+    step: Step | None,
+) -> tuple[Analysis, IngestReport, dict[str, Path]]:
+    """Ingest into the store and write every output into `staging`; the files written."""
     con = store.connect(db_path)
     try:
-        report = _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
+        if db_path.parent == staging:  # a store this run creates: `analyze` may replace it
+            store.set_meta(con, CREATED_BY, ANALYZE_MARK)
+        report = (
+            _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
+            if logs
+            else IngestReport()
+        )
         if store.scalar(con, "SELECT count(*) FROM requests") == 0:
             examples = con.execute(
                 """SELECT source_file, source_line, coalesce(field, '(line)'), reason
@@ -196,7 +278,7 @@ def analyze(
             seen = "; ".join(f"{Path(f).name}:{n}: {fd}: {r}" for f, n, fd, r in examples)
             raise InputError(
                 "nothing usable: no request could be read from "
-                + ", ".join(logs)
+                + (", ".join(logs) or str(db_path))
                 + (f" ({seen})" if seen else ""),
                 hint="check the format (docs/logging-format.md), or force one with --format",
             )
@@ -205,22 +287,147 @@ def analyze(
         )
         if step is not None:
             step("writing the analysis, report and exports")
-        files = {"db": db_path, "analysis": out / ANALYSIS_FILE}
+        files = {"db": db_path, "analysis": staging / ANALYSIS_FILE}
         files["analysis"].write_text(result.to_json(), encoding="utf-8")
         if write_report:
-            files["report"] = out / REPORT_FILE
+            files["report"] = staging / REPORT_FILE
             files["report"].write_text(render_report(result, "html"), encoding="utf-8")
             if any(lever.id == "tiering" for lever in result.levers):
-                files.update(_write_exports(con, out))
+                files.update(_write_exports(con, staging))
     finally:
         con.close()
-    problems = []
-    cov = result.coverage
-    if cov.quarantined_rows:
-        problems.append(f"{cov.quarantined_rows} rows quarantined")
-    if cov.unpriced_requests:
-        problems.append(f"{cov.unpriced_requests} requests on unpriced models")
-    return AnalyzeResult(result, out, files, report, problems)
+    return result, report, files
+
+
+def _check_inputs(logs: Sequence[str], out: Path, db: Path | None) -> None:
+    """Everything a run needs, checked before it touches anything: logs that expand to files
+    this process can read, a store to analyse, an output folder it can write in."""
+    if not logs and db is None:
+        raise InputError("no logs to analyse", hint="name log files, or --db STORE")
+    for path in expand_paths(logs) if logs else ():
+        try:
+            path.open("rb").close()
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    if db is not None and Path(db).is_dir():
+        raise InputError(f"--db {db} is a folder", hint="--db names a store file")
+    if db is not None and not logs and not Path(db).is_file():
+        raise InputError(f"no store at {db}", hint="add logs to it with `advisor ingest` first")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o {out} is a file", hint="-o names a folder (created if needed)")
+
+
+def _check_rules(rules_dir: Path, prices: PriceTable) -> None:
+    """Load every policy a lever reads, so that a broken rules file fails before the run."""
+    from advisor.difficulty.heuristics import load_rules
+    from advisor.levers.caching import load_policy
+    from advisor.levers.tiering import load_tiers
+
+    load_tiers(rules_dir, prices)
+    load_rules(rules_dir)
+    load_policy(rules_dir)
+
+
+def _check_own_store(path: Path) -> None:
+    """Refuse to replace a store that `analyze` did not create (say, one `advisor ingest`
+    built): only a store carrying its mark is part of the outputs a run replaces."""
+    if not os.path.lexists(path):
+        return
+    mark = None
+    try:
+        con = store.connect(path, read_only=True)
+    except duckdb.Error:
+        pass  # not a store this DuckDB reads: not one `analyze` made either
+    else:
+        try:
+            mark = store.get_meta(con, CREATED_BY)
+        except duckdb.Error:
+            pass
+        finally:
+            con.close()
+    if mark != ANALYZE_MARK:
+        raise InputError(
+            f"{path} is a store `advisor analyze` did not create: not replacing it",
+            hint=f"to add the logs to it and analyse it all: --db {path}; "
+            "to analyse the logs alone: another -o",
+        )
+
+
+def _staging_folder(out: Path) -> Path:
+    """A new folder inside `out` for this run's outputs (a crashed run's folder goes first)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output folder {out}: {exc.strerror}") from exc
+    for old in out.glob(STAGING_PREFIX + "*"):
+        pid = old.name.removeprefix(STAGING_PREFIX)
+        if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+            shutil.rmtree(old, ignore_errors=True)
+    staging = out / f"{STAGING_PREFIX}{os.getpid()}"
+    try:
+        staging.mkdir()
+    except OSError as exc:
+        raise InputError(
+            f"cannot write in the output folder {out}: {exc.strerror}",
+            hint="choose another -o, or make the folder writable",
+        ) from exc
+    return staging
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass  # it exists, under another user
+    return True
+
+
+def _swap_in(staging: Path, out: Path, names: Sequence[str]) -> None:
+    """Replace the previous outputs in `out` by the staged ones as one set: every previous one
+    moves aside (a rename each), then every new one in; a failure puts everything back."""
+    aside = staging / ".previous"
+    aside.mkdir()
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for source, target in [
+            *((out / name, aside / name) for name in names),
+            *((staging / name, out / name) for name in names),
+        ]:
+            if os.path.lexists(source):
+                os.replace(source, target)
+                moved.append((source, target))
+    except OSError as exc:
+        for source, target in reversed(moved):
+            os.replace(target, source)
+        raise AdvisorError(
+            f"cannot replace the outputs in {out}: {exc.strerror}",
+            hint="the previous outputs are unchanged",
+        ) from exc
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C waits until the block is done (a set of renames, a clean-up), then acts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        signal.raise_signal(signal.SIGINT)
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C, in Python or inside a DuckDB query (which reports it as its own exception)."""
+    return isinstance(exc, KeyboardInterrupt | duckdb.InterruptException) or (
+        isinstance(exc, RuntimeError) and str(exc) == "Query interrupted"
+    )
 
 
 def diff(old: Path, new: Path) -> AnalysisDiff:
