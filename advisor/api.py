@@ -201,40 +201,35 @@ def analyze(
     `progress` hears of the lines read, `step` of each stage after reading as it starts.
     """
     out = Path(out_dir)
-    _check_inputs(logs, out, db)
-    prices = load_price_table(rules_dir, prices_files)
-    _check_rules(rules_dir or default_rules_dir(), prices)
     names = (*STORE_FILES, *OUTPUT_FILES) if db is None else OUTPUT_FILES  # --db: stays put
-    if db is None:
-        _check_own_store(out / DB_FILE)
-    had_outputs = any(os.path.lexists(out / name) for name in names)
-    staging = _staging_folder(out)
+    had_outputs = out.is_dir() and any(os.path.lexists(out / name) for name in names)
+    staging: Path | None = None
     swapped = False
     try:
-        try:
-            result, report, files = _build(
-                logs, staging, Path(db) if db is not None else staging / DB_FILE,
-                fmt=fmt, mapping=mapping, model=model, prices=prices, rules_dir=rules_dir,
-                options=options, progress=progress, step=step, write_report=write_report,
-            )  # fmt: skip
-            with _interrupts_held():
-                _swap_in(staging, out, names)
-                swapped = True
-        finally:
-            with _interrupts_held():
-                shutil.rmtree(staging, ignore_errors=True)
+        _check_inputs(logs, out, db)
+        prices = load_price_table(rules_dir, prices_files)
+        _check_rules(rules_dir or default_rules_dir(), prices)
+        with _output_folder(out):
+            if db is None:
+                _check_own_store(out / DB_FILE)
+            try:
+                staging = _staging_folder(out)
+                result, report, files = _build(
+                    logs, staging, Path(db) if db is not None else staging / DB_FILE,
+                    fmt=fmt, mapping=mapping, model=model, prices=prices, rules_dir=rules_dir,
+                    options=options, progress=progress, step=step, write_report=write_report,
+                )  # fmt: skip
+                with _interrupts_held():
+                    _swap_in(staging, out, names)
+                    swapped = True
+            finally:
+                if staging is not None:
+                    with _interrupts_held():
+                        shutil.rmtree(staging, ignore_errors=True)
     except BaseException as exc:
         if not is_interrupt(exc):
             raise
-        if swapped:
-            kept = f"the run had completed: {out} holds its outputs"
-        else:
-            kept = (f"{db} holds the logs ingested so far; " if db is not None else "") + (
-                f"nothing written; {out} still holds the previous run"
-                if had_outputs
-                else "nothing written"
-            )
-        raise Interrupted(kept) from exc
+        raise Interrupted(_kept(out, db, had_outputs, swapped)) from exc
     files = {name: out / p.name if p.parent == staging else p for name, p in files.items()}
     problems = []
     cov = result.coverage
@@ -243,6 +238,17 @@ def analyze(
     if cov.unpriced_requests:
         problems.append(f"{cov.unpriced_requests} requests on unpriced models")
     return AnalyzeResult(result, out, files, report, problems)
+
+
+def _kept(out: Path, db: Path | None, had_outputs: bool, swapped: bool) -> str:
+    """What an interrupted `analyze` leaves, in a line."""
+    if swapped:
+        return f"the run had completed: {out} holds its outputs"
+    if db is not None:
+        return f"{db} holds the logs ingested so far; " + (
+            f"{out} still holds the previous outputs" if had_outputs else "no output written"
+        )
+    return "nothing written" + (f"; {out} still holds the previous run" if had_outputs else "")
 
 
 def _build(
@@ -353,12 +359,38 @@ def _check_own_store(path: Path) -> None:
         )
 
 
-def _staging_folder(out: Path) -> Path:
-    """A new folder inside `out` for this run's outputs (a crashed run's folder goes first)."""
+@contextmanager
+def _output_folder(out: Path) -> Iterator[None]:
+    """Create `out` if needed and hold it for this run: a second `analyze` into the same
+    folder is refused while this one runs (where the system has flock)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create the output folder {out}: {exc.strerror}") from exc
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system
+        yield
+        return
+    try:
+        fd = os.open(out, os.O_RDONLY)
+    except OSError as exc:
+        raise InputError(f"cannot open the output folder {out}: {exc.strerror}") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise AdvisorError(
+                f"{out}: another advisor process is writing in this folder",
+                hint="wait for it to finish, or use another -o",
+            ) from exc
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _staging_folder(out: Path) -> Path:
+    """A new folder inside `out` for this run's outputs (a crashed run's folder goes first)."""
     for old in out.glob(STAGING_PREFIX + "*"):
         pid = old.name.removeprefix(STAGING_PREFIX)
         if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):

@@ -417,18 +417,23 @@ def _interrupted(kept: str | None = None) -> NoReturn:
     sys.exit(130)
 
 
+def _error(message: str, hint: str | None) -> NoReturn:
+    """An error the user can act on: its message and hint (with --debug, its trace), exit 1."""
+    if _state["debug"]:
+        traceback.print_exc()
+    err.print(f"[bold red]error:[/bold red] {escape(message)}")
+    if hint:
+        err.print(f"[dim]hint:[/dim] {escape(hint)}")
+    sys.exit(1)
+
+
 def main() -> None:
     """Entry point: the one error boundary (messages on stderr, data on stdout)."""
     _state["debug"], args = _debug_flag(sys.argv[1:])
     try:
         code = app(args=args, prog_name="advisor", standalone_mode=False)
     except AdvisorError as exc:
-        if _state["debug"]:
-            traceback.print_exc()
-        err.print(f"[bold red]error:[/bold red] {escape(exc.message)}")
-        if exc.hint:
-            err.print(f"[dim]hint:[/dim] {escape(exc.hint)}")
-        sys.exit(1)
+        _error(exc.message, exc.hint)
     except Interrupted as exc:
         _interrupted(exc.kept)
     except (typer.Abort, KeyboardInterrupt):
@@ -436,6 +441,8 @@ def main() -> None:
     except Exception as exc:
         if api.is_interrupt(exc):  # Ctrl-C inside a DuckDB query
             _interrupted()
+        if isinstance(exc, OSError) and exc.filename is not None:  # a path the user can fix
+            _error(f"{exc.filename}: {exc.strerror}", None)
         if _state["debug"]:
             traceback.print_exc()
         # A usage error (unknown option, missing argument) carries its message and exit code.

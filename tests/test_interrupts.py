@@ -162,6 +162,20 @@ def test_debug_shows_the_trace_and_still_exits_70(
     assert "Traceback" not in err and "internal error" in err
 
 
+def test_an_os_error_on_a_path_is_an_error_naming_it_not_an_internal_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Any command: a file it cannot write or read is the user's to fix (exit 1), not a bug."""
+
+    def unwritable(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", "/some/where/report.md")
+
+    monkeypatch.setattr(api, "load_analysis", unwritable)
+    assert main_exit(monkeypatch, "report", "analysis.json") == 1
+    err = capsys.readouterr().err
+    assert "/some/where/report.md: Permission denied" in err and "internal" not in err
+
+
 @pytest.fixture
 def held_store(tmp_path: Path):
     """A store another process holds open for writing (as a running `advisor ingest` does)."""
@@ -201,3 +215,19 @@ def test_a_second_writer_is_told_another_process_holds_the_store(
             call()
         assert str(held_store) in error.value.message, name
         assert "another" in error.value.message and "process" in error.value.message, name
+
+
+def test_a_second_analyze_into_the_same_folder_is_refused_while_one_runs(tmp_path: Path) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    out = tmp_path / "advisor-out"
+    out.mkdir()
+    log = str(small_log(tmp_path / "a.jsonl", "a", n=2))
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the running `analyze` holds it
+        with pytest.raises(AdvisorError) as error:
+            api.analyze([log], out_dir=out)
+        assert str(out) in error.value.message and "another" in error.value.message
+        assert list(out.iterdir()) == []
+    finally:
+        os.close(fd)
