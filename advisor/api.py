@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
-import signal
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
-from advisor import __version__, baseline, store, tokens
+from advisor import __version__, baseline, outputs, store, tokens
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
 from advisor.errors import AdvisorError, InputError, Interrupted
@@ -27,6 +23,7 @@ from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
 from advisor.ingest.files import expand_paths
 from advisor.levers import LeverContext, SimOptions
+from advisor.outputs import is_interrupt
 from advisor.pricing import PriceTable, load_prices
 from advisor.ruleset import default_rules_dir
 from advisor.simulate import Step, simulate
@@ -63,10 +60,6 @@ EVALSET_DIR = "evalset"
 # beside the previous one) and every output.
 STORE_FILES = (DB_FILE, DB_FILE + ".wal")
 OUTPUT_FILES = (ANALYSIS_FILE, REPORT_FILE, *ROUTER_FILES.values(), EVALSET_DIR)
-STAGING_PREFIX = ".advisor-run-"  # + pid: a run's outputs until they are complete
-# A store `analyze` created carries this meta entry: only such a store is ever replaced.
-CREATED_BY = "created_by"
-ANALYZE_MARK = "advisor analyze"
 
 
 @dataclass
@@ -203,29 +196,23 @@ def analyze(
     out = Path(out_dir)
     names = (*STORE_FILES, *OUTPUT_FILES) if db is None else OUTPUT_FILES  # --db: stays put
     had_outputs = out.is_dir() and any(os.path.lexists(out / name) for name in names)
-    staging: Path | None = None
     swapped = False
     try:
         _check_inputs(logs, out, db)
         prices = load_price_table(rules_dir, prices_files)
         _check_rules(rules_dir or default_rules_dir(), prices)
-        with _output_folder(out):
+        with outputs.held(out):
             if db is None:
-                _check_own_store(out / DB_FILE)
-            try:
-                staging = _staging_folder(out)
+                outputs.check_own_store(out / DB_FILE)
+            with outputs.staged(out) as staging:
                 result, report, files = _build(
                     logs, staging, Path(db) if db is not None else staging / DB_FILE,
                     fmt=fmt, mapping=mapping, model=model, prices=prices, rules_dir=rules_dir,
                     options=options, progress=progress, step=step, write_report=write_report,
                 )  # fmt: skip
-                with _interrupts_held():
-                    _swap_in(staging, out, names)
+                with outputs.interrupts_held():
+                    outputs.swap_in(staging, out, names)
                     swapped = True
-            finally:
-                if staging is not None:
-                    with _interrupts_held():
-                        shutil.rmtree(staging, ignore_errors=True)
     except BaseException as exc:
         if not is_interrupt(exc):
             raise
@@ -270,7 +257,7 @@ def _build(
     con = store.connect(db_path)
     try:
         if db_path.parent == staging:  # a store this run creates: `analyze` may replace it
-            store.set_meta(con, CREATED_BY, ANALYZE_MARK)
+            outputs.mark_as_own(con)
         report = (
             _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
             if logs
@@ -332,134 +319,6 @@ def _check_rules(rules_dir: Path, prices: PriceTable) -> None:
     load_tiers(rules_dir, prices)
     load_rules(rules_dir)
     load_policy(rules_dir)
-
-
-def _check_own_store(path: Path) -> None:
-    """Refuse to replace a store that `analyze` did not create (say, one `advisor ingest`
-    built): only a store carrying its mark is part of the outputs a run replaces."""
-    if not os.path.lexists(path):
-        return
-    mark = None
-    try:
-        con = store.connect(path, read_only=True)
-    except duckdb.Error:
-        pass  # not a store this DuckDB reads: not one `analyze` made either
-    else:
-        try:
-            mark = store.get_meta(con, CREATED_BY)
-        except duckdb.Error:
-            pass
-        finally:
-            con.close()
-    if mark != ANALYZE_MARK:
-        raise InputError(
-            f"{path} is a store `advisor analyze` did not create: not replacing it",
-            hint=f"to add the logs to it and analyse it all: --db {path}; "
-            "to analyse the logs alone: another -o",
-        )
-
-
-@contextmanager
-def _output_folder(out: Path) -> Iterator[None]:
-    """Create `out` if needed and hold it for this run: a second `analyze` into the same
-    folder is refused while this one runs (where the system has flock)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the output folder {out}: {exc.strerror}") from exc
-    try:
-        import fcntl
-    except ImportError:  # not a POSIX system
-        yield
-        return
-    try:
-        fd = os.open(out, os.O_RDONLY)
-    except OSError as exc:
-        raise InputError(f"cannot open the output folder {out}: {exc.strerror}") from exc
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise AdvisorError(
-                f"{out}: another advisor process is writing in this folder",
-                hint="wait for it to finish, or use another -o",
-            ) from exc
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _staging_folder(out: Path) -> Path:
-    """A new folder inside `out` for this run's outputs (a crashed run's folder goes first)."""
-    for old in out.glob(STAGING_PREFIX + "*"):
-        pid = old.name.removeprefix(STAGING_PREFIX)
-        if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
-            shutil.rmtree(old, ignore_errors=True)
-    staging = out / f"{STAGING_PREFIX}{os.getpid()}"
-    try:
-        staging.mkdir()
-    except OSError as exc:
-        raise InputError(
-            f"cannot write in the output folder {out}: {exc.strerror}",
-            hint="choose another -o, or make the folder writable",
-        ) from exc
-    return staging
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        pass  # it exists, under another user
-    return True
-
-
-def _swap_in(staging: Path, out: Path, names: Sequence[str]) -> None:
-    """Replace the previous outputs in `out` by the staged ones as one set: every previous one
-    moves aside (a rename each), then every new one in; a failure puts everything back."""
-    aside = staging / ".previous"
-    aside.mkdir()
-    moved: list[tuple[Path, Path]] = []
-    try:
-        for source, target in [
-            *((out / name, aside / name) for name in names),
-            *((staging / name, out / name) for name in names),
-        ]:
-            if os.path.lexists(source):
-                os.replace(source, target)
-                moved.append((source, target))
-    except OSError as exc:
-        for source, target in reversed(moved):
-            os.replace(target, source)
-        raise AdvisorError(
-            f"cannot replace the outputs in {out}: {exc.strerror}",
-            hint="the previous outputs are unchanged",
-        ) from exc
-
-
-@contextmanager
-def _interrupts_held() -> Iterator[None]:
-    """Ctrl-C waits until the block is done (a set of renames, a clean-up), then acts."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if caught:
-        signal.raise_signal(signal.SIGINT)
-
-
-def is_interrupt(exc: BaseException) -> bool:
-    """Ctrl-C, in Python or inside a DuckDB query (which reports it as its own exception)."""
-    return isinstance(exc, KeyboardInterrupt | duckdb.InterruptException) or (
-        isinstance(exc, RuntimeError) and str(exc) == "Query interrupted"
-    )
 
 
 def diff(old: Path, new: Path) -> AnalysisDiff:
