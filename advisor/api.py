@@ -89,6 +89,7 @@ def ingest(
     """Add logs to a store (created if needed); re-ingesting a file adds nothing."""
     con = store.connect(db)
     try:
+        outputs.unmark(con)
         return _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
     except BaseException as exc:
         if is_interrupt(exc):
@@ -258,6 +259,8 @@ def _build(
     try:
         if db_path.parent == staging:  # a store this run creates: `analyze` may replace it
             outputs.mark_as_own(con)
+        elif logs:
+            outputs.unmark(con)
         report = (
             _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
             if logs

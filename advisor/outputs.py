@@ -29,6 +29,12 @@ def mark_as_own(con: duckdb.DuckDBPyConnection) -> None:
     store.set_meta(con, CREATED_BY, ANALYZE_MARK)
 
 
+def unmark(con: duckdb.DuckDBPyConnection) -> None:
+    """Logs added to a store another way (`advisor ingest`, `analyze --db`): it no longer
+    holds only what one `analyze` run put there, so no later run may replace it."""
+    con.execute("DELETE FROM meta WHERE key = ?", [CREATED_BY])
+
+
 def check_own_store(path: Path) -> None:
     """Refuse to replace a store that `analyze` did not create (say, one `advisor ingest`
     built): only a store carrying its mark is part of the outputs a run replaces."""
@@ -48,7 +54,8 @@ def check_own_store(path: Path) -> None:
             con.close()
     if mark != ANALYZE_MARK:
         raise InputError(
-            f"{path} is a store `advisor analyze` did not create: not replacing it",
+            f"{path} is not a store one `advisor analyze` made alone (`advisor ingest` or "
+            "`--db` built or added to it): not replacing it",
             hint=f"to add the logs to it and analyse it all: --db {path}; to analyse the logs "
             "alone: another -o (or remove that store yourself if you no longer need it)",
         )

@@ -144,6 +144,23 @@ def test_a_store_built_by_ingest_is_never_deleted(tmp_path: Path) -> None:
     assert done.analysis.coverage.requests == 8 and requests_in(db) == 8
 
 
+@pytest.mark.parametrize("how", ["ingest", "analyze --db"])
+def test_a_store_analyze_made_is_kept_once_logs_are_added_to_it_another_way(
+    out: Path, tmp_path: Path, how: str
+) -> None:
+    """`advisor ingest b --db DIR/advisor.duckdb` into a store `analyze` made: it now holds
+    logs no run of `analyze` would put back, so the next `analyze c -o DIR` must not drop it."""
+    db = out / "advisor.duckdb"
+    b = str(small_log(tmp_path / "b.jsonl", "b", n=4))
+    if how == "ingest":
+        api.ingest([b], db)
+    else:
+        api.analyze([b], out_dir=out, db=db, write_report=False)
+    with pytest.raises(AdvisorError, match="not replacing it"):
+        api.analyze([str(small_log(tmp_path / "c.jsonl", "c", n=2))], out_dir=out)
+    assert requests_in(db) == 24
+
+
 def test_analyze_db_without_logs_analyses_what_the_store_holds(tmp_path: Path) -> None:
     """The incremental workflow: ingest daily, analyse monthly."""
     db = tmp_path / "store.duckdb"
