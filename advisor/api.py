@@ -8,20 +8,23 @@ print(result.analysis.combined.saving)
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
-from advisor import __version__, baseline, store, tokens
+from advisor import __version__, baseline, outputs, store, tokens
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
-from advisor.errors import AdvisorError, InputError
+from advisor.errors import AdvisorError, InputError, Interrupted
 from advisor.ingest import FORMATS as INPUT_FORMATS
 from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
+from advisor.ingest.files import expand_paths
 from advisor.levers import LeverContext, SimOptions
+from advisor.outputs import is_interrupt
 from advisor.pricing import PriceTable, load_prices
 from advisor.ruleset import default_rules_dir
 from advisor.simulate import Step, simulate
@@ -40,6 +43,7 @@ __all__ = [
     "export_router",
     "increase_exceeds",
     "ingest",
+    "is_interrupt",
     "load_analysis",
     "load_price_table",
     "render_report",
@@ -56,6 +60,10 @@ ROUTER_FILES = {
 }
 EVALSET_DIR = "evalset"
 REPORT_FORMATS = ("html", "md", "json")
+# The set one run replaces as a whole: a fresh store (with any write-ahead log a crash left
+# beside the previous one) and every output.
+STORE_FILES = (DB_FILE, DB_FILE + ".wal")
+OUTPUT_FILES = (ANALYSIS_FILE, REPORT_FILE, *ROUTER_FILES.values(), EVALSET_DIR)
 
 
 @dataclass
@@ -85,7 +93,12 @@ def ingest(
     """Add logs to a store (created if needed); re-ingesting a file adds nothing."""
     con = store.connect(db)
     try:
+        outputs.unmark(con)
         return _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
+    except BaseException as exc:
+        if is_interrupt(exc):
+            raise Interrupted(f"{db} holds the files ingested so far") from exc
+        raise
     finally:
         con.close()
 
@@ -181,19 +194,84 @@ def analyze(
     """The main job: ingest -> price -> simulate -> analysis.json + report.html in `out_dir`.
 
     Without `db`, the store is `out_dir/advisor.duckdb`, made afresh so the analysis covers
-    exactly `logs`; with `db`, logs are added to that store and the whole store is analysed.
+    exactly `logs`; with `db`, logs (none: the store as it is) are added to that store and the
+    whole store is analysed. Inputs are checked before anything is touched; the outputs (and a
+    fresh store) are built in a staging folder inside `out_dir` and replace the previous ones
+    as one set only when complete, so a failed or interrupted run leaves them as they were.
     `progress` hears of the lines read, `step` of each stage after reading as it starts.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    prices = load_price_table(rules_dir, prices_files)
-    db_path = Path(db) if db else out / DB_FILE
-    if db is None:
-        for stale in (db_path, db_path.with_suffix(".duckdb.wal")):
-            stale.unlink(missing_ok=True)
+    names = (*STORE_FILES, *OUTPUT_FILES) if db is None else OUTPUT_FILES  # --db: stays put
+    had_outputs = out.is_dir() and any(os.path.lexists(out / name) for name in names)
+    swapped = False
+    try:
+        _check_inputs(logs, out, db)
+        prices = load_price_table(rules_dir, prices_files)
+        _check_rules(rules_dir or default_rules_dir(), prices)
+        with outputs.held(out):
+            if db is None:
+                outputs.check_own_store(out / DB_FILE)
+            with outputs.staged(out) as staging:
+                result, report, files = _build(
+                    logs, staging, Path(db) if db is not None else staging / DB_FILE,
+                    fmt=fmt, mapping=mapping, model=model, prices=prices, rules_dir=rules_dir,
+                    options=options, progress=progress, step=step, write_report=write_report,
+                )  # fmt: skip
+                with outputs.interrupts_held():
+                    outputs.swap_in(staging, out, names)
+                    swapped = True
+    except BaseException as exc:
+        if not is_interrupt(exc):
+            raise
+        raise Interrupted(_kept(out, db, had_outputs, swapped)) from exc
+    files = {name: out / p.name if p.parent == staging else p for name, p in files.items()}
+    problems = []
+    cov = result.coverage
+    if cov.quarantined_rows:
+        problems.append(f"{cov.quarantined_rows} rows quarantined")
+    if cov.unpriced_requests:
+        problems.append(f"{cov.unpriced_requests} requests on unpriced models")
+    return AnalyzeResult(result, out, files, report, problems)
+
+
+def _kept(out: Path, db: Path | None, had_outputs: bool, swapped: bool) -> str:
+    """What an interrupted `analyze` leaves, in a line."""
+    if swapped:
+        return f"the run had completed: {out} holds its outputs"
+    if db is not None:
+        return f"{db} holds the logs ingested so far; " + (
+            f"{out} still holds the previous outputs" if had_outputs else "no output written"
+        )
+    return "nothing written" + (f"; {out} still holds the previous run" if had_outputs else "")
+
+
+def _build(
+    logs: Sequence[str],
+    staging: Path,
+    db_path: Path,
+    *,
+    prices: PriceTable,
+    write_report: bool,
+    fmt: str,
+    mapping: Mapping[str, str] | None,
+    model: str | None,
+    rules_dir: Path | None,
+    options: SimOptions | None,
+    progress: Progress | None,
+    step: Step | None,
+) -> tuple[Analysis, IngestReport, dict[str, Path]]:
+    """Ingest into the store and write every output into `staging`; the files written."""
     con = store.connect(db_path)
     try:
-        report = _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
+        if db_path.parent == staging:  # a store this run creates: `analyze` may replace it
+            outputs.mark_as_own(con)
+        elif logs:
+            outputs.unmark(con)
+        report = (
+            _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
+            if logs
+            else IngestReport()
+        )
         if store.scalar(con, "SELECT count(*) FROM requests") == 0:
             examples = con.execute(
                 """SELECT source_file, source_line, coalesce(field, '(line)'), reason
@@ -202,7 +280,7 @@ def analyze(
             seen = "; ".join(f"{Path(f).name}:{n}: {fd}: {r}" for f, n, fd, r in examples)
             raise InputError(
                 "nothing usable: no request could be read from "
-                + ", ".join(logs)
+                + (", ".join(logs) or str(db_path))
                 + (f" ({seen})" if seen else ""),
                 hint="check the format (docs/logging-format.md), or force one with --format",
             )
@@ -211,22 +289,45 @@ def analyze(
         )
         if step is not None:
             step("writing the analysis, report and exports")
-        files = {"db": db_path, "analysis": out / ANALYSIS_FILE}
+        files = {"db": db_path, "analysis": staging / ANALYSIS_FILE}
         files["analysis"].write_text(result.to_json(), encoding="utf-8")
         if write_report:
-            files["report"] = out / REPORT_FILE
+            files["report"] = staging / REPORT_FILE
             files["report"].write_text(render_report(result, "html"), encoding="utf-8")
             if any(lever.id == "tiering" for lever in result.levers):
-                files.update(_write_exports(con, out))
+                files.update(_write_exports(con, staging))
     finally:
         con.close()
-    problems = []
-    cov = result.coverage
-    if cov.quarantined_rows:
-        problems.append(f"{cov.quarantined_rows} rows quarantined")
-    if cov.unpriced_requests:
-        problems.append(f"{cov.unpriced_requests} requests on unpriced models")
-    return AnalyzeResult(result, out, files, report, problems)
+    return result, report, files
+
+
+def _check_inputs(logs: Sequence[str], out: Path, db: Path | None) -> None:
+    """Everything a run needs, checked before it touches anything: logs that expand to files
+    this process can read, a store to analyse, an output folder it can write in."""
+    if not logs and db is None:
+        raise InputError("no logs to analyse", hint="name log files, or --db STORE")
+    for path in expand_paths(logs) if logs else ():
+        try:
+            path.open("rb").close()
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+    if db is not None and Path(db).is_dir():
+        raise InputError(f"--db {db} is a folder", hint="--db names a store file")
+    if db is not None and not logs and not Path(db).is_file():
+        raise InputError(f"no store at {db}", hint="add logs to it with `advisor ingest` first")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"-o {out} is a file", hint="-o names a folder (created if needed)")
+
+
+def _check_rules(rules_dir: Path, prices: PriceTable) -> None:
+    """Load every policy a lever reads, so that a broken rules file fails before the run."""
+    from advisor.difficulty.heuristics import load_rules
+    from advisor.levers.caching import load_policy
+    from advisor.levers.tiering import load_tiers
+
+    load_tiers(rules_dir, prices)
+    load_rules(rules_dir)
+    load_policy(rules_dir)
 
 
 def diff(old: Path, new: Path) -> AnalysisDiff:

@@ -7,15 +7,14 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from advisor import __version__, api
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, Interrupted
 from advisor.report.console import TOP_REASONS, literal
 
 app = typer.Typer(
@@ -130,9 +129,14 @@ def main_options(
 
 @app.command()
 def analyze(
-    logs: LogsArg,
+    logs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Log files, folders or globs (.gz ok); none with --db: the store."),
+    ] = None,
     output: OutputDir = Path("advisor-out"),
-    db: Annotated[Path | None, typer.Option("--db", help="Add to this store instead.")] = None,
+    db: Annotated[
+        Path | None, typer.Option("--db", help="Add to this store and analyse all of it.")
+    ] = None,
     fmt: FormatOpt = "auto",
     map_: MapOpt = None,
     model: ModelOpt = None,
@@ -158,6 +162,10 @@ def analyze(
 
     Example: advisor analyze sample_logs/traffic.jsonl.gz -o advisor-out
     """
+    if not logs and db is None:
+        raise typer.BadParameter(
+            "give log files, or --db STORE to analyse a store", param_hint="LOGS"
+        )
     options = api.SimOptions(
         cache_ttl_seconds=cache_ttl,
         offline_features=tuple(offline_feature or ()),
@@ -166,7 +174,7 @@ def analyze(
     bar, update, step = _progress()
     with bar:
         result = api.analyze(
-            logs,
+            logs or [],
             out_dir=output,
             db=db,
             fmt=fmt,
@@ -291,7 +299,7 @@ def diff(
             )  # fmt: skip
         out.print(grid)
         for note in result.notes:  # e.g. the price table changed: a cause of the difference
-            out.print(escape(note))
+            out.print(literal(note))
     if fail_on_increase is not None and api.increase_exceeds(result, fail_on_increase):
         raise AdvisorError(
             f"cost per priced request rose by more than {fail_on_increase}%",
@@ -437,37 +445,55 @@ def _debug_flag(args: list[str]) -> tuple[bool, list[str]]:
     return len(kept) < end, kept + args[end:]
 
 
+def _interrupted(kept: str | None = None) -> NoReturn:
+    """Ctrl-C: one line saying what the command kept, and exit 130."""
+    err.print(literal(f"interrupted: {kept}" if kept else "interrupted"))
+    sys.exit(130)
+
+
+def _error(message: str, hint: str | None) -> NoReturn:
+    """An error the user can act on: its message and hint (with --debug, its trace), exit 1."""
+    if _state["debug"]:
+        traceback.print_exc()
+    err.print(f"[bold red]error:[/bold red] {literal(message, keep_layout=True)}")
+    if hint:
+        err.print(f"[dim]hint:[/dim] {literal(hint, keep_layout=True)}")
+    sys.exit(1)
+
+
 def main() -> None:
     """Entry point: the one error boundary (messages on stderr, data on stdout)."""
     _state["debug"], args = _debug_flag(sys.argv[1:])
     try:
-        app(args=args, prog_name="advisor", standalone_mode=False)
+        code = app(args=args, prog_name="advisor", standalone_mode=False)
     except AdvisorError as exc:
+        _error(exc.message, exc.hint)
+    except Interrupted as exc:
+        _interrupted(exc.kept)
+    except (typer.Abort, KeyboardInterrupt):
+        _interrupted()
+    except Exception as exc:
+        if api.is_interrupt(exc):  # Ctrl-C inside a DuckDB query
+            _interrupted()
+        if isinstance(exc, OSError) and exc.filename is not None:  # a path the user can fix
+            _error(f"{exc.filename}: {exc.strerror}", None)
         if _state["debug"]:
             traceback.print_exc()
-        err.print(f"[bold red]error:[/bold red] {literal(exc.message, keep_layout=True)}")
-        if exc.hint:
-            err.print(f"[dim]hint:[/dim] {literal(exc.hint, keep_layout=True)}")
-        sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("aborted")
-        sys.exit(130)
-    except Exception as exc:
         # A usage error (unknown option, missing argument) carries its message and exit code.
         # Recognised by its interface: newer typer vendors click, whose classes are not click's.
         code, show = getattr(exc, "exit_code", None), getattr(exc, "show", None)
         if callable(show) and isinstance(code, int):
-            if _state["debug"]:
-                traceback.print_exc()
             show()
             sys.exit(code)
-        if _state["debug"]:
-            raise
-        err.print(f"[bold red]internal error:[/bold red] {escape(repr(exc))}")
-        err.print("[dim]hint:[/dim] re-run with --debug for the traceback, and report it")
+        err.print(f"[bold red]internal error:[/bold red] {literal(repr(exc))}")
+        if not _state["debug"]:
+            err.print("[dim]hint:[/dim] re-run with --debug for the traceback, and report it")
         sys.exit(70)
+    # Without standalone mode, typer returns an exit code instead of raising it: 130 is its
+    # translation of a KeyboardInterrupt in Python code.
+    if code == 130:
+        _interrupted()
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -29,3 +29,12 @@ class UnreadableFile(InputError):
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"{path}: {reason}")
         self.reason = reason  # the quarantine row's reason: the file is its source_file
+
+
+class Interrupted(BaseException):
+    """Ctrl-C, with what the interrupted run kept (one line for the user; exit 130). Like
+    KeyboardInterrupt, not an Exception: no `except Exception` on the way may swallow it."""
+
+    def __init__(self, kept: str) -> None:
+        super().__init__(kept)
+        self.kept = kept

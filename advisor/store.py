@@ -117,7 +117,17 @@ def connect(
     database = ":memory:" if path is None else str(path)
     if path is not None and not read_only:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(database, read_only=read_only, config=config)
+    try:
+        con = duckdb.connect(database, read_only=read_only, config=config)
+    except duckdb.IOException as exc:
+        if "Could not set lock" not in str(exc):
+            raise
+        from advisor.errors import AdvisorError
+
+        raise AdvisorError(
+            f"{path}: another advisor process holds this store",
+            hint="wait for it to finish, or use another store (--db) or output folder (-o)",
+        ) from exc
     if not read_only:
         con.execute(SCHEMA_SQL)
         _check_hash_version(con, path)

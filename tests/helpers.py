@@ -150,3 +150,16 @@ def store_snapshot(con: Any) -> dict[str, list[tuple[Any, ...]]]:
         "quarantine": "SELECT * FROM quarantine ORDER BY source_line",
     }
     return {name: con.execute(sql).fetchall() for name, sql in tables.items()}
+
+
+def small_log(path: Path, prefix: str, n: int = 20) -> Path:
+    """A small OpenAI log whose request ids start with `prefix` (distinct logs, distinct ids)."""
+    rows = [openai_line(f"{prefix}{i}", ts=f"2026-10-01T12:{i % 60:02d}:00Z") for i in range(n)]
+    return write_jsonl(path, rows)
+
+
+def folder_snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under a folder (hidden ones too) by relative path, with its bytes."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
