@@ -18,11 +18,11 @@ import duckdb
 from advisor import __version__, baseline, outputs, store, tokens
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
-from advisor.errors import AdvisorError, InputError, Interrupted
+from advisor.errors import AdvisorError, InputError, Interrupted, UnreadableFile
 from advisor.ingest import FORMATS as INPUT_FORMATS
 from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
-from advisor.ingest.files import expand_paths
+from advisor.ingest.files import check_readable, expand_paths
 from advisor.levers import LeverContext, SimOptions
 from advisor.outputs import is_interrupt
 from advisor.pricing import PriceTable, load_prices
@@ -306,11 +306,19 @@ def _check_inputs(logs: Sequence[str], out: Path, db: Path | None) -> None:
     this process can read, a store to analyse, an output folder it can write in."""
     if not logs and db is None:
         raise InputError("no logs to analyse", hint="name log files, or --db STORE")
+    # One unreadable file among readable ones is quarantined by ingest, as a bad row is; only
+    # when none can be read is there nothing to run on.
+    unreadable = []
     for path in expand_paths(logs) if logs else ():
         try:
-            path.open("rb").close()
-        except OSError as exc:
-            raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+            check_readable(path)
+        except UnreadableFile as exc:
+            unreadable.append(exc)
+        else:
+            break
+    else:
+        if unreadable:
+            raise InputError("nothing usable: " + "; ".join(e.message for e in unreadable[:3]))
     if db is not None and Path(db).is_dir():
         raise InputError(f"--db {db} is a folder", hint="--db names a store file")
     if db is not None and not logs and not Path(db).is_file():

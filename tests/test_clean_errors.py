@@ -129,7 +129,8 @@ def _deny_listing(monkeypatch: pytest.MonkeyPatch, denied: Path) -> None:
     real_scandir = os.scandir
 
     def fake_scandir(path: Any = ".") -> Any:
-        if Path(os.fsdecode(path)).resolve() == denied.resolve():
+        # shutil.rmtree lists by file descriptor: those are never the denied folder
+        if not isinstance(path, int) and Path(os.fsdecode(path)).resolve() == denied.resolve():
             raise PermissionError(13, "Permission denied", os.fsdecode(path))
         return real_scandir(path)
 
