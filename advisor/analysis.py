@@ -2,6 +2,8 @@
 
 Money is Decimal, serialised as a decimal string; shares are floats in 0..1. Lists are sorted by
 the producer so that the same input gives a byte-identical document (only `generated_at` varies).
+Every string is redacted (`Analysis.redacted`) when an analysis is built or loaded, so no renderer
+can show a secret or an e-mail from the logs.
 """
 
 from __future__ import annotations
@@ -166,6 +168,13 @@ class Analysis(_Model):
     anomalies: list[dict[str, Any]] = Field(default_factory=list)
     recommendations: list[Recommendation] = Field(default_factory=list)
 
+    def redacted(self) -> Analysis:
+        """A copy with every string masked (advisor.redact): user ids, features, file and model
+        names, excerpts, notes. What leaves the store passes here."""
+        from advisor.redact import scrub
+
+        return Analysis.model_validate(scrub(self.model_dump()))
+
     def to_json(self) -> str:
         # Sorted keys: no dict built from a query's row order can make two runs differ.
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
@@ -189,4 +198,4 @@ def load_analysis(path: Path) -> Analysis:
             f"{path}: schema_version {version!r}; this advisor reads {SCHEMA_VERSION}",
             hint="re-run `advisor analyze` with this version",
         )
-    return Analysis.model_validate(data)
+    return Analysis.model_validate(data).redacted()  # an older or hand-made file, too

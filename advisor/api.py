@@ -154,7 +154,7 @@ def build_analysis(
         levers=sim.levers,
         combined=sim.combined,
         recommendations=sim.recommendations,
-    )
+    ).redacted()  # the boundary: nothing below sees unmasked log text
 
 
 def analyze(
