@@ -54,6 +54,7 @@ class RedactionRule(BaseModel):
     title: str
     label: str = Field(pattern=r"^\[[A-Z ]+\]$")  # never matched by a rule: redaction is idempotent
     pattern: str
+    keywords: tuple[str, ...] = ()  # lower case; the rule runs only on texts holding one
     rationale: str
     source: str
     deprecated: bool = False
@@ -98,6 +99,7 @@ class _Compiled:
     id: str
     label: str
     regex: re.Pattern[str]
+    keywords: tuple[str, ...] = ()  # a fast pre-check (as gitleaks does): Python's re is slow
 
 
 def _spans(
@@ -106,8 +108,11 @@ def _spans(
     """Masked (start, end, label) spans of `text`, merged and in order; a match that lies
     inside an allowed span is not masked."""
     kept = [m.span() for regex in allow for m in regex.finditer(text)]
+    lower = text.lower()
     found = []
     for rule in rules:
+        if rule.keywords and not any(k in lower for k in rule.keywords):
+            continue
         has_secret = "secret" in rule.regex.groupindex
         for m in rule.regex.finditer(text):
             start, end = m.span("secret") if has_secret and m.group("secret") else m.span()
@@ -158,7 +163,9 @@ def load_redactor(rules_dir: Path) -> Redactor:
                 raise RuleError(f"{path}: rule id {rule_id} is already used in {seen[rule_id]}")
             seen[rule_id] = path
         compiled += [
-            _Compiled(r.id, r.label, re.compile(r.pattern)) for r in data.rules if not r.deprecated
+            _Compiled(r.id, r.label, re.compile(r.pattern), r.keywords)
+            for r in data.rules
+            if not r.deprecated
         ]
         allow += [re.compile(r.pattern) for r in data.allow]
     if not compiled:
@@ -216,7 +223,8 @@ def pattern_rules(data: Any) -> Iterator[Mapping[str, Any]]:
 
 def run_pattern_cases(rule: Mapping[str, Any]) -> list[str]:
     """Failures of one pattern rule's cases: a `pass` case ({text, secret}, or a text the pattern
-    must find) whose secret survives this rule's mask, a `fail` text the rule would touch."""
+    must find) whose secret survives this rule's mask, a `fail` text the rule would touch.
+    Keywords apply as in use, so a pass case without one of them fails."""
     compiled = (
         _Compiled(str(rule["id"]), str(rule.get("label", "[X]")), re.compile(rule["pattern"])),
     )
