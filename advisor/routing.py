@@ -190,6 +190,7 @@ def tokens_of(text: str) -> set[str]:
     }
 
 
+@lru_cache(maxsize=1 << 16)
 def word_hash(word: str) -> str:
     """The stable hash of a (lower-case) word: DuckDB's left(md5(salt || word), 16) too."""
     return hashlib.md5((WORD_HASH_SALT + word).encode("utf-8")).hexdigest()[:WORD_HASH_CHARS]
