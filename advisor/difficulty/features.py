@@ -234,12 +234,16 @@ def text_tokens_sql(texts: str, vocab_tokens: str | None = None) -> str:
     if vocab_tokens is None:
         return f"""SELECT DISTINCT hid, 'tok:' || lower(tok) AS name FROM ({tokens})
                    WHERE length(tok) BETWEEN 2 AND {R.MAX_TOKEN_CHARS}"""
-    # the vocabulary only holds 2..MAX_TOKEN_CHARS-character tokens: the join filters lengths;
-    # hashed words (key 'h:' || routing.word_hash) need the filter, as the hash hides the length
-    hashed = (
-        f"'h:' || left(md5({sql_literal(R.WORD_HASH_SALT)} || lower(x.tok)), {R.WORD_HASH_CHARS})"
-    )
-    return f"""SELECT x.hid, v.col FROM ({tokens}) x JOIN {vocab_tokens} v ON v.tok = lower(x.tok)
-               UNION ALL
-               SELECT x.hid, v.col FROM ({tokens}) x JOIN {vocab_tokens} v ON v.tok = {hashed}
-               WHERE length(x.tok) BETWEEN 2 AND {R.MAX_TOKEN_CHARS}"""
+    # The vocabulary only holds 2..MAX_TOKEN_CHARS-character tokens: the join filters lengths.
+    # A hashed word (tok 'h:' || routing.word_hash) is looked up by hashing each distinct token
+    # of the texts once, not each occurrence (x is split twice: cheaper than keeping it).
+    key = f"'h:' || left(md5({sql_literal(R.WORD_HASH_SALT)} || d.tok), {R.WORD_HASH_CHARS})"
+    return f"""WITH x AS NOT MATERIALIZED (SELECT hid, lower(tok) AS tok FROM ({tokens})),
+               keys AS (
+                   SELECT tok, col FROM {vocab_tokens} WHERE tok NOT LIKE 'h:%'
+                   UNION ALL
+                   SELECT d.tok, v.col FROM (
+                       SELECT DISTINCT tok FROM x
+                       WHERE length(tok) BETWEEN 2 AND {R.MAX_TOKEN_CHARS}) d
+                   JOIN {vocab_tokens} v ON v.tok = {key})
+               SELECT x.hid, k.col FROM x JOIN keys k USING (tok)"""
