@@ -2,6 +2,8 @@
 
 Money is Decimal, serialised as a decimal string; shares are floats in 0..1. Lists are sorted by
 the producer so that the same input gives a byte-identical document (only `generated_at` varies).
+Every string is redacted (`Analysis.redacted`) when an analysis is built or loaded, so no renderer
+can show a secret or an e-mail from the logs.
 """
 
 from __future__ import annotations
@@ -194,6 +196,15 @@ class Analysis(_Model):
     recommendations: list[Recommendation] = Field(default_factory=list)
     prices: PriceTableIdentity | None = None  # None: written before prices were recorded
 
+    def redacted(self) -> Analysis:
+        """A copy with every string masked (advisor.redact): user ids, features, file and model
+        names, excerpts, notes. What leaves the store passes here."""
+        from advisor.redact import scrub
+
+        data = self.model_dump()
+        prices = data.pop("prices")  # advisor's own digests and price files, no log text
+        return Analysis.model_validate({**scrub(data), "prices": prices})
+
     def to_json(self) -> str:
         # Sorted keys: no dict built from a query's row order can make two runs differ.
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
@@ -223,8 +234,9 @@ def load_analysis(path: Path) -> Analysis:
             hint="re-run `advisor analyze` with this version",
         )
     try:
-        return Analysis.model_validate(data)
+        analysis = Analysis.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise AdvisorError(f"{path}: not an analysis: {where}: {first['msg']}", hint) from None
+    return analysis.redacted()  # an older or hand-made file, too

@@ -173,7 +173,7 @@ def build_analysis(
         combined=sim.combined,
         recommendations=sim.recommendations,
         prices=baseline.build_prices(con, prices),
-    )
+    ).redacted()  # the boundary: nothing below sees unmasked log text
 
 
 def analyze(

@@ -40,6 +40,9 @@ TEMPLATE_SOURCE_CHARS = 3000
 TEMPLATE_CHARS = 1000
 TOKEN_PATTERN = r"[A-Za-z0-9]{2,}"
 MAX_TOKEN_CHARS = 24  # longer runs are ids, hashes or base64, not words
+# A word the vocabulary policy lets the router use but not show travels as `tokh:` + this hash.
+WORD_HASH_SALT = "advisor-word:"
+WORD_HASH_CHARS = 16
 
 # Template normalisation: what varies inside one prompt template (e-mail addresses, names and other
 # capitalised words, numbers and dates, whitespace) is masked before hashing.
@@ -187,6 +190,12 @@ def tokens_of(text: str) -> set[str]:
     }
 
 
+@lru_cache(maxsize=1 << 16)
+def word_hash(word: str) -> str:
+    """The stable hash of a (lower-case) word: DuckDB's left(md5(salt || word), 16) too."""
+    return hashlib.md5((WORD_HASH_SALT + word).encode("utf-8")).hexdigest()[:WORD_HASH_CHARS]
+
+
 def bin_of(name: str, value: int | None) -> str:
     if value is None:
         return "none"
@@ -292,6 +301,7 @@ def active_features(feats: Mapping[str, Any]) -> set[str]:
         names.add(f"tmpl:{feats['template_id']}")
     words = set(feats.get("system_tokens") or ()) | tokens_of(feats.get("user_text") or "")
     names |= {f"tok:{w}" for w in words}
+    names |= {f"tokh:{word_hash(w)}" for w in words}
     return names
 
 

@@ -1,6 +1,8 @@
 """Every rule in rules/ that carries `when` and `cases` runs its cases here: pass cases must match,
 fail cases must not. Generic: a new rules file (batching, guardrails...) is covered as soon as its
-rules use the condition language of advisor/conditions.py."""
+rules use the condition language of advisor/conditions.py. Rules that carry a `pattern` (redaction,
+the vocabulary filters of rules/difficulty.yaml) run theirs through advisor.redact, and the
+`ordinary` texts of a redaction file must come out of the whole rule set unchanged."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 
 from advisor.conditions import FeatureType, rules_with_cases, run_cases
 from advisor.difficulty.features import FEATURE_TYPES
+from advisor.redact import pattern_rules, redact, run_pattern_cases
 from advisor.ruleset import default_rules_dir, read_yaml
 
 RULES_DIR = default_rules_dir()
@@ -28,6 +31,9 @@ def _collect() -> list[Any]:
             params.append(
                 pytest.param(path, data["kind"], rule, id=f"{rel}:{rule.get('id', where)}")
             )
+        for rule in pattern_rules(data):
+            rel = path.relative_to(RULES_DIR)
+            params.append(pytest.param(path, data["kind"], rule, id=f"{rel}:{rule['id']}"))
     return params
 
 
@@ -40,7 +46,10 @@ def test_there_are_rule_cases() -> None:
 
 @pytest.mark.parametrize(("path", "kind", "rule"), CASES)
 def test_rule_cases(path: Path, kind: str, rule: Mapping[str, Any]) -> None:
-    failures = run_cases(rule, CATALOGUES.get(kind))
+    if "pattern" in rule:
+        failures: list[Any] = run_pattern_cases(rule)
+    else:
+        failures = run_cases(rule, CATALOGUES.get(kind))
     assert not failures, f"{path}:\n" + "\n".join(str(f) for f in failures)
 
 
@@ -51,3 +60,19 @@ def test_rule_ids_are_unique_per_kind() -> None:
         key = (kind, str(rule.get("id")))
         assert key not in seen, f"{key[1]} in {path} and {seen[key]}"
         seen[key] = path
+
+
+ORDINARY = [
+    pytest.param(text, id=f"{path.name}:ordinary[{i}]")
+    for path in sorted(RULES_DIR.rglob("*.yaml"))
+    for i, text in enumerate(read_yaml(path).get("ordinary") or [])
+]
+
+
+def test_there_is_ordinary_text() -> None:
+    assert len(ORDINARY) >= 10
+
+
+@pytest.mark.parametrize("text", ORDINARY)
+def test_ordinary_text_survives_redaction(text: str) -> None:
+    assert redact(text) == text

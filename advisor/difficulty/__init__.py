@@ -100,12 +100,13 @@ def classify(
     """
     from advisor.difficulty.classifier import score, train
     from advisor.difficulty.features import build_features
-    from advisor.difficulty.heuristics import apply_rules, load_rules
+    from advisor.difficulty.heuristics import apply_rules, load_rules, load_vocabulary
 
     rules = load_rules(rules_dir)
+    vocabulary = load_vocabulary(rules_dir)
     requests = build_features(con, tiers)
     apply_rules(con, rules)
-    model, report = train(con, seed=seed, sample_size=sample_size)
+    model, report = train(con, vocabulary, seed=seed, sample_size=sample_size)
     score(con, model)
     con.execute(DIFFICULTY_TABLE.format(micro=MICRO))
     store.set_meta(con, META_CLASSIFIER, json.dumps(model, separators=(",", ":")))

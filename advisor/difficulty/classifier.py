@@ -3,7 +3,8 @@
 Trained on the weak labels of the heuristics (rules/difficulty.yaml: cues, output length, feedback,
 errors, templates already served by a cheaper tier) but fed only request-time features, so a
 router can run it before the call. Features are binary (task cues, size bins, flags, the template
-id, word tokens of the system prompt and last user message); probabilities are calibrated by
+id, word tokens of the system prompt and last user message, only those the vocabulary policy vets:
+see vocabulary.py); probabilities are calibrated by
 temperature scaling on a held-out fifth. Everything is seeded: the same store gives the same model.
 
 The model is exported as plain JSON (routing.CLASSIFIER_FORMAT) and scored here with numpy in the
@@ -22,12 +23,11 @@ import pyarrow as pa
 from scipy import sparse
 
 from advisor.difficulty.features import active_names_sql, text_tokens_sql
-from advisor.routing import CLASSES, CLASSIFIER_FORMAT, MICRO
+from advisor.difficulty.vocabulary import VocabularyPolicy, vet
+from advisor.routing import CLASSES, CLASSIFIER_FORMAT, MICRO, word_hash
 
 SAMPLE_SIZE = 100_000  # training rows at most: enough for a linear model, bounded time at 1M+
 CHUNK_ROWS = 200_000  # rows scored per pass: bounds memory whatever the size of the log
-MIN_DF = 5  # a token must appear in this many training requests
-MAX_VOCAB = 4000
 MIN_TEMPLATE_ROWS = 10
 C = 0.1  # strong L2: many near-duplicate binary features, and labels that are only heuristics
 MISSING_CLASS_LOGIT = -1e4  # a class absent from the weak labels: probability exp(-1e4) = 0
@@ -47,6 +47,8 @@ class TrainingReport:
     vocabulary: int
     templates: int
     fallback: str | None = None  # why a prior-only model was used, if it was
+    vocabulary_hashed: int = 0  # words the router matches by hash only (vocabulary policy)
+    vocabulary_withheld: int = 0  # frequent words the vocabulary policy kept out of the router
 
 
 def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
@@ -122,11 +124,9 @@ def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> sparse
     return x
 
 
-def _select_features(x: sparse.csr_matrix, names: list[str]) -> np.ndarray:
-    """Columns kept: every cue/bin/flag seen, frequent templates, the most frequent tokens."""
+def _select_features(x: sparse.csr_matrix, names: list[str], tokens: list[int]) -> np.ndarray:
+    """Columns kept: every cue/bin/flag seen, frequent templates, the vetted tokens."""
     df = np.asarray(x.getnnz(axis=0))
-    tokens = [i for i, n in enumerate(names) if n.startswith("tok:") and df[i] >= MIN_DF]
-    tokens = sorted(tokens, key=lambda i: (-df[i], names[i]))[:MAX_VOCAB]
     keep = set(tokens) | {
         i
         for i, n in enumerate(names)
@@ -146,7 +146,9 @@ def _register_vocab(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
     con.unregister("_dif_vocab_arrow")
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _dif_vocab_tok AS
-           SELECT substr(name, 5) AS tok, col FROM _dif_vocab WHERE name LIKE 'tok:%'"""
+           SELECT substr(name, 5) AS tok, col FROM _dif_vocab WHERE name LIKE 'tok:%'
+           UNION ALL
+           SELECT 'h:' || substr(name, 6), col FROM _dif_vocab WHERE name LIKE 'tokh:%'"""
     )
 
 
@@ -183,11 +185,16 @@ def probabilities(z: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def train(
-    con: duckdb.DuckDBPyConnection, *, seed: int = 0, sample_size: int = SAMPLE_SIZE
+    con: duckdb.DuckDBPyConnection,
+    vocabulary: VocabularyPolicy,
+    *,
+    seed: int = 0,
+    sample_size: int = SAMPLE_SIZE,
 ) -> tuple[dict[str, Any], TrainingReport]:
     """Fit on a seeded sample of rule-labelled, non-failed requests; return (model JSON, report).
 
     Needs `dif_features` and `dif_labels` (see features.build_features, heuristics.apply_rules).
+    Only words the `vocabulary` policy vets become features (see vocabulary.vet).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -219,8 +226,15 @@ def train(
             "too few labelled requests" if n < 20 else "the rules found only one difficulty",
         )
     x_every, every = _matrix(con, "_dif_train", n, None)
-    keep = _select_features(x_every, every)
-    feature_names = [every[i] for i in keep]
+    vetting = vet(con, "_dif_train", x_every, every, vocabulary)
+    keep = _select_features(x_every, every, vetting.kept + vetting.hashed)
+    hashed = set(vetting.hashed)
+    # columns in name order, a hashed word under its hash: ties break by name in both scorers
+    named = sorted(
+        (f"tokh:{word_hash(every[i][4:])}" if i in hashed else every[i], i) for i in keep
+    )
+    feature_names = [name for name, _ in named]
+    keep = np.array([i for _, i in named], dtype=np.int64)
     x_all = sparse.csr_matrix(x_every[:, keep])
     x_all.sort_indices()
     heldout = (
@@ -259,6 +273,8 @@ def train(
         features=len(feature_names),
         vocabulary=sum(1 for f in feature_names if f.startswith("tok:")),
         templates=sum(1 for f in feature_names if f.startswith("tmpl:")),
+        vocabulary_hashed=len(vetting.hashed),
+        vocabulary_withheld=vetting.withheld,
     )
     return _export(feature_names, w, b, temperature, report), report
 

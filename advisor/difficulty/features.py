@@ -219,7 +219,8 @@ def active_names_sql(rows: str) -> str:
 def text_tokens_sql(texts: str, vocab_tokens: str | None = None) -> str:
     """routing.tokens_of in SQL, once per distinct text of table `texts` (h, hid), however many
     requests share it. Without `vocab_tokens`: distinct (hid, name) for every token. With it (a
-    table of tok, col): (hid, col) for the tokens in it, duplicates left to the sparse matrix.
+    table of tok, col; a hashed word's tok is 'h:' and its hash): (hid, col) for the tokens in it,
+    duplicates left to the sparse matrix.
 
     Splitting on runs of other characters yields exactly the maximal [A-Za-z0-9] runs that
     routing's findall yields, faster than extracting them; tokens are pure ASCII, so DuckDB's
@@ -233,5 +234,16 @@ def text_tokens_sql(texts: str, vocab_tokens: str | None = None) -> str:
     if vocab_tokens is None:
         return f"""SELECT DISTINCT hid, 'tok:' || lower(tok) AS name FROM ({tokens})
                    WHERE length(tok) BETWEEN 2 AND {R.MAX_TOKEN_CHARS}"""
-    # the vocabulary only holds 2..MAX_TOKEN_CHARS-character tokens: the join filters lengths
-    return f"SELECT x.hid, v.col FROM ({tokens}) x JOIN {vocab_tokens} v ON v.tok = lower(x.tok)"
+    # The vocabulary only holds 2..MAX_TOKEN_CHARS-character tokens: the join filters lengths.
+    # A hashed word (tok 'h:' || routing.word_hash) is looked up by hashing each distinct token
+    # of the texts once, not each occurrence (x is split twice: cheaper than keeping it).
+    key = f"'h:' || left(md5({sql_literal(R.WORD_HASH_SALT)} || d.tok), {R.WORD_HASH_CHARS})"
+    return f"""WITH x AS NOT MATERIALIZED (SELECT hid, lower(tok) AS tok FROM ({tokens})),
+               keys AS (
+                   SELECT tok, col FROM {vocab_tokens} WHERE tok NOT LIKE 'h:%'
+                   UNION ALL
+                   SELECT d.tok, v.col FROM (
+                       SELECT DISTINCT tok FROM x
+                       WHERE length(tok) BETWEEN 2 AND {R.MAX_TOKEN_CHARS}) d
+                   JOIN {vocab_tokens} v ON v.tok = {key})
+               SELECT x.hid, k.col FROM x JOIN keys k USING (tok)"""

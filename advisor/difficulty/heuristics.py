@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from advisor.conditions import Condition, ConditionError, features_used, parse, sql_literal, to_sql
 from advisor.difficulty.features import FEATURE_TYPES, REQUEST_TIME
+from advisor.difficulty.vocabulary import VocabularyPolicy
 from advisor.errors import RuleError
 from advisor.routing import CLASSES, SEVERITY
 from advisor.ruleset import load_model, rule_files
@@ -54,6 +55,7 @@ class DifficultyFile(BaseModel):
     kind: Literal["difficulty"]
     title: str | None = None
     rules: tuple[RuleSpec, ...]
+    vocabulary: VocabularyPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,23 @@ def load_rules(rules_dir: Path) -> list[Rule]:
                     )
                 )
     return rules
+
+
+def load_vocabulary(rules_dir: Path) -> VocabularyPolicy:
+    """The one vocabulary policy of the difficulty rules under `rules_dir`."""
+    found = [
+        (path, policy)
+        for path in rule_files(rules_dir, "difficulty")
+        if (policy := load_model(path, DifficultyFile).vocabulary) is not None
+    ]
+    if len(found) != 1:
+        raise RuleError(
+            f"{rules_dir}: expected one difficulty vocabulary policy, found {len(found)}"
+            + (f" ({', '.join(str(p) for p, _ in found)})" if found else ""),
+            hint="the `vocabulary` section of advisor's rules/difficulty.yaml decides which words "
+            "the router may carry",
+        )
+    return found[0][1]
 
 
 def resolve(matched: list[Rule]) -> str | None:

@@ -9,7 +9,8 @@ confidence band), with their original prompts and the original model's response:
   request on its original and its proposed model and compares both with the original answer
   (exact label for one-line answers, valid JSON for JSON answers, similarity otherwise).
 
-The files hold full prompt text from the logs: they stay on the machine that ran advisor.
+The files hold full prompt text from the logs, unredacted on purpose (a replay needs the real
+prompts): they stay on the machine that ran advisor. Every other output is redacted (redact.py).
 """
 
 from __future__ import annotations

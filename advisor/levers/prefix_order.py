@@ -131,7 +131,8 @@ def _describe(
     canonical = lo[:head] + lo[len(lo) - tail :]
     sample = texts[variable[0]]
     var = sample[head : len(sample) - tail]
-    after = excerpt(canonical, 120) + " … " + excerpt(var, 60)
+    # excerpts of slices are masked as the whole text is: a cut keeps no half of a secret
+    after = excerpt(canonical, 120) + " … " + excerpt(sample, 60, start=head, end=head + len(var))
     return VariableSpan(
         id=number,
         role=group[0][0],
@@ -142,9 +143,11 @@ def _describe(
         span_chars_median=span,
         canonical_text=canonical,
         canonical_hash=hashlib.md5(canonical.encode("utf-8")).hexdigest(),
-        before=excerpt(sample[: head + len(var) + 80], 160),
+        before=excerpt(sample, 160, end=head + len(var) + 80),
         after=after,
-        examples=[excerpt(texts[i][head : len(texts[i]) - tail], 60) for i in variable[:3]],
+        examples=[
+            excerpt(texts[i], 60, start=head, end=len(texts[i]) - tail) for i in variable[:3]
+        ],
         samples=[texts[i][head : len(texts[i]) - tail] for i in variable[:5]],
     )
 
