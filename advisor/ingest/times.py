@@ -25,3 +25,12 @@ def timestamp_sql(raw: str) -> str:
         WHEN {text} >= TIMESTAMPTZ '{_FIRST}' AND {text} < TIMESTAMPTZ '{_END}'
           THEN {text} AT TIME ZONE 'UTC'
       END)"""
+
+
+def when_shown_sql(raw: str) -> str:
+    """A raw time as quarantine reasons quote it: an epoch number with the UTC time it reads as
+    (`ts`, the column of timestamp_sql)."""
+    return (
+        f"left({raw}, 40) || CASE WHEN TRY_CAST({raw} AS DOUBLE) IS NOT NULL "
+        f"THEN ' (' || strftime(ts, '%Y-%m-%dT%H:%M:%SZ') || ')' ELSE '' END"
+    )
