@@ -310,7 +310,7 @@ def test_csv_with_map_and_model(con, tmp_path: Path) -> None:
             "SELECT source_line, field, reason FROM quarantine"
         ).fetchall()
     }
-    assert got[3] == ("ctx", "expected a non-negative number, got lots")
+    assert got[3] == ("ctx", "expected a non-negative integer, got lots")
     assert got[4] == ("when", "missing required field")
     assert got[5][0] == "gen"
 

@@ -15,10 +15,10 @@ Provider token conventions are normalised here:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from advisor import plausibility
-from advisor.ingest.times import timestamp_sql, when_shown_sql
+from advisor.ingest import fields
+from advisor.ingest.times import implausible_sql, timestamp_sql
 from advisor.store import hash_hex_sql
 
 # Every leaf is VARCHAR or JSON: typing happens in SQL so that each failure can be named. Token
@@ -152,45 +152,6 @@ _TYPED: list[tuple[str, tuple[str, ...], str]] = [
     ("g_cached", ("response.usageMetadata.cachedContentTokenCount",), "count"),
     ("g_thoughts", ("response.usageMetadata.thoughtsTokenCount",), "count"),
 ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _Rule:
-    """How a field is typed: `ok` tests its number `{n}` (the raw text as DOUBLE), `value` is
-    the stored value where it passes; `limits` names the plausibility feature that applies."""
-
-    expect: str
-    ok: str
-    value: str
-    limits: plausibility.Feature | None = None
-
-
-# Integers as JSON Schema defines them: a number with no fractional part (12 and 12.0, 1e3 too),
-# never a string. Stored exactly: a DOUBLE holds every integer up to 2^53, far above any limit.
-_INTEGER = "isfinite({n}) AND {n} >= 0 AND {n} = trunc({n})"
-_EXACT = "CASE WHEN {ok} AND {n} <= 9007199254740992 THEN CAST({n} AS BIGINT) END"
-_RULES = {
-    "count": _Rule("a non-negative integer", _INTEGER, _EXACT, "tokens"),
-    "int32": _Rule("a non-negative integer below 2^31", _INTEGER + " AND {n} < 2^31", _EXACT),
-    "duration": _Rule(
-        "a finite non-negative number", "isfinite({n}) AND {n} >= 0",
-        "CASE WHEN {ok} THEN {n} END", "duration_ms",
-    ),
-    "money": _Rule(
-        "a finite non-negative number", "isfinite({n}) AND {n} >= 0",
-        "CASE WHEN {ok} THEN TRY_CAST({raw} AS DECIMAL(18,9)) END", "cost_usd",
-    ),
-    "number": _Rule("a finite number", "isfinite({n})", "CASE WHEN {ok} THEN {n} END"),
-    "bool": _Rule("true or false", "{v} IS NOT NULL", "TRY_CAST({raw} AS BOOLEAN)"),
-}  # fmt: skip
-
-
-def _shown_sql(raw: str) -> str:
-    """A raw value as quarantine reasons quote it: a JSON string is said to be one."""
-    text = f"CAST({raw} AS VARCHAR)"
-    return (
-        f"(CASE WHEN starts_with({text}, '\"') THEN 'the string ' ELSE '' END || left({text}, 40))"
-    )
 
 
 def _ref(path: str) -> str:
@@ -350,20 +311,13 @@ def _staging_sql(
     typed = []
     values = []
     errors = []
-    for name, paths, rule_name in _TYPED:
-        rule = _RULES[rule_name]
-        raw, num, field = f"raw_{name}", f"num_{name}", _sql_str(paths[0])
-        typed.append(
-            f"coalesce({', '.join(_ref(path) for path in paths)}) AS {raw}, "
-            f"TRY_CAST(CAST({raw} AS VARCHAR) AS DOUBLE) AS {num}"
-        )
-        ok = rule.ok.format(n=num, v=name)
-        values.append(f"{rule.value.format(ok=ok, n=num, raw=raw)} AS {name}")
-        wrong = f"THEN {field} || '|expected {rule.expect}, got ' || {_shown_sql(raw)}"
-        errors.append(f"WHEN {raw} IS NOT NULL AND NOT coalesce({ok}, false) {wrong}")
-        if rule.limits is not None:
-            errors.append(plausibility.when_sql(rule.limits, num, field, _shown_sql(raw)))
-        errors.append(f"WHEN {raw} IS NOT NULL AND {name} IS NULL {wrong}")
+    for name, paths, rule in _TYPED:
+        raw = f"raw_{name}"
+        typed.append(f"coalesce({', '.join(_ref(path) for path in paths)}) AS {raw}")
+        number, value, arms = fields.typed_sql(rule, raw, name, _sql_str(paths[0]))
+        typed.append(number)
+        values.append(value)
+        errors += arms
     typed_sql = ",\n       ".join(typed)
     values_sql = ",\n       ".join(values)
     errors_sql = "\n      ".join(errors)
@@ -427,7 +381,6 @@ def _staging_sql(
             ("output_total", "output and thoughts"),
         )
     )
-    when_shown = when_shown_sql(ts)
     return f"""
 WITH structured AS ({source}
 ), usage_objects AS (
@@ -460,7 +413,7 @@ WITH structured AS ({source}
     CASE{line_checks}
       WHEN {ts} IS NULL THEN 'timestamp|missing required field'
       WHEN ts IS NULL THEN 'timestamp|cannot read ' || left({ts}, 40) || ' as a time'
-      {plausibility.when_sql("year", "year(ts)", "'timestamp'", when_shown)}
+      {implausible_sql(ts, "'timestamp'")}
       WHEN model IS NULL OR model = '' THEN 'request.model|missing required field'
       {duplicates}
       {errors_sql}
