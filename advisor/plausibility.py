@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -52,9 +52,9 @@ class Limit(BaseModel):
         return self
 
     @property
-    def feature(self) -> str:
+    def feature(self) -> Feature:
         (name,) = features_used(self.condition)
-        return name
+        return cast(Feature, name)  # parse() checked it against FEATURES
 
     @property
     def condition(self) -> Condition:

@@ -26,7 +26,7 @@ def test_the_sql_of_each_rule_agrees_with_its_cases(rule: plausibility.Limit) ->
             value = row.get(rule.feature)
             literal = "NULL::DOUBLE" if value is None else f"CAST({value!r} AS DOUBLE)"
             ((matched,),) = con.execute(
-                f"SELECT {plausibility.violations(rule.feature, literal)[0][0]}"  # type: ignore[arg-type]
+                f"SELECT {plausibility.violations(rule.feature, literal)[0][0]}"
             ).fetchall()
             assert matched == (kind == "pass"), (rule.id, kind, row)
 
