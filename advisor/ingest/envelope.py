@@ -326,11 +326,8 @@ def _staging_sql(
         f"{_keys_sql(f'j.{path}', structure)} AS {alias}_keys"
         for alias, path, structure in _USAGE_OBJECTS
     )
-    duplicates = "\n      ".join(
-        f"WHEN {_duplicate_sql(f'{alias}_keys', structure)} IS NOT NULL "
-        f"THEN {_sql_str(path + '.')} || {_duplicate_sql(f'{alias}_keys', structure)} || "
-        f"'|duplicate key: JSON readers disagree on its value (Python and JavaScript keep the "
-        f"last, DuckDB the first)'"
+    repeated = ", ".join(
+        f"{_sql_str(path + '.')} || {_duplicate_sql(f'{alias}_keys', structure)}"
         for alias, path, structure in _USAGE_OBJECTS
     )
     line_checks = ""
@@ -388,7 +385,8 @@ WITH structured AS ({source}
          {usage_sql}
   FROM structured
 ), typed AS (
-  SELECT line, junk, raw, j, looks_like_object, ru_keys, tu_keys, gu_keys,
+  SELECT line, junk, raw, j, looks_like_object,
+       coalesce({repeated}) AS repeated_key,
        j.timestamp AS {ts},
        {timestamp_sql("j.timestamp")} AS ts,
        coalesce(j.request.model, j.model, j.response.model, j.response.modelVersion, {default})
@@ -415,7 +413,8 @@ WITH structured AS ({source}
       WHEN ts IS NULL THEN 'timestamp|cannot read ' || left({ts}, 40) || ' as a time'
       {implausible_sql(ts, "'timestamp'")}
       WHEN model IS NULL OR model = '' THEN 'request.model|missing required field'
-      {duplicates}
+      WHEN repeated_key IS NOT NULL THEN repeated_key || '|duplicate key: JSON readers '
+        || 'disagree on its value (Python and JavaScript keep the last, DuckDB the first)'
       {errors_sql}
       {totals}
       WHEN u_cached > u_prompt
