@@ -1,7 +1,8 @@
 """JSON-lines logs in advisor's envelope (docs/logging-format.md), parsed and validated in DuckDB.
 
 Each line is parsed once into a fixed structure whose leaves are VARCHAR or JSON, so that a wrong
-type never aborts the scan: it is caught by the TRY_CASTs below and named in the quarantine.
+type never aborts the scan: it is caught by the checks of ingest.fields (types, and the limits of
+rules/plausibility.yaml) and named in the quarantine, as is a key repeated in a usage object.
 Provider token conventions are normalised here:
 - OpenAI (and OpenAI-compatible, Azure, Gemini's OpenAI endpoint): `prompt_tokens` already
   includes `prompt_tokens_details.cached_tokens`; reasoning is inside `completion_tokens`.
