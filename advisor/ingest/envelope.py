@@ -191,7 +191,12 @@ def _duplicate_sql(keys: str, structure: dict[str, object]) -> str:
             f"CASE WHEN len({level}) > len(list_distinct({level})) THEN {prefix} || list_filter("
             f"{level}, lambda k, p: k IN ({known}) AND list_position({level}, k) < p)[1] END"
         )
-    return "coalesce(" + ", ".join(found) + ")"
+    every = f"flatten({keys})"  # one cheap test first: a repeat at any level is a repeat here
+    return (
+        f"CASE WHEN len({every}) > len(list_distinct({every})) THEN coalesce("
+        + ", ".join(found)
+        + ") END"
+    )
 
 
 # White space around a line's object, as a SQL expression: JSON's four, and the vertical tab and
