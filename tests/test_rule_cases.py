@@ -14,12 +14,16 @@ import pytest
 
 from advisor.conditions import FeatureType, rules_with_cases, run_cases
 from advisor.difficulty.features import FEATURE_TYPES
+from advisor.plausibility import FEATURES as PLAUSIBILITY_FEATURES
 from advisor.redact import pattern_rules, redact, run_pattern_cases
 from advisor.ruleset import default_rules_dir, read_yaml
 
 RULES_DIR = default_rules_dir()
 # Rules files whose features are known get their names and types checked too.
-CATALOGUES: dict[str, Mapping[str, FeatureType]] = {"difficulty": FEATURE_TYPES}
+CATALOGUES: dict[str, Mapping[str, FeatureType]] = {
+    "difficulty": FEATURE_TYPES,
+    "plausibility": PLAUSIBILITY_FEATURES,
+}
 
 
 def _collect() -> list[Any]:

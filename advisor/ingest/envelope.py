@@ -1,7 +1,8 @@
 """JSON-lines logs in advisor's envelope (docs/logging-format.md), parsed and validated in DuckDB.
 
 Each line is parsed once into a fixed structure whose leaves are VARCHAR or JSON, so that a wrong
-type never aborts the scan: it is caught by the TRY_CASTs below and named in the quarantine.
+type never aborts the scan: it is caught by the checks of ingest.fields (types, and the limits of
+rules/plausibility.yaml) and named in the quarantine, as is a key repeated in a usage object.
 Provider token conventions are normalised here:
 - OpenAI (and OpenAI-compatible, Azure, Gemini's OpenAI endpoint): `prompt_tokens` already
   includes `prompt_tokens_details.cached_tokens`; reasoning is inside `completion_tokens`.
@@ -16,27 +17,38 @@ from __future__ import annotations
 
 import json
 
-from advisor.ingest.times import timestamp_sql
+from advisor import plausibility
+from advisor.ingest import fields
+from advisor.ingest.times import implausible_sql, timestamp_sql
 from advisor.store import hash_hex_sql
 
-# Every leaf is VARCHAR or JSON: typing happens in SQL so that each failure can be named.
-_USAGE = {
-    "prompt_tokens": "VARCHAR",
-    "completion_tokens": "VARCHAR",
-    "prompt_tokens_details": {"cached_tokens": "VARCHAR"},
-    "completion_tokens_details": {"reasoning_tokens": "VARCHAR"},
-    "input_tokens": "VARCHAR",
-    "output_tokens": "VARCHAR",
-    "cache_read_input_tokens": "VARCHAR",
-    "cache_creation_input_tokens": "VARCHAR",
-    "cache_creation": {"ephemeral_1h_input_tokens": "VARCHAR"},
+# Every leaf is VARCHAR or JSON: typing happens in SQL so that each failure can be named. Token
+# counts and integer parameters are JSON, so that a number and a string holding one stay apart.
+_USAGE: dict[str, object] = {
+    "prompt_tokens": "JSON",
+    "completion_tokens": "JSON",
+    "prompt_tokens_details": {"cached_tokens": "JSON"},
+    "completion_tokens_details": {"reasoning_tokens": "JSON"},
+    "input_tokens": "JSON",
+    "output_tokens": "JSON",
+    "cache_read_input_tokens": "JSON",
+    "cache_creation_input_tokens": "JSON",
+    "cache_creation": {"ephemeral_1h_input_tokens": "JSON"},
 }
-_GEMINI_USAGE = {
-    "promptTokenCount": "VARCHAR",
-    "candidatesTokenCount": "VARCHAR",
-    "cachedContentTokenCount": "VARCHAR",
-    "thoughtsTokenCount": "VARCHAR",
+_GEMINI_USAGE: dict[str, object] = {
+    "promptTokenCount": "JSON",
+    "candidatesTokenCount": "JSON",
+    "cachedContentTokenCount": "JSON",
+    "thoughtsTokenCount": "JSON",
 }
+# The usage objects are read as JSON text, then transformed: their text shows a duplicated key,
+# which a transform hides (DuckDB keeps a key's first value, Python and JavaScript its last).
+# They are small, so reading them twice costs little. (name, JSON path in the line, structure)
+_USAGE_OBJECTS: tuple[tuple[str, str, dict[str, object]], ...] = (
+    ("ru", "response.usage", _USAGE),
+    ("tu", "usage", _USAGE),
+    ("gu", "response.usageMetadata", _GEMINI_USAGE),
+)
 # Texts are VARCHAR: a JSON string arrives unescaped, anything else (a list of content parts,
 # tool calls) as its compact JSON text; DuckDB's JSON reader and json_transform agree on it.
 _MESSAGES = [{"role": "VARCHAR", "content": "VARCHAR", "tool_calls": "VARCHAR"}]
@@ -44,14 +56,14 @@ _BODY = {
     "model": "VARCHAR",
     "messages": _MESSAGES,
     "system": "VARCHAR",
-    "max_tokens": "VARCHAR",
-    "max_completion_tokens": "VARCHAR",
+    "max_tokens": "JSON",
+    "max_completion_tokens": "JSON",
     # Gemini's native generateContent body
     "contents": [{"role": "VARCHAR", "parts": "VARCHAR"}],
     "systemInstruction": {"parts": "VARCHAR"},
-    "generationConfig": {"maxOutputTokens": "VARCHAR", "temperature": "VARCHAR"},
+    "generationConfig": {"maxOutputTokens": "JSON", "temperature": "VARCHAR"},
     "stream": "VARCHAR",
-    "n": "VARCHAR",
+    "n": "JSON",
     "temperature": "VARCHAR",
     "tools": "VARCHAR",
     "response_format": "JSON",
@@ -69,8 +81,8 @@ _RESPONSE = {
     "content": "VARCHAR",
     "stop_reason": "VARCHAR",
     "service_tier": "VARCHAR",
-    "usage": _USAGE,
-    "usageMetadata": _GEMINI_USAGE,
+    "usage": "JSON",
+    "usageMetadata": "JSON",
     "candidates": [{"content": {"parts": "VARCHAR"}, "finishReason": "VARCHAR"}],
     "modelVersion": "VARCHAR",
 }
@@ -98,7 +110,7 @@ STRUCTURE = {
     "response": _RESPONSE,
     # flattened logs: body fields at the top level
     **{k: v for k, v in _BODY.items() if k not in ("user", "metadata", "service_tier")},
-    "usage": _USAGE,
+    "usage": "JSON",
 }
 
 
@@ -108,61 +120,83 @@ def _usage(*path: str) -> tuple[str, ...]:
 
 
 # (canonical name, paths in the parsed line (first present wins; the first names the field in
-# messages), cast type, rule) for every typed field.
-_TYPED: list[tuple[str, tuple[str, ...], str, str]] = [
-    ("latency_ms", ("latency_ms",), "DOUBLE", "nonneg"),
-    ("ttft_ms", ("ttft_ms",), "DOUBLE", "nonneg"),
+# messages), rule) for every typed field.
+_TYPED: list[tuple[str, tuple[str, ...], str]] = [
+    ("latency_ms", ("latency_ms",), "duration"),
+    ("ttft_ms", ("ttft_ms",), "duration"),
     (
         "max_tokens",
         ("request.max_completion_tokens", "request.max_tokens",
          "request.generationConfig.maxOutputTokens", "max_completion_tokens", "max_tokens"),
-        "BIGINT",
         "int32",
     ),
-    ("n", ("request.n", "n"), "BIGINT", "int32"),
+    ("n", ("request.n", "n"), "int32"),
     (
         "temperature",
         ("request.temperature", "request.generationConfig.temperature", "temperature"),
-        "DOUBLE",
         "number",
     ),
-    ("stream", ("request.stream", "stream"), "BOOLEAN", "bool"),
-    ("logged_cost", ("cost",), "DECIMAL(18,9)", "nonneg"),
-    ("feedback", ("feedback",), "DOUBLE", "number"),
-    ("u_prompt", _usage("prompt_tokens"), "BIGINT", "count"),
-    ("u_completion", _usage("completion_tokens"), "BIGINT", "count"),
-    ("u_cached", _usage("prompt_tokens_details", "cached_tokens"), "BIGINT", "count"),
-    ("u_reasoning", _usage("completion_tokens_details", "reasoning_tokens"), "BIGINT", "count"),
-    ("u_input", _usage("input_tokens"), "BIGINT", "count"),
-    ("u_output", _usage("output_tokens"), "BIGINT", "count"),
-    ("u_cache_read", _usage("cache_read_input_tokens"), "BIGINT", "count"),
-    ("u_cache_write", _usage("cache_creation_input_tokens"), "BIGINT", "count"),
-    (
-        "u_cache_write_1h",
-        _usage("cache_creation", "ephemeral_1h_input_tokens"),
-        "BIGINT",
-        "count",
-    ),
-    ("g_prompt", ("response.usageMetadata.promptTokenCount",), "BIGINT", "count"),
-    ("g_candidates", ("response.usageMetadata.candidatesTokenCount",), "BIGINT", "count"),
-    ("g_cached", ("response.usageMetadata.cachedContentTokenCount",), "BIGINT", "count"),
-    ("g_thoughts", ("response.usageMetadata.thoughtsTokenCount",), "BIGINT", "count"),
+    ("stream", ("request.stream", "stream"), "bool"),
+    ("logged_cost", ("cost",), "money"),
+    ("feedback", ("feedback",), "number"),
+    ("u_prompt", _usage("prompt_tokens"), "count"),
+    ("u_completion", _usage("completion_tokens"), "count"),
+    ("u_cached", _usage("prompt_tokens_details", "cached_tokens"), "count"),
+    ("u_reasoning", _usage("completion_tokens_details", "reasoning_tokens"), "count"),
+    ("u_input", _usage("input_tokens"), "count"),
+    ("u_output", _usage("output_tokens"), "count"),
+    ("u_cache_read", _usage("cache_read_input_tokens"), "count"),
+    ("u_cache_write", _usage("cache_creation_input_tokens"), "count"),
+    ("u_cache_write_1h", _usage("cache_creation", "ephemeral_1h_input_tokens"), "count"),
+    ("g_prompt", ("response.usageMetadata.promptTokenCount",), "count"),
+    ("g_candidates", ("response.usageMetadata.candidatesTokenCount",), "count"),
+    ("g_cached", ("response.usageMetadata.cachedContentTokenCount",), "count"),
+    ("g_thoughts", ("response.usageMetadata.thoughtsTokenCount",), "count"),
 ]  # fmt: skip
 
-_CHECK = {
-    "count": "{v} >= 0",
-    "int32": "{v} BETWEEN 0 AND 2147483647",  # stored as INTEGER
-    "nonneg": "{v} >= 0",
-    "number": "true",
-    "bool": "true",
-}
-_EXPECT = {
-    "count": "a non-negative integer",
-    "int32": "a non-negative integer below 2^31",
-    "nonneg": "a non-negative number",
-    "number": "a number",
-    "bool": "true or false",
-}
+
+def _ref(path: str) -> str:
+    """SQL for a path in the parsed line (a usage field: in its transformed usage object)."""
+    for alias, prefix, _ in _USAGE_OBJECTS:
+        if path.startswith(prefix + "."):
+            return alias + path[len(prefix) :]
+    return "j." + path
+
+
+def _levels(structure: dict[str, object], path: str = "$") -> list[tuple[str, list[str]]]:
+    """(JSON path, keys read there) of every object level in a structure, outermost first."""
+    out = [(path, list(structure))]
+    for key, sub in structure.items():
+        if isinstance(sub, dict):
+            out += _levels(sub, f"{path}.{key}")
+    return out
+
+
+def _keys_sql(json_expr: str, structure: dict[str, object]) -> str:
+    """The keys of each object level of `structure` in `json_expr`, one parse: a list of lists."""
+    paths = ", ".join(_sql_str(path) for path, _ in _levels(structure))
+    return f"json_keys({json_expr}, [{paths}])"
+
+
+def _duplicate_sql(keys: str, structure: dict[str, object]) -> str:
+    """SQL for the first key read from `structure` that its object holds twice, as a path
+    relative to the structure (`prompt_tokens_details.cached_tokens`), else NULL; `keys` is a
+    column holding `_keys_sql` of the object."""
+    found = []
+    for i, (path, names) in enumerate(_levels(structure), start=1):
+        level = f"{keys}[{i}]"
+        known = ", ".join(_sql_str(k) for k in names)
+        prefix = _sql_str(path.removeprefix("$").removeprefix(".") + "." if path != "$" else "")
+        found.append(
+            f"CASE WHEN len({level}) > len(list_distinct({level})) THEN {prefix} || list_filter("
+            f"{level}, lambda k, p: k IN ({known}) AND list_position({level}, k) < p)[1] END"
+        )
+    every = f"flatten({keys})"  # one cheap test first: a repeat at any level is a repeat here
+    return (
+        f"CASE WHEN len({every}) > len(list_distinct({every})) THEN coalesce("
+        + ", ".join(found)
+        + ") END"
+    )
 
 
 # White space around a line's object, as a SQL expression: JSON's four, and the vertical tab and
@@ -281,19 +315,27 @@ def _staging_sql(
     that come from the log, `msgs` (list of {role, hash, text}), and hash/text pairs for the
     system prompt, the tools block and the response."""
     typed = []
+    values = []
     errors = []
-    for name, paths, kind, rule in _TYPED:
-        expr = "coalesce(" + ", ".join(f"j.{path}" for path in paths) + ")"
+    for name, paths, rule in _TYPED:
         raw = f"raw_{name}"
-        typed.append(f"{expr} AS {raw}, TRY_CAST({expr} AS {kind}) AS {name}")
-        valid = _CHECK[rule].format(v=name)
-        errors.append(
-            f"WHEN {raw} IS NOT NULL AND ({name} IS NULL OR NOT ({valid})) "
-            f"THEN {_sql_str(paths[0])} || '|expected {_EXPECT[rule]}, got ' "
-            f"|| left({raw}, 40)"
-        )
+        typed.append(f"coalesce({', '.join(_ref(path) for path in paths)}) AS {raw}")
+        number, value, arms = fields.typed_sql(rule, raw, name, _sql_str(paths[0]))
+        typed.append(number)
+        values.append(value)
+        errors += arms
     typed_sql = ",\n       ".join(typed)
+    values_sql = ",\n       ".join(values)
     errors_sql = "\n      ".join(errors)
+    usage_sql = ",\n         ".join(
+        f"json_transform(j.{path}, {_sql_str(json.dumps(structure))}) AS {alias}, "
+        f"{_keys_sql(f'j.{path}', structure)} AS {alias}_keys"
+        for alias, path, structure in _USAGE_OBJECTS
+    )
+    repeated = ", ".join(
+        f"{_sql_str(path + '.')} || {_duplicate_sql(f'{alias}_keys', structure)}"
+        for alias, path, structure in _USAGE_OBJECTS
+    )
     line_checks = ""
     if raw_checks:
         line_checks = """
@@ -324,10 +366,33 @@ def _staging_sql(
         for name in ("system", "tools", "response")
     }
     msg_text = _known_filter("m.h", "m.text", with_known)
+    # A request's totals, normalised (module docstring); each part is checked on its own first.
+    input_total = f"""CASE WHEN {anthropic_in}
+            THEN u_input + coalesce(u_cache_read, 0) + coalesce(u_cache_write, 0)
+            WHEN u_prompt IS NOT NULL THEN u_prompt
+            WHEN g_prompt IS NOT NULL THEN g_prompt END"""
+    output_total = f"""CASE WHEN {anthropic_in} THEN u_output
+            WHEN u_prompt IS NOT NULL THEN u_completion
+            WHEN g_prompt IS NOT NULL THEN coalesce(g_candidates, 0) + coalesce(g_thoughts, 0)
+            END"""
+    totals = "\n      ".join(
+        plausibility.when_sql(
+            "tokens", total, "'response.usage'", f"CAST({total} AS VARCHAR) || ' ({what})'"
+        )
+        for total, what in (
+            ("input_total", "input, cache reads and cache writes"),
+            ("output_total", "output and thoughts"),
+        )
+    )
     return f"""
 WITH structured AS ({source}
+), usage_objects AS (
+  SELECT *,
+         {usage_sql}
+  FROM structured
 ), typed AS (
   SELECT line, junk, raw, j, looks_like_object,
+       coalesce({repeated}) AS repeated_key,
        j.timestamp AS {ts},
        {timestamp_sql("j.timestamp")} AS ts,
        coalesce(j.request.model, j.model, j.response.model, j.response.modelVersion, {default})
@@ -340,14 +405,24 @@ WITH structured AS ({source}
        coalesce(j.request.tools, j.tools) AS tools_t,
        coalesce(j.request.response_format, j.response_format) AS response_format_json,
        {typed_sql}
-  FROM structured
+  FROM usage_objects
+), valued AS (
+  SELECT *,
+       {values_sql}
+  FROM typed
 ), checked AS (
   SELECT *,
+    {input_total} AS input_total,
+    {output_total} AS output_total,
     CASE{line_checks}
       WHEN {ts} IS NULL THEN 'timestamp|missing required field'
       WHEN ts IS NULL THEN 'timestamp|cannot read ' || left({ts}, 40) || ' as a time'
+      {implausible_sql(ts, "'timestamp'")}
       WHEN model IS NULL OR model = '' THEN 'request.model|missing required field'
+      WHEN repeated_key IS NOT NULL THEN repeated_key || '|duplicate key: JSON readers '
+        || 'disagree on its value (Python and JavaScript keep the last, DuckDB the first)'
       {errors_sql}
+      {totals}
       WHEN u_cached > u_prompt
         THEN 'response.usage.prompt_tokens_details.cached_tokens|exceeds prompt_tokens'
       WHEN u_reasoning > u_completion
@@ -371,7 +446,7 @@ WITH structured AS ({source}
     coalesce({_text_of("j.response.choices[1].message.content")},
              {_text_of("j.response.content")},
              {_text_of("j.response.candidates[1].content.parts")}) AS response_t
-  FROM typed
+  FROM valued
 ), hash_t AS (
   SELECT *, hash(system_t) AS system_h, hash(tools_t) AS tools_h, hash(response_t) AS response_h
   FROM checked
@@ -396,10 +471,7 @@ SELECT line AS source_line,
                 json_extract_string(j.request.metadata, '$.feature'),
                 json_extract_string(j.metadata, '$.feature')) AS feature,
        j.session_id AS session_id,
-       CASE WHEN {anthropic_in}
-            THEN u_input + coalesce(u_cache_read, 0) + coalesce(u_cache_write, 0)
-            WHEN u_prompt IS NOT NULL THEN u_prompt
-            WHEN g_prompt IS NOT NULL THEN g_prompt END AS input_tokens,
+       input_total AS input_tokens,
        CASE WHEN {anthropic_in} THEN coalesce(u_cache_read, 0)
             WHEN u_prompt IS NOT NULL THEN coalesce(u_cached, 0)
             WHEN g_prompt IS NOT NULL THEN coalesce(g_cached, 0) END AS cache_read_tokens,
@@ -407,10 +479,7 @@ SELECT line AS source_line,
             WHEN {openai_in} THEN 0 END AS cache_write_tokens,
        CASE WHEN {anthropic_in} THEN coalesce(u_cache_write_1h, 0)
             WHEN {openai_in} THEN 0 END AS cache_write_1h_tokens,
-       CASE WHEN {anthropic_in} THEN u_output
-            WHEN u_prompt IS NOT NULL THEN u_completion
-            WHEN g_prompt IS NOT NULL THEN coalesce(g_candidates, 0) + coalesce(g_thoughts, 0)
-            END AS output_tokens,
+       output_total AS output_tokens,
        CASE WHEN u_prompt IS NOT NULL THEN u_reasoning
             WHEN g_prompt IS NOT NULL THEN g_thoughts END AS reasoning_tokens,
        -- in range wherever the row is kept (checked above)

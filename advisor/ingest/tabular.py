@@ -16,9 +16,10 @@ from pathlib import Path
 import duckdb
 
 from advisor.errors import InputError, UnreadableFile
+from advisor.ingest import fields
 from advisor.ingest.files import TolerantGzip, is_gzip
 from advisor.ingest.load import LoadCounts, load_staged, quarantine_the_rest
-from advisor.ingest.times import timestamp_sql
+from advisor.ingest.times import implausible_sql, timestamp_sql
 from advisor.store import scalar, text_hash_sql
 
 # canonical field -> column names recognised without a --map (compared case-insensitively)
@@ -48,11 +49,17 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "response": ("response", "output", "completion", "response_text"),
 }
 MAPPABLE = tuple(SYNONYMS)
-_COUNT_FIELDS = (
-    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-    "reasoning_tokens", "max_tokens",
-)  # fmt: skip
-_NUMBER_FIELDS = ("latency_ms", "ttft_ms")
+# canonical field -> its type rule (ingest.fields); every other field is text
+_TYPED_FIELDS = {
+    **dict.fromkeys(
+        ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+         "reasoning_tokens"), "count"),
+    "max_tokens": "int32",
+    "latency_ms": "duration",
+    "ttft_ms": "duration",
+    "logged_cost": "money",
+}  # fmt: skip
+_EMPTY = {"count": "BIGINT", "int32": "BIGINT", "duration": "DOUBLE", "money": "DECIMAL(18,9)"}
 
 
 def _q(name: str) -> str:
@@ -247,20 +254,16 @@ def staging_sql(
         model_expr = f"coalesce(nullif({model_expr}, ''), {_lit(model)})"
     checks = []
     typed = []
-    for field in _COUNT_FIELDS + _NUMBER_FIELDS:
-        kind_sql = "BIGINT" if field in _COUNT_FIELDS else "DOUBLE"
-        typed.append(
-            f"nullif({col(field)}, '') AS raw_{field}, "
-            f"TRY_CAST(nullif({col(field)}, '') AS {kind_sql}) AS {field}"
-        )
-        if field in cols:
-            # max_tokens is stored as INTEGER: a larger value is a bad row, not a failed run
-            limit = f" OR {field} > 2147483647" if field == "max_tokens" else ""
-            checks.append(
-                f"WHEN raw_{field} IS NOT NULL AND ({field} IS NULL OR {field} < 0{limit}) THEN "
-                f"{_lit(cols[field])} || '|expected a non-negative number, got ' "
-                f"|| left(raw_{field}, 40)"
-            )
+    values = []
+    for field, rule in _TYPED_FIELDS.items():
+        if field not in cols:
+            typed.append(f"NULL::VARCHAR AS raw_{field}, NULL::DOUBLE AS num_{field}")
+            values.append(f"NULL::{_EMPTY[rule]} AS {field}")
+            continue
+        number, value, arms = fields.typed_sql(rule, f"raw_{field}", field, _lit(cols[field]))
+        typed.append(f"nullif({col(field)}, '') AS raw_{field}, {number}")
+        values.append(value)
+        checks += arms
     ts_raw = col("ts")
     ts_col = _lit(cols["ts"])
     return f"""
@@ -276,27 +279,28 @@ WITH src AS (
          {col("feature")} AS feature, {col("session_id")} AS session_id,
          {col("service_tier")} AS raw_tier, {col("status")} AS raw_status,
          {col("finish_reason")} AS finish_reason, {col("stream")} AS raw_stream,
-         {col("logged_cost")} AS raw_cost,
          {col("prompt")} AS prompt_text, {col("response")} AS response_text,
          -- every cell of the row, NULLs kept apart from text: the id of a row without one
          md5(to_json(list_value(*COLUMNS(* EXCLUDE (_row))))) AS raw_hash,
          left(concat_ws(',', *COLUMNS(* EXCLUDE (_row))), 200) AS excerpt
   FROM src
+), valued AS (
+  SELECT *, {", ".join(values)}
+  FROM typed
 ), checked AS (
   SELECT *,
     CASE
       WHEN nullif(raw_ts, '') IS NULL THEN {ts_col} || '|missing required field'
       WHEN ts IS NULL THEN {ts_col} || '|cannot read ' || left(raw_ts, 40) || ' as a time'
+      {implausible_sql("raw_ts", ts_col)}
       WHEN nullif(model, '') IS NULL THEN 'model|missing required field'
       {" ".join(checks)}
-      WHEN nullif(raw_cost, '') IS NOT NULL AND TRY_CAST(raw_cost AS DECIMAL(18,9)) IS NULL
-        THEN 'cost|expected a number, got ' || left(raw_cost, 40)
       WHEN input_tokens IS NULL AND prompt_text IS NULL
         THEN 'input_tokens|no token count and no prompt text'
       WHEN output_tokens IS NULL AND response_text IS NULL
         THEN 'output_tokens|no token count and no response text'
     END AS error
-  FROM typed
+  FROM valued
 )
 SELECT _row + 1 AS source_line, excerpt,
        nullif(split_part(error, '|', 1), '') AS error_field,
@@ -313,7 +317,7 @@ SELECT _row + 1 AS source_line, excerpt,
        lower(coalesce(nullif(raw_tier, ''), 'default')) AS service_tier,
        CASE WHEN lower(raw_status) IN ('error', 'failed', 'failure') THEN 'error' ELSE 'ok' END
          AS status,
-       finish_reason, TRY_CAST(raw_cost AS DECIMAL(18,9)) AS logged_cost, NULL::DOUBLE AS feedback,
+       finish_reason, logged_cost, NULL::DOUBLE AS feedback,
        CASE WHEN prompt_text IS NOT NULL THEN [{{'role': 'user',
             'hash': {text_hash_sql("prompt_text")}, 'text': prompt_text}}] END AS msgs,
        NULL::VARCHAR AS system_hash, NULL::VARCHAR AS system_text,

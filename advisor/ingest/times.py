@@ -1,6 +1,8 @@
-"""Reading a log's time: one SQL expression shared by every format."""
+"""Reading a log's time, and refusing an implausible one: SQL shared by every format."""
 
 from __future__ import annotations
+
+from advisor import plausibility
 
 # Times are read between these instants: a clock that far off is not telling the time, and
 # Python, which the report and the exports use, holds no datetime beyond year 9999.
@@ -25,3 +27,14 @@ def timestamp_sql(raw: str) -> str:
         WHEN {text} >= TIMESTAMPTZ '{_FIRST}' AND {text} < TIMESTAMPTZ '{_END}'
           THEN {text} AT TIME ZONE 'UTC'
       END)"""
+
+
+def implausible_sql(raw: str, field: str) -> str:
+    """CASE arms quarantining a time outside the plausibility limits (rules/plausibility.yaml),
+    over `ts` (timestamp_sql of `raw`); `field` is the SQL string naming the field. An epoch
+    number is quoted with the UTC time it reads as."""
+    shown = (
+        f"left({raw}, 40) || CASE WHEN TRY_CAST({raw} AS DOUBLE) IS NOT NULL "
+        f"THEN ' (' || strftime(ts, '%Y-%m-%dT%H:%M:%SZ') || ')' ELSE '' END"
+    )
+    return plausibility.when_sql("year", "year(ts)", field, shown)
