@@ -315,7 +315,7 @@ def test_ingest_bounds_duckdb_memory_and_restores_it(tmp_path: Path, monkeypatch
     seen = []
     monkeypatch.setattr(ingest_module, "memory_budget", lambda: "300MiB")
     monkeypatch.setattr(
-        jsonl, "_seed_texts", lambda con, *a: seen.append(con.execute(
+        jsonl, "_pilot_texts", lambda con, *a: seen.append(con.execute(
             "SELECT current_setting('memory_limit')").fetchone()[0]) or []
     )  # fmt: skip
     con = store.connect()

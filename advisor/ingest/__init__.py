@@ -10,9 +10,12 @@ Bad rows are quarantined with file, line, field and reason; re-ingesting a file 
 from __future__ import annotations
 
 import os
+import re
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import duckdb
 
@@ -95,6 +98,7 @@ def ingest(
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}", hint="formats: " + ", ".join(FORMATS))
     report = IngestReport()
+    con = _with_kill_switch(con)
     # One checkpoint at the end instead of one per 16 MB of write-ahead log.
     con.execute("SET checkpoint_threshold = '1GB'")
     budget = memory_budget()
@@ -113,6 +117,42 @@ def ingest(
         con.execute("RESET checkpoint_threshold")
         con.execute("RESET memory_limit")
     return report
+
+
+# Test hook: crash the process (SIGKILL, as the OOM killer or a power cut would) after the n-th
+# statement of an ingest that writes to the store, to check that every boundary between writes
+# leaves a store that a re-ingest completes exactly (tests/test_ingest_crash.py).
+KILL_AFTER_ENV = "ADVISOR_TEST_KILL_AFTER"
+# Writes to the store: working tables are temporary and named with a leading underscore.
+_STORE_WRITE = re.compile(
+    r"\s*(?:(?:INSERT(?: OR \w+)? INTO|DELETE FROM|UPDATE)\s+(?!_)|COMMIT|CHECKPOINT)", re.I
+)
+
+
+class _KillSwitch:
+    """A connection that kills its own process after `after` writes (see KILL_AFTER_ENV)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, after: int) -> None:
+        self._con = con
+        self._left = after
+
+    def execute(self, sql: str, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        result = self._con.execute(sql, *args, **kwargs)
+        if _STORE_WRITE.match(sql):
+            self._left -= 1
+            if self._left <= 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+def _with_kill_switch(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    after = os.environ.get(KILL_AFTER_ENV)
+    if not after:
+        return con
+    return cast(duckdb.DuckDBPyConnection, _KillSwitch(con, int(after)))
 
 
 def memory_budget() -> str | None:

@@ -20,7 +20,7 @@ import pyarrow as pa
 from advisor.ingest import envelope
 from advisor.ingest.files import LineIndex, lines_table, read_line_blocks
 from advisor.ingest.load import LoadCounts, load_staged, prompt_parts_sql, quarantine_the_rest
-from advisor.store import scalar
+from advisor.store import drop_temp_tables, scalar, transaction
 
 Progress = Callable[[str, int], None]  # (file, lines done so far in that file)
 
@@ -41,33 +41,39 @@ def ingest_jsonl(
     model: str | None,
     progress: Progress | None,
 ) -> LoadCounts:
-    """One JSON-lines file into the store; every line ends up stored, duplicate or quarantined."""
+    """One JSON-lines file into the store; every line ends up stored, duplicate or quarantined.
+    The file's writes are one transaction: a crash leaves the store as it was before the file."""
     if path.stat().st_size == 0:
         return LoadCounts()
     convention = fmt if fmt in ("openai", "anthropic") else "auto"
     index = LineIndex(path)
     if progress is not None:
         progress(str(path), index.lines)  # known up front; the spinner runs while DuckDB reads
-    known = _seed_texts(con, index, convention, model)
+    known = _pilot_texts(con, index, convention, model)
     # DuckDB's reader fails on a gzip stream that ends early; the line-exact path reads up to it
-    counts = None if index.truncated else _read_parallel(con, index, fmt, convention, model, known)
-    if counts is None:
-        counts = _ingest_lines(con, path, fmt, convention, model, progress)
-    if index.truncated:
-        counts.add(quarantine_the_rest(con, str(path), index.lines))
-    _drop_unused_texts(con, known)
+    staged = not index.truncated and _stage_parallel(con, index, convention, model, known)
+    with transaction(con):
+        if known:
+            con.execute("INSERT INTO texts SELECT * FROM _hot ANTI JOIN texts USING (text_hash)")
+        if staged:
+            counts = load_staged(con, "_staged", str(path), fmt)
+        else:
+            counts = _ingest_lines(con, path, fmt, convention, model, progress)
+        if index.truncated:
+            counts.add(quarantine_the_rest(con, str(path), index.lines))
+        _drop_unused_texts(con, known)
+    drop_temp_tables(con, "_staged", "_hot")
     return counts
 
 
-def _read_parallel(
+def _stage_parallel(
     con: duckdb.DuckDBPyConnection,
     index: LineIndex,
-    fmt: str,
     convention: str,
     model: str | None,
     known: list[int],
-) -> LoadCounts | None:
-    """The fast path; None where it cannot be sure of its line numbers."""
+) -> bool:
+    """The fast path, into `_staged`; False where it cannot be sure of its line numbers."""
     source = str(index.path)
     create = "CREATE OR REPLACE TEMP TABLE _staged AS " + envelope.file_sql(
         source, convention, model
@@ -80,17 +86,17 @@ def _read_parallel(
     try:
         plan = str(con.execute("EXPLAIN " + create, params).fetchall())
         if _ORDERED_PLAN not in plan:
-            return None
+            return False
         con.execute(create, params)
     except duckdb.InvalidInputException as error:
         if "maximum_object_size" not in str(error):
             raise
-        return None  # a line over 64 MB
+        return False  # a line over 64 MB
     finally:
         con.execute("RESET disabled_optimizers")
     if scalar(con, "SELECT count(*) FROM _staged") != index.filled_lines:
         con.execute("DROP TABLE _staged")  # DuckDB split the file other than at its newlines
-        return None
+        return False
     _number_rows(con, index)
     bad = [r[0] for r in con.execute(
         "SELECT source_line FROM _staged WHERE error_reason IS NOT NULL ORDER BY 1"
@@ -103,9 +109,7 @@ def _read_parallel(
         con.register("_raw_lines", lines_table(numbers, index.read_lines(numbers)))
         con.execute("INSERT INTO _staged " + sql)
         con.unregister("_raw_lines")
-    counts = load_staged(con, "_staged", source, fmt)
-    con.execute("DROP TABLE IF EXISTS _staged")
-    return counts
+    return True
 
 
 def _number_rows(con: duckdb.DuckDBPyConnection, index: LineIndex) -> None:
@@ -131,10 +135,11 @@ def _pilot_lines(index: LineIndex) -> list[int]:
     return np.unique(filled[np.linspace(0, len(filled) - 1, count).astype(np.int64)]).tolist()
 
 
-def _seed_texts(
+def _pilot_texts(
     con: duckdb.DuckDBPyConnection, index: LineIndex, convention: str, model: str | None
 ) -> list[int]:
-    """Store the long texts that repeat in a sample of the file; return their hash() values."""
+    """The long texts that repeat in a sample of the file, into `_hot` (stored with the file's
+    rows); return their hash() values."""
     numbers = _pilot_lines(index)
     if not numbers:
         return []
@@ -152,10 +157,8 @@ def _seed_texts(
             GROUP BY text_hash HAVING count(*) > 1
             ORDER BY sum(length(text)) DESC, text_hash LIMIT {_PILOT_TEXTS}"""
     )
-    con.execute("INSERT INTO texts SELECT * FROM _hot ANTI JOIN texts USING (text_hash)")
     known = [int(r[0], 16) for r in con.execute("SELECT text_hash FROM _hot").fetchall()]
     con.execute("DROP TABLE _pilot")
-    con.execute("DROP TABLE _hot")
     return known
 
 
@@ -191,5 +194,4 @@ def _ingest_lines(
         counts.add(load_staged(con, "_staged", source, fmt))
         if progress is not None:
             progress(source, counts.rows)
-    con.execute("DROP TABLE IF EXISTS _staged")
     return counts

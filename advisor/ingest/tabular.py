@@ -19,7 +19,7 @@ from advisor.errors import InputError, UnreadableFile
 from advisor.ingest.files import TolerantGzip, is_gzip
 from advisor.ingest.load import LoadCounts, load_staged, quarantine_the_rest
 from advisor.ingest.times import timestamp_sql
-from advisor.store import scalar, text_hash_sql
+from advisor.store import scalar, text_hash_sql, transaction
 
 # canonical field -> column names recognised without a --map (compared case-insensitively)
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -118,9 +118,10 @@ def ingest_table(
                 raise _unreadable(path, kind, again, copy) from None
     # the last line read, the header at least (load_staged drops the rows it does not store)
     last = scalar(con, "SELECT max(source_line) FROM _staged") if truncated else None
-    counts = load_staged(con, "_staged", str(path), kind)
-    if truncated:
-        counts.add(quarantine_the_rest(con, str(path), int(last or 1)))
+    with transaction(con):  # the file's writes: all of them or, after a crash, none
+        counts = load_staged(con, "_staged", str(path), kind)
+        if truncated:
+            counts.add(quarantine_the_rest(con, str(path), int(last or 1)))
     con.execute("DROP TABLE IF EXISTS _staged")
     return counts
 
