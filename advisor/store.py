@@ -88,8 +88,10 @@ CREATE TABLE IF NOT EXISTS quarantine (
     source_line BIGINT,
     field VARCHAR,
     reason VARCHAR,
-    excerpt VARCHAR
+    excerpt VARCHAR,
+    content_hash VARCHAR    -- md5 of the bad line or row: the same content is quarantined once
 );
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS content_hash VARCHAR;  -- stores of before it
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 """
 
@@ -245,14 +247,16 @@ def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
 
 
 def first_row(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
 ) -> tuple[Any, ...] | None:
     """The first row of a query, fetched to the end so the connection is free for the next call."""
     rows = con.execute(sql, params or []).fetchall()
     return rows[0] if rows else None
 
 
-def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+def scalar(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
+) -> Any:
     """The single value of a one-value query (None when it returns no row)."""
     row = first_row(con, sql, params)
     return None if row is None else row[0]

@@ -160,7 +160,8 @@ def _stage_rejects(con: duckdb.DuckDBPyConnection) -> None:
                    CASE WHEN bool_or(error_type = 'INVALID ENCODING') THEN 'not UTF-8 text'
                         ELSE lower(arg_min(error_type, column_idx)) || ': '
                              || lower(arg_min(error_message, column_idx)) END AS reason,
-                   left(any_value(csv_line), 200) AS excerpt
+                   left(any_value(csv_line), 200) AS excerpt,
+                   md5(any_value(csv_line)) AS content_hash
             FROM {_REJECTS} GROUP BY line"""
     )
     lines = [int(r[0]) for r in con.execute("SELECT line FROM _rejected ORDER BY 1").fetchall()]
@@ -173,8 +174,8 @@ def _stage_rejects(con: duckdb.DuckDBPyConnection) -> None:
             {"shifts": shifts},
         )
         con.execute(
-            """INSERT INTO _staged (source_line, excerpt, error_field, error_reason)
-               SELECT line, excerpt, field, reason FROM _rejected"""
+            """INSERT INTO _staged (source_line, excerpt, error_field, error_reason, content_hash)
+               SELECT line, excerpt, field, reason, content_hash FROM _rejected"""
         )
     con.execute("DROP TABLE _rejected")
 
@@ -264,7 +265,8 @@ WITH src AS (
          {col("finish_reason")} AS finish_reason, {col("stream")} AS raw_stream,
          {col("logged_cost")} AS raw_cost,
          {col("prompt")} AS prompt_text, {col("response")} AS response_text,
-         -- every cell of the row, NULLs kept apart from text: the id of a row without one
+         -- every cell of the row, NULLs kept apart from text: the id of a row without one,
+         -- and of a bad row in the quarantine
          md5(to_json(list_value(*COLUMNS(* EXCLUDE (_row))))) AS raw_hash,
          left(concat_ws(',', *COLUMNS(* EXCLUDE (_row))), 200) AS excerpt
   FROM src
@@ -285,6 +287,7 @@ WITH src AS (
   FROM typed
 )
 SELECT _row + 1 AS source_line, excerpt,
+       CASE WHEN error IS NOT NULL THEN raw_hash END AS content_hash,
        nullif(split_part(error, '|', 1), '') AS error_field,
        CASE WHEN error IS NOT NULL THEN substr(error, strpos(error, '|') + 1) END AS error_reason,
        logged_id, ts, latency_ms, ttft_ms, lower(provider) AS provider, model,
