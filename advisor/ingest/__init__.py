@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import signal
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -21,8 +21,8 @@ import duckdb
 
 from advisor.errors import InputError, UnreadableFile
 from advisor.ingest import tabular
-from advisor.ingest.files import expand_paths, head_bytes
-from advisor.ingest.jsonl import Progress, ingest_jsonl
+from advisor.ingest.files import expand_paths, head_bytes, is_gzip
+from advisor.ingest.jsonl import Progress, ingest_jsonl, ingest_jsonl_files
 from advisor.ingest.load import LoadCounts, quarantine_line
 
 FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet")
@@ -85,6 +85,33 @@ def _ingest_table(
         return quarantine_line(con, str(path), 1, error.reason)
 
 
+# Plain JSON-lines files up to this size are read in batches of up to _BATCH_BYTES (see
+# jsonl.ingest_jsonl_files); bigger ones, one by one through DuckDB's parallel reader.
+_SMALL_FILE = 1 << 20
+_BATCH_BYTES = 64 << 20
+
+
+def _batches(paths: Sequence[Path], fmt: str) -> Iterator[tuple[list[Path], str]]:
+    """Files in order, as (files, format): runs of small plain JSON-lines files together."""
+    run: list[Path] = []
+    run_bytes = 0
+    run_fmt = "jsonl" if fmt == "auto" else fmt  # a small file's (detect_format)
+    for path in paths:
+        file_fmt = detect_format(path) if fmt == "auto" else fmt
+        size = path.stat().st_size
+        small = file_fmt not in ("csv", "parquet") and size <= _SMALL_FILE and not is_gzip(path)
+        if run and (not small or run_bytes + size > _BATCH_BYTES):
+            yield run, run_fmt
+            run, run_bytes = [], 0
+        if small:
+            run.append(path)
+            run_bytes += size
+        else:
+            yield [path], file_fmt
+    if run:
+        yield run, run_fmt
+
+
 def ingest(
     con: duckdb.DuckDBPyConnection,
     patterns: Sequence[str],
@@ -105,13 +132,16 @@ def ingest(
     if budget is not None:
         con.execute(f"SET memory_limit = '{budget}'")
     try:
-        for path in expand_paths(patterns):
-            file_fmt = detect_format(path) if fmt == "auto" else fmt
-            if file_fmt in ("csv", "parquet"):
-                counts = _ingest_table(con, path, file_fmt, mapping or {}, model)
+        for paths, file_fmt in _batches(expand_paths(patterns), fmt):
+            if len(paths) > 1:
+                counts = ingest_jsonl_files(con, paths, file_fmt, model, progress)
+            elif file_fmt in ("csv", "parquet"):
+                counts = [_ingest_table(con, paths[0], file_fmt, mapping or {}, model)]
             else:
-                counts = ingest_jsonl(con, path, file_fmt, model, progress)
-            report.files.append(FileReport(str(path), file_fmt, counts))
+                counts = [ingest_jsonl(con, paths[0], file_fmt, model, progress)]
+            report.files += [
+                FileReport(str(p), file_fmt, c) for p, c in zip(paths, counts, strict=True)
+            ]
         con.execute("CHECKPOINT")
     finally:
         con.execute("RESET checkpoint_threshold")
