@@ -159,7 +159,8 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 # What a sound store holds, as (what is wrong, SQL counting the rows that break it). Each is a
-# scan or an anti-join over one or two tables: about a second at a million requests.
+# scan, an aggregate or an anti-join: 0.9 s in all at 200k requests (560k messages) on a busy
+# two-core machine.
 _INVARIANTS = (
     ("request ids that appear more than once in requests",
      "SELECT count(*) - count(DISTINCT request_id) FROM requests"),
@@ -168,16 +169,14 @@ _INVARIANTS = (
     ("messages stored twice at the same (request_id, position)",
      "SELECT count(*) - count(DISTINCT (request_id, position)) FROM messages"),
     ("requests with a prompt but no messages",
-     """SELECT count(*) FROM requests r WHERE prompt_hash IS NOT NULL
-        AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.request_id = r.request_id)"""),
+     """SELECT count(*) FROM (SELECT request_id FROM requests WHERE prompt_hash IS NOT NULL)
+        ANTI JOIN messages USING (request_id)"""),
     ("text hashes that appear more than once in texts",
      "SELECT count(*) - count(DISTINCT text_hash) FROM texts"),
-    ("messages whose text is not in texts",
-     """SELECT count(*) FROM messages m WHERE m.text_hash IS NOT NULL
-        AND NOT EXISTS (SELECT 1 FROM texts t WHERE t.text_hash = m.text_hash)"""),
-    ("responses whose text is not in texts",
-     """SELECT count(*) FROM requests r WHERE r.response_hash IS NOT NULL
-        AND NOT EXISTS (SELECT 1 FROM texts t WHERE t.text_hash = r.response_hash)"""),
+    ("messages or responses whose text is not in texts",
+     """SELECT count(*) FROM (SELECT text_hash FROM messages WHERE text_hash IS NOT NULL
+                             UNION ALL SELECT response_hash FROM requests
+                             WHERE response_hash IS NOT NULL) ANTI JOIN texts USING (text_hash)"""),
 )  # fmt: skip
 
 

@@ -123,3 +123,22 @@ def test_analyze_refuses_a_store_with_duplicate_messages(tmp_path: Path) -> None
         api.analyze([str(logs)], out_dir=tmp_path / "out", db=db)
     assert "advisor ingest" in str(caught.value.hint) and "--db" in str(caught.value.hint)
     assert not (tmp_path / "out" / api.ANALYSIS_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("corruption", "problem"),
+    [
+        ("INSERT INTO requests SELECT * FROM requests WHERE request_id = 'x'", "request ids"),
+        ("DELETE FROM requests WHERE request_id = 'x'", "messages whose request"),
+        ("INSERT INTO messages SELECT * FROM messages WHERE request_id = 'x'", "position"),
+        ("DELETE FROM messages WHERE request_id = 'x'", "a prompt but no messages"),
+        ("INSERT INTO texts SELECT * FROM texts LIMIT 1", "more than once in texts"),
+        ("DELETE FROM texts WHERE text_hash IN (SELECT response_hash FROM requests)", "not in"),
+    ],
+)
+def test_each_broken_invariant_is_named(con, tmp_path: Path, corruption: str, problem: str) -> None:
+    ingest(con, [str(write_jsonl(tmp_path / "a.jsonl", [openai_line("x"), openai_line("y")]))])
+    assert store.check_invariants(con) == []
+    con.execute(corruption)
+    problems = store.check_invariants(con)
+    assert len(problems) == 1 and problem in problems[0], problems
