@@ -89,7 +89,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     field VARCHAR,
     reason VARCHAR,
     excerpt VARCHAR,
-    content_hash VARCHAR    -- md5 of the bad line or row: the same content is quarantined once
+    content_hash VARCHAR    -- md5 of the bad line or row: with the line, what makes it a repeat
 );
 ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS content_hash VARCHAR;  -- stores of before it
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);

@@ -178,7 +178,7 @@ def test_reingest_is_idempotent(con, tmp_path: Path) -> None:
 
 
 def test_bad_lines_are_quarantined_once_under_any_file_name(con, tmp_path: Path) -> None:
-    """The same content under another name adds nothing: its bad lines are duplicates too."""
+    """The same file under another name adds nothing: its bad lines are duplicates too."""
     rows = [openai_line("a"), "not json", openai_line("b", prompt=-1), b"\xff\xfe bytes", ""]
     first = ingest(con, [str(write_jsonl(tmp_path / "a.jsonl", rows))]).totals
     assert (first.rows, first.ingested, first.quarantined, first.duplicates) == (5, 1, 4, 0)
@@ -188,11 +188,11 @@ def test_bad_lines_are_quarantined_once_under_any_file_name(con, tmp_path: Path)
     again = ingest(con, [str(copy)]).totals
     assert (again.rows, again.ingested, again.quarantined, again.duplicates) == (5, 0, 0, 5)
     assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (4,)
-    # a repeated bad line inside one file is a duplicate as well, and a new one is new
-    more = [openai_line("c"), "not json", "not json either"]
+    # bad lines alike at other places are each quarantined: the second blank line too
+    more = [openai_line(rid) for rid in "cdefg"] + ["not json", "not json", "", " "]
     third = ingest(con, [str(write_jsonl(tmp_path / "b.jsonl", more))]).totals
-    assert (third.ingested, third.quarantined, third.duplicates) == (1, 1, 1)
-    assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (5,)
+    assert (third.ingested, third.quarantined, third.duplicates) == (5, 4, 0)
+    assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (8,)
 
 
 def test_bad_csv_rows_are_quarantined_once_under_any_file_name(con, tmp_path: Path) -> None:
@@ -204,10 +204,10 @@ def test_bad_csv_rows_are_quarantined_once_under_any_file_name(con, tmp_path: Pa
     (tmp_path / "a.csv").write_text(text)
     (tmp_path / "b.csv").write_text(text)
     first = ingest(con, [str(tmp_path / "a.csv")]).totals
-    assert (first.rows, first.ingested, first.quarantined, first.duplicates) == (4, 1, 2, 1)
+    assert (first.rows, first.ingested, first.quarantined, first.duplicates) == (4, 1, 3, 0)
     again = ingest(con, [str(tmp_path / "b.csv")]).totals
     assert (again.rows, again.ingested, again.quarantined, again.duplicates) == (4, 0, 0, 4)
-    assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (2,)
+    assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (3,)
 
 
 def test_an_unreadable_file_is_quarantined_once_under_any_name(con, tmp_path: Path) -> None:

@@ -30,9 +30,9 @@ _MAX_STATEMENTS = 400  # far above what the logs below take: the loop ends when 
 
 
 def _logs(folder: Path) -> list[str]:
-    """A few thousand lines of every kind a load writes: requests with and without ids, shared
-    long system prompts (stored up front, see ingest.jsonl), duplicates, bad and blank lines;
-    and a CSV file with a bad row."""
+    """Lines of every kind a load writes, through each way files are read: requests with and
+    without ids, shared long system prompts (stored up front, see ingest.jsonl), duplicates, bad
+    and blank lines; a CSV file with a bad row; small files read as one batch."""
     long_system = "Follow the policy below. " + "policy clause. " * 120
     rows: list[object] = []
     for i in range(1500):
@@ -57,7 +57,12 @@ def _logs(folder: Path) -> list[str]:
     csv_rows = [f"2026-10-02 10:00:{i % 60:02d},gpt-4o-mini,{i},{i % 7},p{i}" for i in range(200)]
     csv_rows.append("2026-10-02 11:00:00,gpt-4o-mini,lots,1,bad")
     second.write_text("ts,model,input_tokens,output_tokens,prompt\n" + "\n".join(csv_rows) + "\n")
-    return [str(first), str(second)]
+    # small files, read as one batch: a repeat of a request of the first file, a new bad line
+    small = [
+        write_jsonl(folder / f"c{k}.jsonl", [openai_line(f"c{k}"), openai_line("r1"), "{oops"])
+        for k in range(3)
+    ]
+    return [str(first), str(second), *map(str, small)]
 
 
 def _snapshot(db: Path) -> dict[str, list[tuple[object, ...]]]:

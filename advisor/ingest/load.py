@@ -90,10 +90,10 @@ def quarantine_the_rest(con: duckdb.DuckDBPyConnection, source: str, last: int) 
     return quarantine_line(con, source, last + 1, reason)
 
 
-def _file_identity(source: str, line: int) -> str:
-    """The quarantine identity of a fault of a whole file: its size and first MiB, and the line.
-    The same damaged file under another name is the same fault."""
-    digest = hashlib.md5(f"{line}:".encode())
+def _file_identity(source: str) -> str:
+    """The content identity of a file with a fault of its own (see quarantine_line): its size
+    and first MiB. The same damaged file under another name is the same fault."""
+    digest = hashlib.md5()
     try:
         with open(source, "rb") as fh:
             digest.update(f"{os.fstat(fh.fileno()).st_size}:".encode())
@@ -109,11 +109,12 @@ def quarantine_line(
     """One quarantine row for a problem that is not a row's: a damaged stream, a file that
     cannot be read at all. Once per fault, however often (and under whatever names) the file
     is ingested."""
-    identity = _file_identity(source, line)
+    identity = _file_identity(source)
     added = _count(
         con,
         """INSERT INTO quarantine SELECT $file, $line, NULL, $reason, NULL, $hash
-           WHERE NOT EXISTS (SELECT 1 FROM quarantine WHERE content_hash = $hash)""",
+           WHERE NOT EXISTS (SELECT 1 FROM quarantine WHERE content_hash = $hash
+                             AND source_line = $line)""",
         {"file": source, "line": line, "reason": reason, "hash": identity},
     )
     return LoadCounts(rows=1, quarantined=added, duplicates=1 - added)
@@ -147,18 +148,19 @@ def _load(
     rows stored; the texts are read from it once, into the texts table. `file` is the SQL of a
     row's file (`$file` when `source_file` is given), `key` the staged column unique per row.
 
-    A bad row is identified by its content (`content_hash`), as a row without a request id is:
-    the same bad line again, in this chunk or already in the quarantine, whatever the file's
-    name, is a duplicate."""
+    A bad row is identified by its content (`content_hash`) and its line: the same file again,
+    whatever its name, adds nothing to the quarantine (its bad lines are duplicates), while
+    bad lines alike at different places (blank lines, the `},` of a pretty-printed file) are
+    each quarantined."""
     params = {} if source_file is None else {"file": source_file}
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _bad AS
             SELECT {file} AS source_file, source_line, error_field, error_reason, excerpt,
                    content_hash,
-                   row_number() OVER (PARTITION BY content_hash ORDER BY {key}) > 1
-                   OR content_hash IN (SELECT content_hash FROM quarantine
-                                       WHERE content_hash IS NOT NULL) AS seen
-            FROM {staged} WHERE error_reason IS NOT NULL""",
+                   row_number() OVER (PARTITION BY content_hash, source_line ORDER BY {key}) > 1
+                   OR EXISTS (SELECT 1 FROM quarantine q WHERE q.content_hash = s.content_hash
+                              AND q.source_line = s.source_line) AS seen
+            FROM {staged} s WHERE error_reason IS NOT NULL""",
         params,
     )
     con.execute(
