@@ -4,7 +4,8 @@ Formats: `jsonl` (advisor's envelope, OpenAI, Anthropic or Gemini bodies detecte
 read by DuckDB's parallel JSON reader, see ingest.jsonl), `openai` and `anthropic` (the same,
 forcing that provider's token convention), `csv` and `parquet` (generic tables with `--map`).
 Bad rows are quarantined with file, line, field and reason; re-ingesting a file adds nothing
-(request ids are stable).
+(request ids are stable). Each file's writes are one transaction, so a crash leaves no part of
+it stored; runs of small JSON-lines files are read and written as one batch.
 """
 
 from __future__ import annotations

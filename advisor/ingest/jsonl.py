@@ -6,6 +6,8 @@ order is the file's, so a row's ordinal among non-blank lines, mapped through a 
 blank lines are then read again from their raw bytes by `envelope.lines_sql`, which names the
 reason and keeps an excerpt. Where the fast path cannot be sure of its numbering it falls back
 to the line-exact path (numbered blocks of raw lines through json_transform) for the file.
+Small files go through that path too, many at once (ingest_jsonl_files): their raw lines are
+exact and few, and one query for them all beats one plan per file.
 """
 
 from __future__ import annotations
