@@ -87,6 +87,7 @@ def ingest_jsonl_files(
     each row's key is its ordinal in the batch, which orders duplicates as files one by one."""
     convention = fmt if fmt in ("openai", "anthropic") else "auto"
     tables = []
+    counts: dict[str, LoadCounts] = {}
     key = 0
     for path in paths:
         lines = 0
@@ -112,7 +113,7 @@ def ingest_jsonl_files(
         with transaction(con):
             counts = load_staged_files(con, "_staged", fmt)
         drop_temp_tables(con, "_staged")
-    return [counts.get(str(path), LoadCounts()) if tables else LoadCounts() for path in paths]
+    return [counts.get(str(path), LoadCounts()) for path in paths]
 
 
 def _stage_parallel(
