@@ -140,6 +140,7 @@ def build_analysis(
 ) -> Analysis:
     """Price, fill, simulate and summarise everything in an ingested store; `step` is told
     what starts next."""
+    store.require_sound(con)
     options = options or SimOptions()
     if step is not None:
         step("pricing every request")

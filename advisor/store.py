@@ -11,10 +11,14 @@ Tables:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from advisor.errors import AdvisorError
 
 CANONICAL_COLUMNS: dict[str, str] = {
     "request_id": "VARCHAR",  # unique: ingest anti-joins on it (cheaper than an index)
@@ -84,8 +88,10 @@ CREATE TABLE IF NOT EXISTS quarantine (
     source_line BIGINT,
     field VARCHAR,
     reason VARCHAR,
-    excerpt VARCHAR
+    excerpt VARCHAR,
+    content_hash VARCHAR    -- md5 of the bad line or row: with the line, what makes it a repeat
 );
+ALTER TABLE quarantine ADD COLUMN IF NOT EXISTS content_hash VARCHAR;  -- stores of before it
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 """
 
@@ -140,11 +146,72 @@ def _check_hash_version(con: duckdb.DuckDBPyConnection, path: Path | str | None)
     if stored is None:
         set_meta(con, "text_hash", here)
     elif stored != here:
-        from advisor.errors import AdvisorError
-
         raise AdvisorError(
             f"{path}: store written with {stored}, this advisor runs {here}",
             hint="re-ingest the logs into a new store (text hashes differ between builds)",
+        )
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One unit of writes: stored whole, or (on an error, an interrupt or a crash) not at all.
+
+    Any failed statement aborts a DuckDB transaction, so what may fail on purpose (reading a
+    file that turns out unreadable) runs before it, into temporary tables."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # the error that got here is the one to report
+            con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+# What a sound store holds, as (what is wrong, SQL counting the rows that break it). Each is a
+# scan, an aggregate or an anti-join: 0.9 s in all at 200k requests (560k messages) on a busy
+# two-core machine.
+_INVARIANTS = (
+    ("request ids that appear more than once in requests",
+     "SELECT count(*) - count(DISTINCT request_id) FROM requests"),
+    ("messages whose request is not in requests",
+     "SELECT count(*) FROM messages ANTI JOIN requests USING (request_id)"),
+    ("messages stored twice at the same (request_id, position)",
+     "SELECT count(*) - count(DISTINCT (request_id, position)) FROM messages"),
+    ("requests with a prompt but no messages",
+     """SELECT count(*) FROM (SELECT request_id FROM requests WHERE prompt_hash IS NOT NULL)
+        ANTI JOIN messages USING (request_id)"""),
+    ("text hashes that appear more than once in texts",
+     "SELECT count(*) - count(DISTINCT text_hash) FROM texts"),
+    ("messages or responses whose text is not in texts",
+     """SELECT count(*) FROM (SELECT text_hash FROM messages WHERE text_hash IS NOT NULL
+                             UNION ALL SELECT response_hash FROM requests
+                             WHERE response_hash IS NOT NULL) ANTI JOIN texts USING (text_hash)"""),
+)  # fmt: skip
+
+
+def check_invariants(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """What is wrong with a store's tables (empty when sound): every message belongs to exactly
+    one request, once per position, and every text a row names is stored exactly once."""
+    problems = []
+    for what, sql in _INVARIANTS:
+        count = int(scalar(con, sql) or 0)
+        if count:
+            problems.append(f"{count:,} {what}")
+    return problems
+
+
+def require_sound(con: duckdb.DuckDBPyConnection) -> None:
+    """Refuse a store whose invariants are broken (e.g. a crash of an older advisor's ingest):
+    its figures would be wrong without a word."""
+    problems = check_invariants(con)
+    if problems:
+        path = scalar(con, "SELECT path FROM duckdb_databases() WHERE database_name = "
+                      "current_database()") or "the store"  # fmt: skip
+        raise AdvisorError(
+            f"{path} is inconsistent: " + "; ".join(problems),
+            hint="re-ingest the logs into a new store (`advisor ingest LOGS... --db NEW.duckdb`) "
+            "and analyse that one (`--db NEW.duckdb`)",
         )
 
 
@@ -189,14 +256,16 @@ def get_meta(con: duckdb.DuckDBPyConnection, key: str) -> str | None:
 
 
 def first_row(
-    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
 ) -> tuple[Any, ...] | None:
     """The first row of a query, fetched to the end so the connection is free for the next call."""
     rows = con.execute(sql, params or []).fetchall()
     return rows[0] if rows else None
 
 
-def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> Any:
+def scalar(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | dict[str, Any] | None = None
+) -> Any:
     """The single value of a one-value query (None when it returns no row)."""
     row = first_row(con, sql, params)
     return None if row is None else row[0]

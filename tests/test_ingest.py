@@ -174,9 +174,51 @@ def test_reingest_is_idempotent(con, tmp_path: Path) -> None:
     first = ingest(con, [str(path)])
     second = ingest(con, [str(path), str(path)])
     assert (first.totals.ingested, first.totals.quarantined) == (2, 1)
-    assert second.totals.ingested == 0
-    assert second.totals.duplicates == 2
+    assert second.totals.ingested == second.totals.quarantined == 0
+    assert second.totals.duplicates == 3  # the bad line was already quarantined
     assert con.execute("SELECT count(*) FROM requests").fetchone() == (2,)
+    assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (1,)
+
+
+def test_bad_lines_are_quarantined_once_under_any_file_name(con, tmp_path: Path) -> None:
+    """The same file under another name adds nothing: its bad lines are duplicates too."""
+    rows = [openai_line("a"), "not json", openai_line("b", prompt=-1), b"\xff\xfe bytes", ""]
+    first = ingest(con, [str(write_jsonl(tmp_path / "a.jsonl", rows))]).totals
+    assert (first.rows, first.ingested, first.quarantined, first.duplicates) == (5, 1, 4, 0)
+    copy = tmp_path / "copy" / "renamed.jsonl"
+    copy.parent.mkdir()
+    copy.write_bytes((tmp_path / "a.jsonl").read_bytes())
+    again = ingest(con, [str(copy)]).totals
+    assert (again.rows, again.ingested, again.quarantined, again.duplicates) == (5, 0, 0, 5)
+    assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (4,)
+    # bad lines alike at other places are each quarantined: the second blank line too
+    more = [openai_line(rid) for rid in "cdefg"] + ["not json", "not json", "", " "]
+    third = ingest(con, [str(write_jsonl(tmp_path / "b.jsonl", more))]).totals
+    assert (third.ingested, third.quarantined, third.duplicates) == (5, 4, 0)
+    assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (8,)
+
+
+def test_bad_csv_rows_are_quarantined_once_under_any_file_name(con, tmp_path: Path) -> None:
+    text = (
+        "ts,model,input_tokens,output_tokens\n"
+        "2026-10-01,gpt-4o,1,1\n2026-10-01,gpt-4o,lots,1\n2026-10-01,gpt-4o,1,1,extra\n"
+        "2026-10-01,gpt-4o,lots,1\n"
+    )
+    (tmp_path / "a.csv").write_text(text)
+    (tmp_path / "b.csv").write_text(text)
+    first = ingest(con, [str(tmp_path / "a.csv")]).totals
+    assert (first.rows, first.ingested, first.quarantined, first.duplicates) == (4, 1, 3, 0)
+    again = ingest(con, [str(tmp_path / "b.csv")]).totals
+    assert (again.rows, again.ingested, again.quarantined, again.duplicates) == (4, 0, 0, 4)
+    assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (3,)
+
+
+def test_an_unreadable_file_is_quarantined_once_under_any_name(con, tmp_path: Path) -> None:
+    for name in ("a.parquet", "b.parquet"):
+        (tmp_path / name).write_bytes(b"PAR1 this is not parquet")
+    first = ingest(con, [str(tmp_path / "a.parquet")]).totals
+    again = ingest(con, [str(tmp_path / "b.parquet"), str(tmp_path / "a.parquet")]).totals
+    assert (first.quarantined, again.quarantined, again.duplicates) == (1, 0, 2)
     assert con.execute("SELECT count(*) FROM quarantine").fetchone() == (1,)
 
 

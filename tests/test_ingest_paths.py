@@ -100,7 +100,7 @@ def test_fast_path_matches_line_exact_path(tmp_path: Path, monkeypatch, name: st
     path = _write(tmp_path / name, _tricky_lines(), final_newline=False)
     fast = _fast(path, monkeypatch)
     assert fast == _line_exact(path)
-    reasons = {line: reason for _, line, _, reason, _ in fast["quarantine"]}
+    reasons = {line: reason for _, line, _, reason, *_ in fast["quarantine"]}
     assert reasons[3] == "empty line" and reasons[6] == "empty line"
     assert "invalid JSON" in reasons[14] and "array" in reasons[15]
     assert "-5" in reasons[16] and "yesterday" in reasons[17]
@@ -315,7 +315,7 @@ def test_ingest_bounds_duckdb_memory_and_restores_it(tmp_path: Path, monkeypatch
     seen = []
     monkeypatch.setattr(ingest_module, "memory_budget", lambda: "300MiB")
     monkeypatch.setattr(
-        jsonl, "_seed_texts", lambda con, *a: seen.append(con.execute(
+        jsonl, "_pilot_texts", lambda con, *a: seen.append(con.execute(
             "SELECT current_setting('memory_limit')").fetchone()[0]) or []
     )  # fmt: skip
     con = store.connect()

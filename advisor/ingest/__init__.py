@@ -4,22 +4,26 @@ Formats: `jsonl` (advisor's envelope, OpenAI, Anthropic or Gemini bodies detecte
 read by DuckDB's parallel JSON reader, see ingest.jsonl), `openai` and `anthropic` (the same,
 forcing that provider's token convention), `csv` and `parquet` (generic tables with `--map`).
 Bad rows are quarantined with file, line, field and reason; re-ingesting a file adds nothing
-(request ids are stable).
+(request ids are stable). Each file's writes are one transaction, so a crash leaves no part of
+it stored; runs of small JSON-lines files are read and written as one batch.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import re
+import signal
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import duckdb
 
 from advisor.errors import InputError, UnreadableFile
 from advisor.ingest import tabular
-from advisor.ingest.files import check_readable, expand_paths, head_bytes
-from advisor.ingest.jsonl import Progress, ingest_jsonl
+from advisor.ingest.files import check_readable, expand_paths, head_bytes, is_gzip
+from advisor.ingest.jsonl import Progress, ingest_jsonl, ingest_jsonl_files
 from advisor.ingest.load import LoadCounts, quarantine_line
 
 FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet")
@@ -88,6 +92,43 @@ def _ingest_file(
         return fmt, quarantine_line(con, str(path), 1, error.reason)
 
 
+# Plain JSON-lines files up to this size are read in batches of up to _BATCH_BYTES (see
+# jsonl.ingest_jsonl_files); bigger ones, one by one through DuckDB's parallel reader.
+_SMALL_FILE = 1 << 20
+_BATCH_BYTES = 64 << 20
+
+
+def _small_jsonl(path: Path, fmt: str) -> int | None:
+    """The size of a small plain JSON-lines file that can join a batch; None for any other file
+    (read on its own, where one that cannot be read is quarantined)."""
+    try:
+        check_readable(path)
+        file_fmt = detect_format(path) if fmt == "auto" else fmt
+        size = path.stat().st_size
+        small = path.is_file() and file_fmt not in ("csv", "parquet") and size <= _SMALL_FILE
+        return size if small and not is_gzip(path) else None
+    except (UnreadableFile, OSError):
+        return None
+
+
+def _batches(paths: Sequence[Path], fmt: str) -> Iterator[list[Path]]:
+    """Files in order: runs of small plain JSON-lines files together, any other file alone."""
+    run: list[Path] = []
+    run_bytes = 0
+    for path in paths:
+        size = _small_jsonl(path, fmt)
+        if run and (size is None or run_bytes + size > _BATCH_BYTES):
+            yield run
+            run, run_bytes = [], 0
+        if size is None:
+            yield [path]
+        else:
+            run.append(path)
+            run_bytes += size
+    if run:
+        yield run
+
+
 def ingest(
     con: duckdb.DuckDBPyConnection,
     patterns: Sequence[str],
@@ -101,20 +142,64 @@ def ingest(
     if fmt not in FORMATS:
         raise InputError(f"unknown format {fmt!r}", hint="formats: " + ", ".join(FORMATS))
     report = IngestReport()
+    con = _with_kill_switch(con)
     # One checkpoint at the end instead of one per 16 MB of write-ahead log.
     con.execute("SET checkpoint_threshold = '1GB'")
     budget = memory_budget()
     if budget is not None:
         con.execute(f"SET memory_limit = '{budget}'")
     try:
-        for path in expand_paths(patterns):
-            file_fmt, counts = _ingest_file(con, path, fmt, mapping or {}, model, progress)
-            report.files.append(FileReport(str(path), file_fmt, counts))
+        batch_fmt = "jsonl" if fmt == "auto" else fmt  # detect_format's, for a small file
+        for paths in _batches(expand_paths(patterns), fmt):
+            if len(paths) > 1:
+                counts = ingest_jsonl_files(con, paths, batch_fmt, model, progress)
+                report.files += [
+                    FileReport(str(p), batch_fmt, c) for p, c in zip(paths, counts, strict=True)
+                ]
+            else:
+                file_fmt, one = _ingest_file(con, paths[0], fmt, mapping or {}, model, progress)
+                report.files.append(FileReport(str(paths[0]), file_fmt, one))
         con.execute("CHECKPOINT")
     finally:
         con.execute("RESET checkpoint_threshold")
         con.execute("RESET memory_limit")
     return report
+
+
+# Test hook: crash the process (SIGKILL, as the OOM killer or a power cut would) after the n-th
+# statement of an ingest that writes to the store, to check that every boundary between writes
+# leaves a store that a re-ingest completes exactly (tests/test_ingest_crash.py).
+KILL_AFTER_ENV = "ADVISOR_TEST_KILL_AFTER"
+# Writes to the store: working tables are temporary and named with a leading underscore.
+_STORE_WRITE = re.compile(
+    r"\s*(?:(?:INSERT(?: OR \w+)? INTO|DELETE FROM|UPDATE)\s+(?!_)|COMMIT|CHECKPOINT)", re.I
+)
+
+
+class _KillSwitch:
+    """A connection that kills its own process after `after` writes (see KILL_AFTER_ENV)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, after: int) -> None:
+        self._con = con
+        self._left = after
+
+    def execute(self, sql: str, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        result = self._con.execute(sql, *args, **kwargs)
+        if _STORE_WRITE.match(sql):
+            self._left -= 1
+            if self._left <= 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+def _with_kill_switch(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    after = os.environ.get(KILL_AFTER_ENV)
+    if not after:
+        return con
+    return cast(duckdb.DuckDBPyConnection, _KillSwitch(con, int(after)))
 
 
 def memory_budget() -> str | None:

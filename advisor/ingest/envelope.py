@@ -256,7 +256,7 @@ def _lines_source(table: str) -> str:
         f"contains({end}(raw, 16), chr({c}))" for end in ("left", "right") for c in _ODD_SPACE
     )
     return f"""
-  SELECT line, junk, raw,
+  SELECT line, junk, junk_hash, raw,
          starts_with(ltrim(left(raw, 16), {_SPACE}), '{{') AS looks_like_object,
          CASE WHEN looks_like_object THEN try(json_transform(
            CASE WHEN {odd} THEN trim(raw, {_SPACE}) ELSE raw END, {structure})) END AS j
@@ -274,7 +274,8 @@ def _file_source(path: str) -> str:
     # cannot read). No ordinal here: WITH ORDINALITY would run the whole query on one thread;
     # a table created from this keeps the order, so its rowid is the ordinal.
     return f"""
-  SELECT NULL::BIGINT AS line, NULL::VARCHAR AS junk, NULL::VARCHAR AS raw,
+  SELECT NULL::BIGINT AS line, NULL::VARCHAR AS junk, NULL::VARCHAR AS junk_hash,
+         NULL::VARCHAR AS raw,
          true AS looks_like_object, struct_pack({packed}) AS j
   FROM read_json({_sql_str(path)}, format = 'newline_delimited', records = true,
                  ignore_errors = true, maximum_object_size = {MAX_LINE_BYTES},
@@ -282,8 +283,8 @@ def _file_source(path: str) -> str:
 
 
 def lines_sql(table: str, convention: str = "auto", default_model: str | None = None) -> str:
-    """Staged rows from `table(line, raw, junk)` (see files.lines_table): every line, bad ones
-    with the reason and an excerpt."""
+    """Staged rows from `table(line, raw, junk, junk_hash)` (see files.lines_table): every line,
+    bad ones with the reason, an excerpt and the md5 of their content (blanks around it aside)."""
     return _staging_sql(_lines_source(table), True, convention, default_model, False)
 
 
@@ -345,11 +346,11 @@ def _staging_sql(
       WHEN j IS NULL AND NOT looks_like_object AND json_valid(raw)
         THEN '|expected a JSON object, got ' || lower(json_type(raw))
       WHEN j IS NULL THEN '|invalid JSON (truncated or malformed line)'"""
-    excerpt = (
-        f"coalesce(junk, trim(left(ltrim(left(raw, 400), {_SPACE}), 200), {_SPACE}))"
-        if raw_checks
-        else "NULL::VARCHAR"
-    )
+    excerpt = "NULL::VARCHAR"
+    content_hash = "NULL::VARCHAR"
+    if raw_checks:
+        excerpt = f"coalesce(junk, trim(left(ltrim(left(raw, 400), {_SPACE}), 200), {_SPACE}))"
+        content_hash = f"coalesce(junk_hash, md5(trim(raw, {_SPACE})))"
     openai_in = "u_prompt IS NOT NULL OR g_prompt IS NOT NULL"
     anthropic_in = "u_input IS NOT NULL"
     if convention == "openai":
@@ -391,7 +392,7 @@ WITH structured AS ({source}
          {usage_sql}
   FROM structured
 ), typed AS (
-  SELECT line, junk, raw, j, looks_like_object,
+  SELECT line, junk, junk_hash, raw, j, looks_like_object,
        coalesce({repeated}) AS repeated_key,
        j.timestamp AS {ts},
        {timestamp_sql("j.timestamp")} AS ts,
@@ -453,6 +454,7 @@ WITH structured AS ({source}
 )
 SELECT line AS source_line,
        {excerpt} AS excerpt,
+       CASE WHEN error IS NOT NULL THEN {content_hash} END AS content_hash,
        nullif(split_part(error, '|', 1), '') AS error_field,
        CASE WHEN error IS NOT NULL THEN substr(error, strpos(error, '|') + 1) END AS error_reason,
        coalesce(j.id, j.request_id, j.response.id) AS logged_id,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import hashlib
 import mmap
 import os
 import zlib
@@ -104,28 +105,38 @@ def open_binary(path: Path) -> BinaryIO:
     return path.open("rb")
 
 
-def _decoded(lines: Sequence[bytes]) -> tuple[pa.Array, pa.Array]:
-    """Lines as text; a line that is not valid UTF-8 gets NULL and an escaped excerpt."""
+def _decoded(lines: Sequence[bytes]) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Lines as text; a line that is not valid UTF-8 gets NULL, an escaped excerpt and the md5
+    of its bytes (its identity in the quarantine, see load.load_staged)."""
     texts: list[str | None] = []
     excerpts: list[str | None] = []
+    hashes: list[str | None] = []
     for line in lines:
         try:
             texts.append(line.decode("utf-8"))
             excerpts.append(None)
+            hashes.append(None)
         except UnicodeDecodeError:
             texts.append(None)
             excerpts.append(repr(line[:150])[2:-1])
-    return pa.array(texts, pa.large_string()), pa.array(excerpts, pa.large_string())
+            hashes.append(hashlib.md5(line.strip(_BLANK + b"\n")).hexdigest())
+    return (
+        pa.array(texts, pa.large_string()),
+        pa.array(excerpts, pa.large_string()),
+        pa.array(hashes, pa.string()),
+    )
 
 
 def lines_table(numbers: Sequence[int], lines: Sequence[bytes]) -> pa.Table:
-    """Chosen lines as (line, raw, junk), the input of envelope.lines_sql."""
-    raw, junk = _decoded(lines)
-    return pa.table({"line": pa.array(numbers, pa.int64()), "raw": raw, "junk": junk})
+    """Chosen lines as (line, raw, junk, junk_hash), the input of envelope.lines_sql."""
+    raw, junk, junk_hash = _decoded(lines)
+    return pa.table(
+        {"line": pa.array(numbers, pa.int64()), "raw": raw, "junk": junk, "junk_hash": junk_hash}
+    )
 
 
 def _block_table(block: bytes, first_line: int) -> pa.Table:
-    """Lines of `block` (ending in a newline) as (line, raw, junk), without a Python object per
+    """Lines of `block` (ending in a newline) as in lines_table, without a Python object per
     line in the usual case.
 
     Arrow string arrays are contiguous, so each element after the first starts with the newline
@@ -143,7 +154,8 @@ def _block_table(block: bytes, first_line: int) -> pa.Table:
     except pa.ArrowInvalid:
         return lines_table(numbers.tolist(), block[:-1].split(b"\n"))
     junk = pa.nulls(count, pa.large_string())
-    return pa.table({"line": pa.array(numbers), "raw": raw, "junk": junk})
+    junk_hash = pa.nulls(count, pa.string())
+    return pa.table({"line": pa.array(numbers), "raw": raw, "junk": junk, "junk_hash": junk_hash})
 
 
 def read_line_blocks(path: Path, block_bytes: int = 1 << 26) -> Iterator[pa.Table]:

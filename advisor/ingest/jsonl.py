@@ -6,11 +6,13 @@ order is the file's, so a row's ordinal among non-blank lines, mapped through a 
 blank lines are then read again from their raw bytes by `envelope.lines_sql`, which names the
 reason and keeps an excerpt. Where the fast path cannot be sure of its numbering it falls back
 to the line-exact path (numbered blocks of raw lines through json_transform) for the file.
+Small files go through that path too, many at once (ingest_jsonl_files): their raw lines are
+exact and few, and one query for them all beats one plan per file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import duckdb
@@ -19,8 +21,14 @@ import pyarrow as pa
 
 from advisor.ingest import envelope
 from advisor.ingest.files import LineIndex, lines_table, read_line_blocks
-from advisor.ingest.load import LoadCounts, load_staged, prompt_parts_sql, quarantine_the_rest
-from advisor.store import scalar
+from advisor.ingest.load import (
+    LoadCounts,
+    load_staged,
+    load_staged_files,
+    prompt_parts_sql,
+    quarantine_the_rest,
+)
+from advisor.store import drop_temp_tables, scalar, transaction
 
 Progress = Callable[[str, int], None]  # (file, lines done so far in that file)
 
@@ -41,33 +49,81 @@ def ingest_jsonl(
     model: str | None,
     progress: Progress | None,
 ) -> LoadCounts:
-    """One JSON-lines file into the store; every line ends up stored, duplicate or quarantined."""
+    """One JSON-lines file into the store; every line ends up stored, duplicate or quarantined.
+    The file's writes are one transaction: a crash leaves the store as it was before the file."""
     if path.stat().st_size == 0:
         return LoadCounts()
     convention = fmt if fmt in ("openai", "anthropic") else "auto"
     index = LineIndex(path)
     if progress is not None:
         progress(str(path), index.lines)  # known up front; the spinner runs while DuckDB reads
-    known = _seed_texts(con, index, convention, model)
+    known = _pilot_texts(con, index, convention, model)
     # DuckDB's reader fails on a gzip stream that ends early; the line-exact path reads up to it
-    counts = None if index.truncated else _read_parallel(con, index, fmt, convention, model, known)
-    if counts is None:
-        counts = _ingest_lines(con, path, fmt, convention, model, progress)
-    if index.truncated:
-        counts.add(quarantine_the_rest(con, str(path), index.lines))
-    _drop_unused_texts(con, known)
+    staged = not index.truncated and _stage_parallel(con, index, convention, model, known)
+    with transaction(con):
+        if known:
+            con.execute("INSERT INTO texts SELECT * FROM _hot ANTI JOIN texts USING (text_hash)")
+        if staged:
+            counts = load_staged(con, "_staged", str(path), fmt)
+        else:
+            counts = _ingest_lines(con, path, fmt, convention, model, progress)
+        if index.truncated:
+            counts.add(quarantine_the_rest(con, str(path), index.lines))
+        _drop_unused_texts(con, known)
+    drop_temp_tables(con, "_staged", "_hot")
     return counts
 
 
-def _read_parallel(
+def ingest_jsonl_files(
+    con: duckdb.DuckDBPyConnection,
+    paths: Sequence[Path],
+    fmt: str,
+    model: str | None,
+    progress: Progress | None,
+) -> list[LoadCounts]:
+    """Small JSON-lines files as one batch, in one transaction: one staging query and one load
+    for them all, instead of a query plan and anti-joins against the whole store per file (which
+    made a folder of a thousand one-line files take minutes). Rows keep their file and line;
+    each row's key is its ordinal in the batch, which orders duplicates as files one by one."""
+    convention = fmt if fmt in ("openai", "anthropic") else "auto"
+    tables = []
+    counts: dict[str, LoadCounts] = {}
+    key = 0
+    for path in paths:
+        lines = 0
+        for block in read_line_blocks(path):
+            rows = block.num_rows
+            file_line = block.column("line")
+            block = block.set_column(0, "line", pa.array(np.arange(key, key + rows)))
+            block = block.append_column("file_line", file_line)
+            tables.append(block.append_column("file", pa.array([str(path)] * rows)))
+            key, lines = key + rows, lines + rows
+        if progress is not None:
+            progress(str(path), lines)
+    if tables:
+        con.register("_raw_lines", pa.concat_tables(tables))
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _staged AS
+                SELECT s.* REPLACE (r.file_line AS source_line), r.file AS source_file,
+                       s.source_line AS row_key
+                FROM ({envelope.lines_sql("_raw_lines", convention, model)}) s
+                JOIN _raw_lines r ON r.line = s.source_line"""
+        )
+        con.unregister("_raw_lines")
+        with transaction(con):
+            counts = load_staged_files(con, "_staged", fmt)
+        drop_temp_tables(con, "_staged")
+    return [counts.get(str(path), LoadCounts()) for path in paths]
+
+
+def _stage_parallel(
     con: duckdb.DuckDBPyConnection,
     index: LineIndex,
-    fmt: str,
     convention: str,
     model: str | None,
     known: list[int],
-) -> LoadCounts | None:
-    """The fast path; None where it cannot be sure of its line numbers."""
+) -> bool:
+    """The fast path, into `_staged`; False where it cannot be sure of its line numbers."""
     source = str(index.path)
     create = "CREATE OR REPLACE TEMP TABLE _staged AS " + envelope.file_sql(
         source, convention, model
@@ -80,17 +136,17 @@ def _read_parallel(
     try:
         plan = str(con.execute("EXPLAIN " + create, params).fetchall())
         if _ORDERED_PLAN not in plan:
-            return None
+            return False
         con.execute(create, params)
     except duckdb.InvalidInputException as error:
         if "maximum_object_size" not in str(error):
             raise
-        return None  # a line over 64 MB
+        return False  # a line over 64 MB
     finally:
         con.execute("RESET disabled_optimizers")
     if scalar(con, "SELECT count(*) FROM _staged") != index.filled_lines:
         con.execute("DROP TABLE _staged")  # DuckDB split the file other than at its newlines
-        return None
+        return False
     _number_rows(con, index)
     bad = [r[0] for r in con.execute(
         "SELECT source_line FROM _staged WHERE error_reason IS NOT NULL ORDER BY 1"
@@ -103,9 +159,7 @@ def _read_parallel(
         con.register("_raw_lines", lines_table(numbers, index.read_lines(numbers)))
         con.execute("INSERT INTO _staged " + sql)
         con.unregister("_raw_lines")
-    counts = load_staged(con, "_staged", source, fmt)
-    con.execute("DROP TABLE IF EXISTS _staged")
-    return counts
+    return True
 
 
 def _number_rows(con: duckdb.DuckDBPyConnection, index: LineIndex) -> None:
@@ -131,10 +185,11 @@ def _pilot_lines(index: LineIndex) -> list[int]:
     return np.unique(filled[np.linspace(0, len(filled) - 1, count).astype(np.int64)]).tolist()
 
 
-def _seed_texts(
+def _pilot_texts(
     con: duckdb.DuckDBPyConnection, index: LineIndex, convention: str, model: str | None
 ) -> list[int]:
-    """Store the long texts that repeat in a sample of the file; return their hash() values."""
+    """The long texts that repeat in a sample of the file, into `_hot` (stored with the file's
+    rows); return their hash() values."""
     numbers = _pilot_lines(index)
     if not numbers:
         return []
@@ -152,10 +207,8 @@ def _seed_texts(
             GROUP BY text_hash HAVING count(*) > 1
             ORDER BY sum(length(text)) DESC, text_hash LIMIT {_PILOT_TEXTS}"""
     )
-    con.execute("INSERT INTO texts SELECT * FROM _hot ANTI JOIN texts USING (text_hash)")
     known = [int(r[0], 16) for r in con.execute("SELECT text_hash FROM _hot").fetchall()]
     con.execute("DROP TABLE _pilot")
-    con.execute("DROP TABLE _hot")
     return known
 
 
@@ -191,5 +244,4 @@ def _ingest_lines(
         counts.add(load_staged(con, "_staged", source, fmt))
         if progress is not None:
             progress(source, counts.rows)
-    con.execute("DROP TABLE IF EXISTS _staged")
     return counts

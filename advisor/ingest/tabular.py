@@ -20,7 +20,7 @@ from advisor.ingest import fields
 from advisor.ingest.files import TolerantGzip, is_gzip
 from advisor.ingest.load import LoadCounts, load_staged, quarantine_the_rest
 from advisor.ingest.times import implausible_sql, timestamp_sql
-from advisor.store import scalar, text_hash_sql
+from advisor.store import scalar, text_hash_sql, transaction
 
 # canonical field -> column names recognised without a --map (compared case-insensitively)
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -128,9 +128,10 @@ def ingest_table(
                 raise _unreadable(path, kind, again, copy) from None
     # the last line read, the header at least (load_staged drops the rows it does not store)
     last = scalar(con, "SELECT max(source_line) FROM _staged") if truncated else None
-    counts = load_staged(con, "_staged", str(path), kind)
-    if truncated:
-        counts.add(quarantine_the_rest(con, str(path), int(last or 1)))
+    with transaction(con):  # the file's writes: all of them or, after a crash, none
+        counts = load_staged(con, "_staged", str(path), kind)
+        if truncated:
+            counts.add(quarantine_the_rest(con, str(path), int(last or 1)))
     con.execute("DROP TABLE IF EXISTS _staged")
     return counts
 
@@ -181,7 +182,8 @@ def _stage_rejects(con: duckdb.DuckDBPyConnection) -> None:
                    CASE WHEN bool_or(error_type = 'INVALID ENCODING') THEN 'not UTF-8 text'
                         ELSE lower(arg_min(error_type, column_idx)) || ': '
                              || lower(arg_min(error_message, column_idx)) END AS reason,
-                   left(any_value(csv_line), 200) AS excerpt
+                   left(any_value(csv_line), 200) AS excerpt,
+                   md5(any_value(csv_line)) AS content_hash
             FROM {_REJECTS} GROUP BY line"""
     )
     lines = [int(r[0]) for r in con.execute("SELECT line FROM _rejected ORDER BY 1").fetchall()]
@@ -194,8 +196,8 @@ def _stage_rejects(con: duckdb.DuckDBPyConnection) -> None:
             {"shifts": shifts},
         )
         con.execute(
-            """INSERT INTO _staged (source_line, excerpt, error_field, error_reason)
-               SELECT line, excerpt, field, reason FROM _rejected"""
+            """INSERT INTO _staged (source_line, excerpt, error_field, error_reason, content_hash)
+               SELECT line, excerpt, field, reason, content_hash FROM _rejected"""
         )
     con.execute("DROP TABLE _rejected")
 
@@ -280,7 +282,8 @@ WITH src AS (
          {col("service_tier")} AS raw_tier, {col("status")} AS raw_status,
          {col("finish_reason")} AS finish_reason, {col("stream")} AS raw_stream,
          {col("prompt")} AS prompt_text, {col("response")} AS response_text,
-         -- every cell of the row, NULLs kept apart from text: the id of a row without one
+         -- every cell of the row, NULLs kept apart from text: the id of a row without one,
+         -- and of a bad row in the quarantine
          md5(to_json(list_value(*COLUMNS(* EXCLUDE (_row))))) AS raw_hash,
          left(concat_ws(',', *COLUMNS(* EXCLUDE (_row))), 200) AS excerpt
   FROM src
@@ -303,6 +306,7 @@ WITH src AS (
   FROM valued
 )
 SELECT _row + 1 AS source_line, excerpt,
+       CASE WHEN error IS NOT NULL THEN raw_hash END AS content_hash,
        nullif(split_part(error, '|', 1), '') AS error_field,
        CASE WHEN error IS NOT NULL THEN substr(error, strpos(error, '|') + 1) END AS error_reason,
        logged_id, ts, latency_ms, ttft_ms, lower(provider) AS provider, model,
