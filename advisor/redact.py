@@ -17,9 +17,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from advisor.errors import RuleError
 from advisor.ruleset import default_rules_dir, load_model, rule_files
@@ -31,6 +31,9 @@ def _regex(value: str) -> str:
     except re.error as exc:
         raise ValueError(f"not a regular expression: {exc}") from exc
     return value
+
+
+Regex = Annotated[str, AfterValidator(_regex)]  # a pattern that compiles, checked on load
 
 
 class PassCase(BaseModel):
@@ -53,17 +56,12 @@ class RedactionRule(BaseModel):
     id: str = Field(pattern=r"^RED-\d{3}$")
     title: str
     label: str = Field(pattern=r"^\[[A-Z ]+\]$")  # never matched by a rule: redaction is idempotent
-    pattern: str
+    pattern: Regex
     keywords: tuple[str, ...] = ()  # lower case; the rule runs only on texts holding one
     rationale: str
     source: str
     deprecated: bool = False
     cases: RuleCases
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        return _regex(value)
 
 
 class AllowRule(BaseModel):
@@ -73,14 +71,9 @@ class AllowRule(BaseModel):
 
     id: str = Field(pattern=r"^RED-\d{3}$")
     title: str
-    pattern: str
+    pattern: Regex
     rationale: str
     cases: RuleCases
-
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        return _regex(value)
 
 
 class RedactionFile(BaseModel):

@@ -163,3 +163,14 @@ def folder_snapshot(folder: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
     }
+
+
+def requests_in(db: Path) -> int:
+    """How many requests a store file holds (opened read-only, closed again)."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return int(con.execute("SELECT count(*) FROM requests").fetchone()[0])  # type: ignore[index]
+    finally:
+        con.close()

@@ -13,9 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
-from helpers import folder_snapshot, small_log
+from helpers import folder_snapshot, requests_in, small_log
 
 from advisor import api
 from advisor.errors import AdvisorError
@@ -27,14 +26,6 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "advisor", *args], capture_output=True, text=True, timeout=600
     )
-
-
-def requests_in(db: Path) -> int:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return int(con.execute("SELECT count(*) FROM requests").fetchone()[0])  # type: ignore[index]
-    finally:
-        con.close()
 
 
 def staging_left(folder: Path) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import folder_snapshot, small_log
+from helpers import folder_snapshot, requests_in, small_log
 
 from advisor import api, cli
 from advisor.errors import AdvisorError
@@ -52,14 +52,6 @@ def interrupted_at(point: str, *args: str, tmp_path: Path) -> subprocess.Complet
             proc.kill()
             proc.wait()
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
-
-
-def requests_in(db: Path) -> int:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return int(con.execute("SELECT count(*) FROM requests").fetchone()[0])  # type: ignore[index]
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
