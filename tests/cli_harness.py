@@ -54,6 +54,8 @@ def _patch(point: str) -> None:
             return read_file(*args, **kwargs)
 
         advisor.ingest.ingest_jsonl = second_file_waits  # type: ignore[assignment]
+        # one file at a time, as a big log is read (small files are otherwise read in batches)
+        advisor.ingest._batches = lambda paths, _fmt: ([p] for p in paths)  # type: ignore[assignment]
     elif point == "levers":
         advisor.api.simulate = wait_in_python  # type: ignore[assignment]
     elif point == "write":
