@@ -108,7 +108,9 @@ FEATURES: dict[str, Feature] = {
     "returns-agent": Feature(
         0.05, "medium", 450, {"max_tokens": 200, "temperature": 0}, ("support-tools",), own_rng=True
     ),
-    "product-copy": Feature(0.04, "easy", 550, {"temperature": 0.9}, ("marketing",), own_rng=True),
+    "product-copy": Feature(
+        0.04, "medium", 550, {"temperature": 0.9}, ("marketing",), own_rng=True
+    ),
     "address-extract": Feature(
         0.04,
         "easy",
@@ -834,7 +836,8 @@ def plants(calls: list[Call], envs: list[dict[str, Any]]) -> dict[str, Any]:
             "model": "gpt-4.1",
             "encoding": "o200k_base",
             "kinds": ["duplicate_paragraph", "pretty_json"],
-            "duplicated_block_tokens": tok(tg.RETURNS_POLICY),
+            "duplicated_paragraph": tg.RETURNS_POLICY,
+            "duplicated_paragraph_tokens": tok(tg.RETURNS_POLICY),
             "requests": len(waste),
             "billed_requests": len(trim),
             "cached_input_tokens": sum(c.cached for _, c in trim),
