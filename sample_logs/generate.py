@@ -2,10 +2,12 @@
 
 Writes `traffic.jsonl.gz` (JSON lines in the envelope of docs/logging-format.md: OpenAI, Azure,
 Google, self-hosted and Anthropic bodies) and `ground_truth.json` (what was planted, so tests
-and demos can check the analyzer finds it). The traffic holds ten features with their own long
+and demos can check the analyzer finds it). The traffic holds thirteen features with their own
 system prompts, daily/hourly seasonality, cache behaviour emulated per provider, errors and
 retries, missing usage, gateway costs (one model priced stale), a runaway user, variable-prefix
-prompts that break caching, unpriced and aliased model names, and ~12 malformed lines.
+prompts that break caching, unpriced and aliased model names, ~12 malformed lines, and the plants
+of the trimming, output-cap and batching levers (duplicated paragraphs and pretty-printed JSON,
+uncapped runaway outputs, reasoning-heavy easy extraction, nightly service-account bursts).
 
     TIKTOKEN_CACHE_DIR=/path/to/cache python sample_logs/generate.py [--seed N] [--requests N]
 
