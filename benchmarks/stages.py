@@ -211,7 +211,7 @@ def find_blocks(details: Any) -> int | None:
 
 
 class BlockCounter:
-    """Counts the token blocks `advisor.prefix.build` hashes while a lever runs (if it uses it)."""
+    """Counts the token blocks `advisor.levers.caching.prefix.build` hashes while a lever runs (if it uses it)."""
 
     def __init__(self) -> None:
         self.blocks = 0
@@ -220,9 +220,9 @@ class BlockCounter:
         self._original: Any = None
 
     def __enter__(self) -> BlockCounter:
-        if importlib.util.find_spec("advisor.prefix") is None:
+        if importlib.util.find_spec("advisor.levers.caching.prefix") is None:
             return self
-        self._module = importlib.import_module("advisor.prefix")
+        self._module = importlib.import_module("advisor.levers.caching.prefix")
         self._original = original = self._module.build
 
         def build(*args: Any, **kwargs: Any) -> Any:
@@ -266,7 +266,7 @@ def run_lever(db: Path, name: str) -> StageResult:
     blocks = find_blocks(outcome.details)
     if blocks is None and counter.blocks:
         blocks = counter.blocks
-        counts["blocks_source"] = f"advisor.prefix.build ({counter.builds} builds)"
+        counts["blocks_source"] = f"advisor.levers.caching.prefix.build ({counter.builds} builds)"
     if blocks is not None:
         counts["blocks"] = blocks
     return StageResult(name, seconds=round(lever.seconds, 3), counts=counts)

@@ -11,7 +11,8 @@ from helpers import openai_line, write_jsonl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from advisor import prefix, tokens
+from advisor import tokens
+from advisor.levers.caching import prefix
 from advisor.ingest import ingest
 
 M64 = (1 << 64) - 1

@@ -196,5 +196,5 @@ def literal(value: str | None, *, keep_layout: bool = False) -> str:
     return escape(fmt.printable(fmt.text(value), keep_layout=keep_layout))
 
 
-def _money(a: Analysis, amount: Decimal) -> str:
+def _money(a: Analysis, amount: Decimal | None) -> str:
     return escape(fmt.money(amount, a.currency))

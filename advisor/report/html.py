@@ -20,7 +20,7 @@ import altair as alt
 import jinja2
 from markupsafe import Markup
 
-from advisor.analysis import Analysis, CostRow, Lever
+from advisor.analysis import Analysis, CostRow, LeverResult
 from advisor.report import fmt
 from advisor.ruleset import templates_dir
 
@@ -46,9 +46,9 @@ def render_html(analysis: Analysis) -> str:
         "charts": {c["name"]: c for c in charts},
         "bundle": Markup(bundle) if bundle else None,
         "bundle_problem": bundle_problem,
-        "guardrails": fmt.tree("guardrails", analysis.guardrails, currency),
-        "anomalies": fmt.tree("anomalies", analysis.anomalies, currency),
-        "reconciliation": fmt.tree("by_model", analysis.baseline.reconciliation.by_model, currency),
+        "guardrails": fmt.tree(analysis.guardrails, currency),
+        "anomalies": fmt.tree(analysis.anomalies, currency),
+        "reconciliation": fmt.tree(analysis.baseline.reconciliation.by_model, currency),
         "money": partial(fmt.money, currency=currency),
         "pct": fmt.pct,
         "tokens": fmt.tokens,
@@ -132,12 +132,12 @@ def _by_cost(rows: list[CostRow]) -> list[CostRow]:
     return sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key)))
 
 
-def _lever_view(lever: Lever, currency: str) -> dict[str, Any]:
+def _lever_view(lever: LeverResult, currency: str) -> dict[str, Any]:
     return {
         "lever": lever,
         "approximate": fmt.approximate_note(lever, currency),
-        "risk": fmt.tree("risk", lever.risk, currency),
-        "details": fmt.tree("details", lever.details, currency),
+        "risk": fmt.tree(lever.risk, currency),
+        "details": fmt.tree(lever.details, currency),
     }
 
 
@@ -263,7 +263,7 @@ def _ranked_axis(field: str) -> alt.Y:
     )
 
 
-def _lever_chart(levers: list[Lever], currency: str) -> alt.Chart | None:
+def _lever_chart(levers: list[LeverResult], currency: str) -> alt.Chart | None:
     if not levers:
         return None
     values = []
