@@ -88,7 +88,7 @@ class CostRow(_Model):
     input_tokens: int
     cache_read_tokens: int
     output_tokens: int
-    cost: Money
+    cost: MaybeMoney = Field(description="over priced requests; None: none of them is priced")
     share: float
     unpriced_requests: int = 0
     model_key: str | None = None
@@ -115,7 +115,7 @@ class Reconciliation(_Model):
 
 
 class Baseline(_Model):
-    cost: Money
+    cost: MaybeMoney = Field(description="over priced requests; None: no request is priced")
     by_model: list[CostRow]
     by_feature: list[CostRow]
     by_user: list[CostRow]

@@ -130,7 +130,8 @@ def _price_change(old: Analysis, new: Analysis) -> PriceChange | None:
 
 def _per_request(a: Analysis) -> Decimal | None:
     priced = a.coverage.priced_requests
-    return a.baseline.cost / priced if priced else None
+    cost = a.baseline.cost
+    return cost / priced if cost is not None and priced else None
 
 
 def diff_analyses(old: Analysis, new: Analysis) -> AnalysisDiff:

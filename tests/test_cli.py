@@ -195,14 +195,14 @@ def test_analyze_tells_each_stage_as_it_starts(tmp_path: Path) -> None:
     from helpers import openai_line, write_jsonl
 
     from advisor import api
-    from advisor.simulate import available_levers
+    from advisor.levers.registry import LEVERS
 
     path = write_jsonl(tmp_path / "a.jsonl", [openai_line(f"r{i}") for i in range(5)])
     steps: list[str] = []
     api.analyze([str(path)], out_dir=tmp_path / "o", step=steps.append)
     assert steps[0] == "pricing every request"
     assert steps[-1] == "writing the analysis, report and exports"
-    titles = [lever.title for lever in available_levers()]
+    titles = [lever.title for lever in LEVERS]
     for title in titles:
         assert f"{title}: replaying the log" in steps
     # every lever after the first replays again on its predecessors' output

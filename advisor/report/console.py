@@ -98,7 +98,7 @@ def _spend(a: Analysis, console: Console) -> None:
 
 
 def _cost_table(a: Analysis, title: str, name: str, rows: list[CostRow], width: int) -> Table:
-    ranked = sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key)))
+    ranked = fmt.by_cost(rows)
     cells = [
         [
             literal(fmt.text(r.key)),
@@ -141,6 +141,7 @@ def _named_figures(
 
 def _levers(a: Analysis, console: Console) -> None:
     console.rule("[bold]Levers[/bold]", align="left")
+    console.print(literal(fmt.levers_sentence(a.levers_run, a.levers_skipped)))
     if not a.levers:
         console.print("No lever was simulated.")
         return

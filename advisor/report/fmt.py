@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from advisor.analysis import Coverage, LeverResult, Reconciliation
+from advisor.analysis import CostRow, Coverage, LeverResult, Reconciliation
 from advisor.money import MONEY, SHARE, TOKENS, Kind, kind_of
 
 NONE = "—"
@@ -235,6 +235,17 @@ def flat(node: Node) -> str:
     if node.kind == "map":
         return "; ".join(f"{label(k)}: {flat(n)}" for k, n in node.items)
     return f"table of {len(node.rows) + node.omitted} rows"
+
+
+def by_cost(rows: Sequence[CostRow]) -> list[CostRow]:
+    """Costliest first; rows whose cost is unknown (nothing priced) last, not as zero."""
+    return sorted(rows, key=lambda r: (r.cost is None, -(r.cost or 0), text(r.key)))
+
+
+def levers_sentence(run: Sequence[str], skipped: Sequence[str]) -> str:
+    """Which levers ran, and which did not (switched off, or not built yet)."""
+    ran = ", ".join(run) if run else "none"
+    return f"Levers run: {ran}" + (f"; not run: {', '.join(skipped)}" if skipped else "")
 
 
 def estimated_warning(coverage: Coverage) -> str | None:

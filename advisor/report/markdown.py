@@ -127,7 +127,7 @@ def _spend(a: Analysis) -> list[str]:
         ("Top users", "User", base.by_user),
     ):
         lines += [f"### {title}", ""]
-        lines += _cost_table(a, name, sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key))))
+        lines += _cost_table(a, name, fmt.by_cost(rows))
     days = sorted(base.by_day, key=lambda r: (fmt.text(r.key), fmt.text(r.model_key)))
     if days:
         lines += ["### By day", ""]
@@ -161,7 +161,7 @@ def _cost_table(a: Analysis, name: str, rows: list[CostRow], limit: int = TOP_RO
 
 
 def _levers(a: Analysis) -> list[str]:
-    lines = ["## Levers", ""]
+    lines = ["## Levers", "", md(fmt.levers_sentence(a.levers_run, a.levers_skipped)), ""]
     if not a.levers:
         return [*lines, "No lever was simulated.", ""]
     body = [

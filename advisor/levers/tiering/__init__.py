@@ -39,12 +39,12 @@ from advisor.levers.base import (
     State,
 )
 from advisor.levers.tiering.models import (
-    Coverage,
     DifficultySummary,
     OperatingPoint,
     RouteRule,
     SweepPoint,
     TemplateTradeOff,
+    TieringCoverage,
     TieringDetails,
     TieringRisk,
     TradeOff,
@@ -563,7 +563,7 @@ def _report(
         ),
         frontier=frontier,
         frontier_monotone=monotone,
-        coverage=Coverage(
+        coverage=TieringCoverage(
             requests=total, unpriced=unpriced, guarded=guarded, easy_without_cheaper_tier=no_ladder
         ),
         by_feature=[TradeOff(**row) for row in _table(con, "feature")],

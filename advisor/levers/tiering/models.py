@@ -30,7 +30,7 @@ class OperatingPoint(SweepPoint):
     why: str
 
 
-class Coverage(Model):
+class TieringCoverage(Model):
     requests: int
     unpriced: int
     guarded: int  # held back by a guard rule (never routed)
@@ -111,7 +111,7 @@ class TieringDetails(Model):
     operating_point: OperatingPoint
     frontier: list[SweepPoint]
     frontier_monotone: bool
-    coverage: Coverage
+    coverage: TieringCoverage
     by_feature: list[TradeOff]
     by_template: list[TemplateTradeOff]
     route_rules: list[RouteRule]
