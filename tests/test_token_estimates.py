@@ -171,9 +171,9 @@ def test_the_chained_run_scales_a_model_as_the_standalone_run_did(
 
 
 def _with_caching(kind: str) -> Any:
-    from test_report import empty_analysis
+    from test_report import _caching, empty_analysis
 
-    from advisor.analysis import Lever
+    from advisor.levers.caching.models import TokenCountsSummary
 
     analysis = empty_analysis()
     model = {
@@ -196,16 +196,9 @@ def _with_caching(kind: str) -> Any:
         "high_cache_read_share": 0.55,
         "by_model": [model],
     }
-    analysis.levers = [
-        Lever(
-            id="caching",
-            title="Prompt caching",
-            standalone_saving=Decimal("0.65"),
-            marginal_saving=Decimal("0.65"),
-            affected_requests=10,
-            details={"token_counts": token_counts},
-        )
-    ]
+    lever = _caching("0.65", "0.65", 10)
+    lever.details.token_counts = TokenCountsSummary.model_validate(token_counts)
+    analysis.levers = [lever]
     return analysis
 
 
