@@ -363,7 +363,6 @@ def test_details_are_json_and_name_their_parts(tmp_path: Path) -> None:
         "by_feature",
         "by_template",
         "prefix_order",
-        "recommendations",
         "assumptions",
     } <= set(d)
     assert d["replay"]["blocks"] > 0
