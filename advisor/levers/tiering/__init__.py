@@ -382,6 +382,7 @@ def _route_rules(
             )
     for difficulty in tiers.policy.route:
         for model, target, n, saving in con.execute(
+            # routed requests are priced on both models: a sum over none of them is 0, not unknown
             f"""SELECT model_key, target, count(*) FILTER (WHERE routed),
                       coalesce(sum(old_cost - new_cost) FILTER (WHERE routed), 0)
                FROM {T.TIER_CANDIDATES} WHERE eligible AND difficulty = ?
