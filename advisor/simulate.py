@@ -18,7 +18,15 @@ from pydantic import BaseModel
 
 from advisor.levers import registry
 from advisor.levers import tables as T
-from advisor.levers.base import STATE_COLUMNS, Findings, Lever, LeverContext, Recommendation, State
+from advisor.levers.base import (
+    STATE_COLUMNS,
+    Findings,
+    Lever,
+    LeverContext,
+    Recommendation,
+    SavingRange,
+    State,
+)
 from advisor.pricing import cost_sql
 
 # Told what starts next, for a progress display: each replay of a lever can take a while.
@@ -37,6 +45,11 @@ def state_cost(con: duckdb.DuckDBPyConnection, table: str) -> tuple[Decimal, int
     return Decimal(total or 0), int(unpriced)
 
 
+def per_request_table(lever_id: str) -> str:
+    """The store table a lever's per-request decisions are kept in for `export decisions`."""
+    return f"lever_{lever_id}"
+
+
 @dataclass
 class LeverRun:
     """One lever's figures: savings over priced requests, and what it reported."""
@@ -47,6 +60,7 @@ class LeverRun:
     marginal_saving: Decimal
     affected_requests: int
     unpriced_requests: int
+    range: SavingRange | None
     findings: Findings[BaseModel, BaseModel]
 
 
@@ -76,6 +90,10 @@ def simulate(
     con = ctx.con
     if levers is None:
         levers = registry.select(ctx.options.levers)
+    # a lever that does not run this time leaves no per-request table from an earlier analysis
+    # of the same store: `export decisions` shows NULL (did not run), never stale decisions
+    for lever_id in registry.ALL_IDS:
+        con.execute(f"DROP TABLE IF EXISTS {per_request_table(lever_id)}")
     cols = ", ".join(STATE_COLUMNS)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {T.STATE_BASE} AS SELECT {cols} FROM requests")
     base = State(T.STATE_BASE)
@@ -94,7 +112,7 @@ def simulate(
             findings = lever.describe(ctx, base, alone)
             if findings.per_request is not None:
                 con.execute(
-                    f"CREATE OR REPLACE TABLE lever_{lever.id} AS "
+                    f"CREATE OR REPLACE TABLE {per_request_table(lever.id)} AS "
                     f"SELECT * FROM {findings.per_request}"
                 )
             if prev == base:  # nothing changed before this lever: chained run = standalone
@@ -113,6 +131,7 @@ def simulate(
                     marginal_saving=prev_cost - chain_cost,
                     affected_requests=alone.affected_requests,
                     unpriced_requests=alone_unpriced,
+                    range=findings.range,
                     findings=findings,
                 )
             )

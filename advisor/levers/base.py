@@ -84,6 +84,15 @@ class Recommendation(Model):
     excerpt_after: str | None = None
 
 
+class SavingRange(Model):
+    """The standalone saving under the low and high end of an assumption that moves it (a
+    threshold, a TTL, a percentile, an eligibility rule, token counts); `assumption` says which."""
+
+    low: Money
+    high: Money
+    assumption: str
+
+
 # covariant: a Findings[TieringDetails, ...] is a Findings[BaseModel, BaseModel]
 D = TypeVar("D", bound=BaseModel, covariant=True)
 R = TypeVar("R", bound=BaseModel, covariant=True)
@@ -97,6 +106,7 @@ class Findings(Generic[D, R]):
     risk: R  # the lever's pydantic Risk model
     recommendations: list[Recommendation] = field(default_factory=list)
     per_request: str | None = None  # table (request_id, <decision columns>) for `export decisions`
+    range: SavingRange | None = None  # None: no assumption the lever knows of moves the figure
 
 
 class Lever(Protocol[D, R]):
@@ -127,3 +137,4 @@ class LeverResultBase(Model):
     marginal_saving: Money
     affected_requests: int
     unpriced_requests: int  # requests this lever could not price (their saving unknown)
+    range: SavingRange | None = None  # the standalone saving's range under its key assumption

@@ -8,7 +8,7 @@ from typing import ClassVar
 import pyarrow as pa
 
 from advisor.levers import tables as T
-from advisor.levers.base import Findings, LeverContext, Replayed, State
+from advisor.levers.base import Findings, LeverContext, Replayed, SavingRange, State
 from advisor.levers.caching import prefix
 from advisor.levers.caching.details import build_details, prefix_order_savings
 from advisor.levers.caching.models import CachingDetails, CachingRisk
@@ -135,7 +135,22 @@ class CachingLever:
             quality="none: caching never changes a response",
             not_replayable_requests=details.replay.not_replayable_requests,
         )
-        return Findings(details, risk, recommendations, per_request=T.CACHE_DECISIONS)
+        return Findings(
+            details, risk, recommendations, T.CACHE_DECISIONS, _token_count_range(details)
+        )
+
+
+def _token_count_range(details: CachingDetails) -> SavingRange | None:
+    """Where the lever counted tokens itself and the counts are not exact, the saving at the low
+    and high calibration scale (details.token_counts); exact counts leave no range."""
+    counts = details.token_counts
+    if counts.counts == "exact":
+        return None
+    return SavingRange(
+        low=counts.low_saving,
+        high=counts.high_saving,
+        assumption=f"prompt token counts {counts.counts} (low to high calibration scale)",
+    )
 
 
 def _rows(

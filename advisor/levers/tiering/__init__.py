@@ -36,6 +36,7 @@ from advisor.levers.base import (
     LeverContext,
     Recommendation,
     Replayed,
+    SavingRange,
     State,
 )
 from advisor.levers.tiering.models import (
@@ -274,7 +275,25 @@ class TieringLever:
             if op.requests_routed
             else []
         )
-        return Findings(details, risk, recommendations, per_request="tiering_decisions")
+        return Findings(
+            details, risk, recommendations, "tiering_decisions", _threshold_range(details)
+        )
+
+
+def _threshold_range(details: TieringDetails) -> SavingRange | None:
+    """The saving over the confidence thresholds the frontier sweeps (the operating point's
+    included): a lower threshold routes more requests, and risks more misroutes."""
+    points = [*details.frontier, details.operating_point]
+    if len(points) < 2:
+        return None
+    low, high = min(points, key=lambda p: p.saving), max(points, key=lambda p: p.saving)
+    thresholds = sorted({p.min_confidence for p in points})
+    return SavingRange(
+        low=low.saving,
+        high=high.saving,
+        assumption=f"routing confidence threshold {thresholds[0]:g} to {thresholds[-1]:g} "
+        f"(policy {details.operating_point.min_confidence:g})",
+    )
 
 
 def _targets_table(con: duckdb.DuckDBPyConnection, tiers: Tiers) -> None:
