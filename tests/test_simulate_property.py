@@ -13,13 +13,15 @@ ones counted. Runs a handful of examples by default; ADVISOR_PROPERTY_EXAMPLES=N
 from __future__ import annotations
 
 import os
+import shutil
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 from helpers import anthropic_line, openai_line, write_jsonl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from advisor import api, baseline, store, tokens
@@ -28,7 +30,7 @@ from advisor.levers.base import STATE_COLUMNS, LeverContext, SimOptions, State
 from advisor.ruleset import default_rules_dir
 from advisor.simulate import Simulation, simulate, state_cost
 
-EXAMPLES = int(os.environ.get("ADVISOR_PROPERTY_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("ADVISOR_PROPERTY_EXAMPLES", "4"))
 PRICED = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5")
 UNPRICED = "house-model-x"
 
@@ -36,7 +38,7 @@ UNPRICED = "house-model-x"
 SYSTEMS = (
     "You are a support agent for ACME. Follow the policy below. " + "Policy clause. " * 500,
     "Extract the postal address from the user's text and return it as JSON. " * 150,
-    "Classify the ticket as billing, bug or other.",
+    "Classify the ticket as billing, bug or other. Answer with exactly one word.",
 )
 USERS_TEXT = ("hi", "what is 2+2?", "Summarise: the meeting moved to Tuesday.", "Parse: 1 Main St")
 
@@ -44,7 +46,7 @@ request = st.fixed_dictionaries(
     {
         "model": st.sampled_from((*PRICED, UNPRICED)),
         "prompt": st.integers(1, 4000),
-        "completion": st.integers(0, 800),
+        "completion": st.one_of(st.integers(1, 8), st.integers(0, 800)),
         "cached_share": st.sampled_from((None, 0.0, 0.5, 0.9)),
         "system": st.sampled_from(SYSTEMS),
         "user_text": st.sampled_from(USERS_TEXT),
@@ -54,7 +56,7 @@ request = st.fixed_dictionaries(
         "stream": st.booleans(),
     }
 )
-traffic = st.lists(request, min_size=3, max_size=40)
+traffic = st.lists(request, min_size=3, max_size=30)
 
 
 def _line(i: int, r: dict[str, Any]) -> dict[str, Any]:
@@ -106,17 +108,30 @@ def _priced_store(tmp: Path, rows: list[dict[str, Any]]) -> duckdb.DuckDBPyConne
     return con
 
 
-def _run(con: duckdb.DuckDBPyConnection, ids: tuple[str, ...] | None) -> Simulation:
-    return simulate(_ctx(con, ids))
+@pytest.fixture(scope="module")
+def rules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped rules with tiering's confidence threshold lowered to 0.5, so that the small
+    generated logs (too few requests for a confident classifier) route some requests too."""
+    out = tmp_path_factory.mktemp("rules") / "rules"
+    shutil.copytree(default_rules_dir(), out)
+    tiers = out / "tiers.yaml"
+    text = tiers.read_text(encoding="utf-8")
+    assert "  min_confidence: 0.9\n" in text
+    tiers.write_text(text.replace("  min_confidence: 0.9\n", "  min_confidence: 0.5\n"))
+    return out
 
 
-def _ctx(con: duckdb.DuckDBPyConnection, ids: tuple[str, ...] | None) -> LeverContext:
-    return LeverContext(con, api.load_price_table(), default_rules_dir(), SimOptions(levers=ids))
+def _run(con: duckdb.DuckDBPyConnection, rules: Path, ids: tuple[str, ...] | None) -> Simulation:
+    return simulate(_ctx(con, rules, ids))
 
 
-def _chain_cost(con: duckdb.DuckDBPyConnection, ids: tuple[str, ...]) -> Decimal:
+def _ctx(con: duckdb.DuckDBPyConnection, rules: Path, ids: tuple[str, ...] | None) -> LeverContext:
+    return LeverContext(con, api.load_price_table(rules), rules, SimOptions(levers=ids))
+
+
+def _chain_cost(con: duckdb.DuckDBPyConnection, rules: Path, ids: tuple[str, ...]) -> Decimal:
     """The chain of `ids` replayed by hand (fresh levers, registry order): its priced cost."""
-    ctx = _ctx(con, ids)
+    ctx = _ctx(con, rules, ids)
     state = State("chain_in")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE chain_in AS SELECT "
@@ -144,12 +159,12 @@ def _final_costs(con: duckdb.DuckDBPyConnection) -> tuple[Decimal, int]:
 )
 @given(rows=traffic)
 def test_simulate_properties_hold_on_generated_traffic(
-    tmp_path: Path, rows: list[dict[str, Any]]
+    tmp_path: Path, rules: Path, rows: list[dict[str, Any]]
 ) -> None:
     con = _priced_store(tmp_path, rows)
     try:
         base_cost, base_unpriced = state_cost(con, "requests")
-        full = _run(con, None)
+        full = _run(con, rules, None)
         assert [run.id for run in full.levers] == list(registry.BUILT)
         combined = full.combined
         cost = combined.cost if combined.cost is not None else Decimal(0)
@@ -169,21 +184,25 @@ def test_simulate_properties_hold_on_generated_traffic(
         assert unknown == combined.unpriced_requests
         assert base_unpriced <= len(rows)
         standalone = {run.id: run.standalone_saving for run in full.levers}
+        event(f"levers that save: {sorted(i for i, v in standalone.items() if v > 0)}")
+        runs: dict[tuple[str, ...], Simulation] = {}
         for lever_id in registry.BUILT:
             others = tuple(i for i in registry.BUILT if i != lever_id)
             # switching a lever off: the run is the chain of the others, nothing more
-            without = _run(con, others)
+            if others not in runs:
+                runs[others] = _run(con, rules, others)
+            without = runs[others]
             assert lever_id not in [run.id for run in without.levers]
-            assert (without.combined.cost or Decimal(0)) == _chain_cost(con, others)
-            assert _final_costs(con)[0] == (without.combined.cost or Decimal(0))
+            assert (without.combined.cost or Decimal(0)) == _chain_cost(con, rules, others)
             # ... and the lever alone brings exactly its standalone saving
-            alone = _run(con, (lever_id,))
-            assert alone.combined.saving == standalone[lever_id]
+            if (lever_id,) not in runs:
+                runs[(lever_id,)] = _run(con, rules, (lever_id,))
+            assert runs[(lever_id,)].combined.saving == standalone[lever_id]
     finally:
         con.close()
 
 
-def test_no_lever_run_is_the_baseline(tmp_path: Path) -> None:
+def test_no_lever_run_is_the_baseline(tmp_path: Path, rules: Path) -> None:
     rows = [
         {"model": m, "prompt": 500, "completion": 50, "cached_share": None,
          "system": SYSTEMS[2], "user_text": "hi", "feature": "chat", "user": "alice",
@@ -193,10 +212,9 @@ def test_no_lever_run_is_the_baseline(tmp_path: Path) -> None:
     con = _priced_store(tmp_path, rows)
     try:
         base_cost, base_unpriced = state_cost(con, "requests")
-        sim = _run(con, ())
+        sim = _run(con, rules, ())
         assert sim.levers == [] and sim.combined.saving == 0
         assert sim.combined.cost == base_cost and base_unpriced == 1
         assert _final_costs(con) == (base_cost, 1)
     finally:
         con.close()
-

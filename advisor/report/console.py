@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from advisor.analysis import Analysis, CostRow
-from advisor.report import fmt
+from advisor.report import fmt, waterfall
 
 TOP_ROWS = 10
 TOP_REASONS = 5
@@ -172,6 +172,10 @@ def _levers(a: Analysis, console: Console) -> None:
     for lever in a.levers:
         if notes[lever.id]:
             console.print(f"[yellow]≈ {literal(lever.title)}[/yellow]: {literal(notes[lever.id])}")
+    console.print(f"[bold]Waterfall[/bold]  {literal(waterfall.sentence(a))}")
+    for step in waterfall.steps(a):
+        if step.range_note:
+            console.print(f"  {literal(step.label)}: {literal(step.range_note)}")
     console.print(
         "Savings replay the logged requests. Levers interact, so standalone savings are not "
         "added up; the combined saving applies them in the order above."
@@ -188,6 +192,9 @@ def _recommendations(a: Analysis, console: Console) -> None:
             f"{i}. [bold]{literal(r.title)}[/bold]  {_money(a, r.saving)}  ({literal(r.lever)})"
         )
         console.print(f"   {literal(r.action)}")
+        for name, excerpt in (("before", r.excerpt_before), ("after", r.excerpt_after)):
+            if excerpt is not None:
+                console.print(f"   {name}: {literal(excerpt)}")
 
 
 def literal(value: str | None, *, keep_layout: bool = False) -> str:

@@ -21,7 +21,7 @@ import jinja2
 from markupsafe import Markup
 
 from advisor.analysis import Analysis, CostRow, LeverResult
-from advisor.report import fmt
+from advisor.report import fmt, waterfall
 from advisor.ruleset import templates_dir
 
 TEMPLATE = "report.html.j2"
@@ -44,6 +44,7 @@ def render_html(analysis: Analysis) -> str:
         "a": analysis,
         "view": _view(analysis),
         "levers_run": fmt.levers_sentence(analysis.levers_run, analysis.levers_skipped),
+        "waterfall": waterfall.steps(analysis),
         "charts": {c["name"]: c for c in charts},
         "bundle": Markup(bundle) if bundle else None,
         "bundle_problem": bundle_problem,
@@ -149,6 +150,7 @@ def _charts(analysis: Analysis) -> list[dict[str, Any]]:
         "by_feature": _ranked_bars(analysis.baseline.by_feature, MAX_BARS, currency),
         "by_user": _ranked_bars(analysis.baseline.by_user, 10, currency),
         "levers": _lever_chart(analysis.levers, currency),
+        "waterfall": _waterfall_chart(analysis),
     }
     charts = []
     for name, chart in built.items():
@@ -306,4 +308,46 @@ def _lever_chart(levers: list[LeverResult], currency: str) -> alt.Chart | None:
             ],
         )
         .properties(width="container", height=max(80, 44 * len(levers)))
+    )
+
+
+def _waterfall_chart(analysis: Analysis) -> alt.Chart | None:
+    """Baseline -> each lever's marginal step -> combined, as floating bars (waterfall.steps)."""
+    bars = waterfall.steps(analysis)
+    if not analysis.levers or any(s.after is None for s in bars):
+        return None  # a bar of unknown length is not drawn
+    currency = analysis.currency
+    values = [
+        {
+            "step": f"{i}. {s.label}",
+            "rank": i,
+            "kind": s.kind,
+            "top": _money_value(s.before if s.before is not None else s.after or Decimal(0)),
+            "bottom": _money_value(s.after if s.kind == "lever" and s.after else Decimal(0)),
+            "amount": fmt.money(s.change if s.kind == "lever" else s.after, currency),
+        }
+        for i, s in enumerate(bars)
+    ]
+    return (
+        alt.Chart(alt.Data(values=values))
+        .mark_bar()
+        .encode(
+            x=alt.X("step:N", sort=alt.EncodingSortField("rank"), title=None),
+            y=alt.Y("top:Q", title=f"spend ({currency})"),
+            y2="bottom:Q",
+            color=alt.Color(
+                "kind:N",
+                title=None,
+                scale=alt.Scale(
+                    domain=["baseline", "lever", "combined"],
+                    range=["#9db7d5", "#d98c5f", "#2f5d8a"],
+                ),
+                legend=alt.Legend(orient="bottom"),
+            ),
+            tooltip=[
+                alt.Tooltip("step:N", title="step"),
+                alt.Tooltip("amount:N", title="amount"),
+            ],
+        )
+        .properties(width="container", height=220)
     )

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from advisor.analysis import Analysis, CostRow
-from advisor.report import fmt
+from advisor.analysis import Analysis, CostRow, Recommendation
+from advisor.report import fmt, waterfall
 
 TOP_ROWS = 25
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
@@ -189,6 +189,13 @@ def _levers(a: Analysis) -> list[str]:
         body,
         right={2, 3, 4},
     )
+    lines += [f"**Waterfall:** {md(waterfall.sentence(a))}", ""]
+    lines += [
+        f"- {md(step.label)}: {md(step.range_note)}"
+        for step in waterfall.steps(a)
+        if step.range_note
+    ]
+    lines.append("")
     for i, lever in enumerate(a.levers, start=1):
         note = fmt.approximate_note(lever, a.currency)
         lines += [
@@ -205,11 +212,21 @@ def _levers(a: Analysis) -> list[str]:
     return lines
 
 
+def _action(r: Recommendation) -> str:
+    """The action, with the redacted before/after excerpt of a prompt change."""
+    excerpts = [
+        f"{name}: {text}"
+        for name, text in (("before", r.excerpt_before), ("after", r.excerpt_after))
+        if text is not None
+    ]
+    return "; ".join([r.action, *excerpts])
+
+
 def _recommendations(a: Analysis) -> list[str]:
     if not a.recommendations:
         return []
     body = [
-        [md(r.title), md(r.lever), _money(a, r.saving), md(r.action)] for r in a.recommendations
+        [md(r.title), md(r.lever), _money(a, r.saving), md(_action(r))] for r in a.recommendations
     ]
     return [
         "## Recommendations",
