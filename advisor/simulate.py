@@ -145,7 +145,9 @@ def simulate(
     finally:
         T.drop_all(con, tuple(lever.id for lever in levers))
     saving = base_cost - prev_cost
-    recommendations.sort(key=lambda r: (-r.saving, r.lever, r.title))
+    # ranked by saving; ties by the levers' order (DESIGN.md section 1), then title
+    order = {lever_id: i for i, lever_id in enumerate(registry.ALL_IDS)}
+    recommendations.sort(key=lambda r: (-r.saving, order.get(r.lever, len(order)), r.title))
     return Simulation(
         levers=runs,
         combined=Combined(

@@ -21,7 +21,7 @@ from typing import Any
 import duckdb
 import pytest
 from helpers import anthropic_line, openai_line, write_jsonl
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from advisor import api, baseline, store, tokens
@@ -30,7 +30,7 @@ from advisor.levers.base import STATE_COLUMNS, LeverContext, SimOptions, State
 from advisor.ruleset import default_rules_dir
 from advisor.simulate import Simulation, simulate, state_cost
 
-EXAMPLES = int(os.environ.get("ADVISOR_PROPERTY_EXAMPLES", "4"))
+EXAMPLES = int(os.environ.get("ADVISOR_PROPERTY_EXAMPLES", "5"))
 PRICED = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5")
 UNPRICED = "house-model-x"
 
@@ -45,14 +45,14 @@ USERS_TEXT = ("hi", "what is 2+2?", "Summarise: the meeting moved to Tuesday.", 
 request = st.fixed_dictionaries(
     {
         "model": st.sampled_from((*PRICED, UNPRICED)),
-        "prompt": st.integers(1, 4000),
+        "prompt": st.one_of(st.integers(1, 4000), st.just(3000)),  # 3000: about the long prompts
         "completion": st.one_of(st.integers(1, 8), st.integers(0, 800)),
         "cached_share": st.sampled_from((None, 0.0, 0.5, 0.9)),
         "system": st.sampled_from(SYSTEMS),
         "user_text": st.sampled_from(USERS_TEXT),
         "feature": st.sampled_from(("chat", "extract", "triage")),
         "user": st.sampled_from(("alice", "bob", "svc-nightly")),
-        "minute": st.integers(0, 600),
+        "minute": st.one_of(st.integers(0, 10), st.integers(0, 600)),  # bursts within a TTL
         "stream": st.booleans(),
     }
 )
@@ -158,6 +158,14 @@ def _final_costs(con: duckdb.DuckDBPyConnection) -> tuple[Decimal, int]:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(rows=traffic)
+@example(  # a burst on one long prompt: caching saves, tiering may route some of it
+    rows=[
+        {"model": ("gpt-4o", "claude-sonnet-4-5")[i % 2], "prompt": 3000, "completion": 3,
+         "cached_share": None, "system": SYSTEMS[0], "user_text": USERS_TEXT[i % 4],
+         "feature": "chat", "user": "alice", "minute": i, "stream": False}
+        for i in range(12)
+    ]
+)  # fmt: skip
 def test_simulate_properties_hold_on_generated_traffic(
     tmp_path: Path, rules: Path, rows: list[dict[str, Any]]
 ) -> None:
