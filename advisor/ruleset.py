@@ -45,8 +45,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise RuleError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
+        if "maximum nesting depth" in str(exc):  # libyaml's own depth limit
+            raise RuleError(f"{path}: not valid rules: nested too deeply") from None
         raise RuleError(f"{path}: not valid YAML: {exc}") from exc
-    except RecursionError:  # the parser recurses once per level
+    except RecursionError:  # the pure-Python parser recurses once per level
         raise RuleError(f"{path}: not valid rules: nested too deeply") from None
     if not isinstance(data, dict):
         raise RuleError(f"{path}: expected a mapping at the top level")
