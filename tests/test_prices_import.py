@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -349,7 +350,7 @@ def test_an_extended_ttl_list_covers_the_variants_of_its_models(tmp_path: Path) 
 
 
 def test_the_imported_table_prices_the_sample_as_the_curated_one(
-    litellm_file: Path, tmp_path: Path
+    litellm_file: Path, tmp_path: Path, analysed_sample: Any
 ) -> None:
     """`advisor prices import` + `--prices` on sample_logs once moved the spend $97.84 -> $111.39
     and the tiering saving $13.79 -> $0.00. Now the spend differs from the curated run's only where
@@ -361,15 +362,17 @@ def test_the_imported_table_prices_the_sample_as_the_curated_one(
     imported = tmp_path / "imported.yaml"
     done = run_cli("prices", "import", str(litellm_file), "-o", str(imported))
     assert done.returncode == 0, done.stderr
-    runs = {
-        name: api.analyze([sample], out_dir=tmp_path / name, prices_files=files, write_report=False)
-        for name, files in (("curated", []), ("imported", [imported]))
+    runs = {  # the curated run is the session's (conftest.py)
+        "curated": analysed_sample,
+        "imported": api.analyze(
+            [sample], out_dir=tmp_path / "imported", prices_files=[imported], write_report=False
+        ),
     }
     curated, mine = (runs[n].analysis for n in ("curated", "imported"))
     tables = {"curated": load_prices(RULES), "imported": load_prices(RULES, [imported])}
     costs: dict[str, dict[str, Decimal]] = {}
     for name, run in runs.items():
-        con = store.connect(run.files["db"])
+        con = store.connect(run.files["db"], read_only=True)
         rows = con.execute(
             """SELECT request_id, model_key, input_tokens, coalesce(cache_read_tokens, 0),
                       coalesce(cache_write_tokens, 0), coalesce(cache_write_1h_tokens, 0),
