@@ -31,15 +31,22 @@ def templates_dir() -> Path:
     return _data_dir("templates", "reports/templates")
 
 
+# libyaml's safe loader where PyYAML has it: ten times faster than the pure-Python one, which
+# took 30 s on an imported 2,000-model price table and 1.5 s on rules/ at every run.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read one rules file, checking the envelope every rules file shares."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)  # a safe loader
     except OSError as exc:
         raise RuleError(f"cannot read rules file {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
         raise RuleError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
+        if "maximum nesting depth" in str(exc):  # libyaml stops at 1,000 levels
+            raise RuleError(f"{path}: not valid rules: nested too deeply") from None
         raise RuleError(f"{path}: not valid YAML: {exc}") from exc
     except RecursionError:  # the parser recurses once per level
         raise RuleError(f"{path}: not valid rules: nested too deeply") from None

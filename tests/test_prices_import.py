@@ -18,6 +18,7 @@ from helpers import SHARED, require_shared
 
 from advisor.price_import import import_litellm, write_prices_yaml
 from advisor.pricing import ModelPrice, PriceTable, Resolution, load_prices, rates, register_prices
+from advisor.ruleset import read_yaml
 
 LITELLM = SHARED / "data/prices/litellm_model_prices_and_context_window.json"
 RULES = Path(__file__).resolve().parents[1] / "rules"
@@ -162,7 +163,7 @@ def test_round_trip_write_load_same_prices(tmp_path: Path) -> None:
 def test_real_round_trip_and_sql(imported: dict[str, ModelPrice], tmp_path: Path) -> None:
     out = tmp_path / "litellm.yaml"
     write_prices_yaml(list(imported.values()), out)
-    assert yaml.safe_load(out.read_text())["kind"] == "prices"
+    assert read_yaml(out)["kind"] == "prices"
     loaded = load_prices(tmp_path / "no-rules", [out])
     assert len(loaded.models) == len(imported)
     for key, model in imported.items():
