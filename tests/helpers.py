@@ -15,7 +15,8 @@ TIKTOKEN_CACHE = SHARED / "tiktoken-cache"
 # of skipping, so CI never passes with the real-data checks silently left out.
 REQUIRE_SHARED = "ADVISOR_REQUIRE_SHARED"
 # Property tests whose every example ingests a file (about a second each) draw fewer examples in
-# the default run; HYPOTHESIS_PROFILE=thorough draws the full number (see README, Development).
+# the default run, and the crash test kills fewer statements; HYPOTHESIS_PROFILE=thorough runs
+# them in full (see README, Development).
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
 
 
