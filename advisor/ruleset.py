@@ -31,8 +31,8 @@ def templates_dir() -> Path:
     return _data_dir("templates", "reports/templates")
 
 
-# libyaml's safe loader where PyYAML has it: ten times faster than the pure-Python one, which
-# took 30 s on an imported 2,000-model price table and 1.5 s on rules/ at every run.
+# libyaml's safe loader where PyYAML has it: parsing an imported 2,000-model price table took
+# 4.7 s with the pure-Python one and 1.0 s with it (rules/: 0.09 s -> 0.02 s).
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
