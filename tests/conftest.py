@@ -1,12 +1,19 @@
-"""Shared fixtures: where the repository and the shared real-world data live."""
+"""Shared fixtures: where the repository and the shared real-world data live, and the demo
+traffic analysed once for the whole session."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import SHARED, TIKTOKEN_CACHE, require_shared, require_tiktoken
+
+if TYPE_CHECKING:
+    from advisor.api import AnalyzeResult
+
+SAMPLE_TRAFFIC = Path(__file__).resolve().parents[1] / "sample_logs" / "traffic.jsonl.gz"
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +32,17 @@ def pytest_configure(config: pytest.Config) -> None:
 def shared_data() -> Path:
     """../shared/data next to the project (read-only real data; see its README)."""
     return require_shared(SHARED / "data", "the real traces")
+
+
+@pytest.fixture(scope="session")
+def analysed_sample(tmp_path_factory: pytest.TempPathFactory) -> AnalyzeResult:
+    """`advisor analyze sample_logs/traffic.jsonl.gz` with the curated prices and no report,
+    run once: for tests that only read its outputs (open its store read-only)."""
+    from advisor import api
+
+    require_tiktoken()  # its figures count shared prefixes with o200k_base
+    out = tmp_path_factory.mktemp("sample-analysis")
+    return api.analyze([str(SAMPLE_TRAFFIC)], out_dir=out, write_report=False)
 
 
 @pytest.fixture

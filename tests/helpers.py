@@ -15,6 +15,15 @@ TIKTOKEN_CACHE = SHARED / "tiktoken-cache"
 # Set by .ci/run where ../shared is laid beside the repo: a test that needs it then fails instead
 # of skipping, so CI never passes with the real-data checks silently left out.
 REQUIRE_SHARED = "ADVISOR_REQUIRE_SHARED"
+# Property tests whose every example ingests a file (about a second each) draw fewer examples in
+# the default run, and the crash test kills fewer statements; HYPOTHESIS_PROFILE=thorough runs
+# them in full (see README, Development).
+THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
+
+
+def examples(quick: int, thorough: int) -> int:
+    """max_examples for a slow property test: `thorough` under HYPOTHESIS_PROFILE=thorough."""
+    return thorough if THOROUGH else quick
 
 
 def missing_shared(what: str) -> NoReturn:

@@ -25,16 +25,16 @@ def _stripped(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def two_runs(
+    tmp_path_factory: pytest.TempPathFactory, analysed_sample: api.AnalyzeResult
+) -> tuple[Path, Path]:
+    """The session's analysis of the sample (conftest.py) and a second run of its own."""
     require_tiktoken()  # the golden figures count shared prefixes with o200k_base
-    outs = []
-    for name in ("first", "second"):
-        out = tmp_path_factory.mktemp(name)
-        result = api.analyze(
-            [str(ROOT / "sample_logs" / "traffic.jsonl.gz")], out_dir=out, write_report=False
-        )
-        outs.append(result.files["analysis"])
-    return outs[0], outs[1]
+    out = tmp_path_factory.mktemp("second")
+    result = api.analyze(
+        [str(ROOT / "sample_logs" / "traffic.jsonl.gz")], out_dir=out, write_report=False
+    )
+    return analysed_sample.files["analysis"], result.files["analysis"]
 
 
 def test_same_input_gives_byte_identical_analysis(two_runs: tuple[Path, Path]) -> None:

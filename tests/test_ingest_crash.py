@@ -1,5 +1,9 @@
 """Crash safety: an ingest killed at any statement leaves a store that a re-ingest completes
-exactly, and `analyze` refuses a store whose invariants are broken."""
+exactly, and `analyze` refuses a store whose invariants are broken.
+
+The default run kills the ingest at every durable boundary (each write outside a transaction,
+each COMMIT and CHECKPOINT) and at the first and last write inside each transaction; under
+HYPOTHESIS_PROFILE=thorough (tests/helpers.py) at every write the hook counts."""
 
 from __future__ import annotations
 
@@ -8,13 +12,15 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import duckdb
 import pytest
-from helpers import anthropic_line, openai_line, write_jsonl
+from helpers import THOROUGH, anthropic_line, openai_line, write_jsonl
 
 from advisor import api, store
 from advisor.errors import AdvisorError
-from advisor.ingest import KILL_AFTER_ENV, ingest
+from advisor.ingest import _STORE_WRITE, KILL_AFTER_ENV, ingest
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
 
@@ -26,7 +32,6 @@ con = store.connect(sys.argv[1])
 ingest(con, sys.argv[2:])
 con.close()
 """
-_MAX_STATEMENTS = 400  # far above what the logs below take: the loop ends when one run completes
 
 
 def _logs(folder: Path) -> list[str]:
@@ -76,6 +81,42 @@ def _snapshot(db: Path) -> dict[str, list[tuple[object, ...]]]:
         con.close()
 
 
+class _Recorder:
+    """A connection that keeps every statement run on it (the kill hook wraps it the same way)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self.statements: list[str] = []
+
+    def execute(self, sql: str, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        self.statements.append(sql)
+        return self._con.execute(sql, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+def _kill_points(statements: list[str]) -> tuple[list[int], int]:
+    """The writes (numbered as the kill hook counts them) to crash after, and how many there are:
+    every write outside a transaction, every COMMIT and CHECKPOINT, and the first and last write
+    inside each transaction (a crash anywhere inside one leaves the store as it was before it)."""
+    points: list[int] = []
+    inside: list[int] | None = None
+    n = 0
+    for sql in statements:
+        word = sql.split()[0].upper()
+        if word == "BEGIN":
+            inside = []
+        elif _STORE_WRITE.match(sql):
+            n += 1
+            if inside is None or word in ("COMMIT", "CHECKPOINT"):
+                points += [*inside[:1], *inside[-1:], n] if inside else [n]
+                inside = None if word == "COMMIT" else inside
+            else:
+                inside.append(n)
+    return sorted(set(points)), n
+
+
 def _child_ingest(db: Path, logs: list[str], kill_after: int) -> int:
     env = {**os.environ, KILL_AFTER_ENV: str(kill_after)}
     proc = subprocess.run(
@@ -91,17 +132,22 @@ def test_an_ingest_killed_at_any_statement_is_completed_exactly_by_a_reingest(
     logs = _logs(tmp_path)
     clean = tmp_path / "clean.duckdb"
     con = store.connect(clean)
-    ingest(con, logs)
+    recorder = _Recorder(con)
+    ingest(recorder, logs)  # type: ignore[arg-type]
     con.close()
     expected = _snapshot(clean)
     assert len(expected["messages"]) > len(expected["requests"]) > 1500
+    points, writes = _kill_points(recorder.statements)
+    assert writes > 10 and 1 in points and writes in points
+    if THOROUGH:
+        points = list(range(1, writes + 1))
 
-    kills = 0
-    for n in range(1, _MAX_STATEMENTS):
+    for n in [*points, writes + 1]:
         db = tmp_path / f"killed-{n}.duckdb"
         if _child_ingest(db, logs, n) == 0:
-            break  # the ingest has fewer than n statements: every boundary has been tried
-        kills += 1
+            assert n == writes + 1, f"the ingest completed before write {n} of {writes}"
+            break  # one past the last write: the ingest completes, as the count said
+        assert n <= writes, f"the ingest made more than the {writes} writes counted"
         con = store.connect(db)
         assert store.check_invariants(con) == [], f"killed after statement {n}"
         ingest(con, logs)
@@ -109,9 +155,6 @@ def test_an_ingest_killed_at_any_statement_is_completed_exactly_by_a_reingest(
         assert _snapshot(db) == expected, f"killed after statement {n}"
         for stale in tmp_path.glob(f"killed-{n}.duckdb*"):
             stale.unlink()
-    else:
-        pytest.fail(f"the ingest did not complete within {_MAX_STATEMENTS} statements")
-    assert kills > 10  # the hook crashed the ingest at every statement before it completed
 
 
 def test_analyze_refuses_a_store_with_duplicate_messages(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import anthropic_line, openai_line, write_jsonl
+from helpers import anthropic_line, examples, openai_line, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -252,7 +252,9 @@ def usage_lines(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(12, 40),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(drawn=st.lists(usage_lines(), min_size=1, max_size=8, unique_by=lambda d: d[0]["id"]))
 def test_accepted_counts_price_without_overflow(

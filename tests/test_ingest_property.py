@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from helpers import anthropic_line, openai_line, store_snapshot
+from helpers import anthropic_line, examples, openai_line, store_snapshot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -71,7 +71,9 @@ def mutated_line(draw: st.DrawFn) -> bytes:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(15, 60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(lines=st.lists(mutated_line(), min_size=1, max_size=12))
 def test_every_line_is_accounted_for(tmp_path: Path, lines: list[bytes]) -> None:

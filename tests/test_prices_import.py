@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -17,6 +18,7 @@ from helpers import SHARED, require_shared
 
 from advisor.price_import import import_litellm, write_prices_yaml
 from advisor.pricing import ModelPrice, PriceTable, Resolution, load_prices, rates, register_prices
+from advisor.ruleset import read_yaml
 
 LITELLM = SHARED / "data/prices/litellm_model_prices_and_context_window.json"
 RULES = Path(__file__).resolve().parents[1] / "rules"
@@ -161,7 +163,7 @@ def test_round_trip_write_load_same_prices(tmp_path: Path) -> None:
 def test_real_round_trip_and_sql(imported: dict[str, ModelPrice], tmp_path: Path) -> None:
     out = tmp_path / "litellm.yaml"
     write_prices_yaml(list(imported.values()), out)
-    assert yaml.safe_load(out.read_text())["kind"] == "prices"
+    assert read_yaml(out)["kind"] == "prices"
     loaded = load_prices(tmp_path / "no-rules", [out])
     assert len(loaded.models) == len(imported)
     for key, model in imported.items():
@@ -349,7 +351,7 @@ def test_an_extended_ttl_list_covers_the_variants_of_its_models(tmp_path: Path) 
 
 
 def test_the_imported_table_prices_the_sample_as_the_curated_one(
-    litellm_file: Path, tmp_path: Path
+    litellm_file: Path, tmp_path: Path, analysed_sample: Any
 ) -> None:
     """`advisor prices import` + `--prices` on sample_logs once moved the spend $97.84 -> $111.39
     and the tiering saving $13.79 -> $0.00. Now the spend differs from the curated run's only where
@@ -361,15 +363,17 @@ def test_the_imported_table_prices_the_sample_as_the_curated_one(
     imported = tmp_path / "imported.yaml"
     done = run_cli("prices", "import", str(litellm_file), "-o", str(imported))
     assert done.returncode == 0, done.stderr
-    runs = {
-        name: api.analyze([sample], out_dir=tmp_path / name, prices_files=files, write_report=False)
-        for name, files in (("curated", []), ("imported", [imported]))
+    runs = {  # the curated run is the session's (conftest.py)
+        "curated": analysed_sample,
+        "imported": api.analyze(
+            [sample], out_dir=tmp_path / "imported", prices_files=[imported], write_report=False
+        ),
     }
     curated, mine = (runs[n].analysis for n in ("curated", "imported"))
     tables = {"curated": load_prices(RULES), "imported": load_prices(RULES, [imported])}
     costs: dict[str, dict[str, Decimal]] = {}
     for name, run in runs.items():
-        con = store.connect(run.files["db"])
+        con = store.connect(run.files["db"], read_only=True)
         rows = con.execute(
             """SELECT request_id, model_key, input_tokens, coalesce(cache_read_tokens, 0),
                       coalesce(cache_write_tokens, 0), coalesce(cache_write_1h_tokens, 0),

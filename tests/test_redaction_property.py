@@ -10,7 +10,7 @@ import string
 from pathlib import Path
 
 import pytest
-from helpers import openai_line, write_jsonl
+from helpers import examples, openai_line, write_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -167,7 +167,7 @@ def _check(out: Path, plants: list[tuple[str, str]], emails: list[str], repeat: 
 
 
 @settings(
-    max_examples=3,
+    max_examples=examples(2, 10),  # each draws every kind of secret, and runs analyze and report
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import require_tiktoken
 
 from advisor import api
 
@@ -23,11 +22,9 @@ LANDS = pytest.mark.skip(reason="lever lands in issue 11 merge")
 
 
 @pytest.fixture(scope="module")
-def analysis(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    require_tiktoken()  # trimming re-tokenises with o200k_base
-    out = tmp_path_factory.mktemp("plants")
-    result = api.analyze([str(ROOT / "sample_logs" / "traffic.jsonl.gz")], out_dir=out)
-    return json.loads(result.files["analysis"].read_text())
+def analysis(analysed_sample: api.AnalyzeResult) -> dict[str, Any]:
+    """The session's analysis of the sample (conftest.py)."""
+    return json.loads(analysed_sample.files["analysis"].read_text())
 
 
 def lever(analysis: dict[str, Any], lever_id: str) -> dict[str, Any]:
