@@ -38,7 +38,7 @@ class TokenDiff:
 
     def saved(self, pairs: Sequence[tuple[str, str]]) -> list[int]:
         """tokens(before) - tokens(after) for each (before, after) pair."""
-        diffs = []
+        diffs: list[dict[str, int]] = []
         for before, after in pairs:
             if before == after:
                 diffs.append({})

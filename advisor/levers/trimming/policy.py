@@ -66,7 +66,6 @@ class TrimmingPolicy(_Strict):
     source: str
     rationale: str
     min_duplicate_chars: int = Field(ge=20)
-    min_waste_chars: int = Field(ge=1)
     lossy: Lossy
     max_rows: int = Field(ge=1)
     excerpt_chars: int = Field(ge=20)

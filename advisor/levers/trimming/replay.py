@@ -33,36 +33,38 @@ NEW_TEXTS = "_trim_new_texts"  # text_hash, text: the trimmed texts
 DUP_MESSAGES = "_trim_dup"  # request_id, position, text_hash: later copies of a message
 DUP_TOKENS = "_trim_dup_tokens"  # text_hash, encoding, tokens of the duplicated texts
 PER_REQUEST = "_trim_req"  # request_id, encoding, counts, trimmed tokens (total, prefix, kinds)
-MESSAGES_OUT = "_trim_messages"  # the trimmed prompt: messages pointing at trimmed texts
+MESSAGES_OUT = "_trim_messages"  # view: the trimmed prompt, messages pointing at trimmed texts
 TEXTS_OUT = "_trim_texts_all"  # view: texts + trimmed texts
 _ENC = "_trim_enc"  # model_key, encoding, counts (exact | approximate | estimated)
 
 # Roles of the stable start of a prompt (what a provider's cache holds first).
 PREFIX_ROLES = ("tools", "system", "developer")
 
-_WASTE = "(?m)" + "|".join(  # RE2: what each transform removes, roughly
-    (
-        r"[ \t]$",  # trailing space
-        r"\S  ",  # a run of spaces inside a line
-        r"\n[ \t]*\n[ \t]*\n",  # a run of blank lines
-        r"^[ \t]*[\[{][ \t]*$",  # a line opening a pretty-printed JSON object or array
-        r"^[ \t]*(-{4,}|={4,}|\*{4,}|_{4,})[ \t]*$",  # a long rule
-    )
-)
+# RE2 patterns of what the transforms remove, each behind a cheap substring test. Whitespace is
+# looked for only in texts without a code fence (the transforms leave code alone, and code is
+# most of the trailing spaces and space runs of a log), and a run of spaces inside a line only
+# after a sentence's end or in a pipe table (other runs are mostly column alignment, kept).
+_WHITESPACE = r"(?m)[ \t]$|\n[ \t]*\n[ \t]*\n|[.!?;:,]  +\S|\|  |  \|"
+_JSON_LINE = r"(?m)^[ \t]*[\[{][ \t]*$"
+_RULE_LINE = r"(?m)^[ \t]*(-{4,}|={4,}|\*{4,}|_{4,})[ \t]*$"
 
 
 def candidates_sql(messages: str, texts: str, policy: TrimmingPolicy) -> str:
     """Distinct prompt texts (text_hash, text) that may hold something a transform removes."""
     min_dup = policy.min_duplicate_chars
+    paragraphs = (
+        f"list_filter(string_split(t.text, chr(10) || chr(10)), lambda p: strlen(p) >= {min_dup})"
+    )
+    rules = " OR ".join(f"contains(t.text, '{c * 4}')" for c in "-=*_")
     return f"""
         WITH used AS (SELECT DISTINCT text_hash FROM {messages} WHERE text_hash IS NOT NULL)
         SELECT t.text_hash, t.text FROM {texts} t SEMI JOIN used USING (text_hash)
-        WHERE regexp_matches(t.text, '{_WASTE}')
+        WHERE (NOT contains(t.text, '```') AND regexp_matches(t.text, '{_WHITESPACE}'))
+           OR ((contains(t.text, '{{' || chr(10)) OR contains(t.text, '[' || chr(10)))
+               AND regexp_matches(t.text, '{_JSON_LINE}'))
+           OR (({rules}) AND regexp_matches(t.text, '{_RULE_LINE}'))
            OR (strlen(t.text) >= {2 * min_dup}
-               AND len(list_filter(string_split_regex(t.text, '\\n[ \\t]*\\n'),
-                                   lambda p: strlen(trim(p)) >= {min_dup}))
-                   > len(list_distinct(list_filter(string_split_regex(t.text, '\\n[ \\t]*\\n'),
-                                                   lambda p: strlen(trim(p)) >= {min_dup}))))
+               AND len({paragraphs}) > len(list_distinct({paragraphs})))
         ORDER BY t.text_hash"""
 
 
@@ -132,8 +134,10 @@ def count_savings(
         f"""INSERT INTO {TEXT_SAVINGS}
             SELECT text_hash, ?, {hash_hex_sql("hash(new_text)")},
                    {", ".join(f"saved_{k}" for k in KINDS)}, {total}
-            FROM _trim_counted WHERE {total} > 0""",
-        [encoding],
+            FROM _trim_counted
+            ANTI JOIN (SELECT text_hash FROM {TEXT_SAVINGS} WHERE encoding = ?) USING (text_hash)
+            WHERE {total} > 0""",
+        [encoding, encoding],
     )
     con.execute(
         f"""INSERT INTO {NEW_TEXTS}
@@ -150,7 +154,7 @@ def duplicate_messages(
     """DUP_MESSAGES: every later copy of a long non-assistant message within one request."""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {DUP_MESSAGES} AS
-            WITH twice AS (
+            WITH twice AS MATERIALIZED (
               SELECT request_id, text_hash FROM {messages}
               WHERE role IS DISTINCT FROM 'assistant' AND text_hash IS NOT NULL
               GROUP BY ALL HAVING count(*) > 1
@@ -296,7 +300,7 @@ def prompt_sql(state: str, messages: str, texts: str) -> list[str]:
     text under its request's encoding, later copies of a duplicated message dropped) and
     TEXTS_OUT (the texts plus the trimmed ones)."""
     return [
-        f"""CREATE OR REPLACE TEMP TABLE {MESSAGES_OUT} AS
+        f"""CREATE OR REPLACE TEMP VIEW {MESSAGES_OUT} AS
             SELECT m.* REPLACE (coalesce(t.new_hash, m.text_hash) AS text_hash)
             FROM {messages} m
             LEFT JOIN (SELECT s.request_id, e.encoding FROM {state} s
@@ -304,7 +308,7 @@ def prompt_sql(state: str, messages: str, texts: str) -> list[str]:
               USING (request_id)
             LEFT JOIN {TEXT_SAVINGS} t ON t.text_hash = m.text_hash AND t.encoding = q.encoding
             ANTI JOIN {DUP_MESSAGES} d ON d.request_id = m.request_id AND d.position = m.position
-            ORDER BY m.request_id, m.position""",
+            """,
         f"""CREATE OR REPLACE TEMP VIEW {TEXTS_OUT} AS
             SELECT text_hash, text FROM {texts}
             UNION ALL
@@ -321,6 +325,7 @@ class Trimmer:
     encodings: Mapping[str, str]  # model_key -> encoding (o200k_base | cl100k_base | approx)
     trims: dict[tuple[str, str], TextTrims] = field(default_factory=dict)
     diffs: dict[str, TokenDiff] = field(default_factory=dict)
+    duplicates_of: tuple[str, str] | None = None  # the prompt table DUP_MESSAGES is about
 
     def diff(self, encoding: str) -> TokenDiff:
         if encoding not in self.diffs:
@@ -333,14 +338,16 @@ class Trimmer:
         """Write `out` from `state` with its prompts (`messages`, `texts`) trimmed; the trimmed
         prompt is left in MESSAGES_OUT / TEXTS_OUT. Returns the requests it changed."""
         key = (messages, texts)
+        if not self.trims:
+            create_tables(con)
         if key not in self.trims:
-            if not self.trims:
-                create_tables(con)
             self.trims[key] = transform_candidates(con, messages, texts, self.policy)
+        if key != self.duplicates_of:
+            duplicate_messages(con, messages, texts, self.policy)
+            self.duplicates_of = key
         trims = self.trims[key]
         exact = {e: encoding_available(e) for e in EXACT}
         register_encodings(con, self.encodings, exact)
-        duplicate_messages(con, messages, texts, self.policy)
         needed = [
             e
             for (e,) in con.execute(

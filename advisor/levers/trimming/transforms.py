@@ -1,8 +1,8 @@
 """Lossless prompt trimming: text -> text transforms that keep a prompt's content.
 
 Each transform removes only what carries no content for the model:
-- `whitespace`: trailing spaces, runs of blank lines, runs of spaces inside a line (leading
-  indentation is structure and stays), blank lines at the start and end of a text;
+- `whitespace`: trailing spaces, runs of blank lines, a run of spaces inside a line (indentation
+  and column alignment are structure and stay), blank lines at the start and end of a text;
 - `pretty_json`: pretty-printed JSON objects/arrays minified by removing the whitespace between
   tokens (strings and number literals are kept byte for byte, so the parsed value is identical);
 - `markdown_rules`: a long decorative rule (`==========`, `----------`) shortened to `---`, and a
@@ -22,14 +22,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = ("pretty_json", "whitespace", "markdown_rules", "duplicates")
+KINDS = ("pretty_json", "whitespace", "duplicates", "markdown_rules")
 
 _FENCE = re.compile(r"^[ \t]*(```|~~~)", re.M)
 # Patterns start with a literal where they can: Python's re then scans for it instead of trying
 # every position (a lookbehind first made `whitespace` 10x slower).
 _TRAILING = re.compile(r"[ \t]+$", re.M)
 _BLANK_RUN = re.compile(r"\n(?:[ \t]*\n){2,}")
-_INNER_SPACES = re.compile(r"  +(?=\S)")
+_INNER_SPACES = re.compile(r"  +(?=\S)")  # (indentation is skipped before it is applied)
+_SENTENCE_GAP = re.compile(r"(?<=[.!?;:,])  (?=\S)")
 _LEADING_BLANK = re.compile(r"(?:[ \t]*\n)+")
 _RULE = re.compile(r"^[ \t]*([-=*_])\1{2,}[ \t]*$")  # ~~~ opens a fence
 _JSON_START = re.compile(r"^[ \t]*[\[{]", re.M)
@@ -66,17 +67,36 @@ def _trailing(match: re.Match[str]) -> str:
     return match.group() if alone and match.group() == " " else ""
 
 
-def _inner(match: re.Match[str]) -> str:
-    """A run of spaces inside a line becomes one space; indentation (at a line start) stays."""
-    start = match.start()
-    return " " if start > 0 and not match.string[start - 1].isspace() else match.group()
+def _inner_runs(part: str) -> str:
+    """A run of spaces inside a line becomes one space, except indentation (also after a diff or
+    list marker) and column alignment: a line with two runs or more, outside a pipe table, keeps
+    them (the spacing tells which value sits under which heading), all but two spaces after a
+    sentence's end (typewriter spacing)."""
+    if "  " not in part:
+        return part
+    lines = part.split("\n")
+    for i, line in enumerate(lines):
+        if "  " not in line:
+            continue
+        body = line.lstrip(" \t")
+        if body[:1] and not body[:1].isalnum() and body[1:2] == " ":  # a marker, then indentation
+            body = body[1:].lstrip(" ")
+        start = len(line) - len(body)
+        runs = _INNER_SPACES.findall(body)
+        if not runs:
+            continue
+        aligned = "|" not in line and len(runs) > 1
+        lines[i] = line[:start] + (
+            _SENTENCE_GAP.sub(" ", body) if aligned else _INNER_SPACES.sub(" ", body)
+        )
+    return "\n".join(lines)
 
 
 def whitespace(text: str) -> str:
     def edit(part: str) -> str:
         part = _TRAILING.sub(_trailing, part)
         part = _BLANK_RUN.sub("\n\n", part)
-        return _INNER_SPACES.sub(_inner, part)
+        return _inner_runs(part)
 
     text = _outside_fences(text, edit).rstrip()
     lead = _LEADING_BLANK.match(text)
@@ -169,8 +189,9 @@ class Trimmed:
 
 
 def trim(text: str, kinds: tuple[str, ...], min_duplicate_chars: int) -> Trimmed:
-    """`text` through the transforms named in `kinds`, in KINDS order (JSON before whitespace:
-    whitespace would otherwise eat the indentation JSON minifying removes anyway)."""
+    """`text` through the transforms named in `kinds`, in KINDS order: JSON before whitespace
+    (which would otherwise eat the indentation JSON minifying removes anyway), rules after
+    duplicates (dropping a repeated paragraph can bring two rules together)."""
     steps: dict[str, Callable[[str], str]] = {
         "pretty_json": json_blocks,
         "whitespace": whitespace,
