@@ -35,7 +35,7 @@ DUP_TOKENS = "_trim_dup_tokens"  # text_hash, encoding, tokens of the duplicated
 PER_REQUEST = "_trim_req"  # request_id, encoding, counts, trimmed tokens (total, prefix, kinds)
 MESSAGES_OUT = "_trim_messages"  # view: the trimmed prompt, messages pointing at trimmed texts
 TEXTS_OUT = "_trim_texts_all"  # view: texts + trimmed texts
-_ENC = "_trim_enc"  # model_key, encoding, counts (exact | approximate | estimated)
+ENCODINGS = "_trim_enc"  # model_key, encoding, counts (exact | approximate | estimated)
 
 # Roles of the stable start of a prompt (what a provider's cache holds first).
 PREFIX_ROLES = ("tools", "system", "developer")
@@ -199,7 +199,7 @@ def count_duplicates(
 def register_encodings(
     con: duckdb.DuckDBPyConnection, encodings: Mapping[str, str], exact: Mapping[str, bool]
 ) -> None:
-    """_ENC (model_key, encoding, counts): each model's tiktoken encoding (o200k_base stands in
+    """ENCODINGS (model_key, encoding, counts): each model's tiktoken encoding (o200k_base stands in
     for other tokenizers: approximate) and whether its counts are exact, approximate or
     estimated (no encoding file). A request whose model is unpriced uses the NULL row."""
     rows: list[tuple[str | None, str, str]] = [
@@ -207,9 +207,9 @@ def register_encodings(
     ]
     rows.append((None, "o200k_base", _kind("approx", exact)))
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {_ENC} (model_key VARCHAR, encoding VARCHAR, counts VARCHAR)"
+        f"CREATE OR REPLACE TEMP TABLE {ENCODINGS} (model_key VARCHAR, encoding VARCHAR, counts VARCHAR)"
     )
-    con.executemany(f"INSERT INTO {_ENC} VALUES (?, ?, ?)", rows)
+    con.executemany(f"INSERT INTO {ENCODINGS} VALUES (?, ?, ?)", rows)
 
 
 def _enc(encoding: str) -> str:
@@ -236,7 +236,7 @@ def per_request_sql(state: str, messages: str) -> str:
         CREATE OR REPLACE TEMP TABLE {PER_REQUEST} AS
         WITH s AS (
           SELECT s.request_id, s.input_tokens, e.encoding, e.counts
-          FROM {state} s JOIN {_ENC} e ON e.model_key IS NOT DISTINCT FROM s.model_key
+          FROM {state} s JOIN {ENCODINGS} e ON e.model_key IS NOT DISTINCT FROM s.model_key
           WHERE s.input_tokens > 0
         ), hit AS (
           SELECT m.request_id, m.position, m.role, m.text_hash FROM {messages} m
@@ -304,7 +304,7 @@ def prompt_sql(state: str, messages: str, texts: str) -> list[str]:
             SELECT m.* REPLACE (coalesce(t.new_hash, m.text_hash) AS text_hash)
             FROM {messages} m
             LEFT JOIN (SELECT s.request_id, e.encoding FROM {state} s
-                       JOIN {_ENC} e ON e.model_key IS NOT DISTINCT FROM s.model_key) q
+                       JOIN {ENCODINGS} e ON e.model_key IS NOT DISTINCT FROM s.model_key) q
               USING (request_id)
             LEFT JOIN {TEXT_SAVINGS} t ON t.text_hash = m.text_hash AND t.encoding = q.encoding
             ANTI JOIN {DUP_MESSAGES} d ON d.request_id = m.request_id AND d.position = m.position
@@ -352,7 +352,7 @@ class Trimmer:
             e
             for (e,) in con.execute(
                 f"""SELECT DISTINCT e.encoding FROM {state} s
-                    JOIN {_ENC} e ON e.model_key IS NOT DISTINCT FROM s.model_key ORDER BY 1"""
+                    JOIN {ENCODINGS} e ON e.model_key IS NOT DISTINCT FROM s.model_key ORDER BY 1"""
             ).fetchall()
         ]
         for encoding in needed:
