@@ -4,7 +4,6 @@ before/after examples and the recommendations of rules/trimming.yaml."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -19,10 +18,10 @@ from advisor.levers.trimming.models import (
     KindTokens,
     LossyCandidate,
     Row,
-    ToolOpportunity,
-    Totals,
     TokenSource,
     TokenSources,
+    ToolOpportunity,
+    Totals,
     TrimmingDetails,
     TrimmingRisk,
 )
@@ -260,7 +259,9 @@ def _visible(text: str) -> str:
 
 def excerpts(before: str, after: str, limit: int) -> tuple[str, str]:
     """Redacted excerpts of `before` and `after` around their first difference."""
-    lo = max(0, len(os.path.commonprefix([before, after])) - limit // 4)
+    pairs = enumerate(zip(before, after, strict=False))
+    same = next((i for i, (a, b) in pairs if a != b), None)
+    lo = max(0, (min(len(before), len(after)) if same is None else same) - limit // 4)
     return (
         _visible(redact(before, lo, min(len(before), lo + limit))),
         _visible(redact(after, lo, min(len(after), lo + limit))),

@@ -207,7 +207,8 @@ def register_encodings(
     ]
     rows.append((None, "o200k_base", _kind("approx", exact)))
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {ENCODINGS} (model_key VARCHAR, encoding VARCHAR, counts VARCHAR)"
+        f"""CREATE OR REPLACE TEMP TABLE {ENCODINGS} (
+              model_key VARCHAR, encoding VARCHAR, counts VARCHAR)"""
     )
     con.executemany(f"INSERT INTO {ENCODINGS} VALUES (?, ?, ?)", rows)
 
