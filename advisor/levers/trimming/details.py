@@ -4,6 +4,7 @@ before/after examples and the recommendations of rules/trimming.yaml."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -133,11 +134,11 @@ def _lossy(
                          WHERE role IN ('system', 'developer')) USING (text_hash)
             ), f AS (
               SELECT text_hash,
-                     strlen(text) - strlen(regexp_replace(text, '(?s)^(.*?)({_EXAMPLE}).*$',
-                                                          '\\1')) AS bytes
+                     -- from the first example to the end (RE2 has no match position)
+                     length(text) - strpos(text, regexp_extract(text, '{_EXAMPLE}')) + 1 AS chars
               FROM s WHERE len(regexp_extract_all(text, '{_EXAMPLE}')) >= ?
             )
-            SELECT q.feature, count(DISTINCT m.request_id), sum(f.bytes)
+            SELECT q.feature, count(DISTINCT m.request_id), sum(f.chars)
             FROM {base.messages} m JOIN f USING (text_hash) JOIN requests q USING (request_id)
             GROUP BY 1 ORDER BY 3 DESC, 1 NULLS LAST""",
         [p.few_shot_min_examples],
@@ -249,9 +250,12 @@ def _unused_tools(
     return ops, savings
 
 
+_BEFORE_BREAK = re.compile(r" +(?=\n)")
+
+
 def _visible(text: str) -> str:
     """Whitespace made visible in an excerpt: a line break as ⏎, a run of spaces as ·."""
-    out = text.replace("\n", "⏎")
+    out = _BEFORE_BREAK.sub(lambda m: "·" * len(m.group()), text).replace("\n", "⏎")
     while "  " in out:
         out = out.replace("  ", "··")
     return out
@@ -344,11 +348,13 @@ def _example(
     return Example(feature=feature, kind=kind, before=before, after=after)
 
 
-def _recommend(policy: TrimmingPolicy, row: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(title, action) of the first recommendation rule the row matches."""
+def _recommend(
+    policy: TrimmingPolicy, feature: str | None, row: Mapping[str, Any]
+) -> tuple[str, str] | None:
+    """(title, action) of the first recommendation rule the row (ROW_FEATURES) matches."""
     for rule in policy.recommendations:
         if evaluate(parse(rule.when, ROW_FEATURES, rule.id), row):
-            return rule.title, rule.action.format(feature=row["feature"] or "(no feature)")
+            return rule.title, rule.action.replace("{feature}", feature or "(no feature)")
     return None
 
 
@@ -384,7 +390,7 @@ def describe(
                 "share": tokens / row.input_tokens if row.input_tokens else 0.0,
                 "requests": row.affected_requests,
             }
-            found = _recommend(policy, features)
+            found = _recommend(policy, feature, features)
             if found is None or row.saving is None:
                 continue
             example = _example(con, base, trims, feature, kind, policy.excerpt_chars)
@@ -403,6 +409,7 @@ def describe(
     for op in tools:
         found = _recommend(
             policy,
+            op.feature,
             {
                 "kind": "unused_tools",
                 "tokens": op.tokens_per_request,
