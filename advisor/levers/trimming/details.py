@@ -293,9 +293,10 @@ def _totals(
         estimated=int(row["estimated"]),
     )
     worst: TokenSource = "exact"
-    for kind in ("approximate", "estimated"):
-        if getattr(sources, kind):
-            worst = kind  # type: ignore[assignment]
+    if sources.approximate:
+        worst = "approximate"
+    if sources.estimated:
+        worst = "estimated"
     totals = Totals(
         requests=int(row["requests"]),
         affected_requests=int(row["affected"]),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,6 +206,14 @@ def trim(text: str, kinds: tuple[str, ...], min_duplicate_chars: int) -> Trimmed
         chars[kind] = len(text) - len(after)
         text = after
     return Trimmed(text, chars)
+
+
+def transform_rules(data: Any) -> Iterator[Mapping[str, Any]]:
+    """Every rule with a `transform` and `cases` in a loaded rules file (its `transforms` list)."""
+    if isinstance(data, Mapping):
+        for rule in data.get("transforms") or []:
+            if isinstance(rule, Mapping) and "transform" in rule and "cases" in rule:
+                yield rule
 
 
 def run_transform_cases(rule: Mapping[str, Any], min_duplicate_chars: int) -> list[str]:
