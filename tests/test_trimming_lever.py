@@ -30,7 +30,8 @@ def ctx() -> LeverContext:
     )
     con.execute(
         """CREATE TABLE requests (request_id VARCHAR, feature VARCHAR, system_hash VARCHAR,
-                                  finish_reason VARCHAR, model_key VARCHAR, input_tokens BIGINT,
+                                  finish_reason VARCHAR, message_count INTEGER,
+                                  model_key VARCHAR, input_tokens BIGINT,
                                   cache_read_tokens BIGINT, cache_write_tokens BIGINT,
                                   cache_write_1h_tokens BIGINT, output_tokens BIGINT,
                                   service_tier VARCHAR)"""
@@ -48,7 +49,7 @@ def ctx() -> LeverContext:
     reqs += [(f"c{i}", "support-chat", "chat", "stop", 300) for i in range(30)]
     reqs += [("blind", "invoice-extract", None, "stop", 100)]  # no text logged
     con.executemany(
-        "INSERT INTO requests VALUES (?, ?, ?, ?, 'gpt-4o', ?, 0, 0, 0, 20, 'default')", reqs
+        "INSERT INTO requests VALUES (?, ?, ?, ?, 1, 'gpt-4o', ?, 0, 0, 0, 20, 'default')", reqs
     )
     prices = load_price_table(None, ())
     register_prices(con, prices)

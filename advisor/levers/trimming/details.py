@@ -56,20 +56,32 @@ def _kinds(row: Mapping[str, Any]) -> KindTokens:
 
 
 def _rows(con: duckdb.DuckDBPyConnection, base: State, alone: State) -> list[dict[str, Any]]:
-    """Per (feature, template): requests, tokens and the priced saving (NULL: nothing priced)."""
-    kinds = ", ".join(f"sum(t.{k}) AS {k}" for k in ALL_KINDS)
+    """Per (feature, template) with trimmed tokens: requests, tokens and the priced saving (NULL:
+    nothing priced). Only trimmed requests are priced: the others cost the same in both states."""
+    kinds = ", ".join(f"sum({k}) AS {k}" for k in ALL_KINDS)
     saving = f"{cost_sql('b', 'pb')} - {cost_sql('a', 'pa')}"
     cur = con.execute(
-        f"""SELECT q.feature, q.system_hash AS template_id, count(*) AS requests,
-                   count(t.request_id) AS affected, coalesce(sum(b.input_tokens), 0) AS input,
-                   coalesce(sum(t.trimmed_tokens), 0) AS trimmed, sum({saving}) AS saving,
-                   {kinds}
-            FROM {base.table} b JOIN requests q USING (request_id)
-            JOIN {alone.table} a USING (request_id)
-            LEFT JOIN {R.PER_REQUEST} t USING (request_id)
-            LEFT JOIN prices pb ON pb.model_key = b.model_key
-            LEFT JOIN prices pa ON pa.model_key = a.model_key
-            GROUP BY ALL HAVING sum(t.trimmed_tokens) > 0
+        f"""WITH hit AS (
+              SELECT q.feature, q.system_hash AS template_id, t.*, {saving} AS saving
+              FROM {R.PER_REQUEST} t JOIN requests q USING (request_id)
+              JOIN {base.table} b USING (request_id) JOIN {alone.table} a USING (request_id)
+              LEFT JOIN prices pb ON pb.model_key = b.model_key
+              LEFT JOIN prices pa ON pa.model_key = a.model_key
+            ), g AS (
+              SELECT feature, template_id, count(*) AS affected, sum(trimmed_tokens) AS trimmed,
+                     sum(saving) AS saving, {kinds}
+              FROM hit GROUP BY ALL
+            ), n AS (
+              SELECT q.feature, q.system_hash AS template_id, count(*) AS requests,
+                     coalesce(sum(b.input_tokens), 0) AS input
+              FROM {base.table} b JOIN requests q USING (request_id)
+              SEMI JOIN g ON g.feature IS NOT DISTINCT FROM q.feature
+                         AND g.template_id IS NOT DISTINCT FROM q.system_hash
+              GROUP BY ALL
+            )
+            SELECT g.*, n.requests, n.input FROM g
+            JOIN n ON g.feature IS NOT DISTINCT FROM n.feature
+                  AND g.template_id IS NOT DISTINCT FROM n.template_id
             ORDER BY trimmed DESC, feature NULLS LAST, template_id NULLS LAST"""
     )
     names = [d[0] for d in cur.description or ()]
@@ -116,14 +128,17 @@ def _lossy(
         f"""WITH u AS (
               SELECT request_id, position,
                      row_number() OVER (PARTITION BY request_id ORDER BY position DESC) AS back
-              FROM {base.messages} WHERE role = 'user'
+              FROM {base.messages}
+              SEMI JOIN (SELECT request_id FROM requests
+                         WHERE message_count IS NULL OR message_count > ?) USING (request_id)
+              WHERE role = 'user'
             ), cut AS (SELECT request_id, position AS keep_from FROM u WHERE back = ?)
             SELECT q.feature, count(DISTINCT m.request_id), sum(strlen(x.text))
             FROM {base.messages} m JOIN cut USING (request_id)
             JOIN {base.texts} x USING (text_hash) JOIN requests q USING (request_id)
             WHERE m.position < cut.keep_from AND m.role IN ('user', 'assistant')
             GROUP BY 1 ORDER BY 3 DESC, 1 NULLS LAST""",
-        [p.recent_turns + 1],
+        [2 * p.recent_turns, p.recent_turns + 1],
     ).fetchall()
     why = f"conversation history before the last {p.recent_turns} user turns"
     out += [_candidate("history", f, n, b, why) for f, n, b in history]
