@@ -5,12 +5,14 @@ per-request decision column."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import pytest
 
-from advisor.api import load_price_table
-from advisor.levers.base import LeverContext, SimOptions, State
+from advisor import baseline
+from advisor.api import ingest, load_price_table
+from advisor.levers.base import STATE_COLUMNS, LeverContext, SimOptions, State
 from advisor.levers.trimming.counting import TokenDiff
 from advisor.levers.trimming.lever import TrimmingLever
 from advisor.pricing import register_prices
@@ -106,3 +108,34 @@ def test_the_chained_state_points_at_the_trimmed_prompt(ctx: LeverContext) -> No
             WHERE m.request_id LIKE 'x%' AND m.role = 'user'"""
     ).fetchall()
     assert texts == [("Invoice:\n" + json.dumps(json.loads(PRETTY), separators=(",", ":")),)]
+
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs"
+
+
+def test_the_sample_logs_planted_bloat_is_found(tmp_path: Path, needs_tiktoken: None) -> None:
+    """sample_logs/ plants a duplicated policy paragraph and pretty-printed JSON in one feature's
+    prompts; the lever's saving for that feature is within 1% of the planted tokens."""
+    plant = json.loads((SAMPLE / "ground_truth.json").read_text()).get("plants", {}).get("trimming")
+    if plant is None:
+        pytest.skip("this sample_logs/ plants no trimming case")
+    db = tmp_path / "s.duckdb"
+    ingest([str(SAMPLE / "traffic.jsonl.gz")], db)
+    con = duckdb.connect(str(db))
+    prices = load_price_table(None, ())
+    baseline.resolve_models(con, prices, {})
+    baseline.price_requests(con, prices)
+    register_prices(con, prices)
+    con.execute(f"CREATE TABLE state_base AS SELECT {', '.join(STATE_COLUMNS)} FROM requests")
+    ctx = LeverContext(con, prices, default_rules_dir(), SimOptions())
+    lever = TrimmingLever()
+    lever.prepare(ctx)
+    base = State("state_base")
+    found = lever.describe(ctx, base, lever.replay(ctx, base, "state_trim"))
+    rows = [r for r in found.details.rows if r.feature == plant["feature"]]
+    trimmed = sum(r.trimmed_tokens for r in rows)
+    assert abs(trimmed - plant["waste_tokens"]) <= 0.01 * plant["waste_tokens"]
+    duplicates = sum(r.by_kind.duplicates for r in rows)
+    assert abs(duplicates - plant["waste_tokens_duplicate_paragraph"]) <= 0.01 * duplicates
+    titles = [r.title for r in found.recommendations]
+    assert any(plant["feature"] in t and "JSON" in t for t in titles)

@@ -52,8 +52,10 @@ _RULE_LINE = r"(?m)^[ \t]*(-{4,}|={4,}|\*{4,}|_{4,})[ \t]*$"
 def candidates_sql(messages: str, texts: str, policy: TrimmingPolicy) -> str:
     """Distinct prompt texts (text_hash, text) that may hold something a transform removes."""
     min_dup = policy.min_duplicate_chars
+    # long paragraphs, without the blank space around them (a text's last one may end in "\n")
     paragraphs = (
-        f"list_filter(string_split(t.text, chr(10) || chr(10)), lambda p: strlen(p) >= {min_dup})"
+        "list_transform(list_filter(string_split(t.text, chr(10) || chr(10)),"
+        f" lambda p: strlen(p) >= {min_dup}), lambda p: trim(p, chr(9) || chr(10) || ' '))"
     )
     rules = " OR ".join(f"contains(t.text, '{c * 4}')" for c in "-=*_")
     return f"""
