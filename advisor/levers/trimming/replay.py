@@ -33,7 +33,7 @@ NEW_TEXTS = "_trim_new_texts"  # text_hash, text: the trimmed texts
 DUP_MESSAGES = "_trim_dup"  # request_id, position, text_hash: later copies of a message
 DUP_TOKENS = "_trim_dup_tokens"  # text_hash, encoding, tokens of the duplicated texts
 PER_REQUEST = "_trim_req"  # request_id, encoding, counts, trimmed tokens (total, prefix, kinds)
-MESSAGES_OUT = "_trim_messages"  # view: the trimmed prompt, messages pointing at trimmed texts
+MESSAGES_OUT = "_trim_messages"  # the trimmed prompt: messages pointing at trimmed texts
 TEXTS_OUT = "_trim_texts_all"  # view: texts + trimmed texts
 ENCODINGS = "_trim_enc"  # model_key, encoding, counts (exact | approximate | estimated)
 
@@ -301,9 +301,10 @@ def state_sql(state: str, out: str) -> str:
 def prompt_sql(state: str, messages: str, texts: str) -> list[str]:
     """The trimmed prompt: MESSAGES_OUT (each message of `messages` pointing at its trimmed
     text under its request's encoding, later copies of a duplicated message dropped) and
-    TEXTS_OUT (the texts plus the trimmed ones)."""
+    TEXTS_OUT (the texts plus the trimmed ones). Both outlive this lever's working tables: a
+    lever after it reads them (a table and a view over `texts` and NEW_TEXTS only)."""
     return [
-        f"""CREATE OR REPLACE TEMP VIEW {MESSAGES_OUT} AS
+        f"""CREATE OR REPLACE TEMP TABLE {MESSAGES_OUT} AS
             SELECT m.* REPLACE (coalesce(t.new_hash, m.text_hash) AS text_hash)
             FROM {messages} m
             LEFT JOIN (SELECT s.request_id, e.encoding FROM {state} s
