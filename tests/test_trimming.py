@@ -236,3 +236,18 @@ def test_unpriced_models_are_counted_as_approximate_or_estimated() -> None:
     trimmer.replay(con, "st", "messages", "texts", "out")
     kinds = {k for (k,) in con.execute(f"SELECT DISTINCT counts FROM {R.PER_REQUEST}").fetchall()}
     assert kinds <= {"approximate", "estimated"} and kinds
+
+
+def test_without_encoding_files_savings_are_estimated_and_say_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ADVISOR_TOKENIZER", "estimate")
+    get_encoding.cache_clear()
+    try:
+        con = _store()
+        assert _trimmer().replay(con, "st", "messages", "texts", "out") == 2
+        counts = con.execute(f"SELECT DISTINCT counts FROM {R.PER_REQUEST}").fetchall()
+        assert counts == [("estimated",)]
+        assert con.execute("SELECT sum(input_tokens) FROM out").fetchall()[0][0] < 1200
+    finally:
+        get_encoding.cache_clear()

@@ -32,16 +32,16 @@ from advisor.pricing import cost_sql
 from advisor.redact import redact
 from advisor.tokens import BYTES_PER_TOKEN
 
+ALL_KINDS = (*KINDS, "duplicate_messages")
 DECISIONS = "_trim_decisions"  # request_id, trimmed_tokens: the `export decisions` column
 UNUSED_TOOLS = "_trim_tools"  # request_id, feature, text_hash, encoding, counts, tokens
-ALL_KINDS = (*KINDS, "duplicate_messages")
 _RANK = {"exact": 0, "approximate": 1, "estimated": 2}
 # Example markers of few-shot blocks: "Example 1:", "### Example", "<example>", "Input:".
 _EXAMPLE = r"(?im)^[ \t#*>]*(example|sample|input)\b[^\n]{0,30}$|<example>"
 
 
 def decisions_sql(base: State) -> str:
-    """DECISIONS: tokens trimmed per request; NULL where the prompt's text was not logged."""
+    """TRIM_DECISIONS: tokens trimmed per request; NULL where the prompt's text was not logged."""
     return f"""
         CREATE OR REPLACE TEMP TABLE {DECISIONS} AS
         SELECT b.request_id,
@@ -322,7 +322,7 @@ def _totals(
         token_source=worst,
         requests_by_source=sources,
         candidate_texts=trims.candidates if trims else 0,
-        trimmed_texts=len(trims.stages) if trims else 0,
+        trimmed_texts=trims.changed if trims else 0,
     )
     return totals, sources
 
@@ -330,10 +330,9 @@ def _totals(
 def _example(
     con: duckdb.DuckDBPyConnection,
     base: State,
-    trims: R.TextTrims | None,
+    policy: TrimmingPolicy,
     feature: str | None,
     kind: str,
-    limit: int,
 ) -> Example | None:
     """The text of `feature` where `kind` saved the most, before and after that transform."""
     if kind == "duplicate_messages":
@@ -345,22 +344,23 @@ def _example(
         ).fetchall()
         if not found:
             return None
-        before, _ = excerpts(found[0][0], "", limit)
+        before, _ = excerpts(found[0][0], "", policy.excerpt_chars)
         return Example(feature=feature, kind=kind, before=before, after="(second copy removed)")
-    if trims is None or kind not in KINDS:
+    if kind not in KINDS:
         return None
     found = con.execute(
-        f"""SELECT t.text_hash FROM {R.TEXT_SAVINGS} t
-            JOIN {base.messages} m USING (text_hash) JOIN requests q USING (request_id)
-            WHERE q.feature IS NOT DISTINCT FROM ? AND t.saved_{kind} > 0
+        f"""SELECT x.text FROM {R.TEXT_SAVINGS} t JOIN {base.texts} x USING (text_hash)
+            WHERE t.saved_{kind} > 0 AND t.text_hash IN (
+              SELECT m.text_hash FROM {base.messages} m JOIN requests q USING (request_id)
+              WHERE q.feature IS NOT DISTINCT FROM ?)
             ORDER BY t.saved_{kind} DESC, t.text_hash LIMIT 1""",
         [feature],
     ).fetchall()
-    if not found or found[0][0] not in trims.stages:
+    if not found:
         return None
-    stages = trims.stages[found[0][0]]
+    texts = R.stages(found[0][0], policy)
     step = KINDS.index(kind)
-    before, after = excerpts(stages[step], stages[step + 1], limit)
+    before, after = excerpts(texts[step], texts[step + 1], policy.excerpt_chars)
     return Example(feature=feature, kind=kind, before=before, after=after)
 
 
@@ -409,7 +409,7 @@ def describe(
             found = _recommend(policy, feature, features)
             if found is None or row.saving is None:
                 continue
-            example = _example(con, base, trims, feature, kind, policy.excerpt_chars)
+            example = _example(con, base, policy, feature, kind)
             if example is not None:
                 examples.append(example)
             recommendations.append(

@@ -27,15 +27,10 @@ from advisor.levers.trimming.transforms import KINDS, trim
 from advisor.store import hash_hex_sql, scalar
 from advisor.tokens import TOKENS_PER_MESSAGE, encoding_available
 
-# Working tables (declared again in advisor/levers/tables.py).
-TEXT_SAVINGS = "_trim_text"  # text_hash, encoding, new_hash, saved_<kind>..., saved
-NEW_TEXTS = "_trim_new_texts"  # text_hash, text: the trimmed texts
-DUP_MESSAGES = "_trim_dup"  # request_id, position, text_hash: later copies of a message
-DUP_TOKENS = "_trim_dup_tokens"  # text_hash, encoding, tokens of the duplicated texts
-PER_REQUEST = "_trim_req"  # request_id, encoding, counts, trimmed tokens (total, prefix, kinds)
-MESSAGES_OUT = "_trim_messages"  # the trimmed prompt: messages pointing at trimmed texts
-TEXTS_OUT = "_trim_texts_all"  # view: texts + trimmed texts
-ENCODINGS = "_trim_enc"  # model_key, encoding, counts (exact | approximate | estimated)
+# Working tables (to be declared in advisor/levers/tables.py once the lever contract lands).
+ENCODINGS, TEXT_SAVINGS, NEW_TEXTS = "_trim_enc", "_trim_text", "_trim_new_texts"
+DUP_MESSAGES, DUP_TOKENS, PER_REQUEST = "_trim_dup", "_trim_dup_tokens", "_trim_req"
+MESSAGES_OUT, TEXTS_OUT = "_trim_messages", "_trim_texts_all"
 
 # Roles of the stable start of a prompt (what a provider's cache holds first).
 PREFIX_ROLES = ("tools", "system", "developer")
@@ -72,30 +67,22 @@ def candidates_sql(messages: str, texts: str, policy: TrimmingPolicy) -> str:
 
 @dataclass
 class TextTrims:
-    """What the transforms did to the candidate texts of one prompt table: the changed texts
-    (hash -> stages, one text per transform applied, in KINDS order) and the encodings whose
-    savings are in TEXT_SAVINGS already."""
+    """What the transforms did to the candidate texts of one prompt table: how many texts the
+    pre-filter passed and how many a transform changed, and the encodings whose savings are in
+    TEXT_SAVINGS."""
 
-    stages: dict[str, list[str]] = field(default_factory=dict)
-    encodings: set[str] = field(default_factory=set)
     candidates: int = 0
+    changed: int = 0
+    encodings: set[str] = field(default_factory=set)
 
 
-def transform_candidates(
-    con: duckdb.DuckDBPyConnection, messages: str, texts: str, policy: TrimmingPolicy
-) -> TextTrims:
-    """Run the transforms over every candidate text (once, whatever the encodings)."""
-    out = TextTrims()
-    cur = con.execute(candidates_sql(messages, texts, policy))
-    while batch := cur.fetchmany(5000):
-        for text_hash, text in batch:
-            out.candidates += 1
-            stages = [text]
-            for kind in KINDS:
-                if kind in policy.kinds:
-                    stages.append(trim(stages[-1], (kind,), policy.min_duplicate_chars).text)
-            if stages[-1] != text:
-                out.stages[text_hash] = stages
+def stages(text: str, policy: TrimmingPolicy) -> list[str]:
+    """`text`, then `text` after each transform of KINDS in turn (a transform the policy does not
+    list changes nothing)."""
+    out = [text]
+    for kind in KINDS:
+        after = trim(out[-1], (kind,), policy.min_duplicate_chars).text
+        out.append(after if kind in policy.kinds else out[-1])
     return out
 
 
@@ -114,28 +101,58 @@ def create_tables(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def count_savings(
-    con: duckdb.DuckDBPyConnection, trims: TextTrims, encoding: str, diff: TokenDiff
+def trim_texts(
+    con: duckdb.DuckDBPyConnection,
+    messages: str,
+    texts: str,
+    policy: TrimmingPolicy,
+    trims: TextTrims,
+    diffs: Mapping[str, TokenDiff],
 ) -> None:
-    """Tokens each changed text saves under `encoding`, per transform, into TEXT_SAVINGS (only
-    texts that get shorter in tokens: a trim that would cost a token is not made)."""
-    if encoding in trims.encodings:
+    """Transform every candidate text and count, under each encoding of `diffs` not counted
+    yet, the tokens each transform saves, into TEXT_SAVINGS and NEW_TEXTS. Each batch is counted
+    as it is read, so only the trimmed texts are held until the scan ends (a statement on this
+    connection would end the scan)."""
+    todo = sorted(e for e in diffs if e not in trims.encodings)
+    if not todo:
         return
-    trims.encodings.add(encoding)
-    hashes = sorted(trims.stages)
-    pairs = [
-        (s[i], s[i + 1]) for h in hashes for s in (trims.stages[h],) for i in range(len(KINDS))
-    ]
-    saved = diff.saved(pairs)
-    cols: dict[str, list] = {"text_hash": hashes, "new_text": [trims.stages[h][-1] for h in hashes]}
-    for i, kind in enumerate(KINDS):
-        cols[f"saved_{kind}"] = saved[i :: len(KINDS)]
-    con.register("_trim_counted", pa.table(cols))
+    first = not trims.encodings
+    parts: dict[str, list[pa.Table]] = {e: [] for e in todo}
+    cur = con.execute(candidates_sql(messages, texts, policy))
+    while batch := cur.fetchmany(2000):
+        changed = [(h, st) for h, text in batch if (st := stages(text, policy))[-1] != text]
+        if first:
+            trims.candidates += len(batch)
+            trims.changed += len(changed)
+        pairs = [(st[i], st[i + 1]) for _, st in changed for i in range(len(KINDS))]
+        for encoding in todo:
+            saved = diffs[encoding].saved(pairs)
+            cols: dict[str, list] = {
+                "text_hash": [h for h, _ in changed],
+                "new_text": [st[-1] for _, st in changed],
+            }
+            for i, kind in enumerate(KINDS):
+                cols[f"saved_{kind}"] = saved[i :: len(KINDS)]
+            parts[encoding].append(pa.table(cols, schema=_COUNTED))
+    trims.encodings.update(todo)
+    for encoding in todo:
+        _store_savings(con, pa.concat_tables(parts[encoding] or [_COUNTED.empty_table()]), encoding)
+
+
+_COUNTED = pa.schema(
+    [("text_hash", pa.string()), ("new_text", pa.string())]
+    + [(f"saved_{k}", pa.int64()) for k in KINDS]
+)
+
+
+def _store_savings(con: duckdb.DuckDBPyConnection, counted: pa.Table, encoding: str) -> None:
+    """Rows of texts that get shorter in tokens (a trim that would cost a token is not made)."""
+    con.register("_trim_counted", counted)
     total = " + ".join(f"saved_{k}" for k in KINDS)
+    new_hash = hash_hex_sql("hash(new_text)")
     con.execute(
         f"""INSERT INTO {TEXT_SAVINGS}
-            SELECT text_hash, ?, {hash_hex_sql("hash(new_text)")},
-                   {", ".join(f"saved_{k}" for k in KINDS)}, {total}
+            SELECT text_hash, ?, {new_hash}, {", ".join(f"saved_{k}" for k in KINDS)}, {total}
             FROM _trim_counted
             ANTI JOIN (SELECT text_hash FROM {TEXT_SAVINGS} WHERE encoding = ?) USING (text_hash)
             WHERE {total} > 0""",
@@ -143,9 +160,8 @@ def count_savings(
     )
     con.execute(
         f"""INSERT INTO {NEW_TEXTS}
-            SELECT DISTINCT {hash_hex_sql("hash(new_text)")}, new_text FROM _trim_counted
-            WHERE {total} > 0
-              AND {hash_hex_sql("hash(new_text)")} NOT IN (SELECT text_hash FROM {NEW_TEXTS})"""
+            SELECT DISTINCT {new_hash}, new_text FROM _trim_counted
+            WHERE {total} > 0 AND {new_hash} NOT IN (SELECT text_hash FROM {NEW_TEXTS})"""
     )
     con.unregister("_trim_counted")
 
@@ -193,7 +209,8 @@ def count_duplicates(
         pa.table({"text_hash": [h for h, _ in rows], "tokens": pa.array(counts, pa.int64())}),
     )
     con.execute(
-        f"INSERT INTO {DUP_TOKENS} SELECT text_hash, ?, tokens FROM _trim_dup_counted", [encoding]
+        f"INSERT INTO {DUP_TOKENS} SELECT text_hash, ?, tokens FROM _trim_dup_counted",
+        [encoding],
     )
     con.unregister("_trim_dup_counted")
 
@@ -344,12 +361,10 @@ class Trimmer:
         key = (messages, texts)
         if not self.trims:
             create_tables(con)
-        if key not in self.trims:
-            self.trims[key] = transform_candidates(con, messages, texts, self.policy)
+        trims = self.trims.setdefault(key, TextTrims())
         if key != self.duplicates_of:
             duplicate_messages(con, messages, texts, self.policy)
             self.duplicates_of = key
-        trims = self.trims[key]
         exact = {e: encoding_available(e) for e in EXACT}
         register_encodings(con, self.encodings, exact)
         needed = [
@@ -359,8 +374,8 @@ class Trimmer:
                     JOIN {ENCODINGS} e ON e.model_key IS NOT DISTINCT FROM s.model_key ORDER BY 1"""
             ).fetchall()
         ]
+        trim_texts(con, messages, texts, self.policy, trims, {e: self.diff(e) for e in needed})
         for encoding in needed:
-            count_savings(con, trims, encoding, self.diff(encoding))
             count_duplicates(con, texts, encoding, self.diff(encoding))
         con.execute(per_request_sql(state, messages))
         con.execute(state_sql(state, out))
