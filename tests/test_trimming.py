@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from advisor.levers import tables as T
 from advisor.levers.trimming import replay as R
 from advisor.levers.trimming.counting import TokenDiff, pieces
 from advisor.levers.trimming.policy import load_policy
@@ -197,11 +198,11 @@ def test_replay_takes_off_the_measured_tokens_and_drops_the_second_copy() -> Non
     got = dict(con.execute("SELECT request_id, input_tokens FROM out").fetchall())
     assert got == {"r1": 500 - json_saved, "r2": 600 - dup, "r3": 100}
     positions = con.execute(
-        f"SELECT request_id, position FROM {R.MESSAGES_OUT} ORDER BY ALL"
+        f"SELECT request_id, position FROM {T.TRIM_MESSAGES} ORDER BY ALL"
     ).fetchall()
     assert ("r2", 2) not in positions and len(positions) == 5
     new = con.execute(
-        f"""SELECT x.text FROM {R.MESSAGES_OUT} m JOIN {R.TEXTS_OUT} x USING (text_hash)
+        f"""SELECT x.text FROM {T.TRIM_MESSAGES} m JOIN {T.TRIM_TEXTS} x USING (text_hash)
             WHERE m.request_id = 'r1' AND m.position = 1"""
     ).fetchall()
     assert new == [(trim_all(f"Invoice:\n{PRETTY}"),)]
@@ -211,8 +212,8 @@ def test_replay_of_a_trimmed_prompt_trims_nothing_more() -> None:
     con = _store()
     trimmer = _trimmer()
     trimmer.replay(con, "st", "messages", "texts", "out")
-    con.execute(f"CREATE TABLE m2 AS SELECT * FROM {R.MESSAGES_OUT}")
-    con.execute(f"CREATE TABLE t2 AS SELECT * FROM {R.TEXTS_OUT}")
+    con.execute(f"CREATE TABLE m2 AS SELECT * FROM {T.TRIM_MESSAGES}")
+    con.execute(f"CREATE TABLE t2 AS SELECT * FROM {T.TRIM_TEXTS}")
     assert trimmer.replay(con, "out", "m2", "t2", "out2") == 0
 
 
@@ -234,7 +235,9 @@ def test_unpriced_models_are_counted_as_approximate_or_estimated() -> None:
     con.execute("UPDATE st SET model_key = NULL")
     trimmer = _trimmer()
     trimmer.replay(con, "st", "messages", "texts", "out")
-    kinds = {k for (k,) in con.execute(f"SELECT DISTINCT counts FROM {R.PER_REQUEST}").fetchall()}
+    kinds = {
+        k for (k,) in con.execute(f"SELECT DISTINCT counts FROM {T.TRIM_PER_REQUEST}").fetchall()
+    }
     assert kinds <= {"approximate", "estimated"} and kinds
 
 
@@ -246,7 +249,7 @@ def test_without_encoding_files_savings_are_estimated_and_say_so(
     try:
         con = _store()
         assert _trimmer().replay(con, "st", "messages", "texts", "out") == 2
-        counts = con.execute(f"SELECT DISTINCT counts FROM {R.PER_REQUEST}").fetchall()
+        counts = con.execute(f"SELECT DISTINCT counts FROM {T.TRIM_PER_REQUEST}").fetchall()
         assert counts == [("estimated",)]
         assert con.execute("SELECT sum(input_tokens) FROM out").fetchall()[0][0] < 1200
     finally:

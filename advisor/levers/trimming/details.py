@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 
 from advisor.conditions import evaluate, parse
+from advisor.levers import tables as T
 from advisor.levers.base import Recommendation, State
 from advisor.levers.trimming import replay as R
 from advisor.levers.trimming.models import (
@@ -33,8 +34,6 @@ from advisor.redact import redact
 from advisor.tokens import BYTES_PER_TOKEN
 
 ALL_KINDS = (*KINDS, "duplicate_messages")
-DECISIONS = "_trim_decisions"  # request_id, trimmed_tokens: the `export decisions` column
-UNUSED_TOOLS = "_trim_tools"  # request_id, feature, text_hash, encoding, counts, tokens
 _RANK = {"exact": 0, "approximate": 1, "estimated": 2}
 # Example markers of few-shot blocks: "Example 1:", "### Example", "<example>", "Input:".
 _EXAMPLE = r"(?im)^[ \t#*>]*(example|sample|input)\b[^\n]{0,30}$|<example>"
@@ -43,11 +42,11 @@ _EXAMPLE = r"(?im)^[ \t#*>]*(example|sample|input)\b[^\n]{0,30}$|<example>"
 def decisions_sql(base: State) -> str:
     """TRIM_DECISIONS: tokens trimmed per request; NULL where the prompt's text was not logged."""
     return f"""
-        CREATE OR REPLACE TEMP TABLE {DECISIONS} AS
+        CREATE OR REPLACE TEMP TABLE {T.TRIM_DECISIONS} AS
         SELECT b.request_id,
                CASE WHEN h.request_id IS NULL THEN NULL
                     ELSE coalesce(t.trimmed_tokens, 0) END::BIGINT AS trimmed_tokens
-        FROM {base.table} b LEFT JOIN {R.PER_REQUEST} t USING (request_id)
+        FROM {base.table} b LEFT JOIN {T.TRIM_PER_REQUEST} t USING (request_id)
         LEFT JOIN (SELECT DISTINCT request_id FROM {base.messages}) h USING (request_id)"""
 
 
@@ -63,7 +62,7 @@ def _rows(con: duckdb.DuckDBPyConnection, base: State, alone: State) -> list[dic
     cur = con.execute(
         f"""WITH hit AS (
               SELECT q.feature, q.system_hash AS template_id, t.*, {saving} AS saving
-              FROM {R.PER_REQUEST} t JOIN requests q USING (request_id)
+              FROM {T.TRIM_PER_REQUEST} t JOIN requests q USING (request_id)
               JOIN {base.table} b USING (request_id) JOIN {alone.table} a USING (request_id)
               LEFT JOIN prices pb ON pb.model_key = b.model_key
               LEFT JOIN prices pa ON pa.model_key = a.model_key
@@ -198,7 +197,7 @@ def _unused_tools(
     """Features that send tool definitions but never called a tool (no `tool_calls` finish, no
     tool message), with the tokens of those definitions and what dropping them would save."""
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {UNUSED_TOOLS} AS
+        f"""CREATE OR REPLACE TEMP TABLE {T.TRIM_UNUSED_TOOLS} AS
             WITH called AS (
               SELECT DISTINCT q.feature FROM requests q WHERE q.finish_reason = 'tool_calls'
               UNION
@@ -208,22 +207,22 @@ def _unused_tools(
             SELECT b.request_id, q.feature, m.text_hash, e.encoding, e.counts, 0::BIGINT AS tokens
             FROM {base.messages} m JOIN {base.table} b USING (request_id)
             JOIN requests q USING (request_id)
-            JOIN {R.ENCODINGS} e ON e.model_key IS NOT DISTINCT FROM b.model_key
+            JOIN {T.TRIM_ENCODINGS} e ON e.model_key IS NOT DISTINCT FROM b.model_key
             WHERE m.role = 'tools' AND q.feature IS NOT NULL
               AND q.feature NOT IN (SELECT feature FROM called WHERE feature IS NOT NULL)"""
     )
     for (encoding,) in con.execute(
-        f"SELECT DISTINCT encoding FROM {UNUSED_TOOLS} ORDER BY 1"
+        f"SELECT DISTINCT encoding FROM {T.TRIM_UNUSED_TOOLS} ORDER BY 1"
     ).fetchall():
         rows = con.execute(
             f"""SELECT DISTINCT x.text_hash, x.text FROM {base.texts} x
-                SEMI JOIN {UNUSED_TOOLS} u ON u.text_hash = x.text_hash AND u.encoding = ?
+                SEMI JOIN {T.TRIM_UNUSED_TOOLS} u ON u.text_hash = x.text_hash AND u.encoding = ?
                 ORDER BY 1""",
             [encoding],
         ).fetchall()
         counts = trimmer.diff(encoding).tokens([text for _, text in rows])
         con.executemany(
-            f"UPDATE {UNUSED_TOOLS} SET tokens = ? WHERE text_hash = ? AND encoding = ?",
+            f"UPDATE {T.TRIM_UNUSED_TOOLS} SET tokens = ? WHERE text_hash = ? AND encoding = ?",
             [(n, h, encoding) for (h, _), n in zip(rows, counts, strict=True)],
         )
     cut = "b.input_tokens - least(b.input_tokens, n.tools)"
@@ -233,7 +232,7 @@ def _unused_tools(
         f"""WITH n AS (
               SELECT request_id, any_value(feature) AS feature, sum(tokens) AS tools,
                      list(DISTINCT counts) AS sources
-              FROM {UNUSED_TOOLS} GROUP BY 1
+              FROM {T.TRIM_UNUSED_TOOLS} GROUP BY 1
             ), c AS (
               SELECT n.feature, n.tools, n.sources, {cost_sql("b", "p")} AS before,
                      {cost_sql("x", "p")} AS after
@@ -298,7 +297,7 @@ def _totals(
                    count(*) FILTER (WHERE counts = 'exact') AS exact,
                    count(*) FILTER (WHERE counts = 'approximate') AS approximate,
                    count(*) FILTER (WHERE counts = 'estimated') AS estimated, {kinds}
-            FROM {R.PER_REQUEST}"""
+            FROM {T.TRIM_PER_REQUEST}"""
     )
     names = [d[0] for d in cur.description or ()]
     row = dict(zip(names, cur.fetchall()[0], strict=True))
@@ -337,7 +336,7 @@ def _example(
     """The text of `feature` where `kind` saved the most, before and after that transform."""
     if kind == "duplicate_messages":
         found = con.execute(
-            f"""SELECT x.text FROM {R.DUP_MESSAGES} d JOIN requests q USING (request_id)
+            f"""SELECT x.text FROM {T.TRIM_DUP_MESSAGES} d JOIN requests q USING (request_id)
                 JOIN {base.texts} x USING (text_hash)
                 WHERE q.feature IS NOT DISTINCT FROM ? ORDER BY d.request_id, d.position LIMIT 1""",
             [feature],
@@ -349,7 +348,7 @@ def _example(
     if kind not in KINDS:
         return None
     found = con.execute(
-        f"""SELECT x.text FROM {R.TEXT_SAVINGS} t JOIN {base.texts} x USING (text_hash)
+        f"""SELECT x.text FROM {T.TRIM_TEXT_SAVINGS} t JOIN {base.texts} x USING (text_hash)
             WHERE t.saved_{kind} > 0 AND t.text_hash IN (
               SELECT m.text_hash FROM {base.messages} m JOIN requests q USING (request_id)
               WHERE q.feature IS NOT DISTINCT FROM ?)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from advisor.levers import tables as T
 from advisor.levers.base import Findings, LeverContext, Replayed, State
 from advisor.levers.trimming import details, replay
 from advisor.levers.trimming.models import TrimmingDetails, TrimmingRisk
@@ -29,7 +30,7 @@ class TrimmingLever:
     def replay(self, ctx: LeverContext, state: State, out: str) -> Replayed:
         assert self.trimmer is not None, "prepare() first"
         affected = self.trimmer.replay(ctx.con, state.table, state.messages, state.texts, out)
-        return Replayed(State(out, replay.MESSAGES_OUT, replay.TEXTS_OUT), affected)
+        return Replayed(State(out, T.TRIM_MESSAGES, T.TRIM_TEXTS), affected)
 
     def describe(
         self, ctx: LeverContext, base: State, alone: Replayed
@@ -38,4 +39,4 @@ class TrimmingLever:
         found, risk, recommendations = details.describe(
             ctx.con, self.policy, self.trimmer, base, alone.state
         )
-        return Findings(found, risk, recommendations, per_request=details.DECISIONS)
+        return Findings(found, risk, recommendations, per_request=T.TRIM_DECISIONS)

@@ -21,16 +21,17 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
+from advisor.levers import tables as T
 from advisor.levers.trimming.counting import EXACT, TokenDiff
 from advisor.levers.trimming.policy import TrimmingPolicy
 from advisor.levers.trimming.transforms import KINDS, trim
 from advisor.store import hash_hex_sql, scalar
 from advisor.tokens import TOKENS_PER_MESSAGE, encoding_available
 
-# Working tables (to be declared in advisor/levers/tables.py once the lever contract lands).
-ENCODINGS, TEXT_SAVINGS, NEW_TEXTS = "_trim_enc", "_trim_text", "_trim_new_texts"
-DUP_MESSAGES, DUP_TOKENS, PER_REQUEST = "_trim_dup", "_trim_dup_tokens", "_trim_req"
-MESSAGES_OUT, TEXTS_OUT = "_trim_messages", "_trim_texts_all"
+# Working tables, declared with their purpose in advisor/levers/tables.py.
+ENCODINGS, TEXT_SAVINGS, NEW_TEXTS = T.TRIM_ENCODINGS, T.TRIM_TEXT_SAVINGS, T.TRIM_NEW_TEXTS
+DUP_MESSAGES, DUP_TOKENS, PER_REQUEST = T.TRIM_DUP_MESSAGES, T.TRIM_DUP_TOKENS, T.TRIM_PER_REQUEST
+MESSAGES_OUT, TEXTS_OUT = T.TRIM_MESSAGES, T.TRIM_TEXTS
 
 # Roles of the stable start of a prompt (what a provider's cache holds first).
 PREFIX_ROLES = ("tools", "system", "developer")
