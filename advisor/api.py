@@ -351,10 +351,12 @@ def _check_rules(rules_dir: Path, prices: PriceTable) -> None:
     from advisor.difficulty.heuristics import load_rules
     from advisor.levers.caching import load_policy
     from advisor.levers.tiering import load_tiers
+    from advisor.levers.trimming.policy import load_policy as load_trimming_policy
 
     load_tiers(rules_dir, prices)
     load_rules(rules_dir)
     load_policy(rules_dir)
+    load_trimming_policy(rules_dir)
 
 
 def diff(old: Path, new: Path) -> AnalysisDiff:

@@ -2,7 +2,8 @@
 fail cases must not. Generic: a new rules file (batching, guardrails...) is covered as soon as its
 rules use the condition language of advisor/conditions.py. Rules that carry a `pattern` (redaction,
 the vocabulary filters of rules/difficulty.yaml) run theirs through advisor.redact, and the
-`ordinary` texts of a redaction file must come out of the whole rule set unchanged."""
+`ordinary` texts of a redaction file must come out of the whole rule set unchanged. Rules that carry
+a `transform` (rules/trimming.yaml) run their before/after cases through the trimming transforms."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 
 from advisor.conditions import FeatureType, rules_with_cases, run_cases
 from advisor.difficulty.features import FEATURE_TYPES
+from advisor.levers.trimming.policy import ROW_FEATURES
+from advisor.levers.trimming.transforms import run_transform_cases, transform_rules
 from advisor.plausibility import FEATURES as PLAUSIBILITY_FEATURES
 from advisor.redact import pattern_rules, redact, run_pattern_cases
 from advisor.ruleset import default_rules_dir, read_yaml
@@ -23,6 +26,7 @@ RULES_DIR = default_rules_dir()
 CATALOGUES: dict[str, Mapping[str, FeatureType]] = {
     "difficulty": FEATURE_TYPES,
     "plausibility": PLAUSIBILITY_FEATURES,
+    "trimming_policy": ROW_FEATURES,
 }
 
 
@@ -35,7 +39,7 @@ def _collect() -> list[Any]:
             params.append(
                 pytest.param(path, data["kind"], rule, id=f"{rel}:{rule.get('id', where)}")
             )
-        for rule in pattern_rules(data):
+        for rule in [*pattern_rules(data), *transform_rules(data)]:
             rel = path.relative_to(RULES_DIR)
             params.append(pytest.param(path, data["kind"], rule, id=f"{rel}:{rule['id']}"))
     return params
@@ -52,6 +56,8 @@ def test_there_are_rule_cases() -> None:
 def test_rule_cases(path: Path, kind: str, rule: Mapping[str, Any]) -> None:
     if "pattern" in rule:
         failures: list[Any] = run_pattern_cases(rule)
+    elif "transform" in rule:
+        failures = run_transform_cases(rule, read_yaml(path)["min_duplicate_chars"])
     else:
         failures = run_cases(rule, CATALOGUES.get(kind))
     assert not failures, f"{path}:\n" + "\n".join(str(f) for f in failures)

@@ -11,11 +11,13 @@ from advisor.errors import AdvisorError
 from advisor.levers.base import Lever
 from advisor.levers.caching import CachingLever
 from advisor.levers.tiering import TieringLever
+from advisor.levers.trimming import TrimmingLever
 
 # tiering -> trimming and output caps -> caching -> batching
 LEVERS: tuple[type[Lever], ...] = (
     TieringLever,
-    # TrimmingLever, OutputCapsLever slot in here
+    TrimmingLever,
+    # OutputCapsLever slots in here
     CachingLever,
     # BatchingLever slots in here
 )

@@ -17,6 +17,7 @@ import duckdb
 class Table:
     name: str
     purpose: str
+    view: bool = False
 
 
 def _declare(*tables: Table) -> dict[str, Table]:
@@ -52,6 +53,18 @@ CACHE_WHAT_IF_CHOICE = "_cache_cf_choice"
 CACHE_VIEW = "_cache_view"
 CACHE_DECISIONS = "_cache_decisions"
 
+# trimming
+TRIM_ENCODINGS = "_trim_enc"
+TRIM_TEXT_SAVINGS = "_trim_text"
+TRIM_DUP_MESSAGES = "_trim_dup"
+TRIM_DUP_TOKENS = "_trim_dup_tokens"
+TRIM_PER_REQUEST = "_trim_req"
+TRIM_UNUSED_TOOLS = "_trim_tools"
+TRIM_DECISIONS = "_trim_decisions"
+TRIM_MESSAGES = "_trim_messages"
+TRIM_NEW_TEXTS = "_trim_new_texts"
+TRIM_TEXTS = "_trim_texts_all"
+
 # simulate
 STATE_BASE = "state_base"
 
@@ -62,6 +75,15 @@ WORKING: dict[str, dict[str, Table]] = {
         Table(TIER_LENGTHS, "typical output length per (template, model)"),
         Table(TIER_CANDIDATES, "per request: class, target, cost before and after routing"),
         Table(TIER_STATIC, "features already covered by a whole-feature route rule"),
+    ),
+    "trimming": _declare(
+        Table(TRIM_ENCODINGS, "model_key -> tiktoken encoding and how exact its counts are"),
+        Table(TRIM_TEXT_SAVINGS, "per text and encoding: trimmed text hash, tokens saved by kind"),
+        Table(TRIM_DUP_MESSAGES, "later copies of a message repeated within one request"),
+        Table(TRIM_DUP_TOKENS, "token counts of the repeated messages' texts per encoding"),
+        Table(TRIM_PER_REQUEST, "per request: tokens trimmed (total, in the prefix, by kind)"),
+        Table(TRIM_UNUSED_TOOLS, "tool definitions of features that never call a tool"),
+        Table(TRIM_DECISIONS, "per request: trimmed_tokens for `export decisions`"),
     ),
     "caching": _declare(
         Table(CACHE_PRICES, "the price table"),
@@ -88,6 +110,17 @@ WORKING: dict[str, dict[str, Table]] = {
 }
 
 
+# The prompt a lever's output state names (State.messages/texts) when the lever edits prompts: a
+# later lever reads it, so it lives until the simulation ends (drop_all), like the states.
+PROMPTS: dict[str, dict[str, Table]] = {
+    "trimming": _declare(
+        Table(TRIM_MESSAGES, "the trimmed prompt: messages pointing at trimmed texts"),
+        Table(TRIM_NEW_TEXTS, "the trimmed texts, by their own hash"),
+        Table(TRIM_TEXTS, "view: the store's texts and the trimmed ones", view=True),
+    ),
+}
+
+
 def state_table(lever_id: str, run: str) -> str:
     """The state a lever's replay writes: run is 'alone' (on the baseline) or 'chain'."""
     return f"state_{lever_id}_{run}"
@@ -95,14 +128,20 @@ def state_table(lever_id: str, run: str) -> str:
 
 def drop_working_tables(con: duckdb.DuckDBPyConnection, lever_id: str) -> None:
     """Drop the working tables a lever declares (its states stay for `simulate` to drop)."""
-    for name in WORKING.get(lever_id, {}):
-        con.execute(f"DROP TABLE IF EXISTS {name}")
+    _drop(con, WORKING.get(lever_id, {}))
+
+
+def _drop(con: duckdb.DuckDBPyConnection, tables: dict[str, Table]) -> None:
+    for table in tables.values():
+        con.execute(f"DROP {'VIEW' if table.view else 'TABLE'} IF EXISTS {table.name}")
 
 
 def drop_all(con: duckdb.DuckDBPyConnection, lever_ids: tuple[str, ...]) -> None:
     """Drop every declared working table and the simulation's states for `lever_ids`."""
     for lever_id in WORKING:
         drop_working_tables(con, lever_id)
+    for tables in PROMPTS.values():
+        _drop(con, tables)
     for lever_id in lever_ids:
         for run in ("alone", "chain"):
             con.execute(f"DROP TABLE IF EXISTS {state_table(lever_id, run)}")
