@@ -257,6 +257,19 @@ def test_the_saving_is_priced_with_the_cost_formula() -> None:
     assert priced.less <= priced.total <= priced.more
 
 
+def test_a_cap_no_rule_applies_is_priced_but_not_replayed() -> None:
+    # 10% of answers are long: the cap would cut 10% of requests, over the rules' 2%
+    rows = [{"output_tokens": 100} for _ in range(90)] + [{"output_tokens": 1000}] * 10
+    con = con_with(rows)
+    register_prices(con, PRICES)
+    (g,) = core.plan(con, policy(percentile=0.9, range_percentiles=[0.6, 0.999])).caps
+    assert g.cap == 228 and g.truncated == 10 and g.rule is None
+    assert core.replay(con, state_of(con), "after") == 0
+    priced = core.price(con, "state_base")
+    assert priced.by_cap_group[("f", None)] > 0
+    assert priced.total == 0 and priced.more == 0
+
+
 def test_recommendation_rules_read_the_metrics() -> None:
     p = load_policy(RULES)
     (rule,) = [r for r in p.recommendations if r.id == "OUTCAP-002"]

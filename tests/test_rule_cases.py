@@ -14,6 +14,7 @@ import pytest
 
 from advisor.conditions import FeatureType, rules_with_cases, run_cases
 from advisor.difficulty.features import FEATURE_TYPES
+from advisor.levers.output_caps.policy import FEATURES as OUTPUT_CAPS_FEATURES
 from advisor.plausibility import FEATURES as PLAUSIBILITY_FEATURES
 from advisor.redact import pattern_rules, redact, run_pattern_cases
 from advisor.ruleset import default_rules_dir, read_yaml
@@ -23,6 +24,7 @@ RULES_DIR = default_rules_dir()
 CATALOGUES: dict[str, Mapping[str, FeatureType]] = {
     "difficulty": FEATURE_TYPES,
     "plausibility": PLAUSIBILITY_FEATURES,
+    "output_caps_policy": OUTPUT_CAPS_FEATURES,
 }
 
 

@@ -413,16 +413,20 @@ def plan(con: duckdb.DuckDBPyConnection, policy: OutputCapsPolicy) -> Plan:
 def _decisions(
     con: duckdb.DuckDBPyConnection, caps: Sequence[CapGroup], reasoning: Sequence[ReasoningGroup]
 ) -> None:
-    """`_oc_decisions`: per request of an applied cap or budget, the tokens each would cut."""
+    """`_oc_decisions`: per request of a group with a cap or a budget, the tokens each would cut
+    and whether a rule applied it (the replay cuts only applied ones; every one is priced)."""
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _oc_caps (feature VARCHAR, template VARCHAR,
-           cap BIGINT, cap_more BIGINT, cap_less BIGINT)"""
+           cap BIGINT, cap_more BIGINT, cap_less BIGINT, applied BOOLEAN)"""
     )
-    applied = [g for g in caps if g.rule is not None]
-    if applied:
+    with_cap = [g for g in caps if g.cap is not None]
+    if with_cap:
         con.executemany(
-            "INSERT INTO _oc_caps VALUES (?, ?, ?, ?, ?)",
-            [[g.feature, g.template, g.cap, g.cap_more, g.cap_less] for g in applied],
+            "INSERT INTO _oc_caps VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                [g.feature, g.template, g.cap, g.cap_more, g.cap_less, g.rule is not None]
+                for g in with_cap
+            ],
         )
     budgeted = [[r.feature, r.model] for r in reasoning if r.rule is not None]
     if budgeted:
@@ -437,18 +441,25 @@ def _decisions(
 
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {DECISIONS} AS
-        SELECT b.request_id, b.feature, b.template, b.model, g.cap AS output_cap,
-               r.budget AS reasoning_budget, {cut("")}, {cut("_more")}, {cut("_less")}
+        SELECT b.request_id, b.feature, b.template, b.model,
+               CASE WHEN g.applied THEN g.cap END AS output_cap,
+               CASE WHEN r.applied THEN r.budget END AS reasoning_budget,
+               coalesce(g.applied, false) AS cap_applied,
+               coalesce(r.applied, false) AS budget_applied,
+               {cut("")}, {cut("_more")}, {cut("_less")}
         FROM {BASE} b
         LEFT JOIN _oc_caps g ON {_SAME_GROUP}
-        LEFT JOIN (SELECT * FROM {BUDGETS} WHERE applied) r
-               ON r.feature = b.feature AND r.model = b.model
+        LEFT JOIN {BUDGETS} r ON r.feature = b.feature AND r.model = b.model
         WHERE g.cap IS NOT NULL OR r.budget IS NOT NULL"""
     )
 
 
 def _cut(suffix: str = "") -> str:
-    return f"(d.visible_cut{suffix} + d.reasoning_cut{suffix})"
+    """The tokens a request loses under the applied caps and budgets."""
+    return (
+        f"(CASE WHEN d.cap_applied THEN d.visible_cut{suffix} ELSE 0 END"
+        f" + CASE WHEN d.budget_applied THEN d.reasoning_cut{suffix} ELSE 0 END)"
+    )
 
 
 def replay(con: duckdb.DuckDBPyConnection, state: str, out: str) -> int:
@@ -471,7 +482,8 @@ def replay(con: duckdb.DuckDBPyConnection, state: str, out: str) -> int:
 
 @dataclass(frozen=True)
 class Priced:
-    """Savings priced on a state, per group and at the range's ends (over priced requests)."""
+    """Savings priced on a state (over priced requests): per group, applied or not, and the
+    applied caps' and budgets' total at the chosen percentiles and the range's ends."""
 
     by_cap_group: dict[tuple[str, str | None], Decimal]
     by_reasoning_group: dict[tuple[str, str], Decimal]
