@@ -161,9 +161,10 @@ def _cap_groups(con: duckdb.DuckDBPyConnection, policy: OutputCapsPolicy) -> lis
     low, high = k.range_percentiles
 
     def cap(p: float) -> str:
+        # rounded first: a float product a hair above an integer must not add a token
         return (
-            f"CASE WHEN count(*) >= {k.min_requests} THEN greatest(ceil(quantile_cont(visible, "
-            f"{p}) * {k.headroom}), {k.min_cap_tokens})::BIGINT END"
+            f"CASE WHEN count(*) >= {k.min_requests} THEN greatest(ceil(round(quantile_cont("
+            f"visible, {p}) * {k.headroom}, 6)), {k.min_cap_tokens})::BIGINT END"
         )
 
     con.execute(
@@ -317,7 +318,8 @@ def _reasoning_groups(
         enough = n >= k.min_requests
 
         def budget(value: float, floor: int = floor, enough: bool = enough) -> int | None:
-            return max(math.ceil(value), floor) if enough else None
+            # rounded first: a float product a hair above an integer must not add a token
+            return max(math.ceil(round(value, 6)), floor) if enough else None
 
         groups.append(
             ReasoningGroup(
