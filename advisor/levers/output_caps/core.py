@@ -17,20 +17,19 @@ from typing import Any
 
 import duckdb
 
-from advisor.conditions import evaluate, to_sql
+from advisor.conditions import evaluate, sql_literal, to_sql
 from advisor.levers.output_caps.policy import OutputCapsPolicy
 from advisor.pricing import cost_sql
 
-BASE, GROUPS, RUNAWAY, BUDGETS, DECISIONS = (
+BASE, GROUPS, RUNAWAY, BUDGETS, CAPS, DECISIONS, RATES = (
     "_oc_base",
     "_oc_groups",
     "_oc_runaway",
     "_oc_budgets",
+    "_oc_caps",
     "_oc_decisions",
+    "_oc_rates",
 )
-WORKING_TABLES = (BASE, GROUPS, RUNAWAY, BUDGETS, DECISIONS, "_oc_caps")
-# Decision columns: the cut at the chosen percentile, and at the range's two ends.
-CUTS = ("cut", "cut_more", "cut_less")
 _SAME_GROUP = "b.feature = g.feature AND b.template IS NOT DISTINCT FROM g.template"
 
 
@@ -293,7 +292,7 @@ def _reasoning_groups(
     """Per (feature, model) that logged reasoning: its budgets and what each would cut."""
     k = policy.reasoning
     low, high = k.range_percentiles
-    easy = ", ".join(f"'{c}'" for c in k.easy_classes if "'" not in c)
+    easy = ", ".join(sql_literal(c) for c in k.easy_classes)
     if classified:
         join = "LEFT JOIN difficulty d USING (request_id)"
         classes = (
@@ -302,8 +301,10 @@ def _reasoning_groups(
         )
     else:
         join, classes = "", "NULL, NULL"
+    # min(provider): a model's requests come from one provider family (openai and azure share
+    # parameters); the name breaks a tie deterministically
     rows = con.execute(
-        f"""SELECT b.feature, b.model, mode(b.provider ORDER BY b.provider), count(*),
+        f"""SELECT b.feature, b.model, min(b.provider), count(*),
                    sum(b.output_tokens), sum(b.reasoning), {classes},
                    quantile_cont(b.reasoning, {k.percentile}), quantile_cont(b.reasoning, {low}),
                    quantile_cont(b.reasoning, {high})
@@ -418,13 +419,13 @@ def _decisions(
     """`_oc_decisions`: per request of a group with a cap or a budget, the tokens each would cut
     and whether a rule applied it (the replay cuts only applied ones; every one is priced)."""
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _oc_caps (feature VARCHAR, template VARCHAR,
+        f"""CREATE OR REPLACE TEMP TABLE {CAPS} (feature VARCHAR, template VARCHAR,
            cap BIGINT, cap_more BIGINT, cap_less BIGINT, applied BOOLEAN)"""
     )
     with_cap = [g for g in caps if g.cap is not None]
     if with_cap:
         con.executemany(
-            "INSERT INTO _oc_caps VALUES (?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO {CAPS} VALUES (?, ?, ?, ?, ?, ?)",
             [
                 [g.feature, g.template, g.cap, g.cap_more, g.cap_less, g.rule is not None]
                 for g in with_cap
@@ -450,7 +451,7 @@ def _decisions(
                coalesce(r.applied, false) AS budget_applied,
                {cut("")}, {cut("_more")}, {cut("_less")}
         FROM {BASE} b
-        LEFT JOIN _oc_caps g ON {_SAME_GROUP}
+        LEFT JOIN {CAPS} g ON {_SAME_GROUP}
         LEFT JOIN {BUDGETS} r ON r.feature = b.feature AND r.model = b.model
         WHERE g.cap IS NOT NULL OR r.budget IS NOT NULL"""
     )
@@ -496,45 +497,42 @@ class Priced:
 
 
 def price(con: duckdb.DuckDBPyConnection, state: str, prices: str = "prices") -> Priced:
-    """Price every decision's cuts on `state` (normally the baseline) with the one cost formula."""
-
-    def saving(cut: str) -> str:
-        after = f"(SELECT s.* REPLACE (s.output_tokens - least({cut}, s.output_tokens) AS " + (
-            f"output_tokens) FROM {state} s JOIN {DECISIONS} d USING (request_id))"
-        )
-        return f"""SELECT d.request_id, d.feature, d.template, d.model, p.model_key IS NULL AS
-                          unpriced, {cut} AS cut,
-                          {cost_sql("s", "p")} - {cost_sql("a", "p")} AS saving
-                   FROM {state} s JOIN {DECISIONS} d USING (request_id)
-                   JOIN {after} a USING (request_id)
-                   LEFT JOIN {prices} p ON p.model_key = s.model_key"""
-
+    """Price every decision's cuts on `state` (normally the baseline) with the one cost formula:
+    a request's output rate is its cost at one output token minus its cost at none (exact, and
+    the long-context tier still follows its input), so a cut of n tokens saves n x that rate."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {RATES} AS
+        WITH one AS (SELECT s.* REPLACE (1 AS output_tokens) FROM {state} s
+                     SEMI JOIN {DECISIONS} d USING (request_id)),
+             none AS (SELECT one.* REPLACE (0 AS output_tokens) FROM one)
+        SELECT one.request_id, {cost_sql("one", "p")} - {cost_sql("none", "p")} AS rate
+        FROM one JOIN none USING (request_id) LEFT JOIN {prices} p ON p.model_key = one.model_key"""
+    )
+    joined = f"{DECISIONS} d JOIN {RATES} r USING (request_id)"
     by_cap = {
         (f, t): Decimal(v or 0)
         for f, t, v in con.execute(
-            f"""SELECT feature, template, sum(saving) FROM ({saving("d.visible_cut")})
-                GROUP BY ALL"""
+            f"SELECT d.feature, d.template, sum(d.visible_cut * r.rate) FROM {joined} GROUP BY ALL"
         ).fetchall()
     }
     by_reasoning = {
         (f, m): Decimal(v or 0)
         for f, m, v in con.execute(
-            f"""SELECT feature, model, sum(saving) FROM ({saving("d.reasoning_cut")})
-                GROUP BY ALL"""
+            f"SELECT d.feature, d.model, sum(d.reasoning_cut * r.rate) FROM {joined} GROUP BY ALL"
         ).fetchall()
     }
-    totals = []
-    for suffix in ("", "_more", "_less"):
-        row = con.execute(
-            f"""SELECT sum(saving), count(*) FILTER (WHERE unpriced AND cut > 0)
-                FROM ({saving(_cut(suffix))})"""
-        ).fetchone()
-        totals.append((Decimal(row[0] or 0), int(row[1])) if row else (Decimal(0), 0))
+    row = con.execute(
+        f"""SELECT sum({_cut()} * r.rate), sum({_cut("_more")} * r.rate),
+                   sum({_cut("_less")} * r.rate),
+                   count(*) FILTER (WHERE r.rate IS NULL AND {_cut()} > 0)
+            FROM {joined}"""
+    ).fetchone()
+    total, more, less, unpriced = row if row else (0, 0, 0, 0)
     return Priced(
         by_cap_group=by_cap,
         by_reasoning_group=by_reasoning,
-        total=totals[0][0],
-        more=totals[1][0],
-        less=totals[2][0],
-        unpriced=totals[0][1],
+        total=Decimal(total or 0),
+        more=Decimal(more or 0),
+        less=Decimal(less or 0),
+        unpriced=int(unpriced),
     )
