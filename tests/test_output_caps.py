@@ -20,6 +20,7 @@ from advisor.levers.output_caps import core
 from advisor.levers.output_caps.policy import OutputCapsPolicy, load_policy
 from advisor.pricing import load_prices, register_prices
 from advisor.ruleset import default_rules_dir, read_yaml
+from advisor.store import scalar
 
 RULES = default_rules_dir()
 PRICES = load_prices(RULES)
@@ -168,8 +169,8 @@ def test_repeated_share_sql() -> None:
     con = duckdb.connect()
 
     def share(text: str) -> float | None:
-        row = con.execute(f"SELECT {core.repeated_share_sql('?', 4)}", [text]).fetchone()
-        return row[0] if row else None
+        value: float | None = scalar(con, f"SELECT {core.repeated_share_sql('?', 4)}", [text])
+        return value
 
     loop = " ".join(["the cat sat on the mat"] * 20)
     prose = " ".join(f"word{i}" for i in range(200))

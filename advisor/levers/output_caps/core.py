@@ -20,6 +20,7 @@ import duckdb
 from advisor.conditions import evaluate, sql_literal, to_sql
 from advisor.levers.output_caps.policy import OutputCapsPolicy
 from advisor.pricing import cost_sql
+from advisor.store import first_row, scalar
 
 BASE, GROUPS, RUNAWAY, BUDGETS, CAPS, DECISIONS, RATES = (
     "_oc_base",
@@ -120,11 +121,8 @@ class Plan:
 
 
 def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT internal", [name]
-        ).fetchone()[0]  # type: ignore[index]
-    )
+    sql = "SELECT count(*) FROM duckdb_tables() WHERE table_name = ? AND NOT internal"
+    return bool(scalar(con, sql, [name]))
 
 
 def _base(con: duckdb.DuckDBPyConnection, policy: OutputCapsPolicy) -> int:
@@ -147,11 +145,13 @@ def _base(con: duckdb.DuckDBPyConnection, policy: OutputCapsPolicy) -> int:
                          THEN b.system_hash END AS template
         FROM b LEFT JOIN split s USING (feature) LEFT JOIN t USING (feature, system_hash)"""
     )
-    row = con.execute(
-        """SELECT count(*) FROM requests WHERE feature IS NULL AND output_tokens IS NOT NULL
-           AND coalesce(status, 'ok') = 'ok' AND coalesce(token_source, '') <> 'unbilled'"""
-    ).fetchone()
-    return int(row[0]) if row else 0
+    return int(
+        scalar(
+            con,
+            """SELECT count(*) FROM requests WHERE feature IS NULL AND output_tokens IS NOT NULL
+               AND coalesce(status, 'ok') = 'ok' AND coalesce(token_source, '') <> 'unbilled'""",
+        )
+    )
 
 
 def _cap_groups(con: duckdb.DuckDBPyConnection, policy: OutputCapsPolicy) -> list[CapGroup]:
@@ -476,11 +476,13 @@ def replay(con: duckdb.DuckDBPyConnection, state: str, out: str) -> int:
                s.output_tokens - coalesce({cut}, 0) AS output_tokens, s.service_tier
         FROM {state} s LEFT JOIN {DECISIONS} d USING (request_id)"""
     )
-    row = con.execute(
-        f"""SELECT count(*) FROM {state} s JOIN {DECISIONS} d USING (request_id)
-            WHERE {_cut()} > 0 AND s.output_tokens > 0"""
-    ).fetchone()
-    return int(row[0]) if row else 0
+    return int(
+        scalar(
+            con,
+            f"""SELECT count(*) FROM {state} s JOIN {DECISIONS} d USING (request_id)
+                WHERE {_cut()} > 0 AND s.output_tokens > 0""",
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -521,12 +523,13 @@ def price(con: duckdb.DuckDBPyConnection, state: str, prices: str = "prices") ->
             f"SELECT d.feature, d.model, sum(d.reasoning_cut * r.rate) FROM {joined} GROUP BY ALL"
         ).fetchall()
     }
-    row = con.execute(
+    row = first_row(
+        con,
         f"""SELECT sum({_cut()} * r.rate), sum({_cut("_more")} * r.rate),
                    sum({_cut("_less")} * r.rate),
                    count(*) FILTER (WHERE r.rate IS NULL AND {_cut()} > 0)
-            FROM {joined}"""
-    ).fetchone()
+            FROM {joined}""",
+    )
     total, more, less, unpriced = row if row else (0, 0, 0, 0)
     return Priced(
         by_cap_group=by_cap,
