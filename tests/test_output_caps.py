@@ -122,6 +122,16 @@ def test_a_cap_on_visible_output_leaves_reasoning_alone() -> None:
     assert outputs(con, "after")["r0060"] == 120 + 200
 
 
+def test_runaways_a_logged_max_tokens_already_stops_get_no_cap() -> None:
+    # long answers stopped at max_tokens 1024: the cap (p99 x 1.2) lies above them
+    rows = [{"output_tokens": 100, "max_tokens": 1024} for _ in range(200)]
+    rows += [{"output_tokens": 1024, "max_tokens": 1024, "finish_reason": "length"}] * 3
+    (g,) = core.plan(con_with(rows), policy()).caps
+    assert g.runaway == 3 and g.at_cap == 3
+    assert g.cap is not None and g.cap > 1024 and g.tokens_saved == 0
+    assert g.rule is None
+
+
 def test_too_few_requests_get_no_cap() -> None:
     con = con_with([{"output_tokens": 100} for _ in range(5)] + [{"output_tokens": 9000}])
     plan = core.plan(con, policy())
