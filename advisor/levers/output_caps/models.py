@@ -95,6 +95,7 @@ class OutputCapsDetails(Model):
     unattributed_requests: int  # without a feature: no cap group
     visible_tokens_saved: int
     reasoning_tokens_saved: int
+    unpriced_requests_cut: int  # cut, but on a model without a price: their saving is unknown
     range_low: RangeEnd  # higher percentiles: less saved, fewer cuts
     range_high: RangeEnd  # lower percentiles: more saved, more cuts
     caps: list[CapRow]  # by feature, template
