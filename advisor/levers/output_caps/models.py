@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 from advisor.levers.base import LeverResultBase
-from advisor.money import Model, Money, Share
+from advisor.money import Model, Money, Share, Tokens
 
 
 class CapRow(Model):
@@ -22,15 +22,15 @@ class CapRow(Model):
     template: str | None  # system-prompt hash, where the feature is split by template
     template_excerpt: str | None  # redacted start of that system prompt
     requests: int
-    visible_tokens: int  # output minus reasoning
+    visible_tokens: Tokens  # output minus reasoning
     median_tokens: float
     percentile: float
-    cap: int | None  # on visible output tokens; None: fewer requests than the policy's minimum
+    cap: Tokens | None  # on visible output tokens; None: fewer requests than the policy's minimum
     parameter: str  # the request parameter(s) to set, per provider
-    setting: int | None  # the value to set: cap + the most reasoning the group logged
+    setting: Tokens | None  # the value to set: cap + the most reasoning the group logged
     applied: bool  # a recommendation rule chose this cap (the replay applies only these)
     rule: str | None
-    tokens_saved: int
+    tokens_saved: Tokens
     saving: Money
     truncated_requests: int  # would have been cut by the cap
     truncated_share: Share
@@ -48,17 +48,17 @@ class ReasoningRow(Model):
     model: str
     provider: str | None
     requests: int
-    output_tokens: int
-    reasoning_tokens: int
+    output_tokens: Tokens
+    reasoning_tokens: Tokens
     reasoning_share: Share  # of output tokens
     easy_medium_share: Share | None  # None: no difficulty classification to read
     hard_requests: int | None
     percentile: float
-    budget: int | None  # reasoning tokens per request; None: too few requests
+    budget: Tokens | None  # reasoning tokens per request; None: too few requests
     setting: str | None  # the config line: `reasoning_effort: low`, `thinking.budget_tokens: N`
     applied: bool
     rule: str | None
-    reasoning_saved: int
+    reasoning_saved: Tokens
     saving: Money
     above_budget: int  # requests that reasoned more than the budget
     above_budget_share: Share
@@ -69,7 +69,7 @@ class RunawayRow(Model):
     request_id: str
     feature: str
     model: str | None
-    visible_tokens: int
+    visible_tokens: Tokens
     median_tokens: float  # of its feature (or template)
     repeated_share: Share | None  # repeated word n-grams; None: text not logged or not scanned
     capped: bool  # sent with max_tokens
@@ -81,7 +81,7 @@ class RangeEnd(Model):
 
     cap_percentile: float
     budget_percentile: float
-    tokens_saved: int  # visible and reasoning
+    tokens_saved: Tokens  # visible and reasoning
     saving: Money
     truncated_requests: int
 
@@ -93,8 +93,8 @@ class OutputCapsDetails(Model):
     budget_percentile: float
     requests_read: int  # successful billed requests with a feature
     unattributed_requests: int  # without a feature: no cap group
-    visible_tokens_saved: int
-    reasoning_tokens_saved: int
+    visible_tokens_saved: Tokens
+    reasoning_tokens_saved: Tokens
     unpriced_requests_cut: int  # cut, but on a model without a price: their saving is unknown
     range_low: RangeEnd  # higher percentiles: less saved, fewer cuts
     range_high: RangeEnd  # lower percentiles: more saved, more cuts
