@@ -239,17 +239,20 @@ def test_easy_work_that_mostly_reasons_gets_a_budget() -> None:
     assert outputs(con, "after")["r0059"] == 1600 - (1590 - 1295)
 
 
-def test_a_request_moved_to_another_model_keeps_its_reasoning() -> None:
+def test_a_budget_follows_the_feature_onto_another_model() -> None:
+    # an earlier lever (tiering) moved one request: the budget is the call site's setting
     con = with_difficulty(con_with(REASONING), "easy")
     core.plan(con, policy())
     base = state_of(con)
     con.execute(
         f"""CREATE TEMP TABLE routed AS SELECT * REPLACE (CASE WHEN request_id = 'r0059'
-            THEN 'gpt-5-mini' ELSE model_key END AS model_key) FROM {base}"""
+            THEN 'gpt-5-nano' ELSE model_key END AS model_key,
+            CASE WHEN request_id = 'r0058' THEN 100 ELSE output_tokens END AS output_tokens)
+            FROM {base}"""
     )
     core.replay(con, "routed", "after")
-    assert outputs(con, "after")["r0059"] == 1600  # budget is gpt-5's parameter: not applied
-    assert outputs(con, "after")["r0058"] == 1590 - (1580 - 1295)
+    assert outputs(con, "after")["r0059"] == 1600 - (1590 - 1295)
+    assert outputs(con, "after")["r0058"] == 0  # a cut larger than the state's output: clamped
 
 
 def test_hard_work_gets_no_budget() -> None:

@@ -130,8 +130,7 @@ def _base(con: duckdb.DuckDBPyConnection, policy: OutputCapsPolicy) -> int:
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {BASE} AS
         WITH b AS (
-          SELECT request_id, feature, provider, model_key, coalesce(model_key, model) AS model,
-                 system_hash,
+          SELECT request_id, feature, provider, coalesce(model_key, model) AS model, system_hash,
                  response_hash, max_tokens, finish_reason, output_tokens,
                  greatest(output_tokens - coalesce(reasoning_tokens, 0), 0) AS visible,
                  least(coalesce(reasoning_tokens, 0), output_tokens) AS reasoning
@@ -445,7 +444,7 @@ def _decisions(
 
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {DECISIONS} AS
-        SELECT b.request_id, b.feature, b.template, b.model, b.model_key,
+        SELECT b.request_id, b.feature, b.template, b.model,
                CASE WHEN g.applied THEN g.cap END AS output_cap,
                CASE WHEN r.applied THEN r.budget END AS reasoning_budget,
                coalesce(g.applied, false) AS cap_applied,
@@ -458,21 +457,19 @@ def _decisions(
     )
 
 
-def _cut(suffix: str = "", state: str | None = None) -> str:
-    """The tokens a request loses under the applied caps and budgets. On a `state` alias, a
-    budget counts only while the request is on the model it was set for (a request an earlier
-    lever moved to another model keeps its reasoning: the budget is that model's parameter)."""
-    same_model = "" if state is None else f" AND {state}.model_key IS NOT DISTINCT FROM d.model_key"
+def _cut(suffix: str = "") -> str:
+    """The tokens a request loses under the applied caps and budgets. Both are settings of the
+    call site (the feature), so they follow a request an earlier lever moved to another model."""
     return (
         f"(CASE WHEN d.cap_applied THEN d.visible_cut{suffix} ELSE 0 END"
-        f" + CASE WHEN d.budget_applied{same_model} THEN d.reasoning_cut{suffix} ELSE 0 END)"
+        f" + CASE WHEN d.budget_applied THEN d.reasoning_cut{suffix} ELSE 0 END)"
     )
 
 
 def replay(con: duckdb.DuckDBPyConnection, state: str, out: str) -> int:
     """Write `out` from `state` with each request's output lowered by its cut (never raised, never
     below zero); return how many requests it lowered."""
-    cut = f"least(greatest({_cut(state='s')}, 0), greatest(s.output_tokens, 0))"
+    cut = f"least(greatest({_cut()}, 0), greatest(s.output_tokens, 0))"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {out} AS
         SELECT s.request_id, s.model_key, s.input_tokens, s.cache_read_tokens,
@@ -484,7 +481,7 @@ def replay(con: duckdb.DuckDBPyConnection, state: str, out: str) -> int:
         scalar(
             con,
             f"""SELECT count(*) FROM {state} s JOIN {DECISIONS} d USING (request_id)
-                WHERE {_cut(state="s")} > 0 AND s.output_tokens > 0""",
+                WHERE {_cut()} > 0 AND s.output_tokens > 0""",
         )
     )
 
