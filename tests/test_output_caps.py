@@ -122,14 +122,21 @@ def test_a_cap_on_visible_output_leaves_reasoning_alone() -> None:
     assert outputs(con, "after")["r0060"] == 120 + 200
 
 
-def test_runaways_a_logged_max_tokens_already_stops_get_no_cap() -> None:
-    # long answers stopped at max_tokens 1024: the cap (p99 x 1.2) lies above them
+def test_the_cap_is_set_from_the_answers_that_are_not_runaways() -> None:
+    # 3 of 203 answers ran to the logged max_tokens (1024): a p99 over all answers would sit at
+    # 1024 and cut nothing; set from the others, the cap stops the runaways
     rows = [{"output_tokens": 100, "max_tokens": 1024} for _ in range(200)]
     rows += [{"output_tokens": 1024, "max_tokens": 1024, "finish_reason": "length"}] * 3
     (g,) = core.plan(con_with(rows), policy()).caps
     assert g.runaway == 3 and g.at_cap == 3
-    assert g.cap is not None and g.cap > 1024 and g.tokens_saved == 0
-    assert g.rule is None
+    assert g.cap == 120 and g.tokens_saved == 3 * (1024 - 120) and g.truncated == 3
+    assert g.rule == "OUTCAP-001"
+
+
+def test_a_cap_above_every_answer_is_not_applied() -> None:
+    rows = [{"output_tokens": 100 + i % 50, "max_tokens": 1024} for i in range(200)]
+    (g,) = core.plan(con_with(rows), policy()).caps
+    assert g.tokens_saved == 0 and g.rule is None
 
 
 def test_too_few_requests_get_no_cap() -> None:
@@ -290,7 +297,7 @@ def test_a_cap_no_rule_applies_is_priced_but_not_replayed() -> None:
     con = con_with(rows)
     register_prices(con, PRICES)
     (g,) = core.plan(con, policy(percentile=0.9, range_percentiles=[0.6, 0.999])).caps
-    assert g.cap == 228 and g.truncated == 10 and g.rule is None
+    assert g.cap == 120 and g.truncated == 10 and g.rule is None
     assert core.replay(con, state_of(con), "after") == 0
     priced = core.price(con, "state_base")
     assert priced.by_cap_group[("f", None)] > 0

@@ -154,8 +154,25 @@ def _base(con: duckdb.DuckDBPyConnection, policy: OutputCapsPolicy) -> int:
     )
 
 
+def _groups(con: duckdb.DuckDBPyConnection) -> None:
+    """`_oc_groups`: per cap group, what it answered (the median is the runaway rule's norm)."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {GROUPS} AS
+        SELECT feature, template, count(*) AS requests, sum(visible) AS visible_tokens,
+               list(DISTINCT provider ORDER BY provider) FILTER (WHERE provider IS NOT NULL)
+                 AS providers,
+               median(visible) AS norm_tokens,
+               count(*) FILTER (WHERE max_tokens IS NULL) AS uncapped,
+               count(*) FILTER (WHERE finish_reason = 'length') AS at_cap,
+               max(reasoning) AS max_reasoning
+        FROM {BASE} GROUP BY ALL"""
+    )
+
+
 def _cap_groups(con: duckdb.DuckDBPyConnection, policy: OutputCapsPolicy) -> list[CapGroup]:
-    """`_oc_groups`: per cap group, its caps at the three percentiles and what each would cut."""
+    """Per cap group, its caps at the three percentiles and what each would cut. A cap is set
+    from the group's answers other than its runaways (runaways are what a cap is for: a few of
+    them would otherwise lift the percentile above themselves)."""
     k = policy.cap
     low, high = k.range_percentiles
 
@@ -166,32 +183,25 @@ def _cap_groups(con: duckdb.DuckDBPyConnection, policy: OutputCapsPolicy) -> lis
             f"visible, {p}) * {k.headroom}, 6)), {k.min_cap_tokens})::BIGINT END"
         )
 
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {GROUPS} AS
-        SELECT feature, template, count(*) AS requests, sum(visible) AS visible_tokens,
-               list(DISTINCT provider ORDER BY provider) FILTER (WHERE provider IS NOT NULL)
-                 AS providers,
-               median(visible) AS norm_tokens,
-               count(*) FILTER (WHERE max_tokens IS NULL) AS uncapped,
-               count(*) FILTER (WHERE finish_reason = 'length') AS at_cap,
-               max(reasoning) AS max_reasoning,
-               {cap(k.percentile)} AS cap, {cap(low)} AS cap_more, {cap(high)} AS cap_less
-        FROM {BASE} GROUP BY ALL"""
-    )
-
     def cut(col: str) -> str:
         return (
-            f"coalesce(sum(greatest(b.visible - g.{col}, 0)), 0)::BIGINT, "
-            f"count(*) FILTER (WHERE b.visible > g.{col})"
+            f"coalesce(sum(greatest(b.visible - c.{col}, 0)), 0)::BIGINT, "
+            f"count(*) FILTER (WHERE b.visible > c.{col})"
         )
 
     rows = con.execute(
-        f"""SELECT g.feature, g.template, any_value(g.requests), any_value(g.visible_tokens),
+        f"""WITH c AS (
+              SELECT feature, template, {cap(k.percentile)} AS cap, {cap(low)} AS cap_more,
+                     {cap(high)} AS cap_less
+              FROM {BASE} ANTI JOIN {RUNAWAY} USING (request_id) GROUP BY ALL
+            )
+            SELECT g.feature, g.template, any_value(g.requests), any_value(g.visible_tokens),
                    any_value(g.providers), any_value(g.norm_tokens), any_value(g.uncapped),
-                   any_value(g.at_cap), any_value(g.max_reasoning), any_value(g.cap),
-                   any_value(g.cap_more), any_value(g.cap_less),
+                   any_value(g.at_cap), any_value(g.max_reasoning), any_value(c.cap),
+                   any_value(c.cap_more), any_value(c.cap_less),
                    {cut("cap")}, {cut("cap_more")}, {cut("cap_less")}
             FROM {GROUPS} g JOIN {BASE} b ON {_SAME_GROUP}
+            LEFT JOIN c ON c.feature = g.feature AND c.template IS NOT DISTINCT FROM g.template
             GROUP BY g.feature, g.template ORDER BY g.feature, g.template NULLS FIRST"""
     ).fetchall()
     return [
@@ -388,8 +398,9 @@ def _first_rule(policy: OutputCapsPolicy, action: str, metrics: dict[str, Any]) 
 def plan(con: duckdb.DuckDBPyConnection, policy: OutputCapsPolicy) -> Plan:
     """Decide every group's cap and budget under the policy; write `_oc_decisions`."""
     unattributed = _base(con, policy)
-    groups = _cap_groups(con, policy)
+    _groups(con)
     runaways, counts = _runaways(con, policy)
+    groups = _cap_groups(con, policy)
     caps = []
     for g in groups:
         g = replace(g, runaway=counts.get((g.feature, g.template), 0))
