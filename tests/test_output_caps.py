@@ -105,6 +105,8 @@ def test_cap_cuts_only_the_tail_and_counts_truncations() -> None:
     assert g.cap == 120  # p90 = 100, x 1.2
     assert (g.tokens_saved, g.truncated) == (880, 1)
     assert g.uncapped == 100 and g.rule == "OUTCAP-001"  # the 1000 is 10x the median: runaway
+    (long,) = plan.runaways
+    assert long.beyond_norm and not long.repetition  # no text logged: not scanned
     assert g.tokens_saved_less <= g.tokens_saved <= g.tokens_saved_more
     assert core.replay(con, state_of(con), "after") == 1
     assert outputs(con, "after")["r0099"] == 120
@@ -203,8 +205,9 @@ def test_a_repeating_response_is_a_runaway_even_at_normal_length() -> None:
     con = con_with(rows, {"h1": loop})
     plan = core.plan(con, policy())
     assert [r.request_id for r in plan.runaways] == ["r0060"]
-    assert plan.runaways[0].repeated_share is not None
-    assert plan.runaways[0].repeated_share > 0.9
+    (loop,) = plan.runaways
+    assert loop.repeated_share is not None and loop.repeated_share > 0.9
+    assert loop.repetition and not loop.beyond_norm
     assert plan.runaway_count == 1
 
 

@@ -106,6 +106,8 @@ class Runaway:
     visible_tokens: int
     norm_tokens: float
     repeated_share: float | None
+    repetition: bool  # the runaway rule holds on the repetition alone
+    beyond_norm: bool  # the runaway rule holds on the length against the norm alone
     capped: bool  # sent with max_tokens
     response_hash: str | None
 
@@ -277,9 +279,13 @@ def _runaways(
     }
     rows = con.execute(
         f"""SELECT request_id, feature, model, visible_tokens, norm_tokens, repeated_share,
-                   max_tokens IS NOT NULL, response_hash
+                   max_tokens IS NOT NULL, response_hash, norm_ratio
             FROM {RUNAWAY} ORDER BY visible_tokens DESC, request_id LIMIT {r.max_listed}"""
     ).fetchall()
+
+    def holds(**features: Any) -> bool:
+        return evaluate(r.condition, features)
+
     listed = [
         Runaway(
             request_id=x[0],
@@ -288,6 +294,8 @@ def _runaways(
             visible_tokens=int(x[3]),
             norm_tokens=float(x[4]),
             repeated_share=None if x[5] is None else float(x[5]),
+            repetition=holds(visible_tokens=x[3], repeated_share=x[5]),
+            beyond_norm=holds(visible_tokens=x[3], norm_ratio=x[8]),
             capped=bool(x[6]),
             response_hash=x[7],
         )

@@ -50,11 +50,12 @@ class ReasoningRow(Model):
     requests: int
     output_tokens: Tokens
     reasoning_tokens: Tokens
+    visible_output_tokens: Tokens
     reasoning_share: Share  # of output tokens
     easy_medium_share: Share | None  # None: no difficulty classification to read
     hard_requests: int | None
     percentile: float
-    budget: Tokens | None  # reasoning tokens per request; None: too few requests
+    budget_tokens: Tokens | None  # reasoning tokens per request; None: too few requests
     setting: str | None  # the config line: `reasoning_effort: low`, `thinking.budget_tokens: N`
     applied: bool
     rule: str | None
@@ -72,6 +73,8 @@ class RunawayRow(Model):
     visible_tokens: Tokens
     median_tokens: float  # of its feature (or template)
     repeated_share: Share | None  # repeated word n-grams; None: text not logged or not scanned
+    repetition: bool  # the runaway rule holds on its repetition alone (a loop)
+    beyond_norm: bool  # the rule holds on its length against the median alone
     capped: bool  # sent with max_tokens
     excerpt: str  # redacted
 
@@ -98,7 +101,7 @@ class OutputCapsDetails(Model):
     unpriced_requests_cut: int  # cut, but on a model without a price: their saving is unknown
     range_low: RangeEnd  # higher percentiles: less saved, fewer cuts
     range_high: RangeEnd  # lower percentiles: more saved, more cuts
-    caps: list[CapRow]  # by feature, template
+    features: list[CapRow]  # by feature, template
     uncapped_features: list[str]
     reasoning: list[ReasoningRow]  # by feature, model
     reasoning_note: str | None  # why no budget could be priced, when none could
