@@ -17,6 +17,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from advisor.errors import AdvisorError
 from advisor.levers.base import Recommendation
 from advisor.levers.caching.models import CachingResult
+from advisor.levers.output_caps.models import OutputCapsResult
 from advisor.levers.tiering.models import TieringResult
 from advisor.money import MaybeMoney, Money
 from advisor.money import Model as _Model
@@ -127,7 +128,7 @@ class Baseline(_Model):
 
 
 # One model per lever, told apart by `id`: the schema describes every lever's details.
-LeverResult = Annotated[TieringResult | CachingResult, Field(discriminator="id")]
+LeverResult = Annotated[TieringResult | OutputCapsResult | CachingResult, Field(discriminator="id")]
 LEVER_RESULT: TypeAdapter[LeverResult] = TypeAdapter(LeverResult)
 
 

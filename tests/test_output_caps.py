@@ -363,3 +363,58 @@ def test_a_cap_above_every_output_changes_nothing(sizes: list[int]) -> None:
     core.plan(con, policy(min_requests=1, headroom=1000.0, min_cap_tokens=4000))
     assert core.replay(con, state_of(con), "after") == 0
     assert outputs(con, "after") == outputs(con, "state_base")
+
+
+# -- the lever: details, risk, recommendations, per-request caps -----------------------------------
+
+
+def run_lever(con: Any) -> tuple[Any, Any]:
+    from advisor.levers.base import LeverContext, SimOptions, State
+    from advisor.levers.output_caps import OutputCapsLever
+
+    register_prices(con, PRICES)
+    lever = OutputCapsLever()
+    ctx = LeverContext(con, PRICES, RULES, SimOptions())
+    lever.prepare(ctx)
+    base = State(state_of(con))
+    alone = lever.replay(ctx, base, "state_output_caps_alone")
+    return alone, lever.describe(ctx, base, alone)
+
+
+def test_the_lever_reports_caps_with_their_risk_and_the_config_line() -> None:
+    loop = " ".join(["Let me know if you need anything else!"] * 300)
+    rows = [{"output_tokens": 100 + i % 7, "max_tokens": None} for i in range(200)]
+    rows += [{"output_tokens": 3000, "response_hash": "loop"}]
+    con = con_with(rows, {"loop": loop})
+    alone, found = run_lever(con)
+    assert alone.affected_requests == 1
+    (cap,) = found.details.features
+    assert cap.applied and cap.rule == "OUTCAP-001" and cap.uncapped
+    assert cap.parameter == "max_completion_tokens"
+    assert cap.tokens_saved == 3000 - cap.cap
+    assert found.details.uncapped_features == ["f"]
+    assert found.risk.truncated_requests == 1 and found.risk.truncated_features == ["f"]
+    assert found.details.range_low.saving <= cap.saving <= found.details.range_high.saving
+    ((rid, why),) = [(r.request_id, r.excerpt) for r in found.details.runaways]
+    assert rid == "r0200" and why.startswith("Let me know")
+    (rec,) = found.recommendations
+    assert rec.action.startswith(f"set max_completion_tokens: {cap.cap} on feature f")
+    assert rec.saving == cap.saving > 0
+    caps = dict(con.execute(f"SELECT * FROM {found.per_request}").fetchall())
+    assert len(caps) == 201 and set(caps.values()) == {cap.cap}
+
+
+def test_the_lever_prices_a_reasoning_budget_only_with_a_difficulty_class() -> None:
+    _, found = run_lever(con_with(REASONING))
+    (row,) = found.details.reasoning
+    assert not row.applied and row.saving > 0
+    assert found.details.reasoning_note is not None and "tiering" in found.details.reasoning_note
+    assert [r.title for r in found.recommendations if "reasoning" in r.action] == []
+    _, found = run_lever(with_difficulty(con_with(REASONING), "easy"))
+    (row,) = found.details.reasoning
+    assert row.applied and row.setting == "reasoning_effort: low"
+    (cap,) = found.details.features  # no max_tokens logged: a safety cap above visible + reasoning
+    assert cap.rule == "OUTCAP-003" and cap.setting == cap.cap + 1590  # type: ignore[operator]
+    (rec,) = [r for r in found.recommendations if "reasoning" in r.action]
+    assert "reasoning_effort: low" in rec.action and rec.saving == row.saving
+    assert found.risk.reasoning_cut_requests == 30

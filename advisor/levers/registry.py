@@ -10,12 +10,14 @@ from __future__ import annotations
 from advisor.errors import AdvisorError
 from advisor.levers.base import Lever
 from advisor.levers.caching import CachingLever
+from advisor.levers.output_caps import OutputCapsLever
 from advisor.levers.tiering import TieringLever
 
 # tiering -> trimming and output caps -> caching -> batching
 LEVERS: tuple[type[Lever], ...] = (
     TieringLever,
-    # TrimmingLever, OutputCapsLever slot in here
+    # TrimmingLever slots in here
+    OutputCapsLever,
     CachingLever,
     # BatchingLever slots in here
 )

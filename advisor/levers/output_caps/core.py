@@ -4,7 +4,7 @@ decision per request, the replay that applies it to a state, and the saving pric
 A *cap group* is a feature, split by template (system prompt) where the feature has two or more
 templates with enough requests each; a *reasoning group* is a feature on one model. Only
 successful, billed requests with a feature count (`unattributed` says how many others there
-are). Visible output = output - reasoning tokens. Working tables are `_oc_*` (levers/tables.py).
+are). Visible output = output - reasoning tokens. Working tables are declared in levers/tables.py.
 """
 
 from __future__ import annotations
@@ -18,19 +18,19 @@ from typing import Any
 import duckdb
 
 from advisor.conditions import evaluate, sql_literal, to_sql
+from advisor.levers import tables as T
 from advisor.levers.output_caps.policy import OutputCapsPolicy
 from advisor.pricing import cost_sql
 from advisor.store import first_row, scalar
 
-BASE, GROUPS, RUNAWAY, BUDGETS, CAPS, DECISIONS, RATES = (
-    "_oc_base",
-    "_oc_groups",
-    "_oc_runaway",
-    "_oc_budgets",
-    "_oc_caps",
-    "_oc_decisions",
-    "_oc_rates",
-)
+# Working tables, declared in advisor/levers/tables.py
+BASE = T.OUTPUT_CAPS_BASE
+GROUPS = T.OUTPUT_CAPS_GROUPS
+RUNAWAY = T.OUTPUT_CAPS_RUNAWAY
+BUDGETS = T.OUTPUT_CAPS_BUDGETS
+CAPS = T.OUTPUT_CAPS_CAPS
+DECISIONS = T.OUTPUT_CAPS_CUTS
+RATES = T.OUTPUT_CAPS_RATES
 _SAME_GROUP = "b.feature = g.feature AND b.template IS NOT DISTINCT FROM g.template"
 
 
