@@ -17,6 +17,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from advisor.errors import AdvisorError
 from advisor.levers.base import Recommendation
 from advisor.levers.caching.models import CachingResult
+from advisor.levers.output_caps.models import OutputCapsResult
 from advisor.levers.tiering.models import TieringResult
 from advisor.levers.trimming.models import TrimmingResult
 from advisor.money import MaybeMoney, Money
@@ -128,7 +129,9 @@ class Baseline(_Model):
 
 
 # One model per lever, told apart by `id`: the schema describes every lever's details.
-LeverResult = Annotated[TieringResult | TrimmingResult | CachingResult, Field(discriminator="id")]
+LeverResult = Annotated[
+    TieringResult | TrimmingResult | OutputCapsResult | CachingResult, Field(discriminator="id")
+]
 LEVER_RESULT: TypeAdapter[LeverResult] = TypeAdapter(LeverResult)
 
 

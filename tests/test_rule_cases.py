@@ -15,6 +15,7 @@ import pytest
 
 from advisor.conditions import FeatureType, rules_with_cases, run_cases
 from advisor.difficulty.features import FEATURE_TYPES
+from advisor.levers.output_caps.policy import FEATURES as OUTPUT_CAPS_FEATURES
 from advisor.levers.trimming.policy import ROW_FEATURES
 from advisor.levers.trimming.transforms import run_transform_cases, transform_rules
 from advisor.plausibility import FEATURES as PLAUSIBILITY_FEATURES
@@ -27,6 +28,7 @@ CATALOGUES: dict[str, Mapping[str, FeatureType]] = {
     "difficulty": FEATURE_TYPES,
     "plausibility": PLAUSIBILITY_FEATURES,
     "trimming_policy": ROW_FEATURES,
+    "output_caps_policy": OUTPUT_CAPS_FEATURES,
 }
 
 

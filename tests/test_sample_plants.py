@@ -48,7 +48,6 @@ def test_trimming_saving_is_within_1_percent_of_the_planted_tokens(
     ) * Decimal("0.99")
 
 
-@LANDS
 def test_output_caps_flag_the_uncapped_feature_and_its_runaways(analysis: dict[str, Any]) -> None:
     planted = PLANTS["output_caps"]
     caps = lever(analysis, "output_caps")
@@ -61,7 +60,6 @@ def test_output_caps_flag_the_uncapped_feature_and_its_runaways(analysis: dict[s
     assert Decimal(caps["standalone_saving"]) > 0
 
 
-@LANDS
 def test_reasoning_budget_is_priced_for_easy_extraction(analysis: dict[str, Any]) -> None:
     planted = PLANTS["reasoning"]
     caps = lever(analysis, "output_caps")

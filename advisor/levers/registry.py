@@ -10,6 +10,7 @@ from __future__ import annotations
 from advisor.errors import AdvisorError
 from advisor.levers.base import Lever
 from advisor.levers.caching import CachingLever
+from advisor.levers.output_caps import OutputCapsLever
 from advisor.levers.tiering import TieringLever
 from advisor.levers.trimming import TrimmingLever
 
@@ -17,7 +18,7 @@ from advisor.levers.trimming import TrimmingLever
 LEVERS: tuple[type[Lever], ...] = (
     TieringLever,
     TrimmingLever,
-    # OutputCapsLever slots in here
+    OutputCapsLever,
     CachingLever,
     # BatchingLever slots in here
 )

@@ -64,6 +64,15 @@ TRIM_DECISIONS = "_trim_decisions"
 TRIM_MESSAGES = "_trim_messages"
 TRIM_NEW_TEXTS = "_trim_new_texts"
 TRIM_TEXTS = "_trim_texts_all"
+# output caps
+OUTPUT_CAPS_BASE = "_oc_base"
+OUTPUT_CAPS_GROUPS = "_oc_groups"
+OUTPUT_CAPS_RUNAWAY = "_oc_runaway"
+OUTPUT_CAPS_BUDGETS = "_oc_budgets"
+OUTPUT_CAPS_CAPS = "_oc_caps"
+OUTPUT_CAPS_CUTS = "_oc_cuts"
+OUTPUT_CAPS_RATES = "_oc_rates"
+OUTPUT_CAPS_DECISIONS = "_oc_decisions"
 
 # simulate
 STATE_BASE = "state_base"
@@ -106,6 +115,16 @@ WORKING: dict[str, dict[str, Table]] = {
         Table(CACHE_WHAT_IF_CHOICE, "the option kept per (model, template) in the what-if"),
         Table(CACHE_VIEW, "per request: figures the details aggregate"),
         Table(CACHE_DECISIONS, "per request: cache_read_tokens_sim for `export decisions`"),
+    ),
+    "output_caps": _declare(
+        Table(OUTPUT_CAPS_BASE, "the requests it reads: visible output, reasoning, template"),
+        Table(OUTPUT_CAPS_GROUPS, "per (feature, template): caps at three percentiles"),
+        Table(OUTPUT_CAPS_RUNAWAY, "responses the runaway rule flags"),
+        Table(OUTPUT_CAPS_BUDGETS, "per (feature, model): reasoning budgets, whether applied"),
+        Table(OUTPUT_CAPS_CAPS, "per (feature, template) with a cap: its caps, whether applied"),
+        Table(OUTPUT_CAPS_CUTS, "per request: the tokens each cap and budget would cut"),
+        Table(OUTPUT_CAPS_RATES, "per request cut: its output price per token"),
+        Table(OUTPUT_CAPS_DECISIONS, "per request: output_cap for `export decisions`"),
     ),
 }
 
