@@ -11,7 +11,14 @@ from typing import ClassVar
 import duckdb
 
 from advisor.levers import tables as T
-from advisor.levers.base import Findings, LeverContext, Recommendation, Replayed, State
+from advisor.levers.base import (
+    Findings,
+    LeverContext,
+    Recommendation,
+    Replayed,
+    SavingRange,
+    State,
+)
 from advisor.levers.output_caps import core
 from advisor.levers.output_caps.models import (
     CapRow,
@@ -61,7 +68,21 @@ class OutputCapsLever:
             risk=_risk(self.plan, details),
             recommendations=_recommendations(self.policy, caps, reasoning),
             per_request=T.OUTPUT_CAPS_DECISIONS,
+            range=_range(details),
         )
+
+
+def _range(details: OutputCapsDetails) -> SavingRange:
+    low, high = details.range_low, details.range_high
+    return SavingRange(
+        low=low.saving,
+        high=high.saving,
+        assumption=(
+            f"caps at p{high.cap_percentile:g} to p{low.cap_percentile:g} of visible output,"
+            f" budgets at p{high.budget_percentile:g} to p{low.budget_percentile:g} of reasoning"
+            f" (policy p{details.cap_percentile:g}, p{details.budget_percentile:g})"
+        ),
+    )
 
 
 def _share(part: int, whole: int) -> float:
