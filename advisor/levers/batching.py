@@ -1,0 +1,324 @@
+"""The batching lever: traffic nobody waits on, re-priced at the provider's batch rate.
+
+Each feature is measured over the whole log in SQL (streaming share, unattended share, bursts,
+busiest hour, days, latency) and the eligibility rules of rules/batching.yaml run on that row:
+strict rules decide the priced figure, strict and lenient together the upper end of its range.
+The replay moves an eligible feature's requests that do not stream, are not already at the batch
+or flex tier, and run on a model with batch prices, to `service_tier = 'batch'`; pricing
+(advisor.pricing.rates) then applies the provider's batch rates and their stacking with cached
+input. Nothing else in the request changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from advisor.conditions import (
+    Condition,
+    ConditionError,
+    FeatureType,
+    parse,
+    sql_literal,
+    to_sql,
+)
+from advisor.pricing import KINDS, PriceTable, cost_sql, rates
+from advisor.ruleset import load_model
+
+RULES_FILE = "batching.yaml"
+Level = Literal["strict", "lenient"]
+ALREADY = ("batch", "flex")  # tiers already discounted: never counted again
+
+# Working tables: per-feature facts and eligibility; per-request eligibility.
+FEATURES_TABLE = "batching_features"
+ELIGIBLE_TABLE = "batching_eligible"
+
+# The features a feature row carries (rules/batching.yaml documents each).
+FEATURE_TYPES: dict[str, FeatureType] = {
+    "offline": "bool",
+    "requests": "number",
+    "streaming_share": "number",
+    "non_streaming_share": "number",
+    "unattended_share": "number",
+    "human_users": "number",
+    "burst_share": "number",
+    "top_hour_share": "number",
+    "days": "number",
+    "p50_latency_ms": "number",
+}
+USER_FEATURES: dict[str, FeatureType] = {"user_id": "string"}
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _condition(data: dict[str, Any], features: dict[str, FeatureType], where: str) -> Condition:
+    try:
+        return parse(data, features, where)
+    except ConditionError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+class Burst(_Rule):
+    window_seconds: int = Field(gt=0)
+    min_requests: int = Field(ge=2)
+
+
+class ServiceUser(_Rule):
+    """Which user ids are a service or system identity (a condition over `user_id`)."""
+
+    id: str
+    title: str
+    rationale: str
+    when: dict[str, Any]
+    cases: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _valid(self) -> ServiceUser:
+        _condition(self.when, USER_FEATURES, f"{self.id}.when")
+        return self
+
+    @property
+    def condition(self) -> Condition:
+        return parse(self.when, USER_FEATURES)
+
+
+class EligibilityRule(_Rule):
+    id: str = Field(pattern=r"^BATCH-\d{3}$")
+    title: str
+    level: Level
+    rationale: str
+    when: dict[str, Any]
+    cases: dict[str, Any]
+    deprecated: bool = False
+
+    @model_validator(mode="after")
+    def _valid(self) -> EligibilityRule:
+        _condition(self.when, FEATURE_TYPES, f"{self.id}.when")
+        return self
+
+    @property
+    def condition(self) -> Condition:
+        return parse(self.when, FEATURE_TYPES)
+
+
+class BatchApi(_Rule):
+    title: str
+    action: str = Field(pattern=r"\{feature\}")
+    source: str
+
+
+class BatchingRules(_Rule):
+    schema_version: Literal[1]
+    kind: Literal["batching"]
+    title: str
+    burst: Burst
+    service_user: ServiceUser
+    rules: tuple[EligibilityRule, ...] = Field(min_length=1)
+    apis: dict[str, BatchApi]
+
+    @model_validator(mode="after")
+    def _unique(self) -> BatchingRules:
+        ids = [r.id for r in self.rules]
+        if len(ids) != len(set(ids)):
+            raise ValueError("rule ids must be unique")
+        if not any(r.level == "strict" and not r.deprecated for r in self.rules):
+            raise ValueError("at least one active strict rule is needed (it decides the figure)")
+        return self
+
+    def active(self, level: Level) -> list[EligibilityRule]:
+        """The rules that make a feature eligible at `level` (strict rules count for lenient)."""
+        levels = ("strict",) if level == "strict" else ("strict", "lenient")
+        return [r for r in self.rules if not r.deprecated and r.level in levels]
+
+
+def load_rules(rules_dir: Path) -> BatchingRules:
+    return load_model(rules_dir / RULES_FILE, BatchingRules)
+
+
+def batch_models(prices: PriceTable) -> list[str]:
+    """Model keys a request can be moved to the batch tier on: the model lists batch prices, its
+    provider does not say batch is unsupported, and no batch rate exceeds the standard one (so
+    the move never raises a cost, whatever a price file says)."""
+    keys = []
+    for key, model in sorted(prices.models.items()):
+        provider = prices.providers.get(model.provider or "")
+        if model.prices.batch_input is None or (
+            provider is not None and provider.batch is not None and not provider.batch.supported
+        ):
+            continue
+        longs = (False, True) if model.prices.long_context else (False,)
+        if all(
+            getattr(rates(model, "batch", long), kind)
+            <= getattr(rates(model, "default", long), kind)
+            for long in longs
+            for kind in KINDS
+        ):
+            keys.append(key)
+    return keys
+
+
+def _in_list(values: Iterable[str]) -> str:
+    items = [sql_literal(v) for v in values]
+    return f"({', '.join(items)})" if items else "(NULL)"
+
+
+def measure_features(
+    con: duckdb.DuckDBPyConnection,
+    rules: BatchingRules,
+    offline: Sequence[str] = (),
+    requests: str = "requests",
+) -> None:
+    """Write FEATURES_TABLE (one row per logged feature: its facts, matched rules, eligibility)
+    and ELIGIBLE_TABLE (request_id, strict, lenient: the feature's eligibility, for every request
+    of an eligible feature that does not stream). Requests without a feature are not measured:
+    no action could name them."""
+    service = to_sql(rules.service_user.condition, lambda _name: "lower(user_id)")
+    burst = rules.burst
+    matched = ", ".join(
+        f"CASE WHEN {to_sql(r.condition)} THEN {sql_literal(r.id)} END"
+        for r in rules.rules
+        if not r.deprecated
+    )
+
+    def eligible(level: Level) -> str:
+        return " OR ".join(to_sql(r.condition) for r in rules.active(level)) or "FALSE"
+
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {FEATURES_TABLE} AS
+        WITH facts AS (
+            SELECT request_id, feature, stream, latency_ms, ts,
+                   user_id IS NULL OR {service} AS unattended,
+                   CASE WHEN user_id IS NOT NULL AND NOT {service} THEN user_id END AS human,
+                   CASE WHEN ts IS NOT NULL THEN count(*) OVER (
+                       PARTITION BY feature, account_id, user_id, ts IS NULL ORDER BY epoch(ts)
+                       RANGE BETWEEN {burst.window_seconds} PRECEDING
+                             AND {burst.window_seconds} FOLLOWING) END AS nearby
+            FROM {requests} WHERE feature IS NOT NULL
+        ),
+        hours AS (
+            SELECT feature, hour(ts) AS hour, count(*) AS n,
+                   row_number() OVER (PARTITION BY feature ORDER BY count(*) DESC, hour(ts)) AS rank
+            FROM facts WHERE ts IS NOT NULL GROUP BY feature, hour(ts)
+        ),
+        top AS (
+            SELECT feature, list(hour ORDER BY rank) AS top_hours,
+                   max(n) FILTER (WHERE rank = 1) AS top_n
+            FROM hours WHERE rank <= 3 GROUP BY feature
+        ),
+        agg AS (
+            SELECT f.feature,
+                   count(*) AS requests,
+                   count(*) FILTER (WHERE stream) / count(*) AS streaming_share,
+                   count(*) FILTER (WHERE NOT stream) / count(*) AS non_streaming_share,
+                   count(*) FILTER (WHERE unattended) / count(*) AS unattended_share,
+                   count(DISTINCT human) AS human_users,
+                   count(*) FILTER (WHERE nearby >= {burst.min_requests}) / count(*) AS burst_share,
+                   coalesce(max(nearby), 0) AS peak_burst_requests,
+                   count(DISTINCT CAST(ts AS DATE)) AS days,
+                   quantile_cont(latency_ms, 0.5) AS p50_latency_ms,
+                   {f"f.feature IN {_in_list(offline)}" if offline else "FALSE"} AS offline
+            FROM facts f GROUP BY f.feature
+        ),
+        row AS (
+            SELECT agg.*, coalesce(top.top_hours, []) AS top_hours,
+                   coalesce(top.top_n / agg.requests, 0.0) AS top_hour_share
+            FROM agg LEFT JOIN top USING (feature)
+        )
+        SELECT *, list_filter([{matched}], lambda x: x IS NOT NULL) AS rules,
+               {eligible("strict")} AS eligible_strict,
+               {eligible("lenient")} AS eligible_lenient
+        FROM row
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {ELIGIBLE_TABLE} AS
+        SELECT r.request_id, f.eligible_strict AS strict, f.eligible_lenient AS lenient
+        FROM {requests} r JOIN {FEATURES_TABLE} f USING (feature)
+        WHERE f.eligible_lenient AND r.stream IS NOT TRUE
+        """
+    )
+
+
+def replay_sql(state: str, out: str, models: Sequence[str], level: Level = "strict") -> str:
+    """SQL writing state `out` from `state`: the eligible requests (ELIGIBLE_TABLE at `level`)
+    on a batch-capable model and not already at a discounted tier move to the batch tier."""
+    return f"""
+        CREATE OR REPLACE TEMP TABLE {out} AS
+        SELECT s.* REPLACE (
+            CASE WHEN s.request_id IN (SELECT request_id FROM {ELIGIBLE_TABLE} WHERE {level})
+                  AND s.model_key IN {_in_list(models)}
+                  AND coalesce(s.service_tier, 'default') NOT IN {_in_list(ALREADY)}
+                 THEN 'batch' ELSE s.service_tier END AS service_tier)
+        FROM {state} s
+    """
+
+
+@dataclass(frozen=True)
+class FeatureSaving:
+    """What moving one feature's eligible requests at one level saves, per provider."""
+
+    feature: str
+    provider: str | None
+    moved: int  # requests re-priced at the batch tier
+    unpriced: int  # eligible requests on an unpriced model (saving unknown)
+    unsupported: int  # eligible requests on a model without batch prices
+    already: int  # requests of the feature already at the batch or flex tier
+    cost: Decimal  # the moved requests' cost before
+    saving: Decimal
+
+
+def feature_savings(
+    con: duckdb.DuckDBPyConnection,
+    state: str,
+    replayed: str,
+    level: Level,
+    requests: str = "requests",
+    prices: str = "prices",
+) -> list[FeatureSaving]:
+    """Per (feature eligible at `level`, provider): what the replay `replayed` of `state` moved
+    to the batch tier and saved, priced with cost_sql against the registered price table."""
+    before, after = cost_sql("s", "p"), cost_sql("a", "p")
+    rows = con.execute(
+        f"""
+        WITH j AS (
+            SELECT r.feature, p.provider, p.model_key IS NULL AS unpriced,
+                   coalesce(s.service_tier, 'default') IN {_in_list(ALREADY)} AS already,
+                   s.service_tier IS DISTINCT FROM a.service_tier AS moved,
+                   s.request_id IN (SELECT request_id FROM {ELIGIBLE_TABLE} WHERE {level})
+                       AS eligible,
+                   {before} AS before, {after} AS after
+            FROM {state} s JOIN {replayed} a USING (request_id)
+            JOIN {requests} r USING (request_id)
+            JOIN {FEATURES_TABLE} f ON f.feature = r.feature AND f.eligible_{level}
+            LEFT JOIN {prices} p ON p.model_key = s.model_key
+        )
+        SELECT feature, provider,
+               count(*) FILTER (WHERE moved),
+               count(*) FILTER (WHERE eligible AND unpriced AND NOT already),
+               count(*) FILTER (WHERE eligible AND NOT moved AND NOT unpriced AND NOT already),
+               count(*) FILTER (WHERE already),
+               coalesce(sum(before) FILTER (WHERE moved), 0),
+               coalesce(sum(before - after) FILTER (WHERE moved), 0)
+        FROM j GROUP BY feature, provider ORDER BY feature, provider NULLS LAST
+        """
+    ).fetchall()
+    return [
+        FeatureSaving(f, provider, moved, unpriced, unsupported, already, Decimal(c), Decimal(s))
+        for f, provider, moved, unpriced, unsupported, already, c, s in rows
+    ]
+
+
+def unknown_offline(con: duckdb.DuckDBPyConnection, offline: Sequence[str]) -> list[str]:
+    """Features named with --offline-feature that the log never holds (said, never ignored)."""
+    seen = {row[0] for row in con.execute(f"SELECT feature FROM {FEATURES_TABLE}").fetchall()}
+    return sorted(set(offline) - seen)
