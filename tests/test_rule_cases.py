@@ -14,7 +14,7 @@ import pytest
 
 from advisor.conditions import FeatureType, rules_with_cases, run_cases
 from advisor.difficulty.features import FEATURE_TYPES
-from advisor.levers import batching
+from advisor.levers import batching, streaming
 from advisor.plausibility import FEATURES as PLAUSIBILITY_FEATURES
 from advisor.redact import pattern_rules, redact, run_pattern_cases
 from advisor.ruleset import default_rules_dir, read_yaml
@@ -26,6 +26,7 @@ CATALOGUES: dict[str, Mapping[str, FeatureType]] = {
     "plausibility": PLAUSIBILITY_FEATURES,
     # eligibility rules read a feature row; the service-user rule reads a request's user id
     "batching": {**batching.FEATURE_TYPES, **batching.USER_FEATURES},
+    "streaming": {**streaming.FEATURE_TYPES, **streaming.MODEL_FEATURES},
 }
 
 
