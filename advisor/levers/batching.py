@@ -35,9 +35,11 @@ RULES_FILE = "batching.yaml"
 Level = Literal["strict", "lenient"]
 ALREADY = ("batch", "flex")  # tiers already discounted: never counted again
 
-# Working tables: per-feature facts and eligibility; per-request eligibility.
-FEATURES_TABLE = "batching_features"
-ELIGIBLE_TABLE = "batching_eligible"
+# Working tables (declared in advisor/levers/tables.py with their purpose).
+FEATURES_TABLE = "_batch_features"
+ELIGIBLE_TABLE = "_batch_eligible"
+LENIENT_STATE = "_batch_lenient"
+DECISIONS_TABLE = "_batch_decisions"
 
 # The features a feature row carries (rules/batching.yaml documents each).
 FEATURE_TYPES: dict[str, FeatureType] = {
@@ -217,6 +219,7 @@ def measure_features(
         agg AS (
             SELECT f.feature,
                    count(*) AS requests,
+                   count(*) FILTER (WHERE stream) AS streaming_requests,
                    count(*) FILTER (WHERE stream) / count(*) AS streaming_share,
                    count(*) FILTER (WHERE NOT stream) / count(*) AS non_streaming_share,
                    count(*) FILTER (WHERE unattended) / count(*) AS unattended_share,

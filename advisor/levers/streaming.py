@@ -23,7 +23,7 @@ from advisor.pricing import cost_sql
 from advisor.ruleset import load_model
 
 RULES_FILE = "streaming.yaml"
-FEATURES_TABLE = "streaming_features"  # working table: one row per feature, its facts and rules
+FEATURES_TABLE = "_stream_features"  # working table: one row per feature, its facts and rules
 
 FEATURE_TYPES: dict[str, FeatureType] = {
     "requests": "number",
