@@ -31,6 +31,7 @@ COLUMNS = {
     "cache_write_1h_tokens": "BIGINT",
     "output_tokens": "BIGINT",
     "service_tier": "VARCHAR",
+    "source_format": "VARCHAR",
 }
 STATE = (
     "request_id, model_key, input_tokens, cache_read_tokens, cache_write_tokens,"
@@ -56,6 +57,7 @@ def row(rid: str, **kw: Any) -> dict[str, Any]:
         "cache_write_1h_tokens": 0,
         "output_tokens": 200,
         "service_tier": "default",
+        "source_format": "jsonl",
     }
     return base | kw
 

@@ -115,10 +115,16 @@ def test_an_offline_feature_is_strict_but_its_streaming_calls_stay() -> None:
 
 
 def test_unknown_stream_flags_are_lenient_only() -> None:
-    rows = [r | {"stream": None} for r in nightly()]
+    rows = [r | {"stream": None, "source_format": "csv"} for r in nightly()]
     f = features(measure(rows))["digest"]
     assert not f["eligible_strict"] and f["eligible_lenient"]
     assert set(f["rules"]) == {"BATCH-101", "BATCH-102"}
+
+
+def test_no_stream_flag_in_a_logged_request_body_is_the_api_default_false() -> None:
+    rows = [r | {"stream": None, "source_format": "jsonl"} for r in nightly()]
+    f = features(measure(rows))["digest"]
+    assert f["non_streaming_share"] == 1.0 and f["eligible_strict"]
 
 
 def test_requests_without_a_feature_are_not_measured() -> None:
@@ -239,7 +245,8 @@ def test_batching_never_raises_a_cost_and_keeps_discounted_requests(
 
 @pytest.mark.parametrize("level", ["strict", "lenient"])
 def test_lenient_eligibility_never_moves_fewer_requests(level: B.Level) -> None:
-    rows = nightly() + [r | {"stream": None, "feature": "etl"} for r in nightly("etl")] + chat()
+    etl = [r | {"stream": None, "source_format": "csv"} for r in nightly("etl")]
+    rows = nightly() + etl + chat()
     con = measure(rows)
     con.execute(B.replay_sql("state_base", "s_strict", MODELS, "strict"))
     con.execute(B.replay_sql("state_base", "s_lenient", MODELS, "lenient"))

@@ -48,6 +48,16 @@ def test_streaming_chats_jobs_and_short_answers_get_no_streaming_advice() -> Non
     assert S.advise(store(rows), RULES).non_streaming == []
 
 
+def test_a_feature_batching_finds_eligible_gets_no_streaming_advice() -> None:
+    # one person's script: 40 calls ten seconds apart (a burst), not streamed
+    rows = [
+        r | {"user_id": "u_1", "ts": T0 + dt.timedelta(seconds=10 * i)}
+        for i, r in enumerate(people("script"))
+    ]
+    assert S.advise(store(rows), RULES).non_streaming == []
+    assert S.advise(store(people("support")), RULES).non_streaming != []
+
+
 def test_ttft_not_logged_is_said_not_zero() -> None:
     advice = S.advise(store(people("support")), RULES)
     assert advice.non_streaming[0].p50_ttft_ms is None

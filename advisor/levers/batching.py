@@ -73,6 +73,13 @@ class Burst(_Rule):
     min_requests: int = Field(ge=2)
 
 
+class StreamDefault(_Rule):
+    """Formats whose logs carry the request body: there, no stream flag means stream=false."""
+
+    formats: tuple[str, ...]
+    source: str
+
+
 class ServiceUser(_Rule):
     """Which user ids are a service or system identity (a condition over `user_id`)."""
 
@@ -122,6 +129,7 @@ class BatchingRules(_Rule):
     kind: Literal["batching"]
     title: str
     burst: Burst
+    stream_default: StreamDefault
     service_user: ServiceUser
     rules: tuple[EligibilityRule, ...] = Field(min_length=1)
     apis: dict[str, BatchApi]
@@ -143,6 +151,16 @@ class BatchingRules(_Rule):
 
 def load_rules(rules_dir: Path) -> BatchingRules:
     return load_model(rules_dir / RULES_FILE, BatchingRules)
+
+
+def stream_sql(rules: BatchingRules, alias: str = "") -> str:
+    """Whether a request streamed: its logged flag, else false in a format that logs the request
+    body (the APIs' default), else NULL (unknown)."""
+    a = f"{alias}." if alias else ""
+    formats = rules.stream_default.formats
+    if not formats:
+        return f"{a}stream"
+    return f"coalesce({a}stream, CASE WHEN {a}source_format IN {_in_list(formats)} THEN FALSE END)"
 
 
 def batch_models(prices: PriceTable) -> list[str]:
@@ -197,7 +215,7 @@ def measure_features(
         f"""
         CREATE OR REPLACE TEMP TABLE {FEATURES_TABLE} AS
         WITH facts AS (
-            SELECT request_id, feature, stream, latency_ms, ts,
+            SELECT request_id, feature, {stream_sql(rules)} AS stream, latency_ms, ts,
                    user_id IS NULL OR {service} AS unattended,
                    CASE WHEN user_id IS NOT NULL AND NOT {service} THEN user_id END AS human,
                    CASE WHEN ts IS NOT NULL THEN count(*) OVER (
@@ -247,7 +265,7 @@ def measure_features(
         CREATE OR REPLACE TEMP TABLE {ELIGIBLE_TABLE} AS
         SELECT r.request_id, f.eligible_strict AS strict, f.eligible_lenient AS lenient
         FROM {requests} r JOIN {FEATURES_TABLE} f USING (feature)
-        WHERE f.eligible_lenient AND r.stream IS NOT TRUE
+        WHERE f.eligible_lenient AND {stream_sql(rules, "r")} IS NOT TRUE
         """
     )
 

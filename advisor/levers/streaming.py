@@ -10,6 +10,7 @@ those requests cost over the standard tier) as a figure, never as a saving.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +37,7 @@ FEATURE_TYPES: dict[str, FeatureType] = {
     "p50_ttft_ms": "number",
     "p50_output_tokens": "number",
     "premium_share": "number",
+    "batch_eligible": "bool",
 }
 MODEL_FEATURES: dict[str, FeatureType] = {"model": "string"}
 LIMIT = 25  # features listed per kind of advice, the largest first
@@ -150,14 +152,18 @@ class StreamingAdvice(BaseModel):
 def measure(
     con: duckdb.DuckDBPyConnection,
     rules: StreamingRules,
-    service_user: Condition,
+    policy: batching.BatchingRules,
+    offline: Sequence[str] = (),
     requests: str = "requests",
     prices: str = "prices",
 ) -> None:
     """Write FEATURES_TABLE: one row per logged feature with its facts, the priority premium of
     its priced priority requests (cost_sql against the registered price table), and the rule
-    ids that match it."""
-    service = to_sql(service_user, lambda _name: "lower(user_id)")
+    ids that match it. Who is a service user and whether a request streamed follow the
+    batching policy (rules/batching.yaml), and a feature batching finds eligible (at its lenient
+    level) is `batch_eligible`, so the two never advise both ways on one feature."""
+    batching.measure_features(con, policy, offline, requests)
+    service = to_sql(policy.service_user.condition, lambda _name: "lower(user_id)")
     fast = to_sql(rules.fast_model.condition, lambda _name: "lower(model)")
     matched = ", ".join(
         f"CASE WHEN {to_sql(r.condition)} THEN {sql_literal(r.id)} END" for r in rules.rules
@@ -166,7 +172,8 @@ def measure(
         f"""
         CREATE OR REPLACE TEMP TABLE {FEATURES_TABLE} AS
         WITH facts AS (
-            SELECT feature, stream, latency_ms, ttft_ms, output_tokens, model,
+            SELECT feature, {batching.stream_sql(policy)} AS stream, latency_ms, ttft_ms,
+                   output_tokens, model,
                    user_id IS NULL OR {service} AS unattended,
                    CASE WHEN user_id IS NOT NULL AND NOT {service} THEN user_id END AS human,
                    service_tier = 'priority' AS priority, {fast} AS fast
@@ -204,8 +211,10 @@ def measure(
         ),
         row AS (
             SELECT agg.*, coalesce(premium.premium, 0) AS premium,
-                   coalesce(premium.unpriced_priority_requests, 0) AS unpriced_priority_requests
+                   coalesce(premium.unpriced_priority_requests, 0) AS unpriced_priority_requests,
+                   b.eligible_lenient AS batch_eligible
             FROM agg LEFT JOIN premium USING (feature)
+            JOIN {batching.FEATURES_TABLE} b USING (feature)
         )
         SELECT *, list_filter([{matched}], lambda x: x IS NOT NULL) AS rules FROM row
         """
@@ -229,13 +238,14 @@ def _pick(model: type[BaseModel], row: dict[str, Any]) -> dict[str, Any]:
 def advise(
     con: duckdb.DuckDBPyConnection,
     rules_dir: Path,
+    offline: Sequence[str] = (),
     requests: str = "requests",
     prices: str = "prices",
 ) -> StreamingAdvice:
-    """The streaming advice of the log in `requests`, priced against the table `prices`."""
-    rules = load_rules(rules_dir)
-    service = batching.load_rules(rules_dir).service_user.condition
-    measure(con, rules, service, requests, prices)
+    """The streaming advice of the log in `requests`, priced against the table `prices`;
+    `offline`: the features the user marks offline (--offline-feature)."""
+    policy = batching.load_rules(rules_dir)
+    measure(con, load_rules(rules_dir), policy, offline, requests, prices)
     return StreamingAdvice(
         non_streaming=[
             NonStreamingFeature(**_pick(NonStreamingFeature, row))
