@@ -145,8 +145,12 @@ class PremiumFeature(Latency):
 class StreamingAdvice(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    non_streaming: list[NonStreamingFeature] = Field(description="largest first (requests)")
-    premium: list[PremiumFeature] = Field(description="largest premium first")
+    non_streaming: list[NonStreamingFeature] = Field(
+        default_factory=list, description="largest first (requests)"
+    )
+    premium: list[PremiumFeature] = Field(
+        default_factory=list, description="largest premium first"
+    )
 
 
 def measure(
