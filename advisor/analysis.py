@@ -9,32 +9,21 @@ can show a secret or an e-mail from the logs.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    ValidationError,
-    WithJsonSchema,
-)
+from pydantic import Field, TypeAdapter, ValidationError
 
 from advisor.errors import AdvisorError
+from advisor.levers.base import Recommendation
+from advisor.levers.caching.models import CachingResult
+from advisor.levers.tiering.models import TieringResult
+from advisor.money import MaybeMoney, Money
+from advisor.money import Model as _Model
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "2.0"
 
-Money = Annotated[
-    Decimal,
-    PlainSerializer(lambda d: format(d.normalize(), "f"), return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}),
-]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+__all__ = ["Money", "Recommendation"]  # re-exported: renderers read them from here
 
 
 class FileInput(_Model):
@@ -99,7 +88,7 @@ class CostRow(_Model):
     input_tokens: int
     cache_read_tokens: int
     output_tokens: int
-    cost: Money
+    cost: MaybeMoney = Field(description="over priced requests; None: none of them is priced")
     share: float
     unpriced_requests: int = 0
     model_key: str | None = None
@@ -126,7 +115,7 @@ class Reconciliation(_Model):
 
 
 class Baseline(_Model):
-    cost: Money
+    cost: MaybeMoney = Field(description="over priced requests; None: no request is priced")
     by_model: list[CostRow]
     by_feature: list[CostRow]
     by_user: list[CostRow]
@@ -137,27 +126,18 @@ class Baseline(_Model):
     reconciliation: Reconciliation
 
 
-class Lever(_Model):
-    id: str
-    title: str
-    standalone_saving: Money
-    marginal_saving: Money
-    affected_requests: int
-    risk: dict[str, Any] = Field(default_factory=dict)
-    details: dict[str, Any] = Field(default_factory=dict)
+# One model per lever, told apart by `id`: the schema describes every lever's details.
+LeverResult = Annotated[TieringResult | CachingResult, Field(discriminator="id")]
+LEVER_RESULT: TypeAdapter[LeverResult] = TypeAdapter(LeverResult)
 
 
 class Combined(_Model):
-    cost: Money
+    """All levers in order: the cost after them over priced requests, and what stays unknown."""
+
+    cost: MaybeMoney = Field(description="None: no request could be priced")
     saving: Money
     saving_share: float
-
-
-class Recommendation(_Model):
-    title: str
-    lever: str
-    saving: Money
-    action: str
+    unpriced_requests: int = Field(description="requests whose cost after the levers is unknown")
 
 
 class PriceSource(_Model):
@@ -189,7 +169,11 @@ class Analysis(_Model):
     period: Period
     coverage: Coverage
     baseline: Baseline
-    levers: list[Lever] = Field(default_factory=list)
+    levers: list[LeverResult] = Field(default_factory=list)
+    levers_run: list[str] = Field(default_factory=list, description="lever ids, in order")
+    levers_skipped: list[str] = Field(
+        default_factory=list, description="lever ids switched off or not built yet"
+    )
     combined: Combined
     guardrails: dict[str, Any] = Field(default_factory=dict)
     anomalies: list[dict[str, Any]] = Field(default_factory=list)

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from advisor import __version__, baseline, outputs, store, tokens
+from advisor import analysis as A
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
 from advisor.errors import AdvisorError, InputError, Interrupted, UnreadableFile
@@ -23,11 +24,12 @@ from advisor.ingest import FORMATS as INPUT_FORMATS
 from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
 from advisor.ingest.files import check_readable, expand_paths
-from advisor.levers import LeverContext, SimOptions
+from advisor.levers import registry
+from advisor.levers.base import LeverContext, SimOptions
 from advisor.outputs import is_interrupt
 from advisor.pricing import PriceTable, load_prices
 from advisor.ruleset import default_rules_dir
-from advisor.simulate import Step, simulate
+from advisor.simulate import LeverRun, Step, simulate
 
 __all__ = [
     "INPUT_FORMATS",
@@ -170,11 +172,27 @@ def build_analysis(
         period=baseline.build_period(con),
         coverage=baseline.build_coverage(con, report, fill.calibration, tokenizer, notes),
         baseline=baseline.build_baseline(con),
-        levers=sim.levers,
-        combined=sim.combined,
+        levers=[_lever_result(run) for run in sim.levers],
+        levers_run=[run.id for run in sim.levers],
+        levers_skipped=registry.skipped(options.levers),
+        combined=A.Combined(**vars(sim.combined)),
         recommendations=sim.recommendations,
         prices=baseline.build_prices(con, prices),
     ).redacted()  # the boundary: nothing below sees unmasked log text
+
+
+def lever_ids(ids: Sequence[str] | None) -> tuple[str, ...]:
+    """Lever ids checked against the registry, in its order (None: every lever DESIGN.md
+    names); an unknown id is an AdvisorError naming the valid ones."""
+    return registry.validate(registry.ALL_IDS if ids is None else tuple(ids))
+
+
+def _lever_result(run: LeverRun) -> A.LeverResult:
+    """A lever's figures and findings as its analysis.json model (the union picks it by id)."""
+    fields = {k: v for k, v in vars(run).items() if k != "findings"}
+    return A.LEVER_RESULT.validate_python(
+        {**fields, "details": run.findings.details, "risk": run.findings.risk}
+    )
 
 
 def analyze(

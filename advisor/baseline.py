@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from advisor import analysis as A
 from advisor.ingest import IngestReport
+from advisor.money import maybe_money, money
 from advisor.pricing import PriceTable, Resolution, cost_sql, register_prices
 from advisor.store import first_row, quarantine_reasons, scalar
 
@@ -71,14 +72,10 @@ def price_requests(con: duckdb.DuckDBPyConnection, prices: PriceTable) -> None:
     )
 
 
-def _money(value: Any) -> Decimal:
-    return Decimal(0) if value is None else Decimal(value)
-
-
 def _rollup(
     con: duckdb.DuckDBPyConnection,
     key_sql: str,
-    total: Decimal,
+    total: Decimal | None,
     limit: int | None = None,
     by_model: bool = False,
 ) -> list[A.CostRow]:
@@ -96,7 +93,7 @@ def _rollup(
     ).fetchall()
     out = []
     for k, n, inp, cached, outp, cost, unpriced, model_key in rows:
-        cost = _money(cost)
+        cost = maybe_money(cost)  # every request of the group unpriced: unknown, not 0
         out.append(
             A.CostRow(
                 key=None if k is None else str(k),
@@ -105,7 +102,7 @@ def _rollup(
                 cache_read_tokens=int(cached or 0),
                 output_tokens=int(outp or 0),
                 cost=cost,
-                share=float(cost / total) if total else 0.0,
+                share=float(cost / total) if cost is not None and total else 0.0,
                 unpriced_requests=unpriced,
                 model_key=model_key,
             )
@@ -121,11 +118,12 @@ def _reconciliation(con: duckdb.DuckDBPyConnection) -> A.Reconciliation:
              AND r.token_source = 'logged'
            GROUP BY r.model_key ORDER BY r.model_key"""
     ).fetchall()
-    logged = sum((_money(row[2]) for row in rows), Decimal(0))
-    computed = sum((_money(row[3]) for row in rows), Decimal(0))
+    # rows with both figures only (WHERE above): a sum over none is 0, nothing is unknown
+    logged = sum((money(row[2]) for row in rows), Decimal(0))
+    computed = sum((money(row[3]) for row in rows), Decimal(0))
     by_model = []
     for key, n, lg, cp in rows:
-        lg, cp = _money(lg), _money(cp)
+        lg, cp = money(lg), money(cp)
         by_model.append(
             A.ReconciliationRow(
                 model_key=key, requests=n, logged=lg, computed=cp, gap=lg - cp,
@@ -143,7 +141,7 @@ def _reconciliation(con: duckdb.DuckDBPyConnection) -> A.Reconciliation:
 
 
 def build_baseline(con: duckdb.DuckDBPyConnection) -> A.Baseline:
-    total = _money(scalar(con, "SELECT sum(baseline_cost) FROM costs"))
+    total = maybe_money(scalar(con, "SELECT sum(baseline_cost) FROM costs"))
     day = "CAST(r.ts AS DATE)"  # str() of a DATE is YYYY-MM-DD; cheaper to group than a string
     return A.Baseline(
         cost=total,

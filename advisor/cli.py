@@ -156,6 +156,13 @@ def analyze(
     strict: Annotated[
         bool, typer.Option("--strict", help="Fail on any quarantined row or unpriced model.")
     ] = False,
+    levers: Annotated[
+        str | None,
+        typer.Option("--levers", help="Only these levers, comma-separated (e.g. tiering,caching)."),
+    ] = None,
+    no_lever: Annotated[
+        list[str] | None, typer.Option("--no-lever", help="Switch a lever off (repeatable).")
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Ingest logs, price them, replay every lever; write analysis.json and report.html.
@@ -170,6 +177,7 @@ def analyze(
         cache_ttl_seconds=cache_ttl,
         offline_features=tuple(offline_feature or ()),
         deployments=_pairs(deployment, "--deployment", "NAME=MODEL"),
+        levers=_lever_ids(levers, no_lever or []),
     )
     bar, update, step = _progress()
     with bar:
@@ -196,6 +204,20 @@ def analyze(
             out.print(f"[dim]{name}:[/dim] {literal(str(path))}")
     if strict and result.problems:
         raise AdvisorError("--strict: " + "; ".join(result.problems))
+
+
+def _lever_ids(levers: str | None, off: list[str]) -> tuple[str, ...] | None:
+    """--levers and --no-lever as the ids to run (None: all), checked against the registry."""
+    if levers is None and not off:
+        return None
+    wanted = [i.strip() for i in levers.split(",") if i.strip()] if levers is not None else []
+    try:
+        chosen = api.lever_ids(wanted) if levers is not None else api.lever_ids(None)
+        dropped = api.lever_ids(off)
+    except AdvisorError as exc:
+        option = "--no-lever" if levers is None else "--levers / --no-lever"
+        raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
+    return tuple(i for i in chosen if i not in dropped)
 
 
 @app.command()
@@ -291,8 +313,7 @@ def diff(
 
         grid = Table("figure", "old", "new", "change")
         for change in result.changes:
-            money = "cost" in change.name or "saving" in change.name
-            show = (lambda d: fmt.money(d, result.currency)) if money else (lambda d: f"{d:,}")
+            show = (lambda d: fmt.money(d, result.currency)) if change.money else fmt.number
             grid.add_row(
                 literal(change.name), show(change.old), show(change.new),
                 f"{show(change.delta)} ({fmt.pct(change.share)})",

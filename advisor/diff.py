@@ -11,30 +11,40 @@ from decimal import Decimal
 
 from advisor.analysis import Analysis
 from advisor.errors import AdvisorError
+from advisor.money import to_json
 
 
 @dataclass
 class Change:
+    """One figure in both runs; None where a run does not know it (an unpriced total, a lever
+    that did not run), so no difference is computed against a made-up zero."""
+
     name: str
-    old: Decimal
-    new: Decimal
+    old: Decimal | None
+    new: Decimal | None
+    money: bool = True  # else a count
 
     @property
-    def delta(self) -> Decimal:
-        return self.new - self.old
+    def delta(self) -> Decimal | None:
+        return None if self.old is None or self.new is None else self.new - self.old
 
     @property
     def share(self) -> float | None:
-        return float(self.delta / self.old) if self.old else None
+        delta = self.delta
+        return float(delta / self.old) if delta is not None and self.old else None
 
     def as_dict(self) -> dict[str, object]:
         return {
             "name": self.name,
-            "old": format(self.old.normalize(), "f"),
-            "new": format(self.new.normalize(), "f"),
-            "delta": format(self.delta.normalize(), "f"),
+            "old": _json(self.old),
+            "new": _json(self.new),
+            "delta": _json(self.delta),
             "share": self.share,
         }
+
+
+def _json(amount: Decimal | None) -> str | None:
+    return None if amount is None else to_json(amount)
 
 
 @dataclass
@@ -118,9 +128,10 @@ def _price_change(old: Analysis, new: Analysis) -> PriceChange | None:
     )
 
 
-def _per_request(a: Analysis) -> Decimal:
+def _per_request(a: Analysis) -> Decimal | None:
     priced = a.coverage.priced_requests
-    return a.baseline.cost / priced if priced else Decimal(0)
+    cost = a.baseline.cost
+    return cost / priced if cost is not None and priced else None
 
 
 def diff_analyses(old: Analysis, new: Analysis) -> AnalysisDiff:
@@ -133,16 +144,18 @@ def diff_analyses(old: Analysis, new: Analysis) -> AnalysisDiff:
         Change("baseline cost per priced request", _per_request(old), _per_request(new)),
         Change("cost after levers", old.combined.cost, new.combined.cost),
         Change("combined saving", old.combined.saving, new.combined.saving),
-        Change("requests", Decimal(old.coverage.requests), Decimal(new.coverage.requests)),
+        Change("requests", Decimal(old.coverage.requests), Decimal(new.coverage.requests), False),
         Change(
             "unpriced requests",
             Decimal(old.coverage.unpriced_requests),
             Decimal(new.coverage.unpriced_requests),
+            False,
         ),
         Change(
             "quarantined rows",
             Decimal(old.coverage.quarantined_rows),
             Decimal(new.coverage.quarantined_rows),
+            False,
         ),
     ]
     old_levers = {lever.id: lever for lever in old.levers}
@@ -152,8 +165,8 @@ def diff_analyses(old: Analysis, new: Analysis) -> AnalysisDiff:
         out.changes.append(
             Change(
                 f"{lever_id} standalone saving",
-                before.standalone_saving if before else Decimal(0),
-                after.standalone_saving if after else Decimal(0),
+                before.standalone_saving if before else None,  # did not run: unknown
+                after.standalone_saving if after else None,
             )
         )
     return out

@@ -1,58 +1,68 @@
 """Chaining the levers: standalone and marginal savings, and the combined counterfactual.
 
-Levers run in the fixed order of DESIGN.md section 1. Each lever runs once on the baseline state
-(its standalone saving) and once on the previous lever's output (its marginal saving); the last
-output is the combined counterfactual. Savings are never summed across levers.
+Levers run in the fixed order of `advisor.levers.registry` (DESIGN.md section 1). Each lever is
+prepared, replayed on the baseline state (its standalone saving) and described, then replayed on
+the previous lever's output (its marginal saving); the last output is the combined
+counterfactual. Savings are never summed across levers, and a request that cannot be priced is
+counted, never priced at zero.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
 import duckdb
+from pydantic import BaseModel
 
-from advisor import analysis as A
-from advisor.levers import STATE_COLUMNS, Lever, LeverContext
+from advisor.levers import registry
+from advisor.levers import tables as T
+from advisor.levers.base import STATE_COLUMNS, Findings, Lever, LeverContext, Recommendation, State
 from advisor.pricing import cost_sql
-from advisor.store import scalar
 
 # Told what starts next, for a progress display: each replay of a lever can take a while.
 Step = Callable[[str], None]
 
-# DESIGN.md section 1: tiering -> trimming and output caps -> caching -> batching.
-LEVER_ORDER = ("tiering", "trimming", "output_caps", "caching", "batching")
+
+def state_cost(con: duckdb.DuckDBPyConnection, table: str) -> tuple[Decimal, int]:
+    """Total cost of a state over its priced requests, and how many requests it could not price
+    (no model, or a model without prices): those are counted, never summed as 0."""
+    total, unpriced = con.execute(
+        f"""SELECT sum(cost), count(*) FILTER (WHERE cost IS NULL)
+            FROM (SELECT {cost_sql("s", "p")} AS cost
+                  FROM {table} s LEFT JOIN prices p USING (model_key))"""
+    ).fetchall()[0]
+    # an empty or wholly unpriced state costs nothing that is known: its unpriced count says so
+    return Decimal(total or 0), int(unpriced)
 
 
-def available_levers() -> list[Lever]:
-    """The levers this build implements, in simulation order."""
-    levers = []
-    for name in LEVER_ORDER:
-        try:
-            module = importlib.import_module(f"advisor.levers.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"advisor.levers.{name}":
-                raise
-            continue
-        levers.append(module.LEVER)
-    return levers
+@dataclass
+class LeverRun:
+    """One lever's figures: savings over priced requests, and what it reported."""
+
+    id: str
+    title: str
+    standalone_saving: Decimal
+    marginal_saving: Decimal
+    affected_requests: int
+    unpriced_requests: int
+    findings: Findings[BaseModel, BaseModel]
 
 
-def state_cost(con: duckdb.DuckDBPyConnection, state: str) -> Decimal:
-    """Total cost of a state over priced requests (unpriced rows stay NULL and are not summed)."""
-    total = scalar(
-        con, f"SELECT sum({cost_sql('s', 'p')}) FROM {state} s JOIN prices p USING (model_key)"
-    )
-    return Decimal(0) if total is None else Decimal(total)
+@dataclass
+class Combined:
+    cost: Decimal | None  # None: no request could be priced
+    saving: Decimal
+    saving_share: float
+    unpriced_requests: int
 
 
 @dataclass
 class Simulation:
-    levers: list[A.Lever]
-    combined: A.Combined
-    recommendations: list[A.Recommendation]
+    levers: list[LeverRun]
+    combined: Combined
+    recommendations: list[Recommendation]
 
 
 def simulate(
@@ -60,58 +70,70 @@ def simulate(
 ) -> Simulation:
     """Run every lever standalone and chained; persist per-request results for `export decisions`.
 
-    Writes `sim_final` (request_id, final_cost) and `lever_<id>` per-request tables in the store.
+    `levers` None: the registry's, as `ctx.options.levers` selects. Writes `sim_final`
+    (request_id, final_cost) and `lever_<id>` per-request tables in the store.
     """
     con = ctx.con
+    if levers is None:
+        levers = registry.select(ctx.options.levers)
     cols = ", ".join(STATE_COLUMNS)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE state_base AS SELECT {cols} FROM requests")
-    base_cost = state_cost(con, "state_base")
-    results: list[A.Lever] = []
-    recommendations: list[A.Recommendation] = []
-    prev, prev_cost = "state_base", base_cost
-    for lever in available_levers() if levers is None else levers:
-        if step is not None:
-            step(f"{lever.title}: replaying the log")
-        alone = lever.apply(ctx, "state_base", f"state_{lever.id}_alone", standalone=True)
-        alone_cost = state_cost(con, alone.state)
-        if prev == "state_base":  # nothing changed before this lever: chained run = standalone
-            chain, chain_cost = alone, alone_cost
-        else:
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {T.STATE_BASE} AS SELECT {cols} FROM requests")
+    base = State(T.STATE_BASE)
+    base_cost, base_unpriced = state_cost(con, base.table)
+    requests = int(con.execute(f"SELECT count(*) FROM {T.STATE_BASE}").fetchall()[0][0])
+    runs: list[LeverRun] = []
+    recommendations: list[Recommendation] = []
+    prev, prev_cost, prev_unpriced = base, base_cost, base_unpriced
+    try:
+        for lever in levers:
             if step is not None:
-                step(f"{lever.title}: replaying after the levers before it")
-            chain = lever.apply(ctx, prev, f"state_{lever.id}_chain", standalone=False)
-            chain_cost = state_cost(con, chain.state)
-        if alone.per_request is not None:
-            con.execute(
-                f"CREATE OR REPLACE TABLE lever_{lever.id} AS SELECT * FROM {alone.per_request}"
+                step(f"{lever.title}: replaying the log")
+            lever.prepare(ctx)
+            alone = lever.replay(ctx, base, T.state_table(lever.id, "alone"))
+            alone_cost, alone_unpriced = state_cost(con, alone.state.table)
+            findings = lever.describe(ctx, base, alone)
+            if findings.per_request is not None:
+                con.execute(
+                    f"CREATE OR REPLACE TABLE lever_{lever.id} AS "
+                    f"SELECT * FROM {findings.per_request}"
+                )
+            if prev == base:  # nothing changed before this lever: chained run = standalone
+                chain, chain_cost, chain_unpriced = alone, alone_cost, alone_unpriced
+            else:
+                if step is not None:
+                    step(f"{lever.title}: replaying after the levers before it")
+                chain = lever.replay(ctx, prev, T.state_table(lever.id, "chain"))
+                chain_cost, chain_unpriced = state_cost(con, chain.state.table)
+            T.drop_working_tables(con, lever.id)
+            runs.append(
+                LeverRun(
+                    id=lever.id,
+                    title=lever.title,
+                    standalone_saving=base_cost - alone_cost,
+                    marginal_saving=prev_cost - chain_cost,
+                    affected_requests=alone.affected_requests,
+                    unpriced_requests=alone_unpriced,
+                    findings=findings,
+                )
             )
-        results.append(
-            A.Lever(
-                id=lever.id,
-                title=lever.title,
-                standalone_saving=base_cost - alone_cost,
-                marginal_saving=prev_cost - chain_cost,
-                affected_requests=alone.affected_requests,
-                risk=alone.risk,
-                details=alone.details,
-            )
+            recommendations += findings.recommendations
+            prev, prev_cost, prev_unpriced = chain.state, chain_cost, chain_unpriced
+        con.execute(
+            f"""CREATE OR REPLACE TABLE sim_final AS
+                SELECT s.request_id, {cost_sql("s", "p")} AS final_cost
+                FROM {prev.table} s LEFT JOIN prices p USING (model_key)"""
         )
-        for rec in alone.details.get("recommendations", []):
-            recommendations.append(A.Recommendation.model_validate({"lever": lever.id, **rec}))
-        prev, prev_cost = chain.state, chain_cost
-    con.execute(
-        f"""CREATE OR REPLACE TABLE sim_final AS
-            SELECT s.request_id, {cost_sql("s", "p")} AS final_cost
-            FROM {prev} s LEFT JOIN prices p USING (model_key)"""
-    )
+    finally:
+        T.drop_all(con, tuple(lever.id for lever in levers))
     saving = base_cost - prev_cost
     recommendations.sort(key=lambda r: (-r.saving, r.lever, r.title))
     return Simulation(
-        levers=results,
-        combined=A.Combined(
-            cost=prev_cost,
+        levers=runs,
+        combined=Combined(
+            cost=prev_cost if requests > prev_unpriced else None,
             saving=saving,
             saving_share=float(saving / base_cost) if base_cost else 0.0,
+            unpriced_requests=prev_unpriced,
         ),
         recommendations=recommendations,
     )

@@ -30,7 +30,7 @@ import stages
 
 HERE = Path(__file__).resolve().parent
 
-STAGES = ("ingest", "baseline", "caching", "tiering", "analyze")  # or any advisor.levers.<name>
+STAGES = ("ingest", "baseline", "caching", "tiering", "analyze")  # or any registry lever id
 DEFAULT_STAGES = "ingest,baseline,caching,tiering,analyze"
 OWN_STORE = ("analyze",)  # stages that ingest into a store of their own
 TARGET_RATIO = 4.0  # issue target: ingest + baseline within 4x the bare scan

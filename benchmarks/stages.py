@@ -124,7 +124,7 @@ def run_baseline(db: Path) -> StageResult:
     """Model resolution, token filling and pricing, as `api.build_analysis` runs them."""
     from advisor import api, baseline, store, tokens
     from advisor.ingest import IngestReport
-    from advisor.levers import SimOptions
+    from advisor.levers.base import SimOptions
 
     prices = api.load_price_table()
     con = store.connect(db)
@@ -181,7 +181,8 @@ def run_analyze(log: Path, db: Path) -> StageResult:
 
 
 class TimedLever:
-    """Wraps a lever so that `simulate` runs it as usual while its `apply` is timed."""
+    """Wraps a lever so that `simulate` runs it as usual while its prepare, replay and describe
+    are timed."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -189,12 +190,21 @@ class TimedLever:
         self.title: str = inner.title
         self.seconds = 0.0
 
-    def apply(self, ctx: Any, state: str, out: str, *, standalone: bool) -> Any:
+    def _timed(self, method: str, *args: Any) -> Any:
         started = time.perf_counter()
         try:
-            return self.inner.apply(ctx, state, out, standalone=standalone)
+            return getattr(self.inner, method)(*args)
         finally:
             self.seconds += time.perf_counter() - started
+
+    def prepare(self, ctx: Any) -> None:
+        self._timed("prepare", ctx)
+
+    def replay(self, ctx: Any, state: Any, out: str) -> Any:
+        return self._timed("replay", ctx, state, out)
+
+    def describe(self, ctx: Any, base: Any, alone: Any) -> Any:
+        return self._timed("describe", ctx, base, alone)
 
 
 def find_blocks(details: Any) -> int | None:
@@ -211,7 +221,8 @@ def find_blocks(details: Any) -> int | None:
 
 
 class BlockCounter:
-    """Counts the token blocks `advisor.prefix.build` hashes while a lever runs (if it uses it)."""
+    """Counts the token blocks `advisor.levers.caching.prefix.build` hashes while a lever runs
+    (if it uses it)."""
 
     def __init__(self) -> None:
         self.blocks = 0
@@ -220,9 +231,9 @@ class BlockCounter:
         self._original: Any = None
 
     def __enter__(self) -> BlockCounter:
-        if importlib.util.find_spec("advisor.prefix") is None:
+        if importlib.util.find_spec("advisor.levers.caching.prefix") is None:
             return self
-        self._module = importlib.import_module("advisor.prefix")
+        self._module = importlib.import_module("advisor.levers.caching.prefix")
         self._original = original = self._module.build
 
         def build(*args: Any, **kwargs: Any) -> Any:
@@ -241,15 +252,15 @@ class BlockCounter:
 
 def run_lever(db: Path, name: str) -> StageResult:
     """One lever's standalone run on the baseline state, through `advisor.simulate`."""
-    module_name = f"advisor.levers.{name}"
-    if importlib.util.find_spec(module_name) is None:
-        return StageResult(name, status="skipped", note=f"{module_name} does not exist yet")
     from advisor import api, store
-    from advisor.levers import LeverContext, SimOptions
+    from advisor.levers import registry
+    from advisor.levers.base import LeverContext, SimOptions
     from advisor.ruleset import default_rules_dir
     from advisor.simulate import simulate
 
-    lever = TimedLever(importlib.import_module(module_name).LEVER)
+    if name not in registry.BUILT:
+        return StageResult(name, status="skipped", note=f"lever {name} is not built yet")
+    lever = TimedLever(registry.select((name,))[0])
     con = store.connect(db)
     ctx = LeverContext(con, api.load_price_table(), default_rules_dir(), SimOptions())
     clock = Clock()
@@ -263,10 +274,10 @@ def run_lever(db: Path, name: str) -> StageResult:
         "standalone_saving": str(outcome.standalone_saving),
         "simulate_seconds": seconds,
     }
-    blocks = find_blocks(outcome.details)
+    blocks = find_blocks(outcome.findings.details.model_dump(mode="json"))
     if blocks is None and counter.blocks:
         blocks = counter.blocks
-        counts["blocks_source"] = f"advisor.prefix.build ({counter.builds} builds)"
+        counts["blocks_source"] = f"advisor.levers.caching.prefix.build ({counter.builds} builds)"
     if blocks is not None:
         counts["blocks"] = blocks
     return StageResult(name, seconds=round(lever.seconds, 3), counts=counts)

@@ -2,10 +2,12 @@
 
 Writes `traffic.jsonl.gz` (JSON lines in the envelope of docs/logging-format.md: OpenAI, Azure,
 Google, self-hosted and Anthropic bodies) and `ground_truth.json` (what was planted, so tests
-and demos can check the analyzer finds it). The traffic holds ten features with their own long
+and demos can check the analyzer finds it). The traffic holds thirteen features with their own
 system prompts, daily/hourly seasonality, cache behaviour emulated per provider, errors and
 retries, missing usage, gateway costs (one model priced stale), a runaway user, variable-prefix
-prompts that break caching, unpriced and aliased model names, and ~12 malformed lines.
+prompts that break caching, unpriced and aliased model names, ~12 malformed lines, and the plants
+of the trimming, output-cap and batching levers (duplicated paragraphs and pretty-printed JSON,
+uncapped runaway outputs, reasoning-heavy easy extraction, nightly service-account bursts).
 
     TIKTOKEN_CACHE_DIR=/path/to/cache python sample_logs/generate.py [--seed N] [--requests N]
 
@@ -21,8 +23,10 @@ import gzip
 import json
 import statistics
 import sys
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from random import Random
@@ -51,6 +55,9 @@ class Feature:
     variable_prefix: str | None = None  # "date" | "user_name": variable text before the stable part
     batch_like: bool = False
     streaming: bool = False
+    # Features added after the first release draw from their own random streams, so adding one
+    # leaves every other feature's requests byte-identical (and the figures tests pin unchanged).
+    own_rng: bool = False
 
 
 CHAT = ("interactive", "chat")
@@ -98,8 +105,26 @@ FEATURES: dict[str, Feature] = {
     "labs-experiment": Feature(
         0.017, "easy", 300, {"max_tokens": 512, "temperature": 0.8}, ("labs",)
     ),
+    # The plants of issue 11's levers: prompt bloat (trimming), uncapped runaway outputs (output
+    # caps) and a reasoning model on easy extraction work (reasoning budgets).
+    "returns-agent": Feature(
+        0.05, "medium", 450, {"max_tokens": 200, "temperature": 0}, ("support-tools",), own_rng=True
+    ),
+    "product-copy": Feature(
+        0.04, "medium", 550, {"temperature": 0.9}, ("marketing",), own_rng=True
+    ),
+    "address-extract": Feature(
+        0.04,
+        "easy",
+        350,
+        {"response_format": {"type": "json_object"}},
+        ("checkout",),
+        own_rng=True,
+    ),
 }
 RUNAWAY_SHARE = 0.05
+SERVICE_USER = "svc-nightly-digest"  # the scheduled job's service account
+RUNAWAY_OUTPUT_SHARE = 0.025  # product-copy answers that never stop
 SONNET = "claude-sonnet-4-5-20250929"
 # route -> (provider, model as requested, model as served, price key; None = unpriced)
 ROUTES: dict[str, tuple[str, str, str, str | None]] = {
@@ -109,6 +134,7 @@ ROUTES: dict[str, tuple[str, str, str, str | None]] = {
     "gpt-4o-mini": ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
     "gpt-4.1": ("openai", "gpt-4.1", "gpt-4.1-2025-04-14", "gpt-4.1"),
     "proxy-4.1-mini": ("openai", "openai/gpt-4.1-mini", "gpt-4.1-mini-2025-04-14", "gpt-4.1-mini"),
+    "gpt-5-mini": ("openai", "gpt-5-mini", "gpt-5-mini-2025-08-07", "gpt-5-mini"),
     "gpt-5": ("openai", "gpt-5", "gpt-5-2025-08-07", "gpt-5"),
     "o3": ("openai", "o3", "o3-2025-04-16", "o3"),
     "o4-mini": ("openai", "o4-mini", "o4-mini-2025-04-16", "o4-mini"),
@@ -126,6 +152,7 @@ PRICES: dict[str, tuple[float, float, float, float, float]] = {
     "gpt-4.1": (2.00, 0.50, 0, 0, 8.00),
     "gpt-4.1-mini": (0.40, 0.10, 0, 0, 1.60),
     "gpt-5": (1.25, 0.125, 0, 0, 10.00),
+    "gpt-5-mini": (0.25, 0.025, 0, 0, 2.00),
     "o3": (2.00, 0.50, 0, 0, 8.00),
     "o4-mini": (1.10, 0.275, 0, 0, 4.40),
     "claude-sonnet-4-5": (3.00, 0.30, 3.75, 6.00, 15.00),
@@ -214,6 +241,8 @@ class Call:
     retry: bool = False  # a client retry of a failed call, identical request
     cache_ttl: int = 0  # Anthropic cache_control on the last system block: 300 or 3600 seconds
     error: dict[str, Any] | None = None
+    trimmed: tuple[str, ...] = ()  # planted bloat: (system, *message texts) losslessly trimmed
+    runaway: str = ""  # planted runaway output: "repetition" | "long"
     # filled in by the usage pass
     prompt_tokens: int = 0
     cached: int = 0
@@ -266,6 +295,8 @@ class Planner:
         # Long-tailed activity: a few heavy users, many occasional ones.
         self.user_weights = [1 / (i + 1) ** 0.8 for i in range(len(self.users))]
         self.stable = {f: self._system(f, spec.system_tokens) for f, spec in FEATURES.items()}
+        # The trimming plant: the returns template pastes its policy block a second time.
+        self.stable["returns-agent"] += "\n" + tg.RETURNS_POLICY + "\n"
 
     def _users(self) -> list[User]:
         r, users = Random(f"{self.seed}:users"), []
@@ -290,12 +321,16 @@ class Planner:
             i += 1
         return text
 
-    def when(self) -> float:
-        hour = self.r.choices(range(len(self.hour_cum)), cum_weights=self.hour_cum)[0]
-        return START.timestamp() + (hour + self.r.random()) * 3600
+    def rng(self, feature: str) -> Random:
+        return Random(f"{self.seed}:plan:{feature}") if FEATURES[feature].own_rng else self.r
 
-    def user(self) -> User:
-        return self.r.choices(self.users, self.user_weights)[0]
+    def when(self, r: Random | None = None) -> float:
+        r = r or self.r
+        hour = r.choices(range(len(self.hour_cum)), cum_weights=self.hour_cum)[0]
+        return START.timestamp() + (hour + r.random()) * 3600
+
+    def user(self, r: Random | None = None) -> User:
+        return (r or self.r).choices(self.users, self.user_weights)[0]
 
     def sid(self) -> str:
         return f"s_{self.r.getrandbits(48):012x}"
@@ -413,7 +448,7 @@ class Planner:
                 doc = tg.document(r, r.randint(12, 40))
                 msg = f"Summarise this document for the digest:\n\n{doc}"
                 t, sid = night.timestamp() + off, f"nightly-{night:%Y-%m-%d}"
-                sink.add(t, "gpt-4o", "system", msg, tg.summary(r, doc), session=sid)
+                sink.add(t, "gpt-4o", SERVICE_USER, msg, tg.summary(r, doc), session=sid)
         sink.n = len(sink.calls)
 
     def build_doc_qa(self, sink: Sink) -> None:
@@ -443,6 +478,35 @@ class Planner:
                 sink.add(t, "labs", u, *tg.labs(r))
                 t += 2 + r.random() * 5
 
+    def build_returns_agent(self, sink: Sink) -> None:
+        r, dup = self.rng(sink.feature), "\n" + tg.RETURNS_POLICY + "\n"
+        clean = sink.stable.removesuffix(dup)
+        while not sink.full:
+            u, t = self.user(r), self.when(r)
+            pretty, minified, decision = tg.return_request(r)
+            sink.add(t, "gpt-4.1", u, pretty, decision, trimmed=(clean, minified))
+
+    def build_product_copy(self, sink: Sink) -> None:
+        r = self.rng(sink.feature)
+        while not sink.full:
+            u, t = r.choice(self.users[7:12]), self.when(r)
+            for _ in range(r.randint(1, 8)):  # a merchandiser works through a few products
+                prompt, out = tg.product_copy(r)
+                kind = ""
+                if r.random() < RUNAWAY_OUTPUT_SHARE:  # no max_tokens, so nothing stops it
+                    out, loops = tg.runaway_copy(r, out, r.randint(3000, 9000), tok)
+                    kind = "repetition" if loops else "long"
+                sink.add(t, "gpt-4o-mini", u, prompt, out, runaway=kind)
+                t += 20 + r.random() * 100
+
+    def build_address_extract(self, sink: Sink) -> None:
+        r = self.rng(sink.feature)
+        while not sink.full:
+            u, t = self.user(r), self.when(r)
+            text, out = tg.address_form(r)
+            # gpt-5-mini at its default reasoning effort thinks far longer than the task needs.
+            sink.add(t, "gpt-5-mini", u, text, out, reasoning=r.randint(350, 2400))
+
     def add_errors(self, calls: list[Call]) -> list[Call]:
         """~3% of calls fail; most failures are retried with the identical request a bit later."""
         r, out = Random(f"{self.seed}:errors"), []
@@ -464,6 +528,7 @@ class UsagePass:
 
     def __init__(self, seed: int) -> None:
         self.r = Random(f"{seed}:cache")
+        self.own = {f: Random(f"{seed}:cache:{f}") for f, s in FEATURES.items() if s.own_rng}
         self.openai_seen: dict[tuple[str, tuple[str, ...]], float] = {}
         self.anthropic_seen: dict[tuple[str, str], tuple[float, int]] = {}
 
@@ -489,7 +554,8 @@ class UsagePass:
     def _openai(self, c: Call, texts: list[str], blocks: list[int]) -> None:
         """Automatic caching: a prefix seen in the last ~5-10 min is cached in 128-token steps
         past the first 1024. Matching at message granularity is close enough for a sample."""
-        ttl = 300 + 300 * self.r.random()
+        r = self.own.get(c.feature, self.r)
+        ttl = 300 + 300 * r.random()
         matched, cum = 0, 0
         for i, size in enumerate(blocks):
             cum += size
@@ -498,7 +564,7 @@ class UsagePass:
             if matched == cum - size and last is not None and c.ts - last <= ttl:
                 matched = cum
             self.openai_seen[key] = c.ts
-        if matched >= 1024 and self.r.random() > 0.05:  # caching is best-effort: a few misses
+        if matched >= 1024 and r.random() > 0.05:  # caching is best-effort: a few misses
             c.cached = 1024 + (matched - 1024) // 128 * 128
 
     def _anthropic(self, c: Call, system: str, prefix: int) -> None:
@@ -734,6 +800,107 @@ ALIAS_CASES = [
 ]
 
 
+def _percentile(values: list[int], q: float) -> int:
+    """Nearest-rank percentile (no interpolation: the figure is one observed value)."""
+    ordered = sorted(values)
+    return ordered[max(0, -(-len(ordered) * q // 100) - 1)] if ordered else 0
+
+
+def plants(calls: list[Call], envs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What issue 11's levers must find, measured on the generated requests themselves."""
+    rows = list(zip(envs, calls, strict=True))
+
+    def billed(feature: str) -> list[tuple[dict[str, Any], Call]]:
+        return [(e, c) for e, c in rows if c.feature == feature and e["error"] is None]
+
+    # Trimming: tokens(sent) - tokens(losslessly trimmed), per message, with the model's encoding.
+    waste, dup, pretty = {}, 0, 0
+    for e, c in rows:
+        if c.trimmed:
+            sent = ["\n\n".join(c.system), *(text for _, text in c.messages)]
+            per = [tok(a) - tok(b) for a, b in zip(sent, c.trimmed, strict=True)]
+            waste[e["id"]] = sum(per)
+            if e["error"] is None:
+                dup, pretty = dup + per[0], pretty + sum(per[1:])
+    trim = billed("returns-agent")
+    price_in = Decimal(str(PRICES["gpt-4.1"][0]))
+    copy = billed("product-copy")
+    normal = [c.completion for _, c in copy if not c.runaway]
+    extract = billed("address-extract")
+    reasoning = sum(c.reasoning for _, c in extract)
+    output = sum(c.completion for _, c in extract)
+    nightly = [e for e, c in rows if c.feature == "nightly-digest"]
+    chat = [e for e, c in rows if c.feature == "support-chat"]
+    nights = Counter(e["timestamp"][:10] for e in nightly)
+    return {
+        "trimming": {
+            "feature": "returns-agent",
+            "model": "gpt-4.1",
+            "encoding": "o200k_base",
+            "kinds": ["duplicate_paragraph", "pretty_json"],
+            "duplicated_paragraph": tg.RETURNS_POLICY,
+            "duplicated_paragraph_tokens": tok(tg.RETURNS_POLICY),
+            "requests": len(waste),
+            "billed_requests": len(trim),
+            "cached_input_tokens": sum(c.cached for _, c in trim),
+            "input_tokens": sum(c.prompt_tokens for _, c in trim),
+            "waste_tokens": dup + pretty,
+            "waste_tokens_duplicate_paragraph": dup,
+            "waste_tokens_pretty_json": pretty,
+            "waste_usd_at_input_price": str(price_in * (dup + pretty) / 1_000_000),
+            "waste_tokens_by_request_id": waste,
+        },
+        "output_caps": {
+            "feature": "product-copy",
+            "model": "gpt-4o-mini",
+            "max_tokens": None,
+            "billed_requests": len(copy),
+            "normal_output_tokens": {
+                "p50": _percentile(normal, 50),
+                "p95": _percentile(normal, 95),
+                "max": max(normal),
+            },
+            "runaways": [
+                {
+                    "id": e["id"],
+                    "output_tokens": c.completion,
+                    "repetition": c.runaway == "repetition",
+                }
+                for e, c in copy
+                if c.runaway
+            ],
+        },
+        "reasoning": {
+            "feature": "address-extract",
+            "model": "gpt-5-mini",
+            "difficulty": "easy",
+            "reasoning_effort": None,  # not sent: the API default (medium)
+            "billed_requests": len(extract),
+            "reasoning_tokens": reasoning,
+            "visible_output_tokens": output - reasoning,
+            "reasoning_share_of_output": round(reasoning / output, 4),
+        },
+        "batching": {
+            "eligible": {
+                "feature": "nightly-digest",
+                "users": sorted({str(e["user"]) for e in nightly}),
+                "streaming": any(e["request"].get("stream") for e in nightly),
+                "hours_utc": sorted({int(e["timestamp"][11:13]) for e in nightly}),
+                "first_minute": min(e["timestamp"][11:16] for e in nightly),
+                "last_minute": max(e["timestamp"][11:16] for e in nightly),
+                "nights": len(nights),
+                "requests_per_night": {"min": min(nights.values()), "max": max(nights.values())},
+            },
+            "negative_control": {
+                "feature": "support-chat",
+                "streaming": all(e["request"].get("stream") for e in chat),
+                "users": len({e["user"] for e in chat}),
+                "hours_utc": sorted({int(e["timestamp"][11:13]) for e in chat}),
+            },
+        },
+    }
+
+
 def ground_truth(
     seed: int,
     planner: Planner,
@@ -796,6 +963,7 @@ def ground_truth(
             "service_tier": tally("service_tier"),
             "provider": tally("provider"),
         },
+        "plants": plants(calls, envs),
         "difficulty_by_request_id": {
             e["id"]: c.difficulty for e, c in zip(envs, calls, strict=True)
         },
@@ -810,7 +978,8 @@ def generate(seed: int, requests: int) -> tuple[bytes, dict[str, Any]]:
     for c in calls:
         usage.apply(c)
     r = Random(f"{seed}:render")
-    rendered = [(render(c, r), c) for c in calls]
+    own = {f: Random(f"{seed}:render:{f}") for f, spec in FEATURES.items() if spec.own_rng}
+    rendered = [(render(c, own.get(c.feature, r)), c) for c in calls]
     # Loggers write a line when the call *completes*: ordering by end time leaves the (start)
     # timestamps slightly out of order, as in real logs.
     rendered.sort(key=lambda ec: ec[1].ts + ec[0]["latency_ms"] / 1000)

@@ -623,6 +623,138 @@ def labs(r: Rng) -> tuple[str, str]:
     return prompt, out
 
 
+# --- returns-agent (the trimming plant) ---------------------------------------------------------
+# The policy block the app's template pastes twice: once in the base prompt and again, verbatim, as
+# a "reminder" at the end (a copy-paste bug nobody noticed). Exactly one paragraph, no blank lines.
+RETURNS_POLICY = (
+    "## Return policy\nItems can be returned within 30 days of delivery for a full refund. Opened "
+    "consumables (filters, toner, coffee pods) cannot be returned. Damaged or faulty items are "
+    "replaced or refunded at any time within the 24-month warranty. Refunds over $500 and any "
+    "customer with three or more returns in the last 90 days must be escalated to a human agent."
+)
+RETURN_REASONS = [
+    "The {product} arrived with a cracked front panel.",
+    "I changed my mind, the {product} is too big for my kitchen.",
+    "It stopped working after {n} weeks.",
+    "Wrong colour delivered, I ordered the black one.",
+    "The {product} makes a loud rattling noise.",
+    "I bought it as a gift but they already had one.",
+]
+RETURN_DECISIONS = [
+    "Decision: approve. Reason: within 30 days of delivery and not a consumable.",
+    "Decision: approve. Reason: faulty item covered by the 24-month warranty.",
+    "Decision: reject. Reason: delivered more than 30 days ago and not faulty.",
+    "Decision: escalate. Reason: refund over $500 needs a human agent.",
+    "Decision: escalate. Reason: three or more returns in the last 90 days.",
+]
+
+
+def order_record(r: Rng) -> dict[str, Any]:
+    """The order the returns agent looks up; the app pastes it into the prompt pretty-printed."""
+    items = [
+        {
+            "sku": f"SKU-{r.randint(10000, 99999)}",
+            "name": expand(r, "{product}"),
+            "quantity": r.randint(1, 3),
+            "unit_price": round(r.randint(1900, 89900) / 100, 2),
+            "consumable": r.random() < 0.2,
+        }
+        for _ in range(r.randint(1, 4))
+    ]
+    events = [
+        {"date": expand(r, "{date}"), "status": s, "location": expand(r, "{city}")}
+        for s in ["ordered", "shipped", "in_transit", "delivered"][: r.randint(2, 4)]
+    ]
+    return {
+        "order_id": expand(r, "{order_id}"),
+        "customer": {"name": person(r), "tier": r.choice(["standard", "plus", "business"])},
+        "items": items,
+        "shipment": {"carrier": expand(r, "{carrier}"), "events": events},
+        "returns_last_90_days": r.choice([0, 0, 0, 1, 2, 3]),
+        "payment": {"method": r.choice(["card", "paypal", "invoice"]), "currency": "USD"},
+    }
+
+
+def return_request(r: Rng) -> tuple[str, str, str]:
+    """(the prompt with the order record pretty-printed, the same prompt with it minified, the
+    decision). The two prompts differ only in the JSON's whitespace: the lossless trim."""
+    record = order_record(r)
+    reason = expand(r, r.choice(RETURN_REASONS))
+    ask = "Decide: approve, reject or escalate, with a one-line reason."
+
+    def prompt(data: str) -> str:
+        return f'Return request from the customer:\n"{reason}"\n\nOrder record:\n{data}\n\n{ask}'
+
+    pretty = prompt(json.dumps(record, indent=2))
+    minified = prompt(json.dumps(record, separators=(",", ":")))
+    return pretty, minified, r.choice(RETURN_DECISIONS)
+
+
+# --- product-copy (the runaway-output plant) ----------------------------------------------------
+COPY_LINES = [
+    "The {product} is built for busy homes: quiet, efficient and easy to clean.",
+    "Set it up in minutes with the Acme Home app and control it from anywhere.",
+    "Energy-saving mode cuts running costs by up to {pct}% compared with older models.",
+    "A {n}-year parts warranty and free returns within 30 days come as standard.",
+    "Its compact design fits neatly on a counter, a shelf or a bedside table.",
+    "Customers in {city} rate it {n}.{n2} out of 10 for reliability.",
+    "Ships from our {city} warehouse with {carrier} next-day delivery.",
+    "Works with voice assistants and schedules you set once and forget.",
+]
+
+
+def product_copy(r: Rng) -> tuple[str, str]:
+    """A request for a product description and a normal-length answer."""
+    ctx = bind(r, "{product} {city} {carrier}")
+    prompt = expand(
+        r, "Write the product page description for the {product}. Audience: {city} shoppers.", ctx
+    )
+    paras = [prose(r, COPY_LINES, r.randint(2, 4), ctx) for _ in range(r.randint(1, 3))]
+    return prompt, "\n\n".join(paras)
+
+
+def runaway_copy(
+    r: Rng, normal: str, tokens_wanted: int, tok: Callable[[str], int]
+) -> tuple[str, bool]:
+    """A runaway answer and whether it loops: after the normal text, either one sentence repeated
+    (degenerate repetition) or an endless, non-repeating spec sheet, to about `tokens_wanted`."""
+    loop = r.random() < 0.6
+    sentence = expand(r, r.choice(COPY_LINES))
+    parts, size = [normal], tok(normal)
+    while size < tokens_wanted:
+        if loop:
+            chunk = " ".join([sentence] * 20)
+        else:
+            chunk = "\n".join(
+                expand(
+                    r,
+                    f"Spec {r.randint(100, 999)}: {{product}} variant {{order_id}} rated "
+                    "{n}{n2} W, {pct} dB, ships from {city} via {carrier} on {date}.",
+                )
+                for _ in range(10)
+            )
+        parts.append(chunk)
+        size += tok(chunk)
+    return "\n\n".join(parts), loop
+
+
+# --- address-extract (the reasoning plant) ------------------------------------------------------
+def address_form(r: Rng) -> tuple[str, str]:
+    """A messy free-text address typed into a checkout form and its extraction (easy work)."""
+    name, street, city = person(r), expand(r, "{street}"), expand(r, "{city}")
+    postcode = f"{r.randint(1000, 9999)} {r.choice('ABCDEFGHJKLMNPRSTWXZ')}{r.choice('ABDEHLNP')}"
+    country = r.choice(["Netherlands", "Germany", "France", "Ireland", "Poland", "Italy"])
+    messy = r.choice(
+        [
+            f"{name.lower()}, {street.lower()} {postcode} {city.upper()} {country.lower()}",
+            f"ship to {name} - {street}, {city} ({postcode}), {country} pls",
+            f"{street}\n{postcode} {city}\n{country}\nattn {name}",
+        ]
+    )
+    out = {"name": name, "street": street, "postcode": postcode, "city": city, "country": country}
+    return f"Address as typed by the customer:\n{messy}", json.dumps(out)
+
+
 # --- system prompts -----------------------------------------------------------------------------
 # The stable instruction blocks. generate.py pads each with few-shot examples up to its target size
 # (real prompts grow that way), so here only the hand-written head lives.
@@ -657,6 +789,14 @@ SYSTEM_HEADS = {
     "sentiment": "Classify the sentiment of a product review. Answer with exactly one word: "
     "positive or negative.\n",
     "labs-experiment": "You write short marketing copy for Acme Home.\n",
+    "returns-agent": "You help Acme Home support agents decide product returns. Read the "
+    "customer's request and the order record, apply the policy below, and answer with one "
+    "decision line.\n\n" + RETURNS_POLICY + "\n",
+    "product-copy": "You write product page descriptions for the Acme Home web shop. Friendly, "
+    "concrete, no superlatives, two or three short paragraphs.\n",
+    "address-extract": "Extract the shipping address from the customer's text. Return one JSON "
+    "object with keys name, street, postcode, city, country. Fix capitalisation; never invent "
+    "missing parts (use null).\n",
 }
 
 
@@ -689,6 +829,14 @@ def example(r: Rng, feature: str) -> str:
     if feature == "sentiment":
         text, label = sentiment(r)
         return f"{text} {label}"
+    if feature == "returns-agent":  # compact: the only pretty JSON is the planted one
+        return f"Request: {expand(r, r.choice(RETURN_REASONS))}\n{r.choice(RETURN_DECISIONS)}"
+    if feature == "product-copy":
+        prompt, out = product_copy(r)
+        return f"{prompt}\n{out}"
+    if feature == "address-extract":
+        text, out = address_form(r)
+        return f"{text}\nOutput: {out}"
     return "\n".join(labs(r))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -174,3 +175,43 @@ def requests_in(db: Path) -> int:
         return int(con.execute("SELECT count(*) FROM requests").fetchone()[0])  # type: ignore[index]
     finally:
         con.close()
+
+
+@dataclass
+class Outcome:
+    """A lever's standalone replay and findings, as plain data (money as decimal strings)."""
+
+    state: str
+    affected_requests: int
+    details: dict[str, Any]
+    risk: dict[str, Any]
+    recommendations: list[dict[str, Any]]
+    per_request: str | None
+
+
+def run_standalone(
+    lever: Any, ctx: Any, state: str = "state_base", out: str = "state_out"
+) -> Outcome:
+    """prepare, replay on `state` and describe, as `simulate` runs a lever first."""
+    from advisor.levers.base import State
+
+    lever.prepare(ctx)
+    alone = lever.replay(ctx, State(state), out)
+    found = lever.describe(ctx, State(state), alone)
+    return Outcome(
+        alone.state.table,
+        alone.affected_requests,
+        found.details.model_dump(mode="json"),
+        found.risk.model_dump(mode="json"),
+        [r.model_dump(mode="json") for r in found.recommendations],
+        found.per_request,
+    )
+
+
+def run_chained(lever: Any, ctx: Any, state: str, out: str, *, prepare: bool = True) -> str:
+    """A replay of `state` as `simulate` chains it (prepared first unless it already ran)."""
+    from advisor.levers.base import State
+
+    if prepare:
+        lever.prepare(ctx)
+    return str(lever.replay(ctx, State(state), out).state.table)

@@ -66,7 +66,7 @@ def test_hand_computed_costs_per_convention(tmp_path: Path) -> None:
     by_user = {row.key: row.cost for row in a.baseline.by_user}
     assert by_user["u1"] == costs["oa"] + costs["o3"]
     unpriced_row = next(row for row in a.baseline.by_model if row.key == "acme-llama-70b-ft")
-    assert unpriced_row.unpriced_requests == 1 and unpriced_row.cost == 0
+    assert unpriced_row.unpriced_requests == 1 and unpriced_row.cost is None  # unknown, not 0
 
 
 def test_azure_deployment_mapping(tmp_path: Path) -> None:

@@ -12,15 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import anthropic_line, openai_line, require_tiktoken, write_jsonl
+from helpers import (
+    Outcome,
+    anthropic_line,
+    openai_line,
+    require_tiktoken,
+    run_chained,
+    run_standalone,
+    write_jsonl,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from advisor import api, baseline, prefix, store, tokens
+from advisor import api, baseline, store, tokens
 from advisor.conditions import run_cases
 from advisor.ingest import ingest
-from advisor.levers import STATE_COLUMNS, LeverContext, LeverOutcome, SimOptions
-from advisor.levers.caching import LEVER, load_policy
+from advisor.levers.base import STATE_COLUMNS, LeverContext, SimOptions
+from advisor.levers.caching import CachingLever, load_policy, prefix
 from advisor.ruleset import default_rules_dir
 
 T0 = datetime(2026, 10, 1, 12, tzinfo=UTC)
@@ -56,7 +64,7 @@ def claude(rid: str, minutes: float, system: str, user: str = "Hello") -> dict[s
 
 def run(
     tmp_path: Path, rows: list[Any], *, ttl: int | None = None, name: str = "logs.jsonl"
-) -> tuple[Any, LeverOutcome]:
+) -> tuple[Any, Outcome]:
     """Ingest `rows`, price them as api.analyze does, and run the lever on the logged state."""
     con = store.connect()
     ingest(con, [str(write_jsonl(tmp_path / name, rows))])
@@ -67,16 +75,16 @@ def run(
     return con, apply_to_logged(con, ttl=ttl)
 
 
-def apply_to_logged(con: Any, *, ttl: int | None = None) -> LeverOutcome:
+def apply_to_logged(con: Any, *, ttl: int | None = None) -> Outcome:
     """The lever, standalone, on the logged state of the store's requests."""
     con.execute(f"CREATE TEMP TABLE state_base AS SELECT {', '.join(STATE_COLUMNS)} FROM requests")
     ctx = LeverContext(
         con, api.load_price_table(), default_rules_dir(), SimOptions(cache_ttl_seconds=ttl)
     )
-    return LEVER.apply(ctx, "state_base", "state_caching", standalone=True)
+    return run_standalone(CachingLever(), ctx, "state_base", "state_caching")
 
 
-def sim(con: Any, outcome: LeverOutcome) -> dict[str, Any]:
+def sim(con: Any, outcome: Outcome) -> dict[str, Any]:
     rows = con.execute(f"SELECT * FROM {outcome.per_request} ORDER BY request_id").fetchall()
     return dict(rows)
 
@@ -233,8 +241,7 @@ def test_a_switched_model_starts_cold(tmp_path: Path) -> None:
     cols = ", ".join(f"{switched.get(c, c)} AS {c}" for c in STATE_COLUMNS)
     con.execute(f"CREATE TEMP TABLE state_tiered AS SELECT {cols} FROM requests")
     ctx = LeverContext(con, api.load_price_table(), default_rules_dir(), SimOptions())
-    out = LEVER.apply(ctx, "state_tiered", "state_caching", standalone=False)
-    assert out.per_request is None and out.details == {}  # a chained run only prices its state
+    run_chained(CachingLever(), ctx, "state_tiered", "state_caching")
     assert state(con, "b")[0] == 0  # first request on gpt-4o-mini: cold
     assert state(con, "c")[0] > 1024  # gpt-4o's cache, warmed by a, is its own
 
@@ -258,21 +265,24 @@ def test_the_chained_run_reuses_the_standalone_build_with_the_same_result(
     build = prefix.build
     monkeypatch.setattr(prefix, "build", lambda *a, **k: builds.append(1) or build(*a, **k))
 
-    def chained(ctx: LeverContext) -> dict[str, tuple[int, ...]]:
-        LEVER.apply(ctx, "state_tiered", "state_chain", standalone=False)
+    def chained(
+        ctx: LeverContext, lever: CachingLever, fresh_lever: bool = True
+    ) -> dict[str, tuple[int, ...]]:
+        run_chained(lever, ctx, "state_tiered", "state_chain", prepare=fresh_lever)
         return {r[0]: r[1:] for r in con.execute("SELECT * FROM state_chain").fetchall()}
 
     def context() -> LeverContext:
         return LeverContext(con, api.load_price_table(), default_rules_dir(), SimOptions())
 
-    fresh = chained(context())
+    fresh = chained(context(), CachingLever())
     fresh_builds = len(builds)
     ctx = context()
-    LEVER.apply(ctx, "state_base", "state_alone", standalone=True)
+    lever = CachingLever()
+    run_standalone(lever, ctx, "state_base", "state_alone")
     builds.clear()
-    assert chained(ctx) == fresh
+    assert chained(ctx, lever, fresh_lever=False) == fresh
     assert len(builds) < fresh_builds  # the main replay's model was reused
-    assert "caching.models" not in ctx.scratch  # let go after the chained run
+    assert not lever.models  # let go after the chained run
 
 
 def test_a_request_whose_text_the_store_lacks_is_not_replayed(tmp_path: Path) -> None:
@@ -337,7 +347,7 @@ def test_prefix_order_finds_a_date_at_the_top(tmp_path: Path) -> None:
     assert "@acme.com" not in json.dumps(finding) and "[EMAIL]" in finding["before"]
     template = out.details["by_template"][0]
     assert template["recommendation"]["id"] == "CACHE-001"
-    assert out.details["recommendations"][0]["title"].startswith("Move the variable text")
+    assert out.recommendations[0]["title"].startswith("Move the variable text")
 
 
 def test_details_are_json_and_name_their_parts(tmp_path: Path) -> None:
@@ -353,7 +363,6 @@ def test_details_are_json_and_name_their_parts(tmp_path: Path) -> None:
         "by_feature",
         "by_template",
         "prefix_order",
-        "recommendations",
         "assumptions",
     } <= set(d)
     assert d["replay"]["blocks"] > 0
@@ -387,7 +396,7 @@ def sample() -> Iterator[tuple[Any, dict[str, Any], dict[str, Any]]]:
     tokens.fill_token_counts(con, {key: m.encoding for key, m in prices.models.items()})
     con.execute(f"CREATE TEMP TABLE state_base AS SELECT {', '.join(STATE_COLUMNS)} FROM requests")
     ctx = LeverContext(con, prices, default_rules_dir(), SimOptions())
-    details = LEVER.apply(ctx, "state_base", "state_caching", standalone=True).details
+    details = run_standalone(CachingLever(), ctx, "state_base", "state_caching").details
     truth = json.loads((SAMPLE / "ground_truth.json").read_text())
     yield con, details, truth
     con.close()
@@ -419,7 +428,7 @@ def test_sample_planted_shared_prefixes_give_the_expected_cached_share(sample) -
     ctx = LeverContext(
         con, api.load_price_table(), default_rules_dir(), SimOptions(cache_ttl_seconds=600)
     )
-    out = LEVER.apply(ctx, "sb", "sc", standalone=True)
+    out = run_standalone(CachingLever(), ctx, "sb", "sc")
     rows = con.execute(
         f"""SELECT r.feature, sum(r.cache_read_tokens), sum(p.cache_read_tokens_sim),
                    list(r.input_tokens)

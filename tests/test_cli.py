@@ -195,18 +195,50 @@ def test_analyze_tells_each_stage_as_it_starts(tmp_path: Path) -> None:
     from helpers import openai_line, write_jsonl
 
     from advisor import api
-    from advisor.simulate import available_levers
+    from advisor.levers.registry import LEVERS
 
     path = write_jsonl(tmp_path / "a.jsonl", [openai_line(f"r{i}") for i in range(5)])
     steps: list[str] = []
     api.analyze([str(path)], out_dir=tmp_path / "o", step=steps.append)
     assert steps[0] == "pricing every request"
     assert steps[-1] == "writing the analysis, report and exports"
-    titles = [lever.title for lever in available_levers()]
+    titles = [lever.title for lever in LEVERS]
     for title in titles:
         assert f"{title}: replaying the log" in steps
     # every lever after the first replays again on its predecessors' output
     assert sum("replaying after the levers before it" in s for s in steps) == len(titles) - 1
+
+
+def test_an_unknown_lever_is_a_usage_error_naming_the_levers(tmp_path: Path) -> None:
+    from helpers import openai_line, write_jsonl
+
+    path = write_jsonl(tmp_path / "a.jsonl", [openai_line("a")])
+    for flag in (["--levers", "tiering,cachng"], ["--no-lever", "nope"]):
+        result = run("analyze", str(path), "-o", str(tmp_path / "o"), *flag)
+        assert result.returncode == 2, result.stderr
+        said = " ".join(result.stderr.split())
+        assert (
+            "unknown lever" in said and "tiering, trimming, output_caps, caching, batching" in said
+        )
+    assert not (tmp_path / "o").exists()  # refused before anything ran
+
+
+def test_levers_can_be_switched_off_and_the_run_says_which_ran(tmp_path: Path) -> None:
+    from helpers import openai_line, write_jsonl
+
+    path = write_jsonl(tmp_path / "a.jsonl", [openai_line(f"r{i}") for i in range(5)])
+    result = run("analyze", str(path), "-o", str(tmp_path / "o"), "--no-lever", "caching")
+    assert result.returncode == 0, result.stderr
+    assert "Levers run: tiering; not run: trimming, output_caps, caching, batching" in " ".join(
+        result.stdout.split()
+    )
+    analysis = json.loads((tmp_path / "o" / "analysis.json").read_text())
+    assert analysis["levers_run"] == ["tiering"] == [lv["id"] for lv in analysis["levers"]]
+    assert analysis["levers_skipped"] == ["trimming", "output_caps", "caching", "batching"]
+    only = run("analyze", str(path), "-o", str(tmp_path / "p"), "--levers", "caching,trimming")
+    assert only.returncode == 0, only.stderr
+    analysis = json.loads((tmp_path / "p" / "analysis.json").read_text())
+    assert analysis["levers_run"] == ["caching"]  # trimming is valid, not built yet
 
 
 def test_a_corrupt_file_among_good_ones_does_not_stop_the_run(tmp_path: Path) -> None:

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_standalone
 
 from advisor import store, tokens
 from advisor.ingest import ingest
-from advisor.levers import STATE_COLUMNS, LeverContext, SimOptions
-from advisor.levers.caching import LEVER
+from advisor.levers.base import STATE_COLUMNS, LeverContext, SimOptions
+from advisor.levers.caching import CachingLever
 from advisor.pricing import PriceTable, load_prices
 from advisor.ruleset import default_rules_dir
 
@@ -138,7 +139,7 @@ def test_infinite_cache_reproduces_mooncake(
     ctx = LeverContext(
         con, infinite_cache_prices(), default_rules_dir(), SimOptions(cache_ttl_seconds=10**9)
     )
-    outcome = LEVER.apply(ctx, "state_base", "state_caching", standalone=True)
+    outcome = run_standalone(CachingLever(), ctx, "state_base", "state_caching")
 
     got = con.execute(
         f"""SELECT sum(p.cache_read_tokens_sim) / sum(s.input_tokens),

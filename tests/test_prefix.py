@@ -11,8 +11,9 @@ from helpers import openai_line, write_jsonl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from advisor import prefix, tokens
+from advisor import tokens
 from advisor.ingest import ingest
+from advisor.levers.caching import prefix
 
 M64 = (1 << 64) - 1
 LONG = " ".join(f"rule{i} applies" for i in range(300))  # ~900 tokens of stable instructions

@@ -22,7 +22,6 @@ from advisor.analysis import (
     CostRow,
     Coverage,
     FileInput,
-    Lever,
     Period,
     QuarantineReason,
     Recommendation,
@@ -30,6 +29,28 @@ from advisor.analysis import (
     TokenSources,
     UnpricedModel,
 )
+from advisor.levers.caching.models import (
+    Achievable,
+    Achieved,
+    CachingDetails,
+    CachingResult,
+    CachingRisk,
+    Replay,
+    Simulated,
+    TokenCountsSummary,
+)
+from advisor.levers.tiering.models import (
+    OperatingPoint,
+    RouteMatch,
+    RouteRule,
+    SweepPoint,
+    TieringCoverage,
+    TieringDetails,
+    TieringResult,
+    TieringRisk,
+    TradeOff,
+)
+from advisor.money import MONEY, SHARE, TOKENS, MaybeMoney, Model, Money, Share, Tokens
 from advisor.report import fmt
 from advisor.report.console import render_console
 from advisor.report.html import render_html, script_json
@@ -55,6 +76,123 @@ def _row(key: str | None, cost: str, share: float, requests: int = 10, **kw: Any
         cost=Decimal(cost),
         share=share,
         **kw,
+    )
+
+
+def _tiering(title: str, saving: str, affected: int, note: str = "", **names: str) -> TieringResult:
+    """A tiering result whose strings (feature, model, target) can be awkward."""
+    point = SweepPoint(
+        min_confidence=0.9,
+        requests_routed=affected,
+        share_routed=0.4,
+        saving=Decimal(saving),
+        saving_share=0.3,
+        expected_misrouted=1.5,
+    )
+    frontier = [
+        point.model_copy(update={"min_confidence": t / 10, "saving": Decimal(t * 10)})
+        for t in range(5, 10)
+    ]
+    trade = TradeOff(
+        feature=names.get("feature", "chat"),
+        model=names.get("model", "gpt-4o"),
+        target=names.get("target", "gpt-4o-mini"),
+        requests=affected,
+        share_routable=1.0,
+        saving=Decimal("250.25"),
+        mean_confidence=0.99,
+        risk=0.01,
+        easy=affected,
+        medium=0,
+        hard=0,
+        output="kept",
+    )
+    rule = RouteRule(
+        id="ROUTE-001",
+        match=RouteMatch(model=trade.model, feature=trade.feature),
+        route_to=trade.target or "",
+        requests=affected,
+        expected_saving=Decimal("250.25"),
+    )
+    return TieringResult(
+        id="tiering",
+        title=title,
+        standalone_saving=Decimal(saving),
+        marginal_saving=Decimal(saving),
+        affected_requests=affected,
+        unpriced_requests=0,
+        details=TieringDetails(
+            operating_point=OperatingPoint(
+                **point.model_dump(), route=["easy"], policy="P", why=note or "why"
+            ),
+            frontier=frontier,
+            frontier_monotone=True,
+            coverage=TieringCoverage(
+                requests=100, unpriced=0, guarded=0, easy_without_cheaper_tier=0
+            ),
+            by_feature=[trade],
+            by_template=[],
+            route_rules=[rule],
+            ladders=["TIER-GPT4O"],
+            difficulty=None,
+            warnings=[note] if note else [],
+        ),
+        risk=TieringRisk(
+            expected_misrouted=1.5,
+            expected_misrouted_share=0.031,
+            routed_with_negative_feedback=0,
+            routed_that_failed=0,
+            routed_that_were_cut_off=0,
+            lowest_routed_confidence=0.9,
+            routed_costlier_until_cache_warms=0,
+            note=note or "note",
+        ),
+    )
+
+
+def _caching(standalone: str, marginal: str, affected: int) -> CachingResult:
+    return CachingResult(
+        id="caching",
+        title="Prompt caching",
+        standalone_saving=Decimal(standalone),
+        marginal_saving=Decimal(marginal),
+        affected_requests=affected,
+        unpriced_requests=0,
+        details=CachingDetails(
+            replay=Replay(
+                requests=100,
+                replayed_requests=90,
+                blocks=10,
+                not_replayable_requests=10,
+                not_replayable={"no_text": 10},
+                ttl_override_seconds=None,
+            ),
+            achieved=Achieved(cache_read_tokens=1000, cache_read_share=0.1),
+            achievable=Achievable(
+                cache_read_tokens=2_500_000, cache_write_tokens=0, cache_read_share=0.42
+            ),
+            simulated=Simulated(
+                input_tokens=5_000_000,
+                cache_read_tokens=2_500_000,
+                cache_write_tokens=0,
+                cache_read_share=0.5,
+            ),
+            rules=[],
+            tokenization=[],
+            by_feature=[],
+            by_template=[],
+            prefix_order=[],
+            token_counts=TokenCountsSummary(
+                counts="exact",
+                low_saving=Decimal(standalone),
+                high_saving=Decimal(standalone),
+                low_cache_read_share=0.42,
+                high_cache_read_share=0.42,
+                by_model=[],
+            ),
+            assumptions=["caches never evict"],
+        ),
+        risk=CachingRisk(quality="none", not_replayable_requests=10),
     )
 
 
@@ -108,18 +246,15 @@ def small_analysis() -> Analysis:
                 by_model=[],
             ),
         ),
-        levers=[
-            Lever(
-                id="tiering",
-                title="Model tiering",
-                standalone_saving=Decimal("400.10"),
-                marginal_saving=Decimal("400.10"),
-                affected_requests=40,
-                risk={"misroute_share": 0.05},
-                details={"target": "gpt-4o-mini"},
-            ),
-        ],
-        combined=Combined(cost=Decimal("834.4678"), saving=Decimal("400.10"), saving_share=0.324),
+        levers=[_tiering("Model tiering", "400.10", 40)],
+        levers_run=["tiering"],
+        levers_skipped=["trimming", "output_caps", "caching", "batching"],
+        combined=Combined(
+            cost=Decimal("834.4678"),
+            saving=Decimal("400.10"),
+            saving_share=0.324,
+            unpriced_requests=0,
+        ),
         recommendations=[
             Recommendation(
                 title="Route easy chat to gpt-4o-mini",
@@ -145,42 +280,10 @@ def awkward_analysis() -> Analysis:
         by_day.append(_row(day, "116.6681", 0.1, model_key=QUOTES))
     by_day.append(_row("2024-05-03", "0.0042", 0.0, model_key="anthropic/claude"))
     levers = [
-        Lever(
-            id="tiering",
-            title=f"Tiering {SCRIPT}",
-            standalone_saving=Decimal("300.5"),
-            marginal_saving=Decimal("300.5"),
-            affected_requests=55,
-            risk={"misroute_share": 0.031, "note": SCRIPT, "nested": {"deep": {"deeper": IMG}}},
-            details={
-                "threshold": 0.8,
-                "routes": [
-                    {"from": SCRIPT, "to": UNICODE, "requests": 40, "saving": "250.25"},
-                    {"from": BRACES, "to": LONG, "requests": 15, "saving": "50.25", "extra": None},
-                ],
-                "frontier": [{"threshold": t / 10, "saving": str(t * 10)} for t in range(5, 10)],
-                "tags": [SCRIPT, CLOSER],
-                "empty": {},
-                "flag": True,
-            },
-        ),
-        Lever(
-            id=f"new_{SCRIPT}",
-            title=CLOSER,
-            standalone_saving=Decimal("0"),
-            marginal_saving=Decimal("0"),
-            affected_requests=0,
-        ),
-        Lever(
-            id="caching",
-            title="Prompt caching",
-            standalone_saving=Decimal("120.0001"),
-            marginal_saving=Decimal("90.75"),
-            affected_requests=80,
-            risk={},
-            details={"cache_read_tokens": 2_500_000, "hit_rate": 0.42},
-        ),
-    ]
+        _tiering(f"Tiering {SCRIPT}", "300.5", 55, note=SCRIPT + IMG, feature=SCRIPT, model=UNICODE,
+                 target=LONG),
+        _caching("120.0001", "90.75", 80),
+    ]  # fmt: skip
     return Analysis(
         generated_at="2024-06-01T00:00:00Z",
         advisor_version="0.1.0",
@@ -250,7 +353,14 @@ def awkward_analysis() -> Analysis:
             ),
         ),
         levers=levers,
-        combined=Combined(cost=Decimal("771.0998"), saving=Decimal("391.25"), saving_share=0.3366),
+        levers_run=["tiering", "caching"],
+        levers_skipped=["trimming", "output_caps", "batching"],
+        combined=Combined(
+            cost=Decimal("771.0998"),
+            saving=Decimal("391.25"),
+            saving_share=0.3366,
+            unpriced_requests=7,
+        ),
         guardrails={
             "per_request_max_tokens": {"limit": 32_000, "refused": 1},
             "per_user": [{"user": SCRIPT, "daily_budget": "50.00"}],
@@ -338,28 +448,56 @@ def test_pct_and_tokens() -> None:
     ]
 
 
-def test_scalar_by_key_convention() -> None:
-    assert fmt.scalar("saving_share", 0.25) == "25.0%"
-    assert fmt.scalar("hit_rate", 0.5) == "50.0%"
-    assert fmt.scalar("daily_budget", "50") == "$50.00"
-    assert fmt.scalar("costs", 3) == "$3.00"
-    assert fmt.scalar("cache_read_tokens", 2_500_000) == "2.5M"
-    assert fmt.scalar("requests", 12345) == "12,345"
-    assert fmt.scalar("threshold", 0.8) == "0.8"
-    assert fmt.scalar("model", "gpt-4o") == "gpt-4o"
-    assert fmt.scalar("enabled", False) == "no"
-    assert fmt.scalar("logged", "5.349720000") == "$5.35"  # reconciliation rows
-    assert fmt.scalar("logged", 11038) == "11,038"
-    assert fmt.scalar("gap", "-0.104") == "-$0.10"
+def test_scalar_by_declared_kind() -> None:
+    assert fmt.scalar(0.25, SHARE) == "25.0%"
+    assert fmt.scalar(Decimal("50"), MONEY) == "$50.00"
+    assert fmt.scalar(None, MONEY) == fmt.NONE  # unknown money is not $0.00
+    assert fmt.scalar(2_500_000, TOKENS) == "2.5M"
+    assert fmt.scalar(12345) == "12,345"
+    assert fmt.scalar(0.8) == "0.8"
+    assert fmt.scalar("gpt-4o") == "gpt-4o"
+    assert fmt.scalar(False) == "no"
 
 
-def test_tree_shapes() -> None:
-    node = fmt.tree("details", {"rows": [{"a": 1}, {"b": "x"}], "saving": "1.5", "tags": ["p"]})
+def test_tree_formats_by_the_models_types_not_the_key_names() -> None:
+    """A field is formatted by its declared type: a share named `rate` and money named
+    `amount` read right, a float named `saving_share` that is not declared a share does not
+    become a percentage, and a decimal string under a money-like name is not money."""
+
+    class Row(Model):
+        name: str
+        amount: Money
+        rate: Share
+        cached: Tokens
+        unknown: MaybeMoney
+
+    class Details(Model):
+        rows: list[Row]
+        saving_share: float
+        saving: str
+        flag: bool
+
+    details = Details(
+        rows=[Row(name="a", amount=Decimal("1.5"), rate=0.5, cached=2_500_000, unknown=None)],
+        saving_share=0.25,
+        saving="1.5",
+        flag=True,
+    )
+    node = fmt.tree(details)
     assert node.kind == "map"
     items = dict(node.items)
-    assert items["rows"].kind == "table" and items["rows"].columns == ["a", "b"]
-    assert items["saving"].text == "$1.50" and items["saving"].numeric
-    assert items["tags"].kind == "list"
+    table = items["rows"]
+    assert table.kind == "table" and table.columns == [
+        "name",
+        "amount",
+        "rate",
+        "cached",
+        "unknown",
+    ]
+    assert [c.text for c in table.rows[0]] == ["a", "$1.50", "50.0%", "2.5M", fmt.NONE]
+    assert items["saving_share"].text == "0.25"
+    assert items["saving"].text == "1.5" and not items["saving"].numeric
+    assert items["flag"].text == "yes"
 
 
 def test_script_json_cannot_close_a_script() -> None:
@@ -412,8 +550,9 @@ def test_html_structure(awkward_html: str) -> None:
     for lever in a.levers:
         assert fmt.money(lever.standalone_saving) in body
         assert fmt.money(lever.marginal_saving) in body
-    # generic details: a list of dicts becomes a table, scalars key/values
-    assert "<th>From</th>" in body and "$250.25" in body and "Threshold" in body
+    # typed details: a list of models becomes a table, scalars key/values
+    assert "<th>Share routable</th>" in body and "$250.25" in body and "Min confidence" in body
+    assert "Levers run: tiering, caching" in body
     assert "<th>Field</th>" in body and ">17<" in body  # quarantine reason: file, line, field
     for chart in ("by_day", "by_feature", "by_user", "levers"):
         assert f'id="chart-{chart}"' in body, "no chart: is vl-convert-python installed?"
@@ -451,7 +590,7 @@ def empty_analysis() -> Analysis:
                 by_model=[],
             ),
         ),
-        combined=Combined(cost=zero, saving=zero, saving_share=0.0),
+        combined=Combined(cost=zero, saving=zero, saving_share=0.0, unpriced_requests=0),
     )
 
 

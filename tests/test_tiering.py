@@ -18,12 +18,13 @@ from typing import Any
 
 import duckdb
 import pytest
+from helpers import run_standalone
 
 from advisor import baseline, store, tokens
 from advisor.errors import RuleError
 from advisor.ingest import ingest
-from advisor.levers import STATE_COLUMNS, LeverContext, SimOptions
-from advisor.levers.tiering import LEVER, load_tiers
+from advisor.levers.base import STATE_COLUMNS, LeverContext, SimOptions
+from advisor.levers.tiering import TieringLever, load_tiers
 from advisor.pricing import load_prices
 from advisor.ruleset import default_rules_dir
 
@@ -65,12 +66,13 @@ def build_store(traffic: Path, db: Path) -> dict[str, Any]:
             f"CREATE OR REPLACE TABLE state_base AS SELECT {', '.join(STATE_COLUMNS)} FROM requests"
         )
         ctx = LeverContext(con, prices, default_rules_dir(), SimOptions())
-        outcome = LEVER.apply(ctx, "state_base", "state_tiering", standalone=True)
+        outcome = run_standalone(TieringLever(), ctx, "state_base", "state_tiering")
         con.execute("CREATE OR REPLACE TABLE state_tiering_out AS SELECT * FROM state_tiering")
         return {
             "affected": outcome.affected_requests,
             "risk": outcome.risk,
             "details": outcome.details,
+            "recommendations": outcome.recommendations,
             "per_request": outcome.per_request,
         }
     finally:
@@ -157,7 +159,7 @@ def test_frontier_is_monotone_and_operating_point_is_on_it(sample: Any) -> None:
     assert op["min_confidence"] == 0.9 and op["route"] == ["easy"]
     assert op["requests_routed"] == outcome["affected"] > 0
     assert "90%" in op["why"]
-    assert details["recommendations"][0]["saving"] == op["saving"]
+    assert outcome["recommendations"][0]["saving"] == op["saving"]
     for row in details["by_feature"] + details["by_template"]:
         assert 0.0 <= row["share_routable"] <= 1.0
 

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import anthropic_line, openai_line, write_jsonl
+from helpers import anthropic_line, openai_line, run_chained, run_standalone, write_jsonl
 
 from advisor import api, store, tokens
 from advisor.ingest import ingest
-from advisor.levers import STATE_COLUMNS, LeverContext, SimOptions
-from advisor.levers.caching import LEVER
+from advisor.levers.base import STATE_COLUMNS, LeverContext, SimOptions
+from advisor.levers.caching import CachingLever
 from advisor.ruleset import default_rules_dir
 from advisor.simulate import state_cost
 
@@ -91,8 +91,8 @@ def caching(tmp_path: Path, *, encodings: bool, monkeypatch: Any) -> tuple[Decim
     register_prices(con, prices, "prices")
     con.execute(f"CREATE TEMP TABLE state_base AS SELECT {', '.join(STATE_COLUMNS)} FROM requests")
     ctx = LeverContext(con, prices, default_rules_dir(), SimOptions())
-    out = LEVER.apply(ctx, "state_base", "state_caching", standalone=True)
-    saving = state_cost(con, "state_base") - state_cost(con, out.state)
+    out = run_standalone(CachingLever(), ctx, "state_base", "state_caching")
+    saving = state_cost(con, "state_base")[0] - state_cost(con, out.state)[0]
     monkeypatch.delenv("ADVISOR_TOKENIZER", raising=False)
     tokens.get_encoding.cache_clear()
     return saving, out.details
@@ -134,7 +134,7 @@ def test_the_chained_run_scales_a_model_as_the_standalone_run_did(
 ) -> None:
     """After tiering moves requests between models, a model keeps the calibration of its
     standalone run; only a model the standalone run did not see is calibrated again."""
-    from advisor.levers import caching as lever_module
+    from advisor.levers.caching import replay as lever_module
 
     rows = traffic()
     monkeypatch.setenv("ADVISOR_TOKENIZER", "estimate")
@@ -158,12 +158,12 @@ def test_the_chained_run_scales_a_model_as_the_standalone_run_did(
         ),
     )
     ctx = LeverContext(con, api.load_price_table(), default_rules_dir(), SimOptions())
-    alone = LEVER.apply(ctx, "state_base", "state_alone", standalone=True)
+    lever = CachingLever()
+    alone = run_standalone(lever, ctx, "state_base", "state_alone")
     assert sorted(k for keys in calibrated for k in keys) == ["claude-sonnet-4-5", "gpt-4o"]
     calibrated.clear()
-    LEVER.apply(ctx, "state_tiered", "state_chain", standalone=False)
+    run_chained(lever, ctx, "state_tiered", "state_chain", prepare=False)
     assert calibrated == [["gpt-4o-mini"]]
-    assert "caching.counts" not in ctx.scratch
     assert alone.details["token_counts"]["counts"] == "estimated"
 
 
@@ -171,9 +171,9 @@ def test_the_chained_run_scales_a_model_as_the_standalone_run_did(
 
 
 def _with_caching(kind: str) -> Any:
-    from test_report import empty_analysis
+    from test_report import _caching, empty_analysis
 
-    from advisor.analysis import Lever
+    from advisor.levers.caching.models import TokenCountsSummary
 
     analysis = empty_analysis()
     model = {
@@ -196,16 +196,9 @@ def _with_caching(kind: str) -> Any:
         "high_cache_read_share": 0.55,
         "by_model": [model],
     }
-    analysis.levers = [
-        Lever(
-            id="caching",
-            title="Prompt caching",
-            standalone_saving=Decimal("0.65"),
-            marginal_saving=Decimal("0.65"),
-            affected_requests=10,
-            details={"token_counts": token_counts},
-        )
-    ]
+    lever = _caching("0.65", "0.65", 10)
+    lever.details.token_counts = TokenCountsSummary.model_validate(token_counts)
+    analysis.levers = [lever]
     return analysis
 
 
@@ -277,6 +270,6 @@ def test_prefix_order_findings_say_how_their_tokens_were_counted(
     con.execute("UPDATE requests SET model_key = model")
     con.execute(f"CREATE TEMP TABLE state_base AS SELECT {', '.join(STATE_COLUMNS)} FROM requests")
     ctx = LeverContext(con, api.load_price_table(), default_rules_dir(), SimOptions())
-    out = LEVER.apply(ctx, "state_base", "state_caching", standalone=True)
+    out = run_standalone(CachingLever(), ctx, "state_base", "state_caching")
     (finding,) = out.details["prefix_order"]
     assert finding["counted_with"] == "length estimate (no tiktoken encoding files)"

@@ -98,7 +98,7 @@ def _spend(a: Analysis, console: Console) -> None:
 
 
 def _cost_table(a: Analysis, title: str, name: str, rows: list[CostRow], width: int) -> Table:
-    ranked = sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key)))
+    ranked = fmt.by_cost(rows)
     cells = [
         [
             literal(fmt.text(r.key)),
@@ -141,6 +141,7 @@ def _named_figures(
 
 def _levers(a: Analysis, console: Console) -> None:
     console.rule("[bold]Levers[/bold]", align="left")
+    console.print(literal(fmt.levers_sentence(a.levers_run, a.levers_skipped)))
     if not a.levers:
         console.print("No lever was simulated.")
         return
@@ -196,5 +197,5 @@ def literal(value: str | None, *, keep_layout: bool = False) -> str:
     return escape(fmt.printable(fmt.text(value), keep_layout=keep_layout))
 
 
-def _money(a: Analysis, amount: Decimal) -> str:
+def _money(a: Analysis, amount: Decimal | None) -> str:
     return escape(fmt.money(amount, a.currency))

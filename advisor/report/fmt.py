@@ -1,9 +1,10 @@
 """Display formatting of analysis values: the one place numbers are rounded for people to read.
 
 Every renderer (html, markdown, console) formats money, shares and token counts through this
-module, so the same figure reads the same everywhere. `tree` turns a lever's free-form `details`
-(or `risk`, guardrails, anomalies) into a small typed tree of already-formatted text that each
-renderer draws in its own way, so a new lever needs no template change.
+module, so the same figure reads the same everywhere. `tree` turns a lever's typed `details` (or
+`risk`, guardrails, anomalies) into a small tree of already-formatted text that each renderer
+draws in its own way, so a new lever needs no template change. A number is formatted by the type
+its model declares (`advisor.money`: Money, Share, Tokens), never by its key's name.
 """
 
 from __future__ import annotations
@@ -16,20 +17,14 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from advisor.analysis import Coverage, Lever, Reconciliation
+from pydantic import BaseModel
+
+from advisor.analysis import CostRow, Coverage, LeverResult, Reconciliation
+from advisor.money import MONEY, SHARE, TOKENS, Kind, kind_of
 
 NONE = "—"
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 _CENT = Decimal("0.01")
-
-# Keys of free-form details whose values are shares, money or token counts, by naming convention:
-# a key ending in share/rate/ratio/fraction holds a 0..1 share, one ending in cost/saving/spend/
-# price/amount/budget/usd/gap (plural too) holds money, and one containing "tokens" a token count.
-_SHARE_KEY = re.compile(r"(share|fraction|ratio|rate)s?$")
-_MONEY_KEY = re.compile(r"(cost|saving|spend|price|amount|budget|usd|gap)s?$")
-# Money in analysis.json is a decimal string; under these keys only such a string is money.
-_MONEY_STRING_KEY = re.compile(r"^(logged|computed)$")
-_TOKENS_KEY = re.compile(r"tokens")
 
 # C0/C1 controls (terminal escape sequences among them) and bidi overrides (text that reads
 # differently from how it is stored): shown as escapes wherever text is printed, never obeyed.
@@ -151,38 +146,26 @@ def _escape_char(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
-def scalar(key: str, value: Any, currency: str = "USD") -> str:
-    """One free-form value, formatted by what its key says it is."""
+def scalar(value: Any, kind: Kind | None = None, currency: str = "USD") -> str:
+    """One value, formatted by its declared kind (money, share, tokens), else by its type."""
     if value is None:
         return NONE
     if isinstance(value, bool):
         return "yes" if value else "no"
-    name = key.lower()
-    number_like = isinstance(value, int | float | Decimal)
-    if _SHARE_KEY.search(name) and isinstance(value, float | Decimal) and -1 <= value <= 1:
-        return pct(value)
-    if _is_money(name, value):
+    if kind == MONEY:
         return money(to_decimal(value), currency)
-    if number_like and _TOKENS_KEY.search(name):
+    if kind == SHARE:
+        return pct(value)
+    if kind == TOKENS:
         return tokens(value)
-    return number(value) if number_like else str(value)
+    return number(value) if isinstance(value, int | float | Decimal) else str(value)
 
 
-def is_numeric(key: str, value: Any) -> bool:
-    """Whether a free-form value renders as a number (right-aligned in tables)."""
+def is_numeric(value: Any, kind: Kind | None = None) -> bool:
+    """Whether a value renders as a number (right-aligned in tables)."""
     if isinstance(value, bool) or value is None:
         return False
-    if isinstance(value, int | float | Decimal):
-        return True
-    return _is_money(key.lower(), value)
-
-
-def _is_money(name: str, value: Any) -> bool:
-    if to_decimal(value) is None:
-        return False
-    return bool(_MONEY_KEY.search(name)) or (
-        isinstance(value, str) and bool(_MONEY_STRING_KEY.search(name))
-    )
+    return kind is not None or isinstance(value, int | float | Decimal)
 
 
 @dataclass
@@ -198,36 +181,48 @@ class Node:
     omitted: int = 0
 
 
-def tree(key: str, value: Any, currency: str = "USD", depth: int = 0) -> Node:
-    """Free-form JSON-like data as a Node tree; long tables keep their first MAX_TABLE_ROWS rows."""
+def tree(value: Any, currency: str = "USD", depth: int = 0, kind: Kind | None = None) -> Node:
+    """A model (or plain JSON-like data) as a Node tree; a model's fields keep its order and are
+    formatted by their declared kind. Long tables keep their first MAX_TABLE_ROWS rows."""
+    if isinstance(value, BaseModel) and depth < MAX_DEPTH:
+        model = type(value)
+        items = [
+            (name, tree(getattr(value, name), currency, depth + 1, kind_of(model, name)))
+            for name in model.model_fields
+        ]
+        return Node("map", items=items)
     if isinstance(value, Mapping) and depth < MAX_DEPTH:
-        items = [(str(k), tree(str(k), v, currency, depth + 1)) for k, v in value.items()]
+        items = [(str(k), tree(v, currency, depth + 1, kind)) for k, v in value.items()]
         return Node("map", items=items)
     is_list = isinstance(value, Sequence) and not isinstance(value, str | bytes)
     if is_list and depth < MAX_DEPTH:
         entries = list(value)
-        if entries and all(isinstance(e, Mapping) for e in entries):
+        if entries and all(isinstance(e, BaseModel | Mapping) for e in entries):
             columns: list[str] = []
             for entry in entries:
-                columns.extend(str(k) for k in entry if str(k) not in columns)
+                names = type(entry).model_fields if isinstance(entry, BaseModel) else entry
+                columns.extend(str(k) for k in names if str(k) not in columns)
             rows = [
-                [tree(c, _get(entry, c), currency, depth + 1) for c in columns]
+                [_cell(entry, c, currency, depth + 1) for c in columns]
                 for entry in entries[:MAX_TABLE_ROWS]
             ]
             omitted = max(0, len(entries) - MAX_TABLE_ROWS)
             return Node("table", columns=columns, rows=rows, omitted=omitted)
-        shown = [tree(key, e, currency, depth + 1) for e in entries[:MAX_TABLE_ROWS]]
+        shown = [tree(e, currency, depth + 1, kind) for e in entries[:MAX_TABLE_ROWS]]
         return Node("list", items=[("", n) for n in shown], omitted=len(entries) - len(shown))
+    if isinstance(value, BaseModel):
+        return Node("scalar", text=value.model_dump_json()[:200])
     if isinstance(value, Mapping | list | tuple):
         return Node("scalar", text=json.dumps(value, default=str, sort_keys=True)[:200])
-    return Node("scalar", text=scalar(key, value, currency), numeric=is_numeric(key, value))
+    return Node("scalar", text=scalar(value, kind, currency), numeric=is_numeric(value, kind))
 
 
-def _get(entry: Mapping[Any, Any], column: str) -> Any:
-    for k, v in entry.items():
-        if str(k) == column:
-            return v
-    return None
+def _cell(entry: Any, column: str, currency: str, depth: int) -> Node:
+    if isinstance(entry, BaseModel):
+        value = getattr(entry, column, None)
+        return tree(value, currency, depth, kind_of(type(entry), column))
+    value = next((v for k, v in entry.items() if str(k) == column), None)
+    return tree(value, currency, depth)
 
 
 def flat(node: Node) -> str:
@@ -240,6 +235,17 @@ def flat(node: Node) -> str:
     if node.kind == "map":
         return "; ".join(f"{label(k)}: {flat(n)}" for k, n in node.items)
     return f"table of {len(node.rows) + node.omitted} rows"
+
+
+def by_cost(rows: Sequence[CostRow]) -> list[CostRow]:
+    """Costliest first; rows whose cost is unknown (nothing priced) last, not as zero."""
+    return sorted(rows, key=lambda r: (r.cost is None, -(r.cost or 0), text(r.key)))
+
+
+def levers_sentence(run: Sequence[str], skipped: Sequence[str]) -> str:
+    """Which levers ran, and which did not (switched off, or not built yet)."""
+    ran = ", ".join(run) if run else "none"
+    return f"Levers run: {ran}" + (f"; not run: {', '.join(skipped)}" if skipped else "")
 
 
 def estimated_warning(coverage: Coverage) -> str | None:
@@ -267,19 +273,17 @@ def estimated_warning(coverage: Coverage) -> str | None:
     )
 
 
-def approximate_note(lever: Lever, currency: str) -> str | None:
+def approximate_note(lever: LeverResult, currency: str) -> str | None:
     """The note every renderer shows beside a lever's figure that rests on token counts the lever
-    made itself and that are not exact (details.token_counts): the saving's range and why."""
-    counts = lever.details.get("token_counts")
-    if not isinstance(counts, Mapping) or counts.get("counts") in (None, "exact"):
+    made itself and that are not exact (caching's details.token_counts): the saving's range."""
+    if lever.id != "caching":
         return None
-    models = [
-        m
-        for m in counts.get("by_model") or []
-        if isinstance(m, Mapping) and m.get("counts") != "exact"
-    ]
-    reasons = "; ".join(sorted({text(m.get("why")) for m in models}))
-    calibrated = sum(1 for m in models if m.get("calibrated_on"))
+    counts = lever.details.token_counts
+    if counts.counts == "exact":
+        return None
+    models = [m for m in counts.by_model if m.counts != "exact"]
+    reasons = "; ".join(sorted({m.why for m in models}))
+    calibrated = sum(1 for m in models if m.calibrated_on)
     how = (
         "calibrated against the logged usage of the same requests"
         if calibrated == len(models)
@@ -287,8 +291,8 @@ def approximate_note(lever: Lever, currency: str) -> str | None:
         "the others too little logged usage: a wide range assumed"
     )
     return (
-        f"approximate: {money(counts.get('low_saving'), currency)} to "
-        f"{money(counts.get('high_saving'), currency)}; token counts {text(counts.get('counts'))}"
+        f"approximate: {money(counts.low_saving, currency)} to "
+        f"{money(counts.high_saving, currency)}; token counts {counts.counts}"
         f" ({reasons}), {how}"
     )
 

@@ -20,7 +20,7 @@ import altair as alt
 import jinja2
 from markupsafe import Markup
 
-from advisor.analysis import Analysis, CostRow, Lever
+from advisor.analysis import Analysis, CostRow, LeverResult
 from advisor.report import fmt
 from advisor.ruleset import templates_dir
 
@@ -43,12 +43,13 @@ def render_html(analysis: Analysis) -> str:
     context: dict[str, Any] = {
         "a": analysis,
         "view": _view(analysis),
+        "levers_run": fmt.levers_sentence(analysis.levers_run, analysis.levers_skipped),
         "charts": {c["name"]: c for c in charts},
         "bundle": Markup(bundle) if bundle else None,
         "bundle_problem": bundle_problem,
-        "guardrails": fmt.tree("guardrails", analysis.guardrails, currency),
-        "anomalies": fmt.tree("anomalies", analysis.anomalies, currency),
-        "reconciliation": fmt.tree("by_model", analysis.baseline.reconciliation.by_model, currency),
+        "guardrails": fmt.tree(analysis.guardrails, currency),
+        "anomalies": fmt.tree(analysis.anomalies, currency),
+        "reconciliation": fmt.tree(analysis.baseline.reconciliation.by_model, currency),
         "money": partial(fmt.money, currency=currency),
         "pct": fmt.pct,
         "tokens": fmt.tokens,
@@ -129,15 +130,15 @@ def _view(analysis: Analysis) -> dict[str, Any]:
 
 
 def _by_cost(rows: list[CostRow]) -> list[CostRow]:
-    return sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key)))
+    return fmt.by_cost(rows)
 
 
-def _lever_view(lever: Lever, currency: str) -> dict[str, Any]:
+def _lever_view(lever: LeverResult, currency: str) -> dict[str, Any]:
     return {
         "lever": lever,
         "approximate": fmt.approximate_note(lever, currency),
-        "risk": fmt.tree("risk", lever.risk, currency),
-        "details": fmt.tree("details", lever.details, currency),
+        "risk": fmt.tree(lever.risk, currency),
+        "details": fmt.tree(lever.details, currency),
     }
 
 
@@ -167,16 +168,19 @@ def _money_value(cost: Decimal) -> float:
 def _day_chart(rows: list[CostRow], currency: str) -> alt.Chart | None:
     if not rows:
         return None
+    rows = [r for r in rows if r.cost is not None]  # a bar of unknown length is not drawn
+    if not rows:
+        return None
     stacked = any(r.model_key for r in rows)
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for r in rows:
-        totals[_series(r, stacked)] += r.cost
+        totals[_series(r, stacked)] += r.cost or 0
     ranked = sorted(totals, key=lambda s: (-totals[s], s))
     kept = set(ranked[:MAX_SERIES]) if len(ranked) > MAX_SERIES else set(ranked)
     cells: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for r in rows:
         series = _series(r, stacked)
-        cells[(r.key or "", series if series in kept else _OTHER)] += r.cost
+        cells[(r.key or "", series if series in kept else _OTHER)] += r.cost or 0
     order = [s for s in ranked if s in kept] + ([_OTHER] if len(kept) < len(ranked) else [])
     values = [
         {
@@ -224,12 +228,12 @@ def _series(row: CostRow, stacked: bool) -> str:
 def _ranked_bars(rows: list[CostRow], limit: int, currency: str) -> alt.Chart | None:
     if not rows:
         return None
-    ranked = sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key)))[:limit]
+    ranked = [r for r in fmt.by_cost(rows) if r.cost is not None][:limit]
     values = [
         {
             "name": fmt.text(r.key),
             "rank": i,
-            "cost": _money_value(r.cost),
+            "cost": _money_value(r.cost or Decimal(0)),
             "spend": fmt.money(r.cost, currency),
             "share": fmt.pct(r.share),
             "requests": fmt.count(r.requests),
@@ -263,7 +267,7 @@ def _ranked_axis(field: str) -> alt.Y:
     )
 
 
-def _lever_chart(levers: list[Lever], currency: str) -> alt.Chart | None:
+def _lever_chart(levers: list[LeverResult], currency: str) -> alt.Chart | None:
     if not levers:
         return None
     values = []

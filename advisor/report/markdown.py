@@ -43,9 +43,9 @@ def render_markdown(analysis: Analysis) -> str:
     lines += _levers(analysis)
     lines += _recommendations(analysis)
     if analysis.guardrails:
-        lines += ["## Guardrails", "", *_node(fmt.tree("guardrails", analysis.guardrails)), ""]
+        lines += ["## Guardrails", "", *_node(fmt.tree(analysis.guardrails)), ""]
     if analysis.anomalies:
-        lines += ["## Anomalies", "", *_node(fmt.tree("anomalies", analysis.anomalies)), ""]
+        lines += ["## Anomalies", "", *_node(fmt.tree(analysis.anomalies)), ""]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip("\n") + "\n"
 
 
@@ -127,7 +127,7 @@ def _spend(a: Analysis) -> list[str]:
         ("Top users", "User", base.by_user),
     ):
         lines += [f"### {title}", ""]
-        lines += _cost_table(a, name, sorted(rows, key=lambda r: (-r.cost, fmt.text(r.key))))
+        lines += _cost_table(a, name, fmt.by_cost(rows))
     days = sorted(base.by_day, key=lambda r: (fmt.text(r.key), fmt.text(r.model_key)))
     if days:
         lines += ["### By day", ""]
@@ -161,7 +161,7 @@ def _cost_table(a: Analysis, name: str, rows: list[CostRow], limit: int = TOP_RO
 
 
 def _levers(a: Analysis) -> list[str]:
-    lines = ["## Levers", ""]
+    lines = ["## Levers", "", md(fmt.levers_sentence(a.levers_run, a.levers_skipped)), ""]
     if not a.levers:
         return [*lines, "No lever was simulated.", ""]
     body = [
@@ -201,7 +201,7 @@ def _levers(a: Analysis) -> list[str]:
             "",
         ]
         for heading, data in (("Risk", lever.risk), ("Details", lever.details)):
-            lines += [f"**{heading}**", "", *_node(fmt.tree(heading, data, a.currency)), ""]
+            lines += [f"**{heading}**", "", *_node(fmt.tree(data, a.currency)), ""]
     return lines
 
 
@@ -251,5 +251,5 @@ def _table(header: list[str], rows: list[list[str]], right: set[int] | None = No
     return [*lines, ""]
 
 
-def _money(a: Analysis, amount: Decimal) -> str:
+def _money(a: Analysis, amount: Decimal | None) -> str:
     return md(fmt.money(amount, a.currency))

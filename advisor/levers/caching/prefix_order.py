@@ -21,6 +21,7 @@ from typing import Any
 
 import duckdb
 
+from advisor.levers import tables as T
 from advisor.redact import excerpt
 from advisor.tokens import DEFAULT_ENCODING, count_texts, estimate_tokens
 
@@ -238,27 +239,30 @@ def substitute(con: duckdb.DuckDBPyConnection, spans: list[VariableSpan]) -> tup
     """Tables mapping every text of a finding to its canonical form (the span moved out), and the
     (messages, texts) SQL of the prompts so edited, for a what-if replay."""
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _cache_subst (text_hash VARCHAR, new_hash VARCHAR, span INT)"
+        f"CREATE OR REPLACE TEMP TABLE {T.CACHE_SUBST} "
+        "(text_hash VARCHAR, new_hash VARCHAR, span INT)"
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE _cache_subst_texts (text_hash VARCHAR, text VARCHAR)")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {T.CACHE_SUBST_TEXTS} (text_hash VARCHAR, text VARCHAR)"
+    )
     rows = [(h, s.canonical_hash, s.id) for s in spans for h in s.text_hashes]
     if rows:
-        con.executemany("INSERT INTO _cache_subst VALUES (?, ?, ?)", rows)
+        con.executemany(f"INSERT INTO {T.CACHE_SUBST} VALUES (?, ?, ?)", rows)
         con.executemany(  # canonical texts some requests already use are in `texts`
-            "INSERT INTO _cache_subst_texts SELECT ?, ? "
+            f"INSERT INTO {T.CACHE_SUBST_TEXTS} SELECT ?, ? "
             "WHERE ? NOT IN (SELECT text_hash FROM texts)",
             [(s.canonical_hash, s.canonical_text, s.canonical_hash) for s in spans],
         )
     return (
         "SELECT m.request_id, m.position, m.role, coalesce(s.new_hash, m.text_hash) AS text_hash "
-        "FROM messages m LEFT JOIN _cache_subst s USING (text_hash)",
+        f"FROM messages m LEFT JOIN {T.CACHE_SUBST} s USING (text_hash)",
         "SELECT text_hash, text FROM texts "
-        "UNION ALL SELECT text_hash, text FROM _cache_subst_texts",
+        f"UNION ALL SELECT text_hash, text FROM {T.CACHE_SUBST_TEXTS}",
     )
 
 
 def span_row(span: VariableSpan, savings: dict[tuple[int, str], dict[str, Any]]) -> dict[str, Any]:
-    """One finding as details["prefix_order"] shows it; `savings` per (finding, model) from the
+    """One finding as details.prefix_order shows it; `savings` per (finding, model) from the
     caching lever's what-if replay (negative where moving the span loses cached tokens)."""
     mine = [v for (i, _), v in savings.items() if i == span.id]
     saving = sum((v["saving"] for v in mine), Decimal(0))
@@ -273,7 +277,7 @@ def span_row(span: VariableSpan, savings: dict[tuple[int, str], dict[str, Any]])
         "cacheable_tokens_lost": span.tail_tokens,
         "counted_with": span.counted_with,
         "extra_cached_tokens": sum(v["extra"] for v in mine),
-        "saving": format(saving.normalize(), "f"),
+        "saving": saving,
         "pays": saving > 0,
         "before": span.before,
         "after": span.after,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from itertools import pairwise
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import duckdb
 import pyarrow as pa
@@ -29,7 +29,27 @@ from pydantic import BaseModel, ConfigDict, Field
 from advisor import __version__, store
 from advisor.difficulty import classify
 from advisor.errors import RuleError
-from advisor.levers import STATE_COLUMNS, LeverContext, LeverOutcome
+from advisor.levers import tables as T
+from advisor.levers.base import (
+    STATE_COLUMNS,
+    Findings,
+    LeverContext,
+    Recommendation,
+    Replayed,
+    State,
+)
+from advisor.levers.tiering.models import (
+    DifficultySummary,
+    OperatingPoint,
+    RouteRule,
+    SweepPoint,
+    TemplateTradeOff,
+    TieringCoverage,
+    TieringDetails,
+    TieringRisk,
+    TradeOff,
+)
+from advisor.money import to_json
 from advisor.pricing import PriceTable, cost_sql, rates, register_prices
 from advisor.redact import excerpt
 from advisor.routing import CLASSES, MICRO
@@ -177,28 +197,25 @@ def ensure_classified(ctx: LeverContext, tiers: Tiers) -> dict[str, Any] | None:
     return result.summary()
 
 
-def _money(value: Any) -> str:
-    """Exact decimal string without trailing zeros (DuckDB sums carry 18 decimals)."""
-    return format((Decimal(0) if value is None else Decimal(value)).normalize(), "f")
-
-
 def _share(part: float, whole: float) -> float:
     return round(part / whole, 6) if whole else 0.0
 
 
 class TieringLever:
-    id = "tiering"
-    title = "Model tiering: route easy requests to a cheaper tier"
+    id: ClassVar[str] = "tiering"
+    title: ClassVar[str] = "Model tiering: route easy requests to a cheaper tier"
 
-    def apply(self, ctx: LeverContext, state: str, out: str, *, standalone: bool) -> LeverOutcome:
+    def prepare(self, ctx: LeverContext) -> None:
+        self.tiers = load_tiers(ctx.rules_dir, ctx.prices)
+        ensure_classified(ctx, self.tiers)
+        register_prices(ctx.con, ctx.prices, T.TIER_PRICES)
+        _targets_table(ctx.con, self.tiers)
+        self.threshold = round(self.tiers.policy.min_confidence * MICRO)
+
+    def replay(self, ctx: LeverContext, state: State, out: str) -> Replayed:
         con = ctx.con
-        tiers = load_tiers(ctx.rules_dir, ctx.prices)
-        ensure_classified(ctx, tiers)
-        register_prices(con, ctx.prices, "_tier_prices")
-        _targets_table(con, tiers)
-        threshold = round(tiers.policy.min_confidence * MICRO)
-        route_in = ", ".join(f"'{d}'" for d in tiers.policy.route)
-        _candidates(con, state, threshold, route_in)
+        route_in = ", ".join(f"'{d}'" for d in self.tiers.policy.route)
+        _candidates(con, state.table, self.threshold, route_in)
         cols = ", ".join(
             {
                 "model_key": "CASE WHEN c.routed THEN c.target ELSE s.model_key END AS model_key",
@@ -213,19 +230,28 @@ class TieringLever:
         )
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {out} AS
-                SELECT {cols} FROM {state} s LEFT JOIN _tier_cand c USING (request_id)"""
+                SELECT {cols} FROM {state.table} s
+                LEFT JOIN {T.TIER_CANDIDATES} c USING (request_id)"""
         )
-        rules = _route_rules(con, tiers, threshold)
-        details, risk, affected = _report(con, tiers, threshold, rules)
-        if not standalone:  # the router and the audit trail describe the logged traffic only
-            store.drop_temp_tables(con, "_tier_")
-            return LeverOutcome(out, affected, risk, details)
+        routed = store.scalar(
+            con, f"SELECT count(*) FILTER (WHERE routed) FROM {T.TIER_CANDIDATES}"
+        )
+        # routing keeps the prompt: a later lever reads the same messages and texts
+        return Replayed(State(out, state.messages, state.texts), int(routed or 0))
+
+    def describe(
+        self, ctx: LeverContext, base: State, alone: Replayed
+    ) -> Findings[TieringDetails, TieringRisk]:
+        """From the standalone replay's candidates: the router and the audit trail describe the
+        logged traffic only."""
+        con, tiers = ctx.con, self.tiers
+        rules = _route_rules(con, tiers, self.threshold)
+        details, risk = _report(con, tiers, self.threshold, rules)
         _decisions(con)
-        store.drop_temp_tables(con, "_tier_")
         keys = {k for k, by in tiers.targets.items() for k in (k, *by.values())}
         router = {
             "policy": tiers.policy.model_dump(mode="json"),
-            "rules": rules,
+            "rules": [{**r, "expected_saving": to_json(r["expected_saving"])} for r in rules],
             "targets": tiers.targets,
             "ladders": [lad.id for lad in tiers.ladders],
             "providers": {
@@ -233,7 +259,22 @@ class TieringLever:
             },
         }
         store.set_meta(con, META_ROUTER, json.dumps(router))
-        return LeverOutcome(out, affected, risk, details, per_request="tiering_decisions")
+        op = details.operating_point
+        recommendations = (
+            [
+                Recommendation(
+                    title=f"Route {op.requests_routed} high-confidence easy requests to "
+                    "cheaper tiers",
+                    lever=self.id,
+                    saving=op.saving,
+                    action="check quality with `advisor export evalset`, then deploy "
+                    "`advisor export router --format litellm` (or portkey / generic)",
+                )
+            ]
+            if op.requests_routed
+            else []
+        )
+        return Findings(details, risk, recommendations, per_request="tiering_decisions")
 
 
 def _targets_table(con: duckdb.DuckDBPyConnection, tiers: Tiers) -> None:
@@ -249,7 +290,9 @@ def _targets_table(con: duckdb.DuckDBPyConnection, tiers: Tiers) -> None:
             }
         ),
     )
-    con.execute("CREATE OR REPLACE TEMP TABLE _tier_targets AS SELECT * FROM _tier_targets_arrow")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {T.TIER_TARGETS} AS SELECT * FROM _tier_targets_arrow"
+    )
     con.unregister("_tier_targets_arrow")
 
 
@@ -257,14 +300,14 @@ def _candidates(con: duckdb.DuckDBPyConnection, state: str, threshold: int, rout
     """`_tier_cand`: per request of the state, its class, target, re-priced cost and saving."""
     lo, hi = LENGTH_RATIO_BOUNDS
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _tier_len AS
+        f"""CREATE OR REPLACE TEMP TABLE {T.TIER_LENGTHS} AS
             SELECT d.template_id, r.model_key, median(r.output_tokens) AS typical
             FROM requests r JOIN difficulty d USING (request_id)
             WHERE r.status = 'ok' AND d.template_id IS NOT NULL AND r.output_tokens IS NOT NULL
             GROUP BY ALL HAVING count(*) >= {MIN_LENGTH_EVIDENCE}"""
     )
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _tier_cand AS
+        f"""CREATE OR REPLACE TEMP TABLE {T.TIER_CANDIDATES} AS
         WITH c AS (
             SELECT s.*, d.difficulty, d.confidence_micro, d.confidence, d.source, d.template_id,
                    d.feature, t.target,
@@ -273,9 +316,12 @@ def _candidates(con: duckdb.DuckDBPyConnection, state: str, threshold: int, rout
                    lt.typical IS NOT NULL AND ls.typical IS NOT NULL AS length_scaled
             FROM {state} s
             JOIN difficulty d USING (request_id)
-            LEFT JOIN _tier_targets t ON t.model_key = s.model_key AND t.difficulty = d.difficulty
-            LEFT JOIN _tier_len ls ON ls.template_id = d.template_id AND ls.model_key = s.model_key
-            LEFT JOIN _tier_len lt ON lt.template_id = d.template_id AND lt.model_key = t.target
+            LEFT JOIN {T.TIER_TARGETS} t
+              ON t.model_key = s.model_key AND t.difficulty = d.difficulty
+            LEFT JOIN {T.TIER_LENGTHS} ls
+              ON ls.template_id = d.template_id AND ls.model_key = s.model_key
+            LEFT JOIN {T.TIER_LENGTHS} lt
+              ON lt.template_id = d.template_id AND lt.model_key = t.target
         ), priced AS (
             SELECT c.*,
                    CAST(round(c.output_tokens * c.length_ratio) AS BIGINT) AS new_output,
@@ -290,12 +336,12 @@ def _candidates(con: duckdb.DuckDBPyConnection, state: str, threshold: int, rout
                {cost_sql("p", "po")} AS old_cost,
                CASE WHEN p.eligible THEN {cost_sql("n", "pn")} END AS new_cost
         FROM priced p
-        LEFT JOIN _tier_prices po ON po.model_key = p.model_key
+        LEFT JOIN {T.TIER_PRICES} po ON po.model_key = p.model_key
         LEFT JOIN (SELECT request_id, input_tokens, 0 AS cache_read_tokens,
                           0 AS cache_write_tokens, 0 AS cache_write_1h_tokens,
                           new_output AS output_tokens, service_tier FROM priced) n
                USING (request_id)
-        LEFT JOIN _tier_prices pn ON pn.model_key = p.target"""
+        LEFT JOIN {T.TIER_PRICES} pn ON pn.model_key = p.target"""
     )
 
 
@@ -305,12 +351,14 @@ def _route_rules(
     """Ordered match rules that reproduce the decisions: whole features, then whole templates,
     whose every request moves to one target (cheap to match in a gateway), then the classifier."""
     found: list[dict[str, Any]] = []
-    con.execute("CREATE OR REPLACE TEMP TABLE _tier_static (feature VARCHAR, model_key VARCHAR)")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {T.TIER_STATIC} (feature VARCHAR, model_key VARCHAR)"
+    )
     for kind in ("feature", "template_id"):
         rows = con.execute(
             f"""SELECT c.{kind}, c.model_key, any_value(c.target), count(*),
                        sum(c.old_cost - c.new_cost)
-                FROM _tier_cand c LEFT JOIN _tier_static s
+                FROM {T.TIER_CANDIDATES} c LEFT JOIN {T.TIER_STATIC} s
                   ON s.feature = c.feature AND s.model_key = c.model_key
                 WHERE c.{kind} IS NOT NULL AND c.model_key IS NOT NULL
                 GROUP BY ALL
@@ -325,16 +373,20 @@ def _route_rules(
                     "route_to": target,
                     "fallback": model,
                     "requests": n,
-                    "expected_saving": _money(saving),
+                    "expected_saving": Decimal(saving),
                 }
             )
         if kind == "feature" and rows:
-            con.executemany("INSERT INTO _tier_static VALUES (?, ?)", [(r[0], r[1]) for r in rows])
+            con.executemany(
+                f"INSERT INTO {T.TIER_STATIC} VALUES (?, ?)", [(r[0], r[1]) for r in rows]
+            )
     for difficulty in tiers.policy.route:
         for model, target, n, saving in con.execute(
-            """SELECT model_key, target, count(*) FILTER (WHERE routed),
+            # routed requests are priced on both models: a sum over none of them is 0, not unknown
+            f"""SELECT model_key, target, count(*) FILTER (WHERE routed),
                       coalesce(sum(old_cost - new_cost) FILTER (WHERE routed), 0)
-               FROM _tier_cand WHERE eligible AND difficulty = ? GROUP BY ALL ORDER BY 1""",
+               FROM {T.TIER_CANDIDATES} WHERE eligible AND difficulty = ?
+               GROUP BY ALL ORDER BY 1""",
             [difficulty],
         ).fetchall():
             found.append(
@@ -347,7 +399,7 @@ def _route_rules(
                     "route_to": target,
                     "fallback": model,
                     "requests": n,
-                    "expected_saving": _money(saving),
+                    "expected_saving": Decimal(saving),
                 }
             )
     return [{"id": f"ROUTE-{i:03d}", **rule} for i, rule in enumerate(found, start=1)]
@@ -357,40 +409,44 @@ def _decisions(con: duckdb.DuckDBPyConnection) -> None:
     """`tiering_decisions`: the per-request audit trail (request_id, difficulty, confidence,
     routed_model, ...) that `export decisions` and `export evalset` read."""
     con.execute(
-        """CREATE OR REPLACE TABLE tiering_decisions AS
+        f"""CREATE OR REPLACE TABLE tiering_decisions AS
            SELECT request_id, difficulty, confidence,
                   CASE WHEN routed THEN target ELSE model_key END AS routed_model,
                   routed, model_key, target AS candidate_model, source, template_id, feature,
                   old_cost AS cost_before, CASE WHEN routed THEN new_cost ELSE old_cost END
                     AS cost_after, length_ratio
-           FROM _tier_cand ORDER BY request_id"""
+           FROM {T.TIER_CANDIDATES} ORDER BY request_id"""
     )
 
 
-def _sweep(con: duckdb.DuckDBPyConnection, total: int, base: Decimal) -> list[dict[str, Any]]:
+def _sweep(con: duckdb.DuckDBPyConnection, total: int, base: Decimal) -> list[SweepPoint]:
     aggs = []
     for t in SWEEP:
         cut = f"eligible AND confidence_micro >= {round(t * MICRO)}"
-        aggs += [
-            f"count(*) FILTER (WHERE {cut})",
-            f"coalesce(sum(old_cost - new_cost) FILTER (WHERE {cut}), 0)",
-            f"coalesce(sum(1 - confidence) FILTER (WHERE {cut}), 0)",
-        ]
-    row = con.execute(f"SELECT {', '.join(aggs)} FROM _tier_cand").fetchall()[0]
-    points = []
-    for i, t in enumerate(SWEEP):
-        n, saving, misroutes = row[3 * i], Decimal(row[3 * i + 1]), float(row[3 * i + 2])
-        points.append(
-            {
-                "min_confidence": t,
-                "requests_routed": int(n),
-                "share_routed": _share(n, total),
-                "saving": _money(saving),
-                "saving_share": float(saving / base) if base else 0.0,
-                "expected_misrouted": round(misroutes, 2),
-            }
-        )
-    return points
+        aggs += _sweep_aggs(cut)
+    row = con.execute(f"SELECT {', '.join(aggs)} FROM {T.TIER_CANDIDATES}").fetchall()[0]
+    return [_point(t, row[3 * i : 3 * i + 3], total, base) for i, t in enumerate(SWEEP)]
+
+
+def _sweep_aggs(cut: str) -> list[str]:
+    # an empty cut routes nothing: its saving is zero, not unknown (routed requests are priced)
+    return [
+        f"count(*) FILTER (WHERE {cut})",
+        f"coalesce(sum(old_cost - new_cost) FILTER (WHERE {cut}), 0)",
+        f"coalesce(sum(1 - confidence) FILTER (WHERE {cut}), 0)",
+    ]
+
+
+def _point(threshold: float, row: Any, total: int, base: Decimal) -> SweepPoint:
+    n, saving, misroutes = int(row[0]), Decimal(row[1]), float(row[2])
+    return SweepPoint(
+        min_confidence=threshold,
+        requests_routed=n,
+        share_routed=_share(n, total),
+        saving=saving,
+        saving_share=float(saving / base) if base else 0.0,
+        expected_misrouted=round(misroutes, 2),
+    )
 
 
 def _table(con: duckdb.DuckDBPyConnection, key: str) -> list[dict[str, Any]]:
@@ -412,19 +468,19 @@ def _table(con: duckdb.DuckDBPyConnection, key: str) -> list[dict[str, Any]]:
                    count(*) FILTER (WHERE c.difficulty = 'medium'),
                    count(*) FILTER (WHERE c.difficulty = 'hard'),
                    count(*) FILTER (WHERE c.routed AND c.length_scaled), {excerpt_sql}
-            FROM _tier_cand c {join}
+            FROM {T.TIER_CANDIDATES} c {join}
             GROUP BY c.{key}, c.model_key
             ORDER BY 7 DESC, 5 DESC, 1 NULLS LAST, 3 NULLS LAST LIMIT {TABLE_ROWS}"""
     ).fetchall()
     out = []
     for r in rows:
         entry = {
-            key: r[0],
+            "feature": r[1],
             "model": r[2],
             "target": r[3],
             "requests": r[4],
             "share_routable": _share(r[5], r[4]),
-            "saving": _money(r[6]),
+            "saving": Decimal(r[6]),
             "mean_confidence": round(float(r[7]), 4) if r[7] is not None else None,
             "risk": round(float(r[8]), 4) if r[8] is not None else None,
             "easy": r[9],
@@ -433,125 +489,89 @@ def _table(con: duckdb.DuckDBPyConnection, key: str) -> list[dict[str, Any]]:
             "output": "scaled" if r[12] else "kept",
         }
         if key == "template_id":
-            entry = {
-                "template_id": r[0],
-                "feature": r[1],
-                "prompt": excerpt(r[13], 80),
-                **{k: v for k, v in entry.items() if k != "template_id"},
-            }
+            entry |= {"template_id": r[0], "prompt": excerpt(r[13], 80)}
+        else:
+            entry["feature"] = r[0]
         out.append(entry)
     return out
 
 
 def _report(
     con: duckdb.DuckDBPyConnection, tiers: Tiers, threshold: int, rules: list[dict[str, Any]]
-) -> tuple[dict[str, Any], dict[str, Any], int]:
+) -> tuple[TieringDetails, TieringRisk]:
     total, base, unpriced, guarded, no_ladder = con.execute(
-        """SELECT count(*), coalesce(sum(old_cost), 0), count(*) FILTER (WHERE model_key IS NULL),
+        f"""SELECT count(*), coalesce(sum(old_cost), 0), count(*) FILTER (WHERE model_key IS NULL),
                   count(*) FILTER (WHERE source = 'guard'),
                   count(*) FILTER (WHERE model_key IS NOT NULL AND difficulty = 'easy'
                                    AND target IS NULL)
-           FROM _tier_cand"""
+           FROM {T.TIER_CANDIDATES}"""
     ).fetchall()[0]
     base = Decimal(base)
     frontier = _sweep(con, total, base)
-    at = [p for p in frontier if round(p["min_confidence"] * MICRO) == threshold]
-    op = at[0] if at else _sweep_point(con, threshold, total, base)
+    at = [p for p in frontier if round(p.min_confidence * MICRO) == threshold]
+    if at:
+        point = at[0]
+    else:
+        cut = f"eligible AND confidence_micro >= {threshold}"
+        row = con.execute(f"SELECT {', '.join(_sweep_aggs(cut))} FROM {T.TIER_CANDIDATES}")
+        point = _point(threshold / MICRO, row.fetchall()[0], total, base)
     monotone = all(
-        a["requests_routed"] >= b["requests_routed"]
-        and Decimal(a["saving"]) >= Decimal(b["saving"])
+        a.requests_routed >= b.requests_routed and a.saving >= b.saving
         for a, b in pairwise(frontier)
     )
-    lower = [p for p in frontier if p["min_confidence"] < tiers.policy.min_confidence]
+    lower = [p for p in frontier if p.min_confidence < tiers.policy.min_confidence]
     step = lower[-1] if lower else None
     why = (
-        f"At this operating point {op['requests_routed']} requests ({op['share_routed']:.1%}) "
-        f"move to a cheaper tier, saving {op['saving']} USD ({op['saving_share']:.1%} of the "
-        f"baseline), with {op['expected_misrouted']} expected misroutes. "
+        f"At this operating point {point.requests_routed} requests ({point.share_routed:.1%}) "
+        f"move to a cheaper tier, saving {to_json(point.saving)} USD ({point.saving_share:.1%} "
+        f"of the baseline), with {point.expected_misrouted} expected misroutes. "
         + tiers.policy.rationale.strip()
     )
     if step:
         why += (
-            f" Lowering the threshold to {step['min_confidence']:.0%} would move "
-            f"{step['requests_routed'] - op['requests_routed']} more requests for "
-            f"{_money(Decimal(step['saving']) - Decimal(op['saving']))} USD more."
+            f" Lowering the threshold to {step.min_confidence:.0%} would move "
+            f"{step.requests_routed - point.requests_routed} more requests for "
+            f"{to_json(step.saving - point.saving)} USD more."
         )
     flags = con.execute(
-        """SELECT count(*) FILTER (WHERE r.feedback < 0),
+        f"""SELECT count(*) FILTER (WHERE r.feedback < 0),
                   count(*) FILTER (WHERE r.status = 'error'),
                   count(*) FILTER (WHERE r.finish_reason IN ('length', 'max_tokens')),
                   min(c.confidence), count(*) FILTER (WHERE c.new_cost > c.old_cost)
-           FROM _tier_cand c JOIN requests r USING (request_id) WHERE c.routed"""
+           FROM {T.TIER_CANDIDATES} c JOIN requests r USING (request_id) WHERE c.routed"""
     ).fetchall()[0]
     summary_raw = store.get_meta(con, "difficulty.summary")
-    routed = op["requests_routed"]
-    risk = {
-        "expected_misrouted": op["expected_misrouted"],
-        "expected_misrouted_share": _share(op["expected_misrouted"], routed),
-        "routed_with_negative_feedback": flags[0],
-        "routed_that_failed": flags[1],
-        "routed_that_were_cut_off": flags[2],
-        "lowest_routed_confidence": flags[3],
+    risk = TieringRisk(
+        expected_misrouted=point.expected_misrouted,
+        expected_misrouted_share=_share(point.expected_misrouted, point.requests_routed),
+        routed_with_negative_feedback=flags[0],
+        routed_that_failed=flags[1],
+        routed_that_were_cut_off=flags[2],
+        lowest_routed_confidence=flags[3],
         # e.g. a prompt cached on the source model, billed uncached here: the caching lever,
         # which runs next, re-simulates the cache on the target
-        "routed_costlier_until_cache_warms": flags[4],
-        "note": "expected misroutes = sum of (1 - confidence) over routed requests; the "
+        routed_costlier_until_cache_warms=flags[4],
+        note="expected misroutes = sum of (1 - confidence) over routed requests; the "
         "classifier learns from heuristic labels, so check quality with "
         "`advisor export evalset` before switching",
-    }
-    details: dict[str, Any] = {
-        "operating_point": {
-            **op,
-            "route": list(tiers.policy.route),
-            "policy": tiers.policy.id,
-            "why": why,
-        },
-        "frontier": frontier,
-        "frontier_monotone": monotone,
-        "coverage": {
-            "requests": total,
-            "unpriced": unpriced,
-            "guarded": guarded,
-            "easy_without_cheaper_tier": no_ladder,
-        },
-        "by_feature": _table(con, "feature"),
-        "by_template": _table(con, "template_id"),
-        "route_rules": [{k: v for k, v in r.items() if k != "fallback"} for r in rules],
-        "ladders": [lad.id for lad in tiers.ladders],
-        "difficulty": json.loads(summary_raw) if summary_raw else None,
-        "warnings": list(tiers.warnings),
-        "recommendations": [
-            {
-                "title": f"Route {routed} high-confidence easy requests to cheaper tiers",
-                "saving": op["saving"],
-                "action": "check quality with `advisor export evalset`, then deploy "
-                "`advisor export router --format litellm` (or portkey / generic)",
-            }
-        ]
-        if routed
-        else [],
-    }
-    return details, risk, routed
-
-
-def _sweep_point(
-    con: duckdb.DuckDBPyConnection, threshold: int, total: int, base: Decimal
-) -> dict[str, Any]:
-    cut = f"eligible AND confidence_micro >= {threshold}"
-    n, saving, mis = con.execute(
-        f"""SELECT count(*) FILTER (WHERE {cut}),
-                   coalesce(sum(old_cost - new_cost) FILTER (WHERE {cut}), 0),
-                   coalesce(sum(1 - confidence) FILTER (WHERE {cut}), 0) FROM _tier_cand"""
-    ).fetchall()[0]
-    saving = Decimal(saving)
-    return {
-        "min_confidence": threshold / MICRO,
-        "requests_routed": int(n),
-        "share_routed": _share(n, total),
-        "saving": _money(saving),
-        "saving_share": float(saving / base) if base else 0.0,
-        "expected_misrouted": round(float(mis), 2),
-    }
-
-
-LEVER = TieringLever()
+    )
+    details = TieringDetails(
+        operating_point=OperatingPoint(
+            **point.model_dump(),
+            route=list(tiers.policy.route),
+            policy=tiers.policy.id,
+            why=why,
+        ),
+        frontier=frontier,
+        frontier_monotone=monotone,
+        coverage=TieringCoverage(
+            requests=total, unpriced=unpriced, guarded=guarded, easy_without_cheaper_tier=no_ladder
+        ),
+        by_feature=[TradeOff(**row) for row in _table(con, "feature")],
+        by_template=[TemplateTradeOff(**row) for row in _table(con, "template_id")],
+        route_rules=[RouteRule(**{k: v for k, v in r.items() if k != "fallback"}) for r in rules],
+        ladders=[lad.id for lad in tiers.ladders],
+        difficulty=DifficultySummary.model_validate_json(summary_raw) if summary_raw else None,
+        warnings=list(tiers.warnings),
+    )
+    return details, risk

@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from advisor.prefix import Tokenizer
+from advisor.levers.caching.prefix import Tokenizer
 
 # Logged requests per model whose whole prompt is counted: bounds the tokenisation whatever the
 # size of the log, and is plenty for quartiles.

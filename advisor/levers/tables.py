@@ -1,0 +1,109 @@
+"""The working tables the levers and `simulate` leave in the store, declared in one place.
+
+Every temporary table a lever creates is a constant here with its purpose; `drop_working_tables`
+drops exactly a lever's declared tables and `drop_all` every one of them, so nothing is found by
+name pattern. Tables a simulation keeps for the exports (`sim_final`, `lever_<id>`,
+`tiering_decisions`) are products, not working tables, and are not listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    purpose: str
+
+
+def _declare(*tables: Table) -> dict[str, Table]:
+    return {t.name: t for t in tables}
+
+
+# tiering
+TIER_PRICES = "_tier_prices"
+TIER_TARGETS = "_tier_targets"
+TIER_LENGTHS = "_tier_len"
+TIER_CANDIDATES = "_tier_cand"
+TIER_STATIC = "_tier_static"
+
+# caching
+CACHE_PRICES = "_cache_prices"
+CACHE_MODELS = "_cache_models"
+CACHE_ROWS = "_cache_rows"
+CACHE_TEMPLATES = "_cache_tpl"
+CACHE_KEYS = "_cache_keys"
+CACHE_QUEUE = "_cache_q"
+CACHE_OPTIONS = "_cache_opts"
+CACHE_OPTIONS_LOW = "_cache_opts_low"
+CACHE_OPTIONS_HIGH = "_cache_opts_high"
+CACHE_INFO = "_cache_info"
+CACHE_CHOICE = "_cache_choice"
+CACHE_SIM = "_cache_sim"
+CACHE_SUBST = "_cache_subst"
+CACHE_SUBST_TEXTS = "_cache_subst_texts"
+CACHE_WHAT_IF_REQUESTS = "_cache_cf_req"
+CACHE_WHAT_IF_OPTIONS = "_cache_opts_cf"
+CACHE_WHAT_IF_INFO = "_cache_info_cf"
+CACHE_WHAT_IF_CHOICE = "_cache_cf_choice"
+CACHE_VIEW = "_cache_view"
+CACHE_DECISIONS = "_cache_decisions"
+
+# simulate
+STATE_BASE = "state_base"
+
+WORKING: dict[str, dict[str, Table]] = {
+    "tiering": _declare(
+        Table(TIER_PRICES, "the price table, for re-pricing routed requests"),
+        Table(TIER_TARGETS, "(model_key, difficulty) -> the cheaper tier it routes to"),
+        Table(TIER_LENGTHS, "typical output length per (template, model)"),
+        Table(TIER_CANDIDATES, "per request: class, target, cost before and after routing"),
+        Table(TIER_STATIC, "features already covered by a whole-feature route rule"),
+    ),
+    "caching": _declare(
+        Table(CACHE_PRICES, "the price table"),
+        Table(CACHE_MODELS, "model keys that can cache"),
+        Table(CACHE_ROWS, "the state joined to request metadata, with why it can(not) replay"),
+        Table(CACHE_TEMPLATES, "per request: its template (feature + system prompt)"),
+        Table(CACHE_KEYS, "the model keys of one cache group being replayed"),
+        Table(CACHE_QUEUE, "the requests of one cache group in stream and time order"),
+        Table(CACHE_OPTIONS, "per request and option: replayed cache counts"),
+        Table(CACHE_OPTIONS_LOW, "the same at each model's low calibration scale"),
+        Table(CACHE_OPTIONS_HIGH, "the same at each model's high calibration scale"),
+        Table(CACHE_INFO, "per request: shared prefix tokens and cache eligibility"),
+        Table(CACHE_CHOICE, "the option kept per (model, template)"),
+        Table(CACHE_SIM, "the replay under the chosen options"),
+        Table(CACHE_SUBST, "variable spans found in prompts and their moved-to-the-end texts"),
+        Table(CACHE_SUBST_TEXTS, "the texts of the what-if prompts"),
+        Table(CACHE_WHAT_IF_REQUESTS, "requests in streams a variable span touches"),
+        Table(CACHE_WHAT_IF_OPTIONS, "the what-if replay's cache counts per option"),
+        Table(CACHE_WHAT_IF_INFO, "the what-if replay's shared prefix tokens"),
+        Table(CACHE_WHAT_IF_CHOICE, "the option kept per (model, template) in the what-if"),
+        Table(CACHE_VIEW, "per request: figures the details aggregate"),
+        Table(CACHE_DECISIONS, "per request: cache_read_tokens_sim for `export decisions`"),
+    ),
+}
+
+
+def state_table(lever_id: str, run: str) -> str:
+    """The state a lever's replay writes: run is 'alone' (on the baseline) or 'chain'."""
+    return f"state_{lever_id}_{run}"
+
+
+def drop_working_tables(con: duckdb.DuckDBPyConnection, lever_id: str) -> None:
+    """Drop the working tables a lever declares (its states stay for `simulate` to drop)."""
+    for name in WORKING.get(lever_id, {}):
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
+def drop_all(con: duckdb.DuckDBPyConnection, lever_ids: tuple[str, ...]) -> None:
+    """Drop every declared working table and the simulation's states for `lever_ids`."""
+    for lever_id in WORKING:
+        drop_working_tables(con, lever_id)
+    for lever_id in lever_ids:
+        for run in ("alone", "chain"):
+            con.execute(f"DROP TABLE IF EXISTS {state_table(lever_id, run)}")
+    con.execute(f"DROP TABLE IF EXISTS {STATE_BASE}")
