@@ -16,7 +16,9 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from advisor.errors import AdvisorError
 from advisor.levers.base import Recommendation
+from advisor.levers.batching import BatchingResult
 from advisor.levers.caching.models import CachingResult
+from advisor.levers.streaming import StreamingAdvice
 from advisor.levers.tiering.models import TieringResult
 from advisor.money import MaybeMoney, Money
 from advisor.money import Model as _Model
@@ -127,7 +129,7 @@ class Baseline(_Model):
 
 
 # One model per lever, told apart by `id`: the schema describes every lever's details.
-LeverResult = Annotated[TieringResult | CachingResult, Field(discriminator="id")]
+LeverResult = Annotated[TieringResult | CachingResult | BatchingResult, Field(discriminator="id")]
 LEVER_RESULT: TypeAdapter[LeverResult] = TypeAdapter(LeverResult)
 
 
@@ -178,6 +180,10 @@ class Analysis(_Model):
     guardrails: dict[str, Any] = Field(default_factory=dict)
     anomalies: list[dict[str, Any]] = Field(default_factory=list)
     recommendations: list[Recommendation] = Field(default_factory=list)
+    streaming: StreamingAdvice = Field(
+        default_factory=StreamingAdvice,
+        description="streaming and speed-premium advice (figures, no priced saving)",
+    )
     prices: PriceTableIdentity | None = None  # None: written before prices were recorded
 
     def redacted(self) -> Analysis:

@@ -65,6 +65,11 @@ class Simulation:
     recommendations: list[Recommendation]
 
 
+def rank(recommendations: list[Recommendation]) -> list[Recommendation]:
+    """Recommendations as analysis.json lists them: largest saving first, then lever, title."""
+    return sorted(recommendations, key=lambda r: (-r.saving, r.lever, r.title))
+
+
 def simulate(
     ctx: LeverContext, levers: list[Lever] | None = None, step: Step | None = None
 ) -> Simulation:
@@ -126,7 +131,7 @@ def simulate(
     finally:
         T.drop_all(con, tuple(lever.id for lever in levers))
     saving = base_cost - prev_cost
-    recommendations.sort(key=lambda r: (-r.saving, r.lever, r.title))
+    recommendations = rank(recommendations)
     return Simulation(
         levers=runs,
         combined=Combined(

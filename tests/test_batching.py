@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from lever_tables import PRICES, RULES, T0, row, store
 
 from advisor.levers import batching as B
+from advisor.levers import tables as T
+from advisor.levers.base import Findings, LeverContext, Replayed, SimOptions, State
 from advisor.pricing import cost_sql, load_prices
 
 MODELS = B.batch_models(PRICES)
@@ -50,7 +52,7 @@ def chat(n: int = 96) -> list[dict[str, Any]]:
 
 
 def features(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Any]]:
-    cur = con.execute(f"SELECT * FROM {B.FEATURES_TABLE} ORDER BY feature")
+    cur = con.execute(f"SELECT * FROM {T.BATCH_FEATURES} ORDER BY feature")
     names = [d[0] for d in cur.description]
     return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
 
@@ -95,7 +97,7 @@ def test_an_interactive_chat_is_not_eligible_at_any_level() -> None:
     f = features(con)["chat"]
     assert not f["eligible_strict"] and not f["eligible_lenient"] and f["rules"] == []
     assert f["streaming_share"] == 1.0 and f["human_users"] == 7 and f["burst_share"] == 0.0
-    assert con.execute(f"SELECT count(*) FROM {B.ELIGIBLE_TABLE}").fetchone() == (0,)
+    assert con.execute(f"SELECT count(*) FROM {T.BATCH_ELIGIBLE}").fetchone() == (0,)
 
 
 def test_a_non_streaming_chat_of_people_is_not_eligible_either() -> None:
@@ -109,7 +111,7 @@ def test_an_offline_feature_is_strict_but_its_streaming_calls_stay() -> None:
     con = measure(rows, offline=("chat",))
     f = features(con)["chat"]
     assert f["offline"] and f["eligible_strict"] and f["rules"] == ["BATCH-001"]
-    eligible = con.execute(f"SELECT count(*) FROM {B.ELIGIBLE_TABLE} WHERE strict").fetchone()
+    eligible = con.execute(f"SELECT count(*) FROM {T.BATCH_ELIGIBLE} WHERE strict").fetchone()
     assert eligible == (48,)
     assert B.unknown_offline(con, ("chat", "nope")) == ["nope"]
 
@@ -255,3 +257,59 @@ def test_lenient_eligibility_never_moves_fewer_requests(level: B.Level) -> None:
         for name in ("s_strict", "s_lenient")
     }
     assert moved == {"s_strict": (90,), "s_lenient": (180,)}
+
+
+def lever_run(
+    rows: list[dict[str, Any]], offline: tuple[str, ...] = ()
+) -> tuple[duckdb.DuckDBPyConnection, Replayed, Findings[B.BatchingDetails, B.BatchingRisk]]:
+    con = store(rows)
+    ctx = LeverContext(con, PRICES, RULES, SimOptions(offline_features=offline))
+    lever = B.BatchingLever()
+    lever.prepare(ctx)
+    alone = lever.replay(ctx, State("state_base"), "state_alone")
+    return con, alone, lever.describe(ctx, State("state_base"), alone)
+
+
+def test_the_lever_reports_evidence_range_actions_and_decisions() -> None:
+    etl = [r | {"stream": None, "source_format": "csv"} for r in nightly("etl")]
+    con, alone, found = lever_run(nightly() + etl + chat(), offline=("absent",))
+    d = found.details
+    assert alone.affected_requests == 90 == d.range.strict_requests
+    assert d.range.lenient_requests == 180 and d.range.strict < d.range.lenient
+    assert d.range.strict == total(con, "state_base") - total(con, "state_alone")
+    assert [(f.feature, f.level) for f in d.features] == [("digest", "strict"), ("etl", "lenient")]
+    digest = d.features[0]
+    assert digest.evidence.top_hours == [2] and digest.evidence.burst_share == 1.0
+    assert digest.apis == ["OpenAI Batch API"] and digest.saving == digest.cost / 2
+    assert d.offline_features_missing == ["absent"] and d.features_measured == 3
+    assert found.risk.lenient_only_features == ["etl"]
+    titles = [r.title for r in found.recommendations]
+    assert titles == [
+        "Batch digest (OpenAI Batch API)",
+        "Check whether etl can wait for OpenAI Batch API",
+    ]
+    assert "/v1/batches" in found.recommendations[0].action
+    assert found.per_request is not None
+    eligible = con.execute(
+        f"SELECT count(*) FILTER (WHERE batch_eligible), count(*) FROM {found.per_request}"
+    ).fetchone()
+    assert eligible == (90, 90 * 2 + 96)
+
+
+def test_the_lever_moves_nothing_on_an_interactive_chat() -> None:
+    _, alone, found = lever_run(chat())
+    assert alone.affected_requests == 0 and found.details.features == []
+    assert found.recommendations == [] and found.details.range.lenient == 0
+
+
+def test_each_provider_gets_its_own_batch_api() -> None:
+    rows = nightly()
+    for i, r in enumerate(rows):
+        if i % 2:
+            r |= {"model_key": "claude-sonnet-4-5"}
+    _, _, found = lever_run(rows)
+    assert found.details.features[0].apis == ["Anthropic Message Batches", "OpenAI Batch API"]
+    assert {r.title for r in found.recommendations} == {
+        "Batch digest (Anthropic Message Batches)",
+        "Batch digest (OpenAI Batch API)",
+    }

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -28,6 +28,16 @@ from advisor.conditions import (
     sql_literal,
     to_sql,
 )
+from advisor.levers import tables as T
+from advisor.levers.base import (
+    Findings,
+    LeverContext,
+    LeverResultBase,
+    Recommendation,
+    Replayed,
+    State,
+)
+from advisor.money import Model, Money, Share
 from advisor.pricing import KINDS, PriceTable, cost_sql, rates
 from advisor.ruleset import load_model
 
@@ -35,11 +45,6 @@ RULES_FILE = "batching.yaml"
 Level = Literal["strict", "lenient"]
 ALREADY = ("batch", "flex")  # tiers already discounted: never counted again
 
-# Working tables (declared in advisor/levers/tables.py with their purpose).
-FEATURES_TABLE = "_batch_features"
-ELIGIBLE_TABLE = "_batch_eligible"
-LENIENT_STATE = "_batch_lenient"
-DECISIONS_TABLE = "_batch_decisions"
 
 # The features a feature row carries (rules/batching.yaml documents each).
 FEATURE_TYPES: dict[str, FeatureType] = {
@@ -196,8 +201,8 @@ def measure_features(
     offline: Sequence[str] = (),
     requests: str = "requests",
 ) -> None:
-    """Write FEATURES_TABLE (one row per logged feature: its facts, matched rules, eligibility)
-    and ELIGIBLE_TABLE (request_id, strict, lenient: the feature's eligibility, for every request
+    """Write T.BATCH_FEATURES (one row per logged feature: its facts, matched rules, eligibility)
+    and T.BATCH_ELIGIBLE (request_id, strict, lenient: the feature's eligibility, for every request
     of an eligible feature that does not stream). Requests without a feature are not measured:
     no action could name them."""
     service = to_sql(rules.service_user.condition, lambda _name: "lower(user_id)")
@@ -213,7 +218,7 @@ def measure_features(
 
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE {FEATURES_TABLE} AS
+        CREATE OR REPLACE TEMP TABLE {T.BATCH_FEATURES} AS
         WITH facts AS (
             SELECT request_id, feature, {stream_sql(rules)} AS stream, latency_ms, ts,
                    user_id IS NULL OR {service} AS unattended,
@@ -262,21 +267,21 @@ def measure_features(
     )
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE {ELIGIBLE_TABLE} AS
+        CREATE OR REPLACE TEMP TABLE {T.BATCH_ELIGIBLE} AS
         SELECT r.request_id, f.eligible_strict AS strict, f.eligible_lenient AS lenient
-        FROM {requests} r JOIN {FEATURES_TABLE} f USING (feature)
+        FROM {requests} r JOIN {T.BATCH_FEATURES} f USING (feature)
         WHERE f.eligible_lenient AND {stream_sql(rules, "r")} IS NOT TRUE
         """
     )
 
 
 def replay_sql(state: str, out: str, models: Sequence[str], level: Level = "strict") -> str:
-    """SQL writing state `out` from `state`: the eligible requests (ELIGIBLE_TABLE at `level`)
+    """SQL writing state `out` from `state`: the eligible requests (T.BATCH_ELIGIBLE at `level`)
     on a batch-capable model and not already at a discounted tier move to the batch tier."""
     return f"""
         CREATE OR REPLACE TEMP TABLE {out} AS
         SELECT s.* REPLACE (
-            CASE WHEN s.request_id IN (SELECT request_id FROM {ELIGIBLE_TABLE} WHERE {level})
+            CASE WHEN s.request_id IN (SELECT request_id FROM {T.BATCH_ELIGIBLE} WHERE {level})
                   AND s.model_key IN {_in_list(models)}
                   AND coalesce(s.service_tier, 'default') NOT IN {_in_list(ALREADY)}
                  THEN 'batch' ELSE s.service_tier END AS service_tier)
@@ -315,12 +320,12 @@ def feature_savings(
             SELECT r.feature, p.provider, p.model_key IS NULL AS unpriced,
                    coalesce(s.service_tier, 'default') IN {_in_list(ALREADY)} AS already,
                    s.service_tier IS DISTINCT FROM a.service_tier AS moved,
-                   s.request_id IN (SELECT request_id FROM {ELIGIBLE_TABLE} WHERE {level})
+                   s.request_id IN (SELECT request_id FROM {T.BATCH_ELIGIBLE} WHERE {level})
                        AS eligible,
                    {before} AS before, {after} AS after
             FROM {state} s JOIN {replayed} a USING (request_id)
             JOIN {requests} r USING (request_id)
-            JOIN {FEATURES_TABLE} f ON f.feature = r.feature AND f.eligible_{level}
+            JOIN {T.BATCH_FEATURES} f ON f.feature = r.feature AND f.eligible_{level}
             LEFT JOIN {prices} p ON p.model_key = s.model_key
         )
         SELECT feature, provider,
@@ -341,5 +346,225 @@ def feature_savings(
 
 def unknown_offline(con: duckdb.DuckDBPyConnection, offline: Sequence[str]) -> list[str]:
     """Features named with --offline-feature that the log never holds (said, never ignored)."""
-    seen = {row[0] for row in con.execute(f"SELECT feature FROM {FEATURES_TABLE}").fetchall()}
+    seen = {row[0] for row in con.execute(f"SELECT feature FROM {T.BATCH_FEATURES}").fetchall()}
     return sorted(set(offline) - seen)
+
+
+# --- analysis.json: levers[id=batching] ------------------------------------------------------
+
+
+class Evidence(Model):
+    """Why a feature looks like traffic nobody waits on (the facts its rules matched)."""
+
+    offline: bool = Field(description="named with --offline-feature")
+    non_streaming_share: Share
+    streaming_share: Share
+    unattended_share: Share = Field(description="service/system users or no user id")
+    human_users: int
+    burst_share: Share = Field(description="share of requests inside a burst")
+    peak_burst_requests: int = Field(description="most requests of one identity in one window")
+    top_hours: list[int] = Field(description="its busiest UTC hours of day, busiest first")
+    top_hour_share: Share
+    days: int
+    p50_latency_ms: float | None = Field(description="null: latency not logged")
+
+
+class BatchFeature(Model):
+    """One feature eligible for batching, its figures at the batch rate and its evidence."""
+
+    feature: str
+    level: Level = Field(description="strict: in the priced figure; lenient: in the range only")
+    rules: list[str] = Field(description="ids of the eligibility rules it matches")
+    requests: int
+    moved_requests: int = Field(description="re-priced at the batch tier")
+    streaming_requests: int = Field(description="kept interactive: they stream")
+    already_batch_requests: int = Field(description="logged at the batch or flex tier already")
+    unsupported_requests: int = Field(description="on a model without batch prices")
+    unpriced_requests: int = Field(description="on an unpriced model: saving unknown")
+    cost: Money = Field(description="the moved requests' cost at their logged tier")
+    saving: Money
+    apis: list[str] = Field(description="the batch APIs of its providers, sorted")
+    evidence: Evidence
+
+
+class SavingRange(Model):
+    """The saving under strict eligibility (the figure) and lenient eligibility (upper end)."""
+
+    strict: Money
+    lenient: Money
+    strict_requests: int
+    lenient_requests: int
+    assumption: str
+
+
+class BatchingDetails(Model):
+    range: SavingRange
+    features: list[BatchFeature] = Field(description="strict first, then by saving, largest first")
+    features_measured: int
+    no_feature_requests: int = Field(description="requests without a feature: never batched")
+    already_batch_requests: int = Field(description="in the whole log")
+    offline_features_missing: list[str] = Field(
+        description="named with --offline-feature but absent from the log"
+    )
+    burst_window_seconds: int
+    burst_min_requests: int
+
+
+class BatchingRisk(Model):
+    lenient_only_features: list[str] = Field(
+        description="eligible only under lenient rules: check that nobody waits on them"
+    )
+    turnaround: str
+
+
+class BatchingResult(LeverResultBase):
+    id: Literal["batching"]
+    details: BatchingDetails
+    risk: BatchingRisk
+
+
+TURNAROUND = (
+    "Batch results arrive within the provider's completion window (24 hours), not in seconds;"
+    " flex processing answers synchronously but slower and may be refused at peak."
+)
+ASSUMPTION = (
+    "strict: the user marked the feature offline, or it is a scheduled job under a service"
+    " identity that never streams; lenient adds unattended, bursty or slow non-streaming"
+    " features (rules/batching.yaml)"
+)
+
+
+class BatchingLever:
+    """levers[id=batching]: eligible features' non-streaming requests at the batch tier."""
+
+    id: ClassVar[str] = "batching"
+    title: ClassVar[str] = "Batching"
+
+    def prepare(self, ctx: LeverContext) -> None:
+        self.rules = load_rules(ctx.rules_dir)
+        self.models = batch_models(ctx.prices)
+        measure_features(ctx.con, self.rules, ctx.options.offline_features)
+
+    def replay(self, ctx: LeverContext, state: State, out: str) -> Replayed:
+        ctx.con.execute(replay_sql(state.table, out, self.models))
+        moved = ctx.con.execute(
+            f"SELECT count(*) FROM {state.table} s JOIN {out} a USING (request_id)"
+            " WHERE s.service_tier IS DISTINCT FROM a.service_tier"
+        ).fetchall()[0][0]
+        return Replayed(State(out, state.messages, state.texts), int(moved))
+
+    def describe(
+        self, ctx: LeverContext, base: State, alone: Replayed
+    ) -> Findings[BatchingDetails, BatchingRisk]:
+        con = ctx.con
+        con.execute(replay_sql(base.table, T.BATCH_LENIENT, self.models, "lenient"))
+        savings = feature_savings(con, base.table, T.BATCH_LENIENT, "lenient")
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE {T.BATCH_DECISIONS} AS
+                SELECT s.request_id, s.service_tier IS DISTINCT FROM a.service_tier
+                       AS batch_eligible
+                FROM {base.table} s JOIN {alone.state.table} a USING (request_id)"""
+        )
+        cur = con.execute(f"SELECT * FROM {T.BATCH_FEATURES} WHERE eligible_lenient")
+        names = [d[0] for d in cur.description]
+        facts = {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+        features = sorted(
+            (
+                self._feature(ctx, facts[name], [s for s in savings if s.feature == name])
+                for name in facts
+            ),
+            key=lambda f: (f.level != "strict", -f.saving, f.feature),
+        )
+        strict = [f for f in features if f.level == "strict"]
+        measured, no_feature, already = con.execute(
+            f"""SELECT (SELECT count(*) FROM {T.BATCH_FEATURES}),
+                       count(*) FILTER (WHERE feature IS NULL),
+                       count(*) FILTER (WHERE service_tier IN {_in_list(ALREADY)})
+                FROM requests"""
+        ).fetchall()[0]
+        details = BatchingDetails(
+            range=SavingRange(
+                strict=sum((f.saving for f in strict), Decimal(0)),
+                lenient=sum((f.saving for f in features), Decimal(0)),
+                strict_requests=sum(f.moved_requests for f in strict),
+                lenient_requests=sum(f.moved_requests for f in features),
+                assumption=ASSUMPTION,
+            ),
+            features=features,
+            features_measured=int(measured),
+            no_feature_requests=int(no_feature),
+            already_batch_requests=int(already),
+            offline_features_missing=unknown_offline(con, ctx.options.offline_features),
+            burst_window_seconds=self.rules.burst.window_seconds,
+            burst_min_requests=self.rules.burst.min_requests,
+        )
+        risk = BatchingRisk(
+            lenient_only_features=[f.feature for f in features if f.level == "lenient"],
+            turnaround=TURNAROUND,
+        )
+        recs = [
+            rec
+            for f in features
+            for s in savings
+            if s.feature == f.feature and s.moved
+            for rec in [self._recommendation(ctx, f, s)]
+        ]
+        return Findings(details, risk, recs, per_request=T.BATCH_DECISIONS)
+
+    def _api(self, ctx: LeverContext, provider: str | None) -> tuple[str, str]:
+        """(title, action template) of a provider's batch API: rules/batching.yaml, else the
+        provider's batch rules in the price table."""
+        api = self.rules.apis.get(provider or "")
+        if api is not None:
+            return api.title, api.action
+        rules = ctx.prices.providers.get(provider or "")
+        title = rules.batch.title if rules and rules.batch else f"{provider}'s batch API"
+        return title, f"Send {{feature}} through {title}."
+
+    def _feature(
+        self, ctx: LeverContext, row: dict[str, Any], savings: list[FeatureSaving]
+    ) -> BatchFeature:
+        return BatchFeature(
+            feature=row["feature"],
+            level="strict" if row["eligible_strict"] else "lenient",
+            rules=list(row["rules"]),
+            requests=row["requests"],
+            moved_requests=sum(s.moved for s in savings),
+            streaming_requests=row["streaming_requests"],
+            already_batch_requests=sum(s.already for s in savings),
+            unsupported_requests=sum(s.unsupported for s in savings),
+            unpriced_requests=sum(s.unpriced for s in savings),
+            cost=sum((s.cost for s in savings), Decimal(0)),
+            saving=sum((s.saving for s in savings), Decimal(0)),
+            apis=sorted({self._api(ctx, s.provider)[0] for s in savings if s.moved}),
+            evidence=Evidence(**{k: row[k] for k in Evidence.model_fields}),
+        )
+
+    def _recommendation(
+        self, ctx: LeverContext, f: BatchFeature, s: FeatureSaving
+    ) -> Recommendation:
+        title, action = self._api(ctx, s.provider)
+        e = f.evidence
+        hours = ", ".join(f"{h:02d}:00" for h in e.top_hours)
+        why = (
+            f"{e.non_streaming_share:.0%} not streamed, {e.unattended_share:.0%} from service"
+            f" users or no user id, {e.burst_share:.0%} in bursts (up to"
+            f" {e.peak_burst_requests} requests), {e.top_hour_share:.0%} in its busiest hour"
+            f" ({hours} UTC) over {e.days} days" + ("; marked offline by you" if e.offline else "")
+        )
+        figures = f"{s.moved} requests, ${s.cost:.2f} at the logged tier, ${s.saving:.2f} less"
+        text = action.format(feature=f.feature)
+        if f.level == "lenient":
+            return Recommendation(
+                title=f"Check whether {f.feature} can wait for {title}",
+                lever=self.id,
+                saving=s.saving,
+                action=f"If nobody waits on {f.feature} ({why}): {text} ({figures}; not in the"
+                " batching figure, which counts strict eligibility only).",
+            )
+        return Recommendation(
+            title=f"Batch {f.feature} ({title})",
+            lever=self.id,
+            saving=s.saving,
+            action=f"{text} ({figures}; evidence: {why}).",
+        )

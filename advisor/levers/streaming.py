@@ -20,11 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from advisor.conditions import Condition, ConditionError, FeatureType, parse, sql_literal, to_sql
 from advisor.levers import batching
+from advisor.levers import tables as T
+from advisor.levers.base import Recommendation
+from advisor.money import Model, Money, Share
 from advisor.pricing import cost_sql
 from advisor.ruleset import load_model
 
 RULES_FILE = "streaming.yaml"
-FEATURES_TABLE = "_stream_features"  # working table: one row per feature, its facts and rules
 
 FEATURE_TYPES: dict[str, FeatureType] = {
     "requests": "number",
@@ -106,9 +108,7 @@ def load_rules(rules_dir: Path) -> StreamingRules:
     return load_model(rules_dir / RULES_FILE, StreamingRules)
 
 
-class Latency(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Latency(Model):
     p50_latency_ms: float | None = Field(description="median logged latency; null: not logged")
     p95_latency_ms: float | None
     p50_ttft_ms: float | None = Field(description="median time to first token; null: not logged")
@@ -120,8 +120,8 @@ class NonStreamingFeature(Latency):
     feature: str
     requests: int
     human_users: int
-    human_share: float
-    non_streaming_share: float
+    human_share: Share
+    non_streaming_share: Share
     p50_output_tokens: float | None
 
 
@@ -133,24 +133,22 @@ class PremiumFeature(Latency):
     priority_requests: int
     fast_model_requests: int
     fast_models: list[str] = Field(description="fast variants it runs on, sorted")
-    unattended_share: float
-    streaming_share: float
-    premium: Decimal = Field(
+    unattended_share: Share
+    streaming_share: Share
+    premium: Money = Field(
         description="what its priced priority requests cost over the standard tier (a figure,"
         " not a saving)"
     )
     unpriced_priority_requests: int
 
 
-class StreamingAdvice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StreamingAdvice(Model):
+    """Advice with figures, never a priced saving (recommendations[] carry it with saving 0)."""
 
     non_streaming: list[NonStreamingFeature] = Field(
         default_factory=list, description="largest first (requests)"
     )
-    premium: list[PremiumFeature] = Field(
-        default_factory=list, description="largest premium first"
-    )
+    premium: list[PremiumFeature] = Field(default_factory=list, description="largest premium first")
 
 
 def measure(
@@ -161,7 +159,7 @@ def measure(
     requests: str = "requests",
     prices: str = "prices",
 ) -> None:
-    """Write FEATURES_TABLE: one row per logged feature with its facts, the priority premium of
+    """Write T.STREAM_FEATURES: one row per logged feature with its facts, the priority premium of
     its priced priority requests (cost_sql against the registered price table), and the rule
     ids that match it. Who is a service user and whether a request streamed follow the
     batching policy (rules/batching.yaml), and a feature batching finds eligible (at its lenient
@@ -174,7 +172,7 @@ def measure(
     )
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE {FEATURES_TABLE} AS
+        CREATE OR REPLACE TEMP TABLE {T.STREAM_FEATURES} AS
         WITH facts AS (
             SELECT feature, {batching.stream_sql(policy)} AS stream, latency_ms, ttft_ms,
                    output_tokens, model,
@@ -218,7 +216,7 @@ def measure(
                    coalesce(premium.unpriced_priority_requests, 0) AS unpriced_priority_requests,
                    b.eligible_lenient AS batch_eligible
             FROM agg LEFT JOIN premium USING (feature)
-            JOIN {batching.FEATURES_TABLE} b USING (feature)
+            JOIN {T.BATCH_FEATURES} b USING (feature)
         )
         SELECT *, list_filter([{matched}], lambda x: x IS NOT NULL) AS rules FROM row
         """
@@ -227,7 +225,7 @@ def measure(
 
 def _rows(con: duckdb.DuckDBPyConnection, rule_id: str, order: str) -> list[dict[str, Any]]:
     cur = con.execute(
-        f"SELECT * FROM {FEATURES_TABLE} WHERE list_contains(rules, ?) ORDER BY {order}, feature"
+        f"SELECT * FROM {T.STREAM_FEATURES} WHERE list_contains(rules, ?) ORDER BY {order}, feature"
         f" LIMIT {LIMIT}",
         [rule_id],
     )
@@ -249,7 +247,15 @@ def advise(
     """The streaming advice of the log in `requests`, priced against the table `prices`;
     `offline`: the features the user marks offline (--offline-feature)."""
     policy = batching.load_rules(rules_dir)
-    measure(con, load_rules(rules_dir), policy, offline, requests, prices)
+    try:
+        measure(con, load_rules(rules_dir), policy, offline, requests, prices)
+        return _advice(con)
+    finally:
+        T.drop_working_tables(con, "streaming")
+        T.drop_working_tables(con, "batching")
+
+
+def _advice(con: duckdb.DuckDBPyConnection) -> StreamingAdvice:
     return StreamingAdvice(
         non_streaming=[
             NonStreamingFeature(**_pick(NonStreamingFeature, row))
@@ -311,3 +317,11 @@ def actions(advice: StreamingAdvice) -> list[tuple[str, str]]:
             (f"Check {p.feature}'s speed premium", f"{p.feature}: {'; '.join(what)}; {need}.")
         )
     return out
+
+
+def recommendations(advice: StreamingAdvice) -> list[Recommendation]:
+    """The advice as recommendations[] entries: figures in the action, no priced saving."""
+    return [
+        Recommendation(title=title, lever="streaming", saving=Decimal(0), action=action)
+        for title, action in actions(advice)
+    ]

@@ -52,6 +52,15 @@ CACHE_WHAT_IF_CHOICE = "_cache_cf_choice"
 CACHE_VIEW = "_cache_view"
 CACHE_DECISIONS = "_cache_decisions"
 
+# batching
+BATCH_FEATURES = "_batch_features"
+BATCH_ELIGIBLE = "_batch_eligible"
+BATCH_LENIENT = "_batch_lenient"
+BATCH_DECISIONS = "_batch_decisions"
+
+# streaming advice (not a lever: run once after the levers)
+STREAM_FEATURES = "_stream_features"
+
 # simulate
 STATE_BASE = "state_base"
 
@@ -84,6 +93,15 @@ WORKING: dict[str, dict[str, Table]] = {
         Table(CACHE_WHAT_IF_CHOICE, "the option kept per (model, template) in the what-if"),
         Table(CACHE_VIEW, "per request: figures the details aggregate"),
         Table(CACHE_DECISIONS, "per request: cache_read_tokens_sim for `export decisions`"),
+    ),
+    "batching": _declare(
+        Table(BATCH_FEATURES, "per feature: its facts, the rules it matches, its eligibility"),
+        Table(BATCH_ELIGIBLE, "per request of an eligible feature that does not stream"),
+        Table(BATCH_LENIENT, "the replay under lenient eligibility (the range's upper end)"),
+        Table(BATCH_DECISIONS, "per request: batch_eligible for `export decisions`"),
+    ),
+    "streaming": _declare(
+        Table(STREAM_FEATURES, "per feature: who waits, streaming, latency, speed premium"),
     ),
 }
 
