@@ -16,8 +16,10 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from advisor.errors import AdvisorError
 from advisor.levers.base import Recommendation
+from advisor.levers.batching import BatchingResult
 from advisor.levers.caching.models import CachingResult
 from advisor.levers.output_caps.models import OutputCapsResult
+from advisor.levers.streaming import StreamingAdvice
 from advisor.levers.tiering.models import TieringResult
 from advisor.levers.trimming.models import TrimmingResult
 from advisor.money import MaybeMoney, Money
@@ -130,7 +132,8 @@ class Baseline(_Model):
 
 # One model per lever, told apart by `id`: the schema describes every lever's details.
 LeverResult = Annotated[
-    TieringResult | TrimmingResult | OutputCapsResult | CachingResult, Field(discriminator="id")
+    TieringResult | TrimmingResult | OutputCapsResult | CachingResult | BatchingResult,
+    Field(discriminator="id"),
 ]
 LEVER_RESULT: TypeAdapter[LeverResult] = TypeAdapter(LeverResult)
 
@@ -182,6 +185,10 @@ class Analysis(_Model):
     guardrails: dict[str, Any] = Field(default_factory=dict)
     anomalies: list[dict[str, Any]] = Field(default_factory=list)
     recommendations: list[Recommendation] = Field(default_factory=list)
+    streaming: StreamingAdvice = Field(
+        default_factory=StreamingAdvice,
+        description="streaming and speed-premium advice (figures, no priced saving)",
+    )
     prices: PriceTableIdentity | None = None  # None: written before prices were recorded
 
     def redacted(self) -> Analysis:

@@ -24,12 +24,12 @@ from advisor.ingest import FORMATS as INPUT_FORMATS
 from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
 from advisor.ingest.files import check_readable, expand_paths
-from advisor.levers import registry
+from advisor.levers import registry, streaming
 from advisor.levers.base import LeverContext, SimOptions
 from advisor.outputs import is_interrupt
 from advisor.pricing import PriceTable, load_prices
 from advisor.ruleset import default_rules_dir
-from advisor.simulate import LeverRun, Step, simulate
+from advisor.simulate import LeverRun, Step, rank, simulate
 
 __all__ = [
     "INPUT_FORMATS",
@@ -154,6 +154,9 @@ def build_analysis(
     notes += baseline.price_gaps(con, prices)
     ctx = LeverContext(con, prices, rules_dir or default_rules_dir(), options)
     sim = simulate(ctx, step=step)
+    if step is not None:
+        step("streaming advice")
+    advice = streaming.advise(con, ctx.rules_dir, options.offline_features)
     generated = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return Analysis(
         generated_at=generated,
@@ -176,7 +179,8 @@ def build_analysis(
         levers_run=[run.id for run in sim.levers],
         levers_skipped=registry.skipped(options.levers),
         combined=A.Combined(**vars(sim.combined)),
-        recommendations=sim.recommendations,
+        recommendations=rank(sim.recommendations + streaming.recommendations(advice)),
+        streaming=advice,
         prices=baseline.build_prices(con, prices),
     ).redacted()  # the boundary: nothing below sees unmasked log text
 

@@ -565,7 +565,32 @@ def load_prices(rules_dir: Path, extra_files: Sequence[Path] = ()) -> PriceTable
                     }
                 )
             table.providers[provider] = data
+    _unstacked_batch_cache(table)
     return table
+
+
+def _unstacked_batch_cache(table: PriceTable) -> None:
+    """Where a provider's batch discount does not stack with cached-input prices (`batch:
+    stacks_with_cache: false`), a model listing batch (or flex, priced like batch) prices but no
+    cached price for that tier bills cached reads there at its standard cached price, rather
+    than `rates` scaling them by the tier's input ratio. A variant follows its base's provider."""
+    for key, model in list(table.models.items()):
+        base = table.models.get(model.base or "")
+        provider = table.providers.get(model.provider or "")
+        if (provider is None or provider.batch is None) and base is not None:
+            provider = table.providers.get(base.provider or "")
+        p = model.prices
+        if provider is None or provider.batch is None or provider.batch.stacks_with_cache:
+            continue
+        update = {
+            f"{tier}_cached_input": p.cached_input
+            for tier in ("batch", "flex")
+            if getattr(p, f"{tier}_input") is not None
+            and getattr(p, f"{tier}_cached_input") is None
+        }
+        if p.cached_input is not None and update:
+            prices = p.model_copy(update=update)
+            table.models[key] = model.model_copy(update={"prices": prices})
 
 
 def register_prices(

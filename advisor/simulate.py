@@ -79,6 +79,15 @@ class Simulation:
     recommendations: list[Recommendation]
 
 
+def rank(recommendations: list[Recommendation]) -> list[Recommendation]:
+    """Recommendations as analysis.json lists them: largest saving first; ties in the levers'
+    order (DESIGN.md section 1, advice that is not a lever last), then by title."""
+    order = {lever_id: i for i, lever_id in enumerate(registry.ALL_IDS)}
+    return sorted(
+        recommendations, key=lambda r: (-r.saving, order.get(r.lever, len(order)), r.title)
+    )
+
+
 def simulate(
     ctx: LeverContext, levers: list[Lever] | None = None, step: Step | None = None
 ) -> Simulation:
@@ -145,9 +154,7 @@ def simulate(
     finally:
         T.drop_all(con, tuple(lever.id for lever in levers))
     saving = base_cost - prev_cost
-    # ranked by saving; ties by the levers' order (DESIGN.md section 1), then title
-    order = {lever_id: i for i, lever_id in enumerate(registry.ALL_IDS)}
-    recommendations.sort(key=lambda r: (-r.saving, order.get(r.lever, len(order)), r.title))
+    recommendations = rank(recommendations)
     return Simulation(
         levers=runs,
         combined=Combined(

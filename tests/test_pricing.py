@@ -92,6 +92,36 @@ def test_batch_prices_follow_the_provider_discount(table: PriceTable) -> None:
         assert p.batch_output == p.output * provider.batch.discount, model.id
 
 
+def test_batch_cached_reads_follow_the_provider_stacking_rule(table: PriceTable) -> None:
+    for model in table.models.values():
+        batch = table.providers[model.provider or ""].batch
+        p = model.prices
+        if p.batch_input is None or p.cached_input is None or batch is None:
+            continue
+        assert batch.discount is not None
+        expected = p.cached_input * batch.discount if batch.stacks_with_cache else p.cached_input
+        assert rates(model, "batch").cached_input == expected, model.id
+
+
+def test_unstacked_batch_cache_is_provider_data_not_a_per_model_listing(tmp_path: Path) -> None:
+    # Google's batch discount does not stack with cached input: without the per-model
+    # batch_cached_input the standard cached price still applies in batch (and flex)
+    rules = Path(__file__).resolve().parents[1] / "rules" / "prices" / "google.yaml"
+    text = "".join(
+        line for line in rules.read_text().splitlines(keepends=True) if "batch_cached" not in line
+    )
+    (tmp_path / "prices").mkdir()
+    (tmp_path / "prices" / "google.yaml").write_text(text)
+    pro = load_prices(tmp_path).models["gemini-2.5-pro"]
+    assert rates(pro, "batch").cached_input == usd("0.125")
+    assert rates(pro, "flex").cached_input == usd("0.125")
+    stacked = text.replace("stacks_with_cache: false", "stacks_with_cache: true")
+    (tmp_path / "prices" / "google.yaml").write_text(stacked)
+    assert rates(load_prices(tmp_path).models["gemini-2.5-pro"], "batch").cached_input == usd(
+        "0.0625"
+    )
+
+
 def test_anthropic_cache_multipliers(table: PriceTable) -> None:
     for model in table.models.values():
         if model.provider != "anthropic":

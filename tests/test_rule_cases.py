@@ -15,6 +15,7 @@ import pytest
 
 from advisor.conditions import FeatureType, rules_with_cases, run_cases
 from advisor.difficulty.features import FEATURE_TYPES
+from advisor.levers import batching, streaming
 from advisor.levers.output_caps.policy import FEATURES as OUTPUT_CAPS_FEATURES
 from advisor.levers.trimming.policy import ROW_FEATURES
 from advisor.levers.trimming.transforms import run_transform_cases, transform_rules
@@ -29,6 +30,9 @@ CATALOGUES: dict[str, Mapping[str, FeatureType]] = {
     "plausibility": PLAUSIBILITY_FEATURES,
     "trimming_policy": ROW_FEATURES,
     "output_caps_policy": OUTPUT_CAPS_FEATURES,
+    # eligibility rules read a feature row; the service-user rule reads a request's user id
+    "batching": {**batching.FEATURE_TYPES, **batching.USER_FEATURES},
+    "streaming": {**streaming.FEATURE_TYPES, **streaming.MODEL_FEATURES},
 }
 
 

@@ -1,8 +1,9 @@
 """The levers of issue 11 find what sample_logs/ plants (ground_truth.json "plants").
 
-Skipped until the trimming, output_caps and batching levers are merged: then un-skip, and where a
-lever named a details field differently, rename it here (the field names below are the ones these
+Trimming and output_caps are skipped until they are merged: then un-skip, and where a lever
+named a details field differently, rename it here (the field names below are the ones these
 tests expect; the analysis.json paths are the spec's: levers[id=...].standalone_saving/details).
+Batching has landed: its tests read its own field names.
 """
 
 from __future__ import annotations
@@ -70,20 +71,19 @@ def test_reasoning_budget_is_priced_for_easy_extraction(analysis: dict[str, Any]
     assert Decimal(row["saving"]) > 0
 
 
-@LANDS
 def test_batching_finds_the_nightly_service_account_burst(analysis: dict[str, Any]) -> None:
     planted = PLANTS["batching"]["eligible"]
     batching = lever(analysis, "batching")
     row = feature_row(batching["details"]["features"], planted["feature"])
-    assert row["eligible"] is True
-    assert row["hours_utc"] == planted["hours_utc"]
-    assert row["share_non_streaming"] == 1.0
-    assert Decimal(batching["standalone_saving"]) > 0
+    assert row["level"] == "strict"  # in the priced figure, not only its lenient range
+    assert row["evidence"]["top_hours"] == planted["hours_utc"]
+    assert row["evidence"]["non_streaming_share"] == 1.0
+    assert row["moved_requests"] == row["requests"]
+    assert Decimal(batching["standalone_saving"]) == Decimal(row["saving"]) > 0
 
 
-@LANDS
 def test_batching_does_not_mark_the_interactive_chat(analysis: dict[str, Any]) -> None:
     control = PLANTS["batching"]["negative_control"]
     batching = lever(analysis, "batching")
-    eligible = {r["feature"] for r in batching["details"]["features"] if r["eligible"]}
-    assert control["feature"] not in eligible
+    # details.features lists every feature eligible at any level (strict or lenient)
+    assert control["feature"] not in {r["feature"] for r in batching["details"]["features"]}

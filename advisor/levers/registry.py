@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from advisor.errors import AdvisorError
 from advisor.levers.base import Lever
+from advisor.levers.batching import BatchingLever
 from advisor.levers.caching import CachingLever
 from advisor.levers.output_caps import OutputCapsLever
 from advisor.levers.tiering import TieringLever
@@ -20,7 +21,7 @@ LEVERS: tuple[type[Lever], ...] = (
     TrimmingLever,
     OutputCapsLever,
     CachingLever,
-    # BatchingLever slots in here
+    BatchingLever,
 )
 
 # DESIGN.md section 1 ids, in order; those without a class in LEVERS are not built yet

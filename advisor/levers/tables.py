@@ -73,6 +73,14 @@ OUTPUT_CAPS_CAPS = "_oc_caps"
 OUTPUT_CAPS_CUTS = "_oc_cuts"
 OUTPUT_CAPS_RATES = "_oc_rates"
 OUTPUT_CAPS_DECISIONS = "_oc_decisions"
+# batching
+BATCH_FEATURES = "_batch_features"
+BATCH_ELIGIBLE = "_batch_eligible"
+BATCH_LENIENT = "_batch_lenient"
+BATCH_DECISIONS = "_batch_decisions"
+
+# streaming advice (not a lever: run once after the levers)
+STREAM_FEATURES = "_stream_features"
 
 # simulate
 STATE_BASE = "state_base"
@@ -125,6 +133,15 @@ WORKING: dict[str, dict[str, Table]] = {
         Table(OUTPUT_CAPS_CUTS, "per request: the tokens each cap and budget would cut"),
         Table(OUTPUT_CAPS_RATES, "per request cut: its output price per token"),
         Table(OUTPUT_CAPS_DECISIONS, "per request: output_cap for `export decisions`"),
+    ),
+    "batching": _declare(
+        Table(BATCH_FEATURES, "per feature: its facts, the rules it matches, its eligibility"),
+        Table(BATCH_ELIGIBLE, "per request of an eligible feature that does not stream"),
+        Table(BATCH_LENIENT, "the replay under lenient eligibility (the range's upper end)"),
+        Table(BATCH_DECISIONS, "per request: batch_eligible for `export decisions`"),
+    ),
+    "streaming": _declare(
+        Table(STREAM_FEATURES, "per feature: who waits, streaming, latency, speed premium"),
     ),
 }
 

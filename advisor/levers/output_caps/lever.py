@@ -72,15 +72,19 @@ class OutputCapsLever:
         )
 
 
+def _p(quantile: float) -> str:
+    return f"p{quantile * 100:g}"  # rules give percentiles as quantiles (0.99 -> p99)
+
+
 def _range(details: OutputCapsDetails) -> SavingRange:
     low, high = details.range_low, details.range_high
     return SavingRange(
         low=low.saving,
         high=high.saving,
         assumption=(
-            f"caps at p{high.cap_percentile:g} to p{low.cap_percentile:g} of visible output,"
-            f" budgets at p{high.budget_percentile:g} to p{low.budget_percentile:g} of reasoning"
-            f" (policy p{details.cap_percentile:g}, p{details.budget_percentile:g})"
+            f"caps at {_p(high.cap_percentile)} to {_p(low.cap_percentile)} of visible output,"
+            f" budgets at {_p(high.budget_percentile)} to {_p(low.budget_percentile)} of"
+            f" reasoning (policy {_p(details.cap_percentile)}, {_p(details.budget_percentile)})"
         ),
     )
 
