@@ -275,3 +275,17 @@ def test_the_sample_export_adds_up_to_the_combined_cost(tmp_path: Path) -> None:
     total, unknown = _final_sum(_decisions(tmp_path / "o" / "advisor.duckdb", tmp_path))
     assert total == result.analysis.combined.cost
     assert unknown == result.analysis.combined.unpriced_requests
+
+
+def test_the_terminal_shows_the_top_recommendations_and_says_how_many_more(
+    sample: Analysis,
+) -> None:
+    recs = [
+        {"title": f"Recommendation {i:02d}", "lever": "caching", "saving": str(30 - i),
+         "action": f"do {i}"}
+        for i in range(12)
+    ]  # fmt: skip
+    text = _console(_with_recommendations(sample, recs))
+    assert "Recommendation 09" in text and "Recommendation 10" not in text
+    assert "… and 2 more in report.html and analysis.json" in text
+    assert "Recommendation 11" in api.render_report(_with_recommendations(sample, recs), "html")

@@ -187,7 +187,7 @@ def _recommendations(a: Analysis, console: Console) -> None:
     if not a.recommendations:
         console.print("None.")
         return
-    for i, r in enumerate(a.recommendations, start=1):
+    for i, r in enumerate(a.recommendations[:TOP_ROWS], start=1):
         console.print(
             f"{i}. [bold]{literal(r.title)}[/bold]  {_money(a, r.saving)}  ({literal(r.lever)})"
         )
@@ -195,6 +195,9 @@ def _recommendations(a: Analysis, console: Console) -> None:
         for name, excerpt in (("before", r.excerpt_before), ("after", r.excerpt_after)):
             if excerpt is not None:
                 console.print(f"   {name}: {literal(excerpt)}")
+    if len(a.recommendations) > TOP_ROWS:
+        more = len(a.recommendations) - TOP_ROWS
+        console.print(f"… and {more} more in report.html and analysis.json")
 
 
 def literal(value: str | None, *, keep_layout: bool = False) -> str:
