@@ -1,10 +1,6 @@
-"""The levers of issue 11 find what sample_logs/ plants (ground_truth.json "plants").
-
-Trimming and output_caps are skipped until they are merged: then un-skip, and where a lever
-named a details field differently, rename it here (the field names below are the ones these
-tests expect; the analysis.json paths are the spec's: levers[id=...].standalone_saving/details).
-Batching has landed: its tests read its own field names.
-"""
+"""The levers find what sample_logs/ plants (ground_truth.json "plants", measured by the
+generator): prompt bloat for trimming, runaway outputs and reasoning on easy work for output caps,
+a nightly service-account burst for batching, and an interactive chat it must not mark."""
 
 from __future__ import annotations
 
@@ -19,7 +15,6 @@ from advisor import api
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANTS = json.loads((ROOT / "sample_logs" / "ground_truth.json").read_text())["plants"]
-LANDS = pytest.mark.skip(reason="lever lands in issue 11 merge")
 
 
 @pytest.fixture(scope="module")
