@@ -429,9 +429,8 @@ TURNAROUND = (
     " flex processing answers synchronously but slower and may be refused at peak."
 )
 ASSUMPTION = (
-    "strict: the user marked the feature offline, or it is a scheduled job under a service"
-    " identity that never streams; lenient adds unattended, bursty or slow non-streaming"
-    " features (rules/batching.yaml)"
+    "eligibility: strict (offline features, service jobs that never stream) to lenient"
+    " (also unattended, bursty or slow features)"
 )
 
 
