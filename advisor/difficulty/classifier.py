@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 from scipy import sparse
 
-from advisor.difficulty.features import active_names_sql, text_tokens_sql
+from advisor.difficulty.features import active_names_sql, text_tokens_sql, token_keys_sql
 from advisor.difficulty.vocabulary import VocabularyPolicy, vet
 from advisor.routing import CLASSES, CLASSIFIER_FORMAT, MICRO, word_hash
 
@@ -89,7 +89,9 @@ def _matrix(
         tok_sql = "SELECT t.hid, v.col FROM _dif_tok t JOIN _dif_names v USING (name)"
         names_table = "_dif_names"
     else:
-        tok_sql = text_tokens_sql("_dif_texts", f"{vocab}_tok")
+        keys = token_keys_sql("_dif_texts", f"{vocab}_tok")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _dif_keys AS {keys}")
+        tok_sql = text_tokens_sql("_dif_texts", "_dif_keys")
         names_table = vocab
     names = [
         str(r[0]) for r in con.execute(f"SELECT name FROM {names_table} ORDER BY col").fetchall()
@@ -112,7 +114,7 @@ def _matrix(
     x.sum_duplicates()
     x.sort_indices()  # column order within a row = the runtime's summation order
     x.data[:] = 1.0
-    for table in ("_dif_texts", "_dif_tok", "_dif_other", "_dif_names"):
+    for table in ("_dif_texts", "_dif_tok", "_dif_other", "_dif_names", "_dif_keys"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return x, names
 

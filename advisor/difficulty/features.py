@@ -216,34 +216,43 @@ def active_names_sql(rows: str) -> str:
         ) WHERE name IS NOT NULL"""
 
 
-def text_tokens_sql(texts: str, vocab_tokens: str | None = None) -> str:
+def _tokens_sql(texts: str) -> str:
+    head = f"left(t.text, {R.TOKEN_CHARS})"
+    words = f"string_split(regexp_replace({head}, '[^A-Za-z0-9]+', ' ', 'g'), ' ')"
+    return f"SELECT d.hid, unnest({words}) AS tok FROM {texts} d JOIN texts t ON t.text_hash = d.h"
+
+
+def text_tokens_sql(texts: str, keys: str | None = None) -> str:
     """routing.tokens_of in SQL, once per distinct text of table `texts` (h, hid), however many
-    requests share it. Without `vocab_tokens`: distinct (hid, name) for every token. With it (a
-    table of tok, col; a hashed word's tok is 'h:' and its hash): (hid, col) for the tokens in it,
-    duplicates left to the sparse matrix.
+    requests share it. Without `keys`: distinct (hid, name) for every token. With it (a table of
+    tok, col: see token_keys_sql): (hid, col) for the tokens in it, duplicates left to the sparse
+    matrix.
 
     Splitting on runs of other characters yields exactly the maximal [A-Za-z0-9] runs that
     routing's findall yields, faster than extracting them; tokens are pure ASCII, so DuckDB's
     lower() on them is exactly Python's.
     """
-    head = f"left(t.text, {R.TOKEN_CHARS})"
-    words = f"string_split(regexp_replace({head}, '[^A-Za-z0-9]+', ' ', 'g'), ' ')"
-    tokens = (
-        f"SELECT d.hid, unnest({words}) AS tok FROM {texts} d JOIN texts t ON t.text_hash = d.h"
-    )
-    if vocab_tokens is None:
+    tokens = _tokens_sql(texts)
+    if keys is None:
         return f"""SELECT DISTINCT hid, 'tok:' || lower(tok) AS name FROM ({tokens})
                    WHERE length(tok) BETWEEN 2 AND {R.MAX_TOKEN_CHARS}"""
-    # The vocabulary only holds 2..MAX_TOKEN_CHARS-character tokens: the join filters lengths.
-    # A hashed word (tok 'h:' || routing.word_hash) is looked up by hashing each distinct token
-    # of the texts once, not each occurrence (x is split twice: cheaper than keeping it).
+    # the keys only hold 2..MAX_TOKEN_CHARS-character tokens: the join filters lengths
+    return f"SELECT x.hid, k.col FROM ({tokens}) x JOIN {keys} k ON k.tok = lower(x.tok)"
+
+
+def token_keys_sql(texts: str, vocab_tokens: str) -> str:
+    """(tok, col) for the words of `vocab_tokens` (tok, col; a hashed word's tok is 'h:' and its
+    hash) that the texts of table `texts` use, each under its plain lower-case token.
+
+    A hashed word is looked up by hashing each distinct token of the texts once, not each
+    occurrence. The caller stores the result in a table before text_tokens_sql joins it: in one
+    statement with that join the token stream is read twice, and DuckDB keeps it whole as a
+    common subplan (7 GiB at 1M requests).
+    """
     key = f"'h:' || left(md5({sql_literal(R.WORD_HASH_SALT)} || d.tok), {R.WORD_HASH_CHARS})"
-    return f"""WITH x AS NOT MATERIALIZED (SELECT hid, lower(tok) AS tok FROM ({tokens})),
-               keys AS (
-                   SELECT tok, col FROM {vocab_tokens} WHERE tok NOT LIKE 'h:%'
-                   UNION ALL
-                   SELECT d.tok, v.col FROM (
-                       SELECT DISTINCT tok FROM x
-                       WHERE length(tok) BETWEEN 2 AND {R.MAX_TOKEN_CHARS}) d
-                   JOIN {vocab_tokens} v ON v.tok = {key})
-               SELECT x.hid, k.col FROM x JOIN keys k USING (tok)"""
+    return f"""SELECT tok, col FROM {vocab_tokens} WHERE tok NOT LIKE 'h:%'
+               UNION ALL
+               SELECT d.tok, v.col FROM (
+                   SELECT DISTINCT lower(tok) AS tok FROM ({_tokens_sql(texts)})
+                   WHERE length(tok) BETWEEN 2 AND {R.MAX_TOKEN_CHARS}) d
+               JOIN {vocab_tokens} v ON v.tok = {key}"""
