@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from advisor.conditions import Condition, ConditionError, FeatureType, features_used, parse, to_sql
+from advisor.conditions import Condition, FeatureType, features_used, parse, to_sql
 from advisor.ruleset import default_rules_dir, load_model
 
 Feature = Literal["tokens", "duration_ms", "cost_usd", "year"]
@@ -41,10 +41,8 @@ class Limit(BaseModel):
 
     @model_validator(mode="after")
     def _one_feature(self) -> Limit:
-        try:
-            used = features_used(parse(self.when, FEATURES, f"{self.id}.when"))
-        except ConditionError as exc:
-            raise ValueError(str(exc)) from exc
+        # a ConditionError is a ValueError: pydantic reports it with the field
+        used = features_used(parse(self.when, FEATURES, f"{self.id}.when"))
         if len(used) != 1:
             raise ValueError(f"{self.id}: a limit tests one feature, got {sorted(used)}")
         if re.search(r"[|']", self.expect):  # it goes into SQL text and the quarantine reason

@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from advisor.conditions import (
     Condition,
-    ConditionError,
     FeatureType,
     parse,
     sql_literal,
@@ -67,13 +66,6 @@ class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _condition(data: dict[str, Any], features: dict[str, FeatureType], where: str) -> Condition:
-    try:
-        return parse(data, features, where)
-    except ConditionError as exc:
-        raise ValueError(str(exc)) from exc
-
-
 class Burst(_Rule):
     window_seconds: int = Field(gt=0)
     min_requests: int = Field(ge=2)
@@ -97,7 +89,7 @@ class ServiceUser(_Rule):
 
     @model_validator(mode="after")
     def _valid(self) -> ServiceUser:
-        _condition(self.when, USER_FEATURES, f"{self.id}.when")
+        parse(self.when, USER_FEATURES, f"{self.id}.when")
         return self
 
     @property
@@ -116,7 +108,7 @@ class EligibilityRule(_Rule):
 
     @model_validator(mode="after")
     def _valid(self) -> EligibilityRule:
-        _condition(self.when, FEATURE_TYPES, f"{self.id}.when")
+        parse(self.when, FEATURE_TYPES, f"{self.id}.when")
         return self
 
     @property

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from advisor.conditions import Condition, ConditionError, FeatureType, parse, sql_literal, to_sql
+from advisor.conditions import Condition, FeatureType, parse, sql_literal, to_sql
 from advisor.levers import batching
 from advisor.levers import tables as T
 from advisor.levers.base import Recommendation
@@ -57,10 +57,7 @@ class _Conditioned(_Rule):
     cases: dict[str, Any]
 
     def _parse(self, features: dict[str, FeatureType]) -> Condition:
-        try:
-            return parse(self.when, features, f"{self.id}.when")
-        except ConditionError as exc:
-            raise ValueError(str(exc)) from exc
+        return parse(self.when, features, f"{self.id}.when")  # a ConditionError is a ValueError
 
 
 class FastModel(_Conditioned):

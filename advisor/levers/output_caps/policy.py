@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from advisor.conditions import Condition, ConditionError, FeatureType, features_used, parse
+from advisor.conditions import Condition, FeatureType, features_used, parse
 from advisor.ruleset import load_model
 
 RULES_FILE = "output_caps.yaml"
@@ -57,10 +57,7 @@ class _Rule(BaseModel):
 
     @model_validator(mode="after")
     def _condition(self) -> _Rule:
-        try:
-            parse(self.when, FEATURES, f"{self.id}.when")
-        except ConditionError as exc:
-            raise ValueError(str(exc)) from exc
+        parse(self.when, FEATURES, f"{self.id}.when")  # a ConditionError is a ValueError
         return self
 
     @property
