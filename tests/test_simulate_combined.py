@@ -267,10 +267,7 @@ def test_recommendations_show_in_ranked_order_with_their_excerpts(sample: Analys
 
 
 def test_the_sample_export_adds_up_to_the_combined_cost(tmp_path: Path) -> None:
-    logs = ROOT / "sample_logs"
-    if not (logs / "traffic.jsonl.gz").is_file():
-        pytest.skip("sample_logs/ is absent")
-    traffic = str(logs / "traffic.jsonl.gz")
+    traffic = str(ROOT / "sample_logs" / "traffic.jsonl.gz")
     result = api.analyze([traffic], out_dir=tmp_path / "o", write_report=False)
     total, unknown = _final_sum(_decisions(tmp_path / "o" / "advisor.duckdb", tmp_path))
     assert total == result.analysis.combined.cost

@@ -116,9 +116,7 @@ SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs"
 def test_the_sample_logs_planted_bloat_is_found(tmp_path: Path, needs_tiktoken: None) -> None:
     """sample_logs/ plants a duplicated policy paragraph and pretty-printed JSON in one feature's
     prompts; the lever's saving for that feature is within 1% of the planted tokens."""
-    plant = json.loads((SAMPLE / "ground_truth.json").read_text()).get("plants", {}).get("trimming")
-    if plant is None:
-        pytest.skip("this sample_logs/ plants no trimming case")
+    plant = json.loads((SAMPLE / "ground_truth.json").read_text())["plants"]["trimming"]
     db = tmp_path / "s.duckdb"
     ingest([str(SAMPLE / "traffic.jsonl.gz")], db)
     con = duckdb.connect(str(db))
