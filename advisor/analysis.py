@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import Field, TypeAdapter, ValidationError
 
 from advisor.errors import AdvisorError
+from advisor.guardrails.models import Anomaly, Guardrails
 from advisor.levers.base import Recommendation
 from advisor.levers.batching import BatchingResult
 from advisor.levers.caching.models import CachingResult
@@ -25,7 +26,7 @@ from advisor.levers.trimming.models import TrimmingResult
 from advisor.money import MaybeMoney, Money
 from advisor.money import Model as _Model
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "2.1"
 
 __all__ = ["Money", "Recommendation"]  # re-exported: renderers read them from here
 
@@ -182,8 +183,10 @@ class Analysis(_Model):
         default_factory=list, description="lever ids switched off or not built yet"
     )
     combined: Combined
-    guardrails: dict[str, Any] = Field(default_factory=dict)
-    anomalies: list[dict[str, Any]] = Field(default_factory=list)
+    guardrails: Guardrails = Field(default_factory=Guardrails)
+    anomalies: list[Anomaly] = Field(
+        default_factory=list, description="ranked by excess spend, the largest first"
+    )
     recommendations: list[Recommendation] = Field(default_factory=list)
     streaming: StreamingAdvice = Field(
         default_factory=StreamingAdvice,

@@ -29,6 +29,7 @@ from advisor.analysis import (
     TokenSources,
     UnpricedModel,
 )
+from advisor.guardrails.models import Anomaly, Guardrails, Limit, LimitBasis
 from advisor.levers.caching.models import (
     Achievable,
     Achieved,
@@ -361,11 +362,58 @@ def awkward_analysis() -> Analysis:
             saving_share=0.3366,
             unpriced_requests=7,
         ),
-        guardrails={
-            "per_request_max_tokens": {"limit": 32_000, "refused": 1},
-            "per_user": [{"user": SCRIPT, "daily_budget": "50.00"}],
-        },
-        anomalies=[{"user": IMG, "day": "2024-05-02", "spend": "99.99", "z": 4.2}],
+        guardrails=Guardrails(
+            limits=[
+                Limit(
+                    id="GR-FEATURE-INPUT",
+                    scope="feature",
+                    subject=SCRIPT,
+                    metric="input_tokens",
+                    window="request",
+                    sliding=False,
+                    unit="tokens",
+                    value=Decimal(32_000),
+                    action="refuse",
+                    status="set",
+                    basis=LimitBasis(
+                        statistic=f"p99.9 {IMG}",
+                        quantile=0.999,
+                        observed=20_000.0,
+                        headroom=1.5,
+                        samples=100,
+                        subjects=1,
+                        days=3.0,
+                    ),
+                    applies_to_requests=100,
+                    refused_requests=1,
+                    refused_share=0.01,
+                    refused_normal_requests=0,
+                    refused_normal_share=0.0,
+                    target_share=0.001,
+                    refused_subjects=1,
+                    prevented_spend=Decimal("50.00"),
+                    prevented_anomaly_spend=Decimal("50.00"),
+                )
+            ],
+            notes=[QUOTES],
+        ),
+        anomalies=[
+            Anomaly(
+                id="AN-SPEND-001",
+                kind="spend_spike",
+                entity_type="user",
+                entity=IMG,
+                feature=SCRIPT,
+                window_start="2024-05-02T10:00:00Z",
+                window_end="2024-05-02T12:00:00Z",
+                requests=40,
+                spend=Decimal("99.99"),
+                expected_spend=Decimal("1.5"),
+                excess_spend=Decimal("98.49"),
+                score=4.2,
+                evidence={"median": "1.5", BRACES: ANSI},
+            )
+        ],
         recommendations=[
             Recommendation(title=SCRIPT, lever="tiering", saving=Decimal("300.5"), action=CLOSER)
         ],

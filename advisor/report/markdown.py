@@ -42,7 +42,7 @@ def render_markdown(analysis: Analysis) -> str:
     lines += _spend(analysis)
     lines += _levers(analysis)
     lines += _recommendations(analysis)
-    if analysis.guardrails:
+    if analysis.guardrails.limits:
         lines += ["## Guardrails", "", *_node(fmt.tree(analysis.guardrails)), ""]
     if analysis.anomalies:
         lines += ["## Anomalies", "", *_node(fmt.tree(analysis.anomalies)), ""]
