@@ -91,9 +91,11 @@ def ingest(
     mapping: Mapping[str, str] | None = None,
     model: str | None = None,
     progress: Progress | None = None,
+    memory: str | None = None,
 ) -> IngestReport:
-    """Add logs to a store (created if needed); re-ingesting a file adds nothing."""
-    con = store.connect(db)
+    """Add logs to a store (created if needed); re-ingesting a file adds nothing. `memory`:
+    DuckDB's budget (store.memory_limit)."""
+    con = store.connect(db, memory=memory)
     try:
         outputs.unmark(con)
         return _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
@@ -213,6 +215,7 @@ def analyze(
     progress: Progress | None = None,
     step: Step | None = None,
     write_report: bool = True,
+    memory: str | None = None,
 ) -> AnalyzeResult:
     """The main job: ingest -> price -> simulate -> analysis.json + report.html in `out_dir`.
 
@@ -221,7 +224,8 @@ def analyze(
     whole store is analysed. Inputs are checked before anything is touched; the outputs (and a
     fresh store) are built in a staging folder inside `out_dir` and replace the previous ones
     as one set only when complete, so a failed or interrupted run leaves them as they were.
-    `progress` hears of the lines read, `step` of each stage after reading as it starts.
+    `progress` hears of the lines read, `step` of each stage after reading as it starts;
+    `memory` is DuckDB's budget (store.memory_limit), checked before anything is touched.
     """
     out = Path(out_dir)
     names = (*STORE_FILES, *OUTPUT_FILES) if db is None else OUTPUT_FILES  # --db: stays put
@@ -229,6 +233,7 @@ def analyze(
     swapped = False
     try:
         _check_inputs(logs, out, db)
+        memory = store.memory_limit(memory)
         prices = load_price_table(rules_dir, prices_files)
         _check_rules(rules_dir or default_rules_dir(), prices)
         with outputs.held(out):
@@ -239,6 +244,7 @@ def analyze(
                     logs, staging, Path(db) if db is not None else staging / DB_FILE,
                     fmt=fmt, mapping=mapping, model=model, prices=prices, rules_dir=rules_dir,
                     options=options, progress=progress, step=step, write_report=write_report,
+                    memory=memory,
                 )  # fmt: skip
                 with outputs.interrupts_held():
                     outputs.swap_in(staging, out, names)
@@ -282,9 +288,10 @@ def _build(
     options: SimOptions | None,
     progress: Progress | None,
     step: Step | None,
+    memory: str,
 ) -> tuple[Analysis, IngestReport, dict[str, Path]]:
     """Ingest into the store and write every output into `staging`; the files written."""
-    con = store.connect(db_path)
+    con = store.connect(db_path, memory=memory)
     try:
         if db_path.parent == staging:  # a store this run creates: `analyze` may replace it
             outputs.mark_as_own(con)

@@ -65,6 +65,13 @@ PricesOpt = Annotated[
     list[Path] | None, typer.Option("--prices", help="Extra prices file(s) overriding the table.")
 ]
 RulesOpt = Annotated[Path | None, typer.Option("--rules-dir", help="Use rules from this folder.")]
+MemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--memory",
+        help="DuckDB's memory budget before it spills to disk (default 1.5GB, or $ADVISOR_MEMORY).",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
 
 
@@ -163,6 +170,7 @@ def analyze(
     no_lever: Annotated[
         list[str] | None, typer.Option("--no-lever", help="Switch a lever off (repeatable).")
     ] = None,
+    memory: MemoryOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Ingest logs, price them, replay every lever; write analysis.json and report.html.
@@ -193,6 +201,7 @@ def analyze(
             options=options,
             progress=update,
             step=step,
+            memory=memory,
         )
     if json_:
         sys.stdout.write(result.analysis.to_json())
@@ -227,6 +236,7 @@ def ingest(
     fmt: FormatOpt = "auto",
     map_: MapOpt = None,
     model: ModelOpt = None,
+    memory: MemoryOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Add logs to a DuckDB store; re-ingesting a file adds nothing.
@@ -242,6 +252,7 @@ def ingest(
             mapping=_pairs(map_, "--map", "FIELD=COLUMN"),
             model=model,
             progress=update,
+            memory=memory,
         )
     reasons = api.quarantine_reasons(db) if report.totals.quarantined else []
     rows = [

@@ -305,21 +305,3 @@ def test_a_plan_that_may_reorder_rows_falls_back(tmp_path: Path, monkeypatch) ->
     con = store.connect()
     ingest(con, [str(path)])
     assert store_snapshot(con) == _line_exact(path)
-
-
-def test_ingest_bounds_duckdb_memory_and_restores_it(tmp_path: Path, monkeypatch) -> None:
-    import advisor.ingest as ingest_module
-
-    budget = ingest_module.memory_budget()
-    assert budget is None or int(budget.removesuffix("MiB")) >= 2048
-    seen = []
-    monkeypatch.setattr(ingest_module, "memory_budget", lambda: "300MiB")
-    monkeypatch.setattr(
-        jsonl, "_pilot_texts", lambda con, *a: seen.append(con.execute(
-            "SELECT current_setting('memory_limit')").fetchone()[0]) or []
-    )  # fmt: skip
-    con = store.connect()
-    before = con.execute("SELECT current_setting('memory_limit')").fetchone()
-    ingest(con, [str(_write(tmp_path / "log.jsonl", _tricky_lines()))])
-    assert seen and seen[0].startswith("300")  # DuckDB shows it in MiB or MB
-    assert con.execute("SELECT current_setting('memory_limit')").fetchone() == before

@@ -145,9 +145,6 @@ def ingest(
     con = _with_kill_switch(con)
     # One checkpoint at the end instead of one per 16 MB of write-ahead log.
     con.execute("SET checkpoint_threshold = '1GB'")
-    budget = memory_budget()
-    if budget is not None:
-        con.execute(f"SET memory_limit = '{budget}'")
     try:
         batch_fmt = "jsonl" if fmt == "auto" else fmt  # detect_format's, for a small file
         for paths in _batches(expand_paths(patterns), fmt):
@@ -162,7 +159,6 @@ def ingest(
         con.execute("CHECKPOINT")
     finally:
         con.execute("RESET checkpoint_threshold")
-        con.execute("RESET memory_limit")
     return report
 
 
@@ -200,15 +196,3 @@ def _with_kill_switch(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnecti
     if not after:
         return con
     return cast(duckdb.DuckDBPyConnection, _KillSwitch(con, int(after)))
-
-
-def memory_budget() -> str | None:
-    """DuckDB's memory limit while ingesting: a quarter of the machine's memory, at least 2 GiB
-    (never above DuckDB's own default, 80%). Past it a big file's staging table spills to disk
-    (about 30% slower, measured at 1M requests with 2 GiB) instead of growing with the file."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # not a POSIX system: DuckDB's default
-        return None
-    budget = min(max(2 << 30, total // 4), total * 4 // 5)
-    return f"{budget >> 20}MiB"
