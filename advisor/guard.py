@@ -239,6 +239,8 @@ def _limit(item: Any, where: str) -> GuardLimit:
         raise _fail(f"{where}: {lim.metric} does not go with window {lim.window!r}")
     if (lim.metric == "spend") != (item["unit"] == "USD") or lim.action not in ("refuse", "cap"):
         raise _fail(f"{where}: unit or action does not fit limit {lim.id!r}")
+    if lim.metric == "requests" and lim.window not in SLIDING_SECONDS:
+        raise _fail(f"{where}: requests are limited per sliding window, not per {lim.window}")
     if lim.window in SLIDING_SECONDS and lim.metric == "spend":
         raise _fail(f"{where}: spend is budgeted per calendar day or month, not per {lim.window}")
     return lim

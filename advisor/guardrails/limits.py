@@ -93,9 +93,8 @@ def _usage_sql(policy: Policy, subject: str) -> str:
     grp = subject if policy.scope == "feature" else "''"
     if policy.window == "request":
         column = "input_tokens" if policy.metric == "input_tokens" else "output_tokens"
-        stat, before, amount, where = column, column, "0", f" AND {column} IS NOT NULL"
+        stat, before, amount = column, column, "0"  # NULL: nothing to judge, nothing refused
     else:
-        where = ""
         amount = {"requests": "1", "tokens": "tokens", "spend": "COALESCE(cost, 0)"}[policy.metric]
         if policy.window in SLIDING_SECONDS:
             # (t - w, t] up to the request in (ts, request_id) order: everything so far minus
@@ -119,7 +118,7 @@ def _usage_sql(policy: Policy, subject: str) -> str:
         stat = f"{before} + 1" if policy.metric == "requests" else before
     return f"""SELECT request_id, ts, {subject} AS subject, {grp} AS grp, anomalous, cost,
                       tokens, {amount} AS amount, {stat} AS stat, {before} AS before
-               FROM {BASE} WHERE {subject} IS NOT NULL{where}"""
+               FROM {BASE} WHERE {subject} IS NOT NULL"""
 
 
 def _readable(raw: Decimal, digits: int) -> Decimal:
@@ -186,20 +185,23 @@ class _Group:
     subjects: int
     days: float
     applies: int  # requests the limit applies to
+    normal: int  # of which outside every anomaly
 
 
 def _groups(con: duckdb.DuckDBPyConnection, policy: Policy) -> list[_Group]:
     rows = con.execute(
         f"""SELECT grp,
                    quantile_disc(stat, {policy.quantile}) FILTER (WHERE NOT anomalous),
-                   count(*) FILTER (WHERE NOT anomalous),
-                   count(DISTINCT subject) FILTER (WHERE NOT anomalous),
+                   count(stat) FILTER (WHERE NOT anomalous),
+                   count(DISTINCT subject) FILTER (WHERE NOT anomalous AND stat IS NOT NULL),
                    COALESCE(epoch(max(ts) FILTER (WHERE NOT anomalous)
                                   - min(ts) FILTER (WHERE NOT anomalous)), 0) / 86400.0,
-                   count(*)
+                   count(*), count(*) FILTER (WHERE NOT anomalous)
             FROM {USAGE} GROUP BY grp ORDER BY grp"""
     ).fetchall()
-    return [_Group(g, o, int(n), int(s), float(d), int(a)) for g, o, n, s, d, a in rows]
+    return [
+        _Group(g, o, int(n), int(s), float(d), int(a), int(na)) for g, o, n, s, d, a, na in rows
+    ]
 
 
 def _replay(con: duckdb.DuckDBPyConnection, policy: Policy) -> Iterator[str]:
@@ -252,8 +254,8 @@ def _refuse(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
 
 def _saved_sql(con: duckdb.DuckDBPyConnection, policy: Policy) -> str:
     """(request_id, saved) per refused request: the spend the limit prevents there, its
-    baseline cost, or for a cap the cost of its output tokens over the cap (priced the way
-    baseline pricing priced the request); NULL where unpriced."""
+    baseline cost, or for a cap the cost of its output tokens over the cap (the request priced
+    as baseline pricing prices it, less the same with its output capped); NULL where unpriced."""
     refused = f"{USAGE} u JOIN {REFUSED} USING (request_id)"
     if policy.action != "cap":
         return f"SELECT request_id, u.cost AS saved FROM {refused}"
@@ -261,11 +263,12 @@ def _saved_sql(con: duckdb.DuckDBPyConnection, policy: Policy) -> str:
         return f"SELECT request_id, CAST(NULL AS DECIMAL(38, 18)) AS saved FROM {refused}"
     return f"""WITH c AS (
                    SELECT r.* REPLACE (LEAST(r.output_tokens, CAST(v.value AS BIGINT))
-                                       AS output_tokens), u.cost AS baseline_cost
+                                       AS output_tokens)
                    FROM requests r JOIN {refused} ON r.request_id = u.request_id
                    JOIN {VALUES} v ON v.grp = u.grp)
-               SELECT c.request_id, c.baseline_cost - {cost_sql("c", "p")} AS saved
-               FROM c LEFT JOIN prices p ON p.model_key = c.model_key"""
+               SELECT r.request_id, {cost_sql("r", "p")} - {cost_sql("c", "p")} AS saved
+               FROM c JOIN requests r USING (request_id)
+               LEFT JOIN prices p ON p.model_key = r.model_key"""
 
 
 @dataclass(frozen=True)
@@ -308,7 +311,7 @@ def _limits(con: duckdb.DuckDBPyConnection, policy: Policy, features: bool) -> l
     con.execute(f"CREATE OR REPLACE TEMP TABLE {USAGE} AS {_usage_sql(policy, subject)}")
     groups = _groups(con, policy)
     if not groups and policy.scope != "feature":
-        groups = [_Group("", None, 0, 0, 0.0, 0)]  # listed, too thin, even with nothing to use
+        groups = [_Group("", None, 0, 0, 0.0, 0, 0)]  # listed, too thin, even with nothing to use
     values: dict[str, Decimal | None] = {}
     reasons: dict[str, str | None] = {}
     for g in groups:
@@ -355,7 +358,7 @@ def _limits(con: duckdb.DuckDBPyConnection, policy: Policy, features: bool) -> l
                 refused_requests=f.refused,
                 refused_share=f.refused / g.applies if g.applies else 0.0,
                 refused_normal_requests=f.normal,
-                refused_normal_share=f.normal / g.samples if g.samples else 0.0,
+                refused_normal_share=f.normal / g.normal if g.normal else 0.0,
                 target_share=policy.target_share,
                 refused_subjects=f.subjects,
                 prevented_spend=f.prevented,

@@ -90,6 +90,8 @@ class Policy(_Strict):
             raise ValueError(f"{self.metric} does not go with window {self.window!r}")
         if (self.action == "cap") != (self.metric == "max_tokens"):
             raise ValueError("only a max_tokens limit caps; every other limit refuses")
+        if self.metric == "requests" and not self.sliding:
+            raise ValueError("requests are limited per sliding window (1m, 1h)")
         if self.metric == "spend" and self.sliding:
             raise ValueError("spend is budgeted per calendar day or month (1d, 1mo)")
         if per_request and self.scope != "feature":
