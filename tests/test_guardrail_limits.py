@@ -422,3 +422,39 @@ def test_rules_file_loads_every_default_policy(tmp_path: Path) -> None:
     (tmp_path / "guardrails.yaml").write_text(bad.replace("window: 1m", "window: 1d", 1))
     with pytest.raises(RuleError, match="requests are limited per sliding window"):
         load_rules(tmp_path)
+
+
+# --- real traces --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trace", ["code", "conv"])
+def test_azure_trace_limits_refuse_at_most_their_target(
+    shared_data: Path, tmp_path: Path, trace: str
+) -> None:
+    """One hour of Azure's production arrivals and token counts, one account, no users: the
+    request caps and deployment rpm/tpm are set and stay under 0.1 % refused; budgets per day
+    and every per-user or per-account limit are too thin to set, and say why."""
+    from advisor import api, baseline
+
+    path = shared_data / "real" / f"AzureLLMInferenceTrace_{trace}.csv"
+    db = tmp_path / "advisor.duckdb"
+    api.ingest([str(path)], db, model="gpt-4o")
+    con = store.connect(db)
+    try:
+        prices = api.load_price_table()
+        baseline.resolve_models(con, prices, {})
+        baseline.price_requests(con, prices)
+        result = derive(con, RULES)
+    finally:
+        con.close()
+    set_ids = {lim.id for lim in result.limits if lim.status == "set"}
+    assert set_ids == {"GR-FEATURE-INPUT-TOKENS", "GR-FEATURE-MAX-TOKENS", "GR-GLOBAL-RPM",
+                       "GR-GLOBAL-TPM"}  # fmt: skip
+    for limit in result.limits:
+        assert limit.refused_normal_share <= limit.target_share, limit.id
+        if limit.status == "set":
+            assert limit.subject == "all" and limit.basis.samples > 8000
+    for limit_id in ("GR-GLOBAL-SPEND-DAY", "GR-USER-SPEND-DAY", "GR-ACCOUNT-SPEND-DAY"):
+        assert one(result, limit_id).status == "too_thin"
+    assert "days of history" in (one(result, "GR-GLOBAL-SPEND-DAY").reason or "")
+    assert "no user ids in the logs: per-user limits not set" in result.notes
