@@ -93,7 +93,7 @@ def _usage_sql(policy: Policy, subject: str) -> str:
     grp = subject if policy.scope == "feature" else "''"
     if policy.window == "request":
         column = "input_tokens" if policy.metric == "input_tokens" else "output_tokens"
-        stat, before, amount = column, column, "0"  # NULL: nothing to judge, nothing refused
+        stat, before, amount = "before", column, "0"  # NULL: nothing to judge, nothing refused
     else:
         amount = {"requests": "1", "tokens": "tokens", "spend": "COALESCE(cost, 0)"}[policy.metric]
         if policy.window in SLIDING_SECONDS:
@@ -115,10 +115,12 @@ def _usage_sql(policy: Policy, subject: str) -> str:
             )
         # a request rate is derived from the count including the request (a value of N admits
         # N in a window); tokens and spend from what the limiter has seen before it
-        stat = f"{before} + 1" if policy.metric == "requests" else before
-    return f"""SELECT request_id, ts, {subject} AS subject, {grp} AS grp, anomalous, cost,
-                      tokens, {amount} AS amount, {stat} AS stat, {before} AS before
-               FROM {BASE} WHERE {subject} IS NOT NULL"""
+        stat = "before + 1" if policy.metric == "requests" else "before"
+    # `before` once in an inner select: DuckDB would evaluate its windows again for `stat`
+    return f"""SELECT *, {stat} AS stat FROM (
+                   SELECT request_id, ts, {subject} AS subject, {grp} AS grp, anomalous, cost,
+                          tokens, {amount} AS amount, {before} AS before
+                   FROM {BASE} WHERE {subject} IS NOT NULL)"""
 
 
 def _readable(raw: Decimal, digits: int) -> Decimal:
