@@ -37,6 +37,7 @@ BASE = "_gr_requests"  # the requests with what every policy reads
 USAGE = "_gr_usage"  # one policy's usage per request
 VALUES = "_gr_values"  # one policy's value per group (feature, or '' for one value)
 REFUSED = "_gr_refused"  # one policy's refused (or capped) requests
+HOT = "_gr_hot"  # requests a sliding window can refuse: attempted usage before them reached it
 SUBJECT_SQL = {"user": "user_id", "account": "account_id", "feature": "feature"}
 SUBJECT_WORD = {"user": "user", "account": "account", "feature": "feature"}
 WINDOW_WORD = {"1m": "minute", "1h": "hour", "1d": "day", "1mo": "month"}
@@ -55,7 +56,8 @@ def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
 
 
 def _prepare(con: duckdb.DuckDBPyConnection) -> None:
-    """BASE: each request with its tokens, baseline cost (NULL: unpriced) and anomaly flag."""
+    """BASE: each request with its tokens, baseline cost (NULL: unpriced), anomaly flag and
+    `seq`, its place in (ts, request_id) order (windows sort one integer, not a string)."""
     cost = "c.baseline_cost" if _exists(con, "costs") else "CAST(NULL AS DECIMAL(38, 18))"
     costs = "LEFT JOIN costs c USING (request_id)" if _exists(con, "costs") else ""
     anomalous = (
@@ -65,7 +67,8 @@ def _prepare(con: duckdb.DuckDBPyConnection) -> None:
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {BASE} AS
-            SELECT r.request_id, r.ts, r.user_id, r.account_id, r.feature,
+            SELECT r.request_id, r.ts, row_number() OVER (ORDER BY r.ts, r.request_id) AS seq,
+                   r.user_id, r.account_id, r.feature,
                    r.input_tokens, r.output_tokens,
                    COALESCE(r.input_tokens, 0) + COALESCE(r.output_tokens, 0) AS tokens,
                    {cost} AS cost, {anomalous} AS anomalous
@@ -85,42 +88,42 @@ def _subject_sql(policy: Policy, features: bool) -> str:
 
 
 def _usage_sql(policy: Policy, subject: str) -> str:
-    """SELECT of USAGE: request_id, subject, grp (the value's group), stat (the usage the value
-    is derived from), before (the subject's usage before the request, compared with the value;
+    """SELECT of USAGE: seq (the request), subject, grp (the value's group), stat (the usage the
+    value is derived from), before (the subject's usage before the request, compared with the value;
     for per-request caps the request's own usage) and amount (what the request adds)."""
-    order = "ORDER BY ts, request_id"
-    part = f"PARTITION BY {subject}"
     grp = subject if policy.scope == "feature" else "''"
+    amount = {"requests": "1", "tokens": "tokens", "spend": "COALESCE(cost, 0)"}.get(
+        policy.metric, "0"
+    )
+    rows = f"""SELECT seq, ts, {subject} AS subject, {grp} AS grp, anomalous, cost,
+                      tokens, input_tokens, output_tokens, {amount} AS amount
+               FROM {BASE} WHERE {subject} IS NOT NULL"""
+    # a request rate is derived from the count including the request (a value of N admits N in
+    # a window); tokens and spend from what the limiter has seen before it; a per-request cap
+    # from the request's own tokens (NULL: nothing to judge, nothing refused)
+    stat = "before + 1" if policy.metric == "requests" else "before"
     if policy.window == "request":
         column = "input_tokens" if policy.metric == "input_tokens" else "output_tokens"
-        stat, before, amount = "before", column, "0"  # NULL: nothing to judge, nothing refused
-    else:
-        amount = {"requests": "1", "tokens": "tokens", "spend": "COALESCE(cost, 0)"}[policy.metric]
-        if policy.window in SLIDING_SECONDS:
-            # (t - w, t] up to the request in (ts, request_id) order: everything so far minus
-            # what is at or before t - w (RANGE over ts: ties at t - w are outside, as they are
-            # in the runtime)
-            seconds = SLIDING_SECONDS[policy.window]
-            old = (
-                f"COALESCE(sum({amount}) OVER ({part} ORDER BY ts RANGE BETWEEN UNBOUNDED "
-                f"PRECEDING AND INTERVAL {seconds} SECOND PRECEDING), 0)"
-            )
-            upto = f"sum({amount}) OVER ({part} {order} ROWS UNBOUNDED PRECEDING)"
-            before = f"({upto} - {amount} - {old})"
-        else:
-            window = f"{part}, date_trunc('{CALENDAR_TRUNC[policy.window]}', ts)"
-            before = (
-                f"COALESCE(sum({amount}) OVER ({window} {order} ROWS BETWEEN UNBOUNDED "
-                f"PRECEDING AND 1 PRECEDING), 0)"
-            )
-        # a request rate is derived from the count including the request (a value of N admits
-        # N in a window); tokens and spend from what the limiter has seen before it
-        stat = "before + 1" if policy.metric == "requests" else "before"
-    # `before` once in an inner select: DuckDB would evaluate its windows again for `stat`
-    return f"""SELECT *, {stat} AS stat FROM (
-                   SELECT request_id, ts, {subject} AS subject, {grp} AS grp, anomalous, cost,
-                          tokens, {amount} AS amount, {before} AS before
-                   FROM {BASE} WHERE {subject} IS NOT NULL)"""
+        return f"SELECT *, {column} AS before, {column} AS stat FROM ({rows})"
+    if policy.window in CALENDAR_TRUNC:
+        period = f"date_trunc('{CALENDAR_TRUNC[policy.window]}', ts)"
+        return f"""SELECT *, {stat} AS stat FROM (
+                       SELECT *, sum(amount) OVER (PARTITION BY subject, {period} ORDER BY seq
+                                                   ROWS UNBOUNDED PRECEDING) - amount AS before
+                       FROM ({rows}))"""
+    # (t - w, t] up to the request: the subject's running total so far, less the request's own
+    # amount, less the running total at the last request at or before t - w (an ASOF join:
+    # ties at t - w are outside the window, as they are in the runtime)
+    seconds = SLIDING_SECONDS[policy.window]
+    return f"""WITH c AS (SELECT *, sum(amount) OVER (PARTITION BY subject ORDER BY seq
+                                                       ROWS UNBOUNDED PRECEDING) AS upto
+                          FROM ({rows})),
+                    d AS (SELECT subject, ts, max(upto) AS upto FROM c GROUP BY subject, ts),
+                    b AS (SELECT c.* EXCLUDE (upto),
+                                 c.upto - c.amount - COALESCE(d.upto, 0) AS before
+                          FROM c ASOF LEFT JOIN d
+                          ON c.subject = d.subject AND c.ts - INTERVAL {seconds} SECOND >= d.ts)
+               SELECT *, {stat} AS stat FROM b"""
 
 
 def _readable(raw: Decimal, digits: int) -> Decimal:
@@ -206,25 +209,27 @@ def _groups(con: duckdb.DuckDBPyConnection, policy: Policy) -> list[_Group]:
     ]
 
 
-def _replay(con: duckdb.DuckDBPyConnection, policy: Policy) -> Iterator[str]:
-    """Refused request ids of a sliding window, from the runtime replaying the requests that
+def _replay(con: duckdb.DuckDBPyConnection, policy: Policy) -> Iterator[int]:
+    """Refused requests (seq) of a sliding window, from the runtime replaying the requests that
     can be refused (attempted usage before them reached the value) and the window before each
     (a request outside every such window is admitted whatever came before, so nothing else
     changes what the runtime decides)."""
     seconds = SLIDING_SECONDS[policy.window]
+    hot = f"""SELECT u.subject, u.ts FROM {USAGE} u JOIN {VALUES} v USING (grp)
+              WHERE u.before >= v.value"""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {HOT} AS {hot}")
+    if not con.execute(f"SELECT count(*) FROM {HOT}").fetchone()[0]:  # type: ignore[index]
+        return
+    # each request's next hot request (ASOF: the first at or after it, same subject)
     rows = con.execute(
-        f"""WITH u AS (
-                SELECT u.*, v.value,
-                       min(CASE WHEN u.before >= v.value THEN u.ts END) OVER (
-                           PARTITION BY u.subject ORDER BY u.ts
-                           RANGE BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) AS next_hot
-                FROM {USAGE} u JOIN {VALUES} v USING (grp))
-            SELECT subject, grp, request_id, ts, tokens, value FROM u
-            WHERE next_hot IS NOT NULL AND next_hot < ts + INTERVAL {seconds} SECOND
-            ORDER BY subject, ts, request_id"""
+        f"""SELECT u.subject, u.grp, u.seq, u.ts, u.tokens, v.value
+            FROM {USAGE} u JOIN {VALUES} v USING (grp)
+            ASOF JOIN {HOT} h ON u.subject = h.subject AND u.ts <= h.ts
+            WHERE h.ts < u.ts + INTERVAL {seconds} SECOND
+            ORDER BY u.subject, u.seq"""
     ).fetchall()
     guard, current = None, None
-    for subject, grp, request_id, ts, tokens, value in rows:
+    for subject, grp, seq, ts, tokens, value in rows:
         if (subject, grp) != current:
             current = (subject, grp)
             target = grp if policy.scope == "feature" else "*"
@@ -234,41 +239,41 @@ def _replay(con: duckdb.DuckDBPyConnection, policy: Policy) -> Iterator[str]:
         request = {REQUEST_KEYS.get(policy.scope, "subject"): subject}
         verdict = guard.check(request, now)
         if not verdict.allowed:
-            yield request_id
+            yield seq
         guard.record(verdict, now, tokens=tokens)
 
 
 def _refuse(con: duckdb.DuckDBPyConnection, policy: Policy) -> None:
     """Fill REFUSED with the requests the limit alone refuses (or caps) over the history."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {REFUSED} (request_id VARCHAR)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {REFUSED} (seq BIGINT)")
     if policy.sliding:
-        ids = list(_replay(con, policy))
-        if ids:
-            con.executemany(f"INSERT INTO {REFUSED} VALUES (?)", [[i] for i in ids])
+        refused = list(_replay(con, policy))
+        con.execute(f"INSERT INTO {REFUSED} SELECT unnest(?::BIGINT[])", [refused])
         return
     # per-request caps: over the value; calendar budgets: usage before reached it
     op = ">" if policy.window == "request" else ">="
     con.execute(
-        f"""INSERT INTO {REFUSED} SELECT request_id FROM {USAGE} JOIN {VALUES} USING (grp)
+        f"""INSERT INTO {REFUSED} SELECT seq FROM {USAGE} JOIN {VALUES} USING (grp)
             WHERE before {op} value"""
     )
 
 
 def _saved_sql(con: duckdb.DuckDBPyConnection, policy: Policy) -> str:
-    """(request_id, saved) per refused request: the spend the limit prevents there, its
+    """(seq, saved) per refused request: the spend the limit prevents there, its
     baseline cost, or for a cap the cost of its output tokens over the cap (the request priced
     as baseline pricing prices it, less the same with its output capped); NULL where unpriced."""
-    refused = f"{USAGE} u JOIN {REFUSED} USING (request_id)"
+    refused = f"{USAGE} u JOIN {REFUSED} USING (seq)"
     if policy.action != "cap":
-        return f"SELECT request_id, u.cost AS saved FROM {refused}"
+        return f"SELECT seq, u.cost AS saved FROM {refused}"
     if not _exists(con, "prices"):
-        return f"SELECT request_id, CAST(NULL AS DECIMAL(38, 18)) AS saved FROM {refused}"
+        return f"SELECT seq, CAST(NULL AS DECIMAL(38, 18)) AS saved FROM {refused}"
     return f"""WITH c AS (
-                   SELECT r.* REPLACE (LEAST(r.output_tokens, CAST(v.value AS BIGINT))
-                                       AS output_tokens)
-                   FROM requests r JOIN {refused} ON r.request_id = u.request_id
+                   SELECT u.seq, r.* REPLACE (LEAST(r.output_tokens, CAST(v.value AS BIGINT))
+                                              AS output_tokens)
+                   FROM {refused} JOIN {BASE} b USING (seq)
+                   JOIN requests r ON r.request_id = b.request_id
                    JOIN {VALUES} v ON v.grp = u.grp)
-               SELECT r.request_id, {cost_sql("r", "p")} - {cost_sql("c", "p")} AS saved
+               SELECT c.seq, {cost_sql("r", "p")} - {cost_sql("c", "p")} AS saved
                FROM c JOIN requests r USING (request_id)
                LEFT JOIN prices p ON p.model_key = r.model_key"""
 
@@ -294,7 +299,7 @@ def _figures(con: duckdb.DuckDBPyConnection, policy: Policy) -> dict[str, _Refus
     rows = con.execute(
         f"""WITH s AS ({_saved_sql(con, policy)}),
             x AS (SELECT u.grp, u.subject, u.anomalous, s.saved
-                  FROM {USAGE} u JOIN s USING (request_id))
+                  FROM {USAGE} u JOIN s USING (seq))
             SELECT grp, count(*), count(*) FILTER (WHERE NOT anomalous), count(DISTINCT subject),
                    count(saved), sum(saved), count(*) FILTER (WHERE anomalous),
                    count(saved) FILTER (WHERE anomalous), sum(saved) FILTER (WHERE anomalous)
@@ -312,8 +317,9 @@ def _limits(con: duckdb.DuckDBPyConnection, policy: Policy, features: bool) -> l
     subject = _subject_sql(policy, features)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {USAGE} AS {_usage_sql(policy, subject)}")
     groups = _groups(con, policy)
-    if not groups and policy.scope != "feature":
-        groups = [_Group("", None, 0, 0, 0.0, 0, 0)]  # listed, too thin, even with nothing to use
+    if not groups and (policy.scope != "feature" or not features):
+        # listed, too thin, even with nothing to derive it from (a feature cap over all traffic)
+        groups = [_Group("all" if policy.scope == "feature" else "", None, 0, 0, 0.0, 0, 0)]
     values: dict[str, Decimal | None] = {}
     reasons: dict[str, str | None] = {}
     for g in groups:
@@ -401,5 +407,5 @@ def derive(con: duckdb.DuckDBPyConnection, rules: list[Policy]) -> Guardrails:
         limits = [lim for policy in rules for lim in _limits(con, policy, features)]
         return Guardrails(limits=limits, notes=_notes(con, features))
     finally:
-        for table in (BASE, USAGE, VALUES, REFUSED):
+        for table in (BASE, USAGE, VALUES, REFUSED, HOT):
             con.execute(f"DROP TABLE IF EXISTS {table}")
