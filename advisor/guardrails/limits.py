@@ -39,7 +39,6 @@ VALUES = "_gr_values"  # one policy's value per group (feature, or '' for one va
 REFUSED = "_gr_refused"  # one policy's refused (or capped) requests
 HOT = "_gr_hot"  # requests a sliding window can refuse: attempted usage before them reached it
 SUBJECT_SQL = {"user": "user_id", "account": "account_id", "feature": "feature"}
-SUBJECT_WORD = {"user": "user", "account": "account", "feature": "feature"}
 WINDOW_WORD = {"1m": "minute", "1h": "hour", "1d": "day", "1mo": "month"}
 CALENDAR_TRUNC = {"1d": "day", "1mo": "month"}
 
@@ -151,7 +150,7 @@ def _percent(q: float) -> str:
 
 
 def _statistic(policy: Policy, subject: str) -> str:
-    who = "all traffic" if subject == "'all'" else f"each {SUBJECT_WORD[policy.scope]}"
+    who = "all traffic" if subject == "'all'" else f"each {policy.scope}"
     if policy.window == "request":
         what = "input tokens" if policy.metric == "input_tokens" else "output tokens"
         return f"{_percent(policy.quantile)} of the {what} per request"
@@ -167,13 +166,12 @@ def _statistic(policy: Policy, subject: str) -> str:
 
 
 def _thin_reason(policy: Policy, samples: int, subjects: int, days: float) -> str | None:
-    word = SUBJECT_WORD.get(policy.scope, "")
     if policy.scope in ("user", "account") and subjects == 0:
-        return f"no {word} ids in the logs"
+        return f"no {policy.scope} ids in the logs"
     if samples < policy.min_samples:
         return f"only {samples} normal requests to derive it from (at least {policy.min_samples})"
     if subjects < policy.min_subjects:
-        return f"only {subjects} {word}s in the logs (at least {policy.min_subjects})"
+        return f"only {subjects} {policy.scope}s in the logs (at least {policy.min_subjects})"
     if days < policy.min_days:
         per = WINDOW_WORD[policy.window]
         return f"only {days:.2g} days of history (a per-{per} limit needs {policy.min_days:g} days)"
@@ -218,7 +216,8 @@ def _replay(con: duckdb.DuckDBPyConnection, policy: Policy) -> Iterator[int]:
     hot = f"""SELECT u.subject, u.ts FROM {USAGE} u JOIN {VALUES} v USING (grp)
               WHERE u.before >= v.value"""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {HOT} AS {hot}")
-    if not con.execute(f"SELECT count(*) FROM {HOT}").fetchone()[0]:  # type: ignore[index]
+    found = con.execute(f"SELECT count(*) FROM {HOT}").fetchone()
+    if not found or not found[0]:
         return
     # each request's next hot request (ASOF: the first at or after it, same subject)
     rows = con.execute(
@@ -233,7 +232,7 @@ def _replay(con: duckdb.DuckDBPyConnection, policy: Policy) -> Iterator[int]:
         if (subject, grp) != current:
             current = (subject, grp)
             target = grp if policy.scope == "feature" else "*"
-            guard = Guard([policy.guard_limit(target or "all", Decimal(value))])
+            guard = Guard([policy.guard_limit(target, Decimal(value))])
         assert guard is not None
         now = ts.replace(tzinfo=dt.UTC)
         request = {REQUEST_KEYS.get(policy.scope, "subject"): subject}
