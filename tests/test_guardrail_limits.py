@@ -5,11 +5,14 @@ replaying every request through the runtime (advisor.guard)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import polars as pl
@@ -28,6 +31,9 @@ from advisor.guardrails.models import Guardrails, Limit
 from advisor.guardrails.policy import Policy
 from advisor.pricing import load_prices, register_prices
 from advisor.ruleset import default_rules_dir
+
+if TYPE_CHECKING:
+    from advisor.api import AnalyzeResult
 
 T0 = dt.datetime(2026, 10, 27, 0, 0)
 RULES = load_rules(default_rules_dir())
@@ -458,3 +464,38 @@ def test_azure_trace_limits_refuse_at_most_their_target(
         assert one(result, limit_id).status == "too_thin"
     assert "days of history" in (one(result, "GR-GLOBAL-SPEND-DAY").reason or "")
     assert "no user ids in the logs: per-user limits not set" in result.notes
+
+
+# --- the sample logs ----------------------------------------------------------------------------
+
+
+def test_the_sample_runaway_user_is_stopped_and_no_one_else(
+    analysed_sample: AnalyzeResult, repo_root: Path, tmp_path: Path
+) -> None:
+    """The planted runaway (612 support-chat requests in 2 h), flagged as the anomaly detector
+    flags it: the hourly rate and the daily budgets refuse only its requests; every default
+    limit stays under its target on everyone else."""
+    truth = json.loads((repo_root / "sample_logs" / "ground_truth.json").read_text("utf-8"))
+    runaway = truth["runaway_user"]
+    db = tmp_path / "sample.duckdb"
+    shutil.copy(analysed_sample.files["db"], db)
+    con = store.connect(db)
+    try:
+        con.execute(
+            f"""CREATE TEMP TABLE {ANOMALOUS_TABLE} AS SELECT request_id FROM requests
+                WHERE user_id = ? AND ts BETWEEN ? AND ?""",
+            [runaway["user"], runaway["window_start"][:-1], runaway["window_end"][:-1]],
+        )
+        flagged = con.execute(f"SELECT count(*) FROM {ANOMALOUS_TABLE}").fetchone()
+        result = derive(con, RULES)
+    finally:
+        con.close()
+    assert flagged == (runaway["requests"],)
+    for limit in result.limits:
+        assert limit.refused_normal_requests == 0, limit.id
+        if limit.refused_requests:
+            assert limit.refused_subjects == 1
+            assert limit.prevented_anomaly_spend == limit.prevented_spend
+    rph = one(result, "GR-USER-RPH")
+    assert rph.refused_requests > 0 and rph.refused_subjects == 1
+    assert one(result, "GR-USER-SPEND-DAY").refused_requests > runaway["requests"] / 2
