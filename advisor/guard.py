@@ -43,7 +43,7 @@ SCOPES = ("feature", "user", "account", "global")
 METRICS = ("input_tokens", "max_tokens", "requests", "tokens", "spend")
 # the request key naming a limit's subject, per scope
 REQUEST_KEYS = {"feature": "feature", "user": "user", "account": "account"}
-ALL = "all"  # the subject of a global limit (and of a feature cap when the logs name no feature)
+ALL = "all"  # the subject of a global limit
 EACH = "*"  # one value for each user or account
 
 
@@ -61,7 +61,7 @@ class GuardLimit:
 
     def subject_of(self, request: Mapping[str, Any]) -> str | None:
         """The key this request counts under for this limit; None: the limit does not apply."""
-        if self.scope == "global" or (self.scope == "feature" and self.subject == ALL):
+        if self.scope == "global":
             return ALL
         raw = request.get(REQUEST_KEYS[self.scope])
         if raw is None or raw == "":

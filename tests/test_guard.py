@@ -185,3 +185,11 @@ def test_runtime_imports_no_heavy_library(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == [True, []]
+
+
+def test_a_feature_named_all_is_just_a_feature() -> None:
+    cap = {"scope": "feature", "subject": "all", "metric": "input_tokens", "window": "request"}
+    guard = load_guardrails(doc(limit(**cap, unit="tokens", value=10)))
+    assert not guard.check({"feature": "all", "input_tokens": 11}, T0).allowed
+    assert guard.check({"feature": "chat", "input_tokens": 11}, T0).allowed
+    assert guard.check({"input_tokens": 11}, T0).allowed

@@ -199,7 +199,8 @@ def test_no_user_or_account_ids_say_so() -> None:
     assert "no user ids in the logs: per-user limits not set" in result.notes
     assert "no account ids in the logs: per-account limits not set" in result.notes
     # no feature names: one cap over all requests
-    assert one(result, "GR-FEATURE-INPUT-TOKENS").subject == "all"
+    cap = one(result, "GR-FEATURE-INPUT-TOKENS")
+    assert (cap.scope, cap.subject) == ("global", "all")
 
 
 # --- missing ids, clock skew, hostile names -----------------------------------------------------

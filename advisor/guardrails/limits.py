@@ -334,13 +334,16 @@ def _limits(con: duckdb.DuckDBPyConnection, policy: Policy, features: bool) -> l
     _refuse(con, policy)
     figures = _figures(con, policy)
     label = "all" if subject == "'all'" else "*"
+    # logs without feature names: a per-request cap over all traffic is a global one (a feature
+    # cap on subject 'all' would also catch a feature that happens to be named "all")
+    scope = "global" if subject == "'all'" else policy.scope
     out = []
     for g in groups:
         f = figures.get(g.grp, _Refusals())
         out.append(
             Limit(
                 id=policy.id,
-                scope=policy.scope,
+                scope=scope,
                 subject=g.grp if policy.scope == "feature" else label,
                 metric=policy.metric,
                 window=policy.window,

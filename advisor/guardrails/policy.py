@@ -141,7 +141,7 @@ def _last_verdict(policy: Policy, value: Decimal, history: list[CaseRequest]) ->
     """(allowed, capped) of a history's last request under the policy alone at `value`."""
     subject = "all" if policy.scope == "global" else "*"
     if policy.scope == "feature":
-        subject = next((r.feature for r in history if r.feature), "all")
+        subject = next(r.feature for r in history if r.feature)  # cases name their feature
     guard = Guard([policy.guard_limit(subject, value)])
     allowed, capped = True, False
     for req in history:
