@@ -3,7 +3,8 @@ fail cases must not. Generic: a new rules file (batching, guardrails...) is cove
 rules use the condition language of advisor/conditions.py. Rules that carry a `pattern` (redaction,
 the vocabulary filters of rules/difficulty.yaml) run theirs through advisor.redact, and the
 `ordinary` texts of a redaction file must come out of the whole rule set unchanged. Rules that carry
-a `transform` (rules/trimming.yaml) run their before/after cases through the trimming transforms."""
+a `transform` (rules/trimming.yaml) run their before/after cases through the trimming transforms.
+Guardrail policies (rules/guardrails.yaml) replay their case histories through advisor.guard."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from advisor.conditions import FeatureType, rules_with_cases, run_cases
 from advisor.difficulty.features import FEATURE_TYPES
+from advisor.guardrails.policy import policy_rules, run_policy_cases
 from advisor.levers import batching, streaming
 from advisor.levers.output_caps.policy import FEATURES as OUTPUT_CAPS_FEATURES
 from advisor.levers.trimming.policy import ROW_FEATURES
@@ -45,7 +47,7 @@ def _collect() -> list[Any]:
             params.append(
                 pytest.param(path, data["kind"], rule, id=f"{rel}:{rule.get('id', where)}")
             )
-        for rule in [*pattern_rules(data), *transform_rules(data)]:
+        for rule in [*pattern_rules(data), *transform_rules(data), *policy_rules(data)]:
             rel = path.relative_to(RULES_DIR)
             params.append(pytest.param(path, data["kind"], rule, id=f"{rel}:{rule['id']}"))
     return params
@@ -64,6 +66,8 @@ def test_rule_cases(path: Path, kind: str, rule: Mapping[str, Any]) -> None:
         failures: list[Any] = run_pattern_cases(rule)
     elif "transform" in rule:
         failures = run_transform_cases(rule, read_yaml(path)["min_duplicate_chars"])
+    elif kind == "guardrails":  # request histories replayed through advisor.guard
+        failures = run_policy_cases(rule)
     else:
         failures = run_cases(rule, CATALOGUES.get(kind))
     assert not failures, f"{path}:\n" + "\n".join(str(f) for f in failures)
