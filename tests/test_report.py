@@ -886,6 +886,8 @@ def test_limit_value_in_its_unit() -> None:
     assert guardrails.limit_value(_limit("C", unit="USD", value=Decimal("12.5"))) == "$12.50"
     assert guardrails.limit_value(_limit("D", unit="USD", value=Decimal("0.004"))) == "$0.004"
     assert guardrails.limit_value(_limit("E", value=None, reason="thin")) is None
+    assert guardrails.limit_value(_limit("F", value=Decimal("40.000"))) == "40 requests"
+    assert guardrails.limit_value(_limit("G", value=Decimal("2.5"))) == "2.5 requests"
 
 
 @pytest.mark.parametrize(
@@ -1081,3 +1083,7 @@ def test_console_escapes_anomaly_entities() -> None:
     assert "session: user\\x1b[2J\\x1b[31mred\\x07" in part and "\x1b" not in part
     assert "runaway loop" in part and "spend spike" in part
     assert "user: <img" in part  # shown as written: a terminal has no markup to inject
+    # a window that is not a time is shown as written, its markup not obeyed
+    odd = _anomaly(0, window_start="[bold]x[/bold]", window_end="[red]y")
+    out = _console_text(guarded_analysis(0).model_copy(update={"anomalies": [odd]}))
+    assert "[bold]x[/bold] → [red]y" in out

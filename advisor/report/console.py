@@ -212,7 +212,8 @@ def _guardrails(a: Analysis, console: Console) -> None:
     if a.anomalies:
         rows = guardrails.anomaly_rows(a.anomalies[:TOP_ANOMALIES], a.currency)
         cells = [
-            [literal(r.entity), r.kind, r.window, _money(a, r.anomaly.excess_spend)] for r in rows
+            [literal(r.entity), r.kind, literal(r.window), _money(a, r.anomaly.excess_spend)]
+            for r in rows
         ]
         title = f"Top anomalies by excess spend ({fmt.count(len(a.anomalies))} found)"
         table = _named_figures(

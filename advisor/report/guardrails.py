@@ -79,7 +79,8 @@ def limit_value(limit: Limit) -> str | None:
         return None
     if limit.unit == "USD":
         return fmt.money(limit.value, "USD")
-    return f"{fmt.count(int(limit.value))} {limit.unit}"
+    whole = limit.value == limit.value.to_integral_value()  # never a fraction cut off unsaid
+    return f"{fmt.count(int(limit.value)) if whole else fmt.number(limit.value)} {limit.unit}"
 
 
 def limit_rows(guardrails: Guardrails, currency: str) -> list[LimitRow]:
