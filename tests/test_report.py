@@ -816,6 +816,7 @@ def _limits() -> list[Limit]:
             unit="USD",
             value=Decimal("12.5"),
             refused_requests=400,
+            refused_share=400 / 9_000,
             prevented_spend=Decimal("812.3456"),
             prevented_anomaly_spend=Decimal("800.10"),
         ),
@@ -1024,7 +1025,8 @@ def test_markdown_guardrails_and_anomalies_tables() -> None:
     assert (
         "| GR-USER-RPM | user | each user | requests per minute (sliding) | 40 requests |" in guard
     )
-    assert "\\$12.50" in guard and "too thin to set: no account ids in the logs" in guard
+    assert "\\$12.50" in guard and "400 of 9,000 (4.44%)" in guard
+    assert "| too thin to set: no account ids in the logs | — | — | — | — | — |" in guard
     assert "0.40% (target ≤0.10%) **over target**" in guard
     assert "- Note: no account ids in the logs: account limits not set" in guard
     anomalies = md_text[md_text.index("## Anomalies") :]

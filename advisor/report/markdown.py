@@ -247,13 +247,7 @@ def _guardrails(a: Analysis) -> list[str]:
             md(r.limit.scope),
             md(r.subject),
             md(r.measure),
-            md(r.value) if r.value is not None else f"too thin to set: {md(r.reason)}",
-            md(f"{r.refused} ({r.refused_share})"),
-            md(f"{r.normal_share} (target {r.target})")
-            + (" **over target**" if r.over_target else ""),
-            md(r.subjects),
-            md(r.prevented),
-            md(r.during_anomalies),
+            *(_backtest(r) if r.value is not None else _too_thin(r)),
         ]
         for r in guardrails.limit_rows(g, a.currency)
     ]
@@ -294,6 +288,24 @@ def _guardrails(a: Analysis) -> list[str]:
             f"Top {TOP_ROWS} of {fmt.count(len(rows))}; every one is in analysis.json.",
         ]
     return lines
+
+
+def _backtest(r: guardrails.LimitRow) -> list[str]:
+    """A set limit's value and what it would have done to the history."""
+    over = " **over target**" if r.over_target else ""
+    return [
+        md(r.value),
+        md(f"{r.refused} ({r.refused_share})"),
+        md(f"{r.normal_share} (target {r.target})") + over,
+        md(r.subjects),
+        md(r.prevented),
+        md(r.during_anomalies),
+    ]
+
+
+def _too_thin(r: guardrails.LimitRow) -> list[str]:
+    """A limit the history is too thin to set: why, in place of a value; no back-test."""
+    return [f"too thin to set: {md(r.reason)}", *[fmt.NONE] * 5]
 
 
 def _node(node: fmt.Node, indent: str = "") -> list[str]:
