@@ -1004,6 +1004,7 @@ def test_anomaly_with_unknown_spend_is_never_zero() -> None:
     assert row.group(0).count(f"{fmt.NONE}<") >= 3
     values = _chart_spec(html, "anomalies")["data"]["values"]
     assert [v["priced"] for v in values] == [True, False]
+    assert "Grey: 1 anomaly whose excess spend is unknown" in html
     md_rows = [line for line in render_markdown(a).splitlines() if "loop-9" in line]
     assert md_rows and "$" not in md_rows[0] and md_rows[0].count(fmt.NONE) >= 3
     out = _console_text(a)

@@ -381,13 +381,14 @@ def _timeline(anomalies: list[Anomaly]) -> dict[str, Any]:
         "entities": len(rows),
         "more_entities": len(entities) - len(rows),
         "more_anomalies": len(anomalies) - len(drawn),
+        "unpriced": sum(1 for _, a, _, _ in drawn if a.excess_spend is None),
     }
 
 
 def _anomaly_chart(anomalies: list[Anomaly], currency: str) -> alt.LayerChart | None:
     """One row per entity, time across: a bar over each anomaly's window and a dot at its middle
     (a window of seconds is too thin to see across weeks), both sized and coloured by excess
-    spend; an anomaly whose excess is unknown (unpriced) is grey and small, never drawn as zero."""
+    spend; an anomaly whose excess is unknown (unpriced) is grey at a fixed size, never sized as zero."""
     timeline = _timeline(anomalies)
     if not timeline["drawn"]:
         return None
@@ -428,7 +429,7 @@ def _anomaly_chart(anomalies: list[Anomaly], currency: str) -> alt.LayerChart | 
         alt.Tooltip("spend:N", title="spend"),
         alt.Tooltip("excess_text:N", title="excess spend"),
     ]
-    utc = alt.Scale(type="utc")
+    utc = alt.Scale(type="utc", padding=10)  # a dot at either end is drawn whole
     base = alt.Chart(alt.Data(values=values)).encode(y=_ranked_axis("entity"), tooltip=tooltip)
     bars = base.mark_bar(size=8, opacity=0.6).encode(
         x=alt.X("start:T", title=None, scale=utc, axis=alt.Axis(labelOverlap=True)),
@@ -441,7 +442,7 @@ def _anomaly_chart(anomalies: list[Anomaly], currency: str) -> alt.LayerChart | 
         size=alt.condition(
             priced,
             alt.Size("excess:Q", scale=alt.Scale(range=[40, 500], zero=True), legend=None),
-            alt.value(30),
+            alt.value(60),
         ),
     )
     height = max(60, 26 * timeline["entities"])
