@@ -1090,3 +1090,11 @@ def test_console_escapes_anomaly_entities() -> None:
     odd = _anomaly(0, window_start="[bold]x[/bold]", window_end="[red]y")
     out = _console_text(guarded_analysis(0).model_copy(update={"anomalies": [odd]}))
     assert "[bold]x[/bold] → [red]y" in out
+
+
+def test_html_one_anomaly() -> None:
+    html = render_html(guarded_analysis(1))
+    spec = _chart_spec(html, "anomalies")
+    assert [v["entity"] for v in spec["data"]["values"]] == ["user: user-000"]
+    assert spec["height"] == 60  # one row still gets a readable band
+    assert "The timeline shows" not in html and "Showing the top" not in _section(html, "anomalies")

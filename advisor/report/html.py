@@ -388,7 +388,8 @@ def _timeline(anomalies: list[Anomaly]) -> dict[str, Any]:
 def _anomaly_chart(anomalies: list[Anomaly], currency: str) -> alt.LayerChart | None:
     """One row per entity, time across: a bar over each anomaly's window and a dot at its middle
     (a window of seconds is too thin to see across weeks), both sized and coloured by excess
-    spend; an anomaly whose excess is unknown (unpriced) is grey at a fixed size, never sized as zero."""
+    spend; an anomaly whose excess is unknown (unpriced) is grey at a fixed size, never sized
+    as zero."""
     timeline = _timeline(anomalies)
     if not timeline["drawn"]:
         return None
