@@ -366,10 +366,7 @@ def _timeline(anomalies: list[Anomaly]) -> dict[str, Any]:
     """Which anomalies the timeline draws: those of the MAX_TIMELINE entities met first in the
     ranking (largest excess spend), each entity one row; and how many it leaves out (those
     beyond, and any whose window does not parse as a time)."""
-    entities: list[tuple[str, str]] = []
-    for a in anomalies:
-        if (a.entity_type, a.entity) not in entities:
-            entities.append((a.entity_type, a.entity))
+    entities = list(dict.fromkeys((a.entity_type, a.entity) for a in anomalies))
     rows = {entity: rank for rank, entity in enumerate(entities[:MAX_TIMELINE])}
     drawn = []
     for a in anomalies:

@@ -271,9 +271,9 @@ def _guardrails(a: Analysis) -> list[str]:
             md(r.feature),
             md(r.window),
             r.requests,
-            _money(a, r.anomaly.spend),
-            _money(a, r.anomaly.expected_spend),
-            _money(a, r.anomaly.excess_spend),
+            md(r.spend),
+            md(r.expected),
+            md(r.excess),
             md(r.score),
             md(r.evidence_text),
         ]
