@@ -7,6 +7,7 @@ models), rendered by all three renderers.
 
 from __future__ import annotations
 
+import json
 import re
 from decimal import Decimal
 from html.parser import HTMLParser
@@ -52,7 +53,8 @@ from advisor.levers.tiering.models import (
     TradeOff,
 )
 from advisor.money import MONEY, SHARE, TOKENS, MaybeMoney, Model, Money, Share, Tokens
-from advisor.report import fmt
+from advisor.report import fmt, guardrails
+from advisor.report import html as html_report
 from advisor.report.console import render_console
 from advisor.report.html import render_html, script_json
 from advisor.report.markdown import render_markdown
@@ -393,7 +395,18 @@ def awkward_analysis() -> Analysis:
                     refused_subjects=1,
                     prevented_spend=Decimal("50.00"),
                     prevented_anomaly_spend=Decimal("50.00"),
-                )
+                ),
+                _limit(
+                    "GR-FEATURE-MAX-TOKENS",
+                    scope="feature",
+                    subject=CLOSER,
+                    metric="max_tokens",
+                    window="request",
+                    sliding=False,
+                    unit="tokens",
+                    value=None,
+                    reason=f"too few requests of {IMG}",
+                ),
             ],
             notes=[QUOTES],
         ),
@@ -412,7 +425,22 @@ def awkward_analysis() -> Analysis:
                 excess_spend=Decimal("98.49"),
                 score=4.2,
                 evidence={"median": "1.5", BRACES: ANSI},
-            )
+            ),
+            Anomaly(
+                id="AN-LOOP-001",
+                kind="runaway_loop",
+                entity_type="session",
+                entity=ANSI,
+                feature=None,
+                window_start="2024-05-03T08:00:00Z",
+                window_end="2024-05-03T08:00:40Z",
+                requests=300,
+                spend=None,
+                expected_spend=None,
+                excess_spend=None,
+                score=12.0,
+                evidence={CLOSER: SCRIPT, "repeats": 300},
+            ),
         ],
         recommendations=[
             Recommendation(title=SCRIPT, lever="tiering", saving=Decimal("300.5"), action=CLOSER)
@@ -720,3 +748,353 @@ def test_console_coverage_before_spend() -> None:
 def test_console_is_deterministic() -> None:
     assert _console_text(small_analysis()) == _console_text(small_analysis())
     assert "$1,234.57" in _console_text(small_analysis())
+
+
+# --- guardrails and anomalies ----------------------------------------------------------------
+
+
+def _limit(id_: str, **kw: Any) -> Limit:
+    """A set limit with a small back-test; `value=None` makes it too thin (with a reason)."""
+    base: dict[str, Any] = {
+        "id": id_,
+        "scope": "user",
+        "subject": "*",
+        "metric": "requests",
+        "window": "1m",
+        "sliding": True,
+        "unit": "requests",
+        "value": Decimal(40),
+        "action": "refuse",
+        "status": "set",
+        "basis": LimitBasis(
+            statistic="p99.9 of each request's trailing-1m request count",
+            quantile=0.999,
+            observed=25.0,
+            headroom=1.5,
+            samples=9_000,
+            subjects=12,
+            days=3.0,
+        ),
+        "applies_to_requests": 9_000,
+        "refused_requests": 12,
+        "refused_share": 12 / 9_000,
+        "refused_normal_requests": 0,
+        "refused_normal_share": 0.0,
+        "target_share": 0.001,
+        "refused_subjects": 1,
+        "prevented_spend": Decimal("3.21"),
+        "prevented_anomaly_spend": Decimal("3.00"),
+    }
+    base.update(kw)
+    if base["value"] is None:
+        base.update(status="too_thin", refused_requests=0, refused_share=0.0, refused_subjects=0)
+        base.update(prevented_spend=None, prevented_anomaly_spend=None)
+    return Limit(**base)
+
+
+def _limits() -> list[Limit]:
+    return [
+        _limit("GR-USER-RPM"),
+        _limit(
+            "GR-FEATURE-MAX-TOKENS",
+            scope="feature",
+            subject="summarise",
+            metric="max_tokens",
+            window="request",
+            sliding=False,
+            unit="tokens",
+            value=Decimal(4096),
+            action="cap",
+            refused_normal_requests=30,
+            refused_normal_share=0.004,  # over its 0.1 % target
+        ),
+        _limit(
+            "GR-USER-SPEND-DAY",
+            metric="spend",
+            window="1d",
+            sliding=False,
+            unit="USD",
+            value=Decimal("12.5"),
+            refused_requests=400,
+            refused_share=400 / 9_000,
+            prevented_spend=Decimal("812.3456"),
+            prevented_anomaly_spend=Decimal("800.10"),
+        ),
+        _limit(
+            "GR-ACCOUNT-SPEND-MONTH",
+            scope="account",
+            metric="spend",
+            window="1mo",
+            sliding=False,
+            unit="USD",
+            value=None,
+            reason="no account ids in the logs",
+        ),
+    ]
+
+
+def _anomaly(i: int, **kw: Any) -> Anomaly:
+    excess = Decimal(1000 - i)
+    base: dict[str, Any] = {
+        "id": "AN-SPEND-SPIKE",
+        "kind": "spend_spike",
+        "entity_type": "user",
+        "entity": f"user-{i:03d}",
+        "feature": "chat",
+        "window_start": f"2024-05-{1 + i % 3:02d}T{i % 24:02d}:00:00Z",
+        "window_end": f"2024-05-{1 + i % 3:02d}T{i % 24:02d}:59:30Z",
+        "requests": 100 + i,
+        "spend": excess + 2,
+        "expected_spend": Decimal(2),
+        "excess_spend": excess,
+        "score": 7.5,
+        "evidence": {"median_day_spend": "2", "mad": 0.4, "days": 14, "z": 7.5, "extra": None},
+    }
+    base.update(kw)
+    return Anomaly(**base)
+
+
+def guarded_analysis(anomalies: int = 0, limits: list[Limit] | None = None) -> Analysis:
+    """The small analysis once guardrails ran: four limits (one too thin), `anomalies` ranked."""
+    return small_analysis().model_copy(
+        update={
+            "guardrails": Guardrails(
+                limits=_limits() if limits is None else limits,
+                notes=["no account ids in the logs: account limits not set"],
+            ),
+            "anomalies": [_anomaly(i) for i in range(anomalies)],
+        }
+    )
+
+
+def _chart_spec(html: str, name: str) -> dict[str, Any]:
+    match = re.search(rf'data-chart="chart-{name}">(.*?)</script>', html, re.S)
+    assert match, f"no {name} chart"
+    spec: dict[str, Any] = json.loads(match.group(1))
+    return spec
+
+
+def _section(html: str, name: str) -> str:
+    start = html.index(f'<section id="{name}">')
+    return html[start : html.index("</section>", start)]
+
+
+def test_limit_value_in_its_unit() -> None:
+    assert guardrails.limit_value(_limit("A", value=Decimal(32_000), unit="tokens")) == (
+        "32,000 tokens"
+    )
+    assert guardrails.limit_value(_limit("B")) == "40 requests"
+    assert guardrails.limit_value(_limit("C", unit="USD", value=Decimal("12.5"))) == "$12.50"
+    assert guardrails.limit_value(_limit("D", unit="USD", value=Decimal("0.004"))) == "$0.004"
+    assert guardrails.limit_value(_limit("E", value=None, reason="thin")) is None
+    assert guardrails.limit_value(_limit("F", value=Decimal("40.000"))) == "40 requests"
+    assert guardrails.limit_value(_limit("G", value=Decimal("2.5"))) == "2.5 requests"
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        ("2024-05-02T10:00:00Z", "2024-05-02T12:00:00Z", "2024-05-02 10:00 → 12:00"),
+        ("2024-05-02T10:00:05Z", "2024-05-02T10:00:35Z", "2024-05-02 10:00:05 → 10:00:35"),
+        ("2024-05-02T23:00:00Z", "2024-05-03T01:00:00Z", "2024-05-02 23:00 → 2024-05-03 01:00"),
+        ("2024-05-02T10:00:00Z", "2024-05-02T10:00:00Z", "2024-05-02 10:00"),
+        ("2024-05-02T12:00:00+02:00", "2024-05-02T11:00:00", "2024-05-02 10:00 → 11:00"),
+        ("yesterday", "today", "yesterday → today"),
+    ],
+)
+def test_anomaly_window_in_utc(start: str, end: str, expected: str) -> None:
+    assert guardrails.window(start, end) == expected
+
+
+def test_guardrails_summary_never_adds_limits_up() -> None:
+    """One sentence naming the limit that refuses most and the one that prevents most: limits
+    are replayed alone, so a total would count a request refused by two of them twice."""
+    assert guardrails.summary(Guardrails(), "USD") is None
+    text = guardrails.summary(Guardrails(limits=_limits()), "USD")
+    assert text is not None
+    assert "3 limits set, 1 too thin to set" in text
+    assert "at most 400 requests (GR-USER-SPEND-DAY" in text and "424" not in text
+    assert "$812.35 (GR-USER-SPEND-DAY, $800.10 of it during anomalies)" in text
+    assert "over its target share of normal requests: GR-FEATURE-MAX-TOKENS" in text
+    thin = [_limit("GR-A", value=None, reason="r"), _limit("GR-B", value=None, reason="r")]
+    assert guardrails.summary(Guardrails(limits=thin), "USD") == (
+        "Guardrails: 0 limits set, 2 too thin to set."
+    )
+    quiet = [_limit("GR-A", refused_requests=0, refused_share=0.0, refused_subjects=0)]
+    assert "none would have refused a request" in (
+        guardrails.summary(Guardrails(limits=quiet), "USD") or ""
+    )
+    unpriced = [_limit("GR-A", prevented_spend=None, prevented_anomaly_spend=None)]
+    text = guardrails.summary(Guardrails(limits=unpriced), "USD") or ""
+    assert "unknown (unpriced requests)" in text and "$0.00" not in text
+
+
+def test_html_guardrails_section_shows_each_limit() -> None:
+    html = render_html(guarded_analysis(3))
+    section = _section(html, "guardrails")
+    for figure in ("40 requests", "4,096 tokens", "$12.50", "12 of 9,000", "0.13%"):
+        assert figure in section, figure
+    assert "requests per minute (sliding)" in section and "spend per day (UTC)" in section
+    assert "target ≤0.10%" in section and "$800.10 during anomalies" in section
+    assert "$812.35" in section and "caps output" in section
+    # the too-thin limit: its reason in place of a value and of a back-test
+    thin = re.search(
+        r"<tr>\s*<td><span class=\"mono\">GR-ACCOUNT-SPEND-MONTH.*?</tr>", section, re.S
+    )
+    assert thin and "too thin to set: no account ids in the logs" in thin.group(0)
+    assert "$" not in thin.group(0) and 'colspan="5"' in thin.group(0)
+    over = re.search(r'<tr class="warn"[^>]*>\s*<td><span class="mono">([^<]+)<', section)
+    assert over and over.group(1) == "GR-FEATURE-MAX-TOKENS"
+    assert "no account ids in the logs: account limits not set" in section  # notes
+    assert "3 limits set, 1 too thin to set" in section
+    # the generic field-by-field tree is gone
+    assert "Applies to requests" not in html and "Refused normal requests" not in html
+    assert 'href="#guardrails"' in html and 'href="#anomalies"' in html
+
+
+def test_html_anomalies_ranked_table_and_timeline() -> None:
+    html = render_html(guarded_analysis(3))
+    section = _section(html, "anomalies")
+    rows = re.findall(r'<td class="num rank">(\d+)</td>', section)
+    assert rows == ["1", "2", "3"]
+    assert section.index("user-000") < section.index("user-001") < section.index("user-002")
+    assert "$1,000.00" in section and "$2.00" in section and "spend spike" in section
+    assert "2024-05-01 00:00:00 → 00:59:30" in section
+    assert "median_day_spend" in section and "+1 more in analysis.json" in section
+    spec = _chart_spec(html, "anomalies")
+    values = spec["data"]["values"]
+    assert [v["entity"] for v in values] == ["user: user-000", "user: user-001", "user: user-002"]
+    assert (
+        values[0]["start"] == "2024-05-01T00:00:00Z" and values[0]["end"] == "2024-05-01T00:59:30Z"
+    )
+    assert values[0]["excess"] == 1000.0 and values[0]["excess_text"] == "$1,000.00"
+    assert "The timeline shows" not in section  # nothing left out
+
+
+def test_html_no_anomalies() -> None:
+    html = render_html(guarded_analysis(0))
+    assert "No anomaly found in the history." in _section(html, "anomalies")
+    assert "chart-anomalies" not in html
+    assert "40 requests" in _section(html, "guardrails")
+
+
+def test_html_many_anomalies_stay_readable() -> None:
+    """200 anomalies: the table keeps the top rows, the timeline the top entities, and both say
+    how many more there are."""
+    html = render_html(guarded_analysis(200))
+    section = _section(html, "anomalies")
+    assert len(re.findall(r'<td class="num rank">', section)) == fmt.MAX_TABLE_ROWS
+    assert f"Showing the top {fmt.MAX_TABLE_ROWS} of 200 anomalies" in section
+    values = _chart_spec(html, "anomalies")["data"]["values"]
+    entities = {v["entity"] for v in values}
+    assert len(entities) == html_report.MAX_TIMELINE and "user: user-000" in entities
+    assert "user: user-199" not in entities
+    assert "180 more anomalies, of 180 more entities, are in the table" in section
+    assert _chart_spec(html, "anomalies")["height"] <= 26 * html_report.MAX_TIMELINE
+
+
+def test_anomaly_with_unknown_spend_is_never_zero() -> None:
+    """Unpriced requests: spend, expected and excess read as unknown everywhere, the timeline
+    draws it grey, and it ranks last."""
+    unpriced = _anomaly(9, spend=None, expected_spend=None, excess_spend=None, entity="loop-9")
+    a = guarded_analysis(1).model_copy(update={"anomalies": [_anomaly(0), unpriced]})
+    html = render_html(a)
+    row = re.search(r'<td class="num rank">2</td>.*?</tr>', _section(html, "anomalies"), re.S)
+    assert row and "loop-9" in row.group(0) and "$" not in row.group(0)
+    assert row.group(0).count(f"{fmt.NONE}<") >= 3
+    values = _chart_spec(html, "anomalies")["data"]["values"]
+    assert [v["priced"] for v in values] == [True, False]
+    assert "Grey: 1 anomaly whose excess spend is unknown" in html
+    md_rows = [line for line in render_markdown(a).splitlines() if "loop-9" in line]
+    assert md_rows and "$" not in md_rows[0] and md_rows[0].count(fmt.NONE) >= 3
+    out = _console_text(a)
+    line = next(line for line in out.splitlines() if "loop-9" in line)
+    assert fmt.NONE in line and "$0.00" not in line
+
+
+def test_analysis_without_guardrails_shows_no_empty_sections() -> None:
+    a = small_analysis()
+    html = render_html(a)
+    assert 'id="guardrails"' not in html and 'href="#anomalies"' not in html
+    assert "## Guardrails" not in render_markdown(a)
+    assert "Guardrails and anomalies" not in _console_text(a)
+
+
+def test_markdown_guardrails_and_anomalies_tables() -> None:
+    md_text = render_markdown(guarded_analysis(200))
+    guard = md_text[md_text.index("## Guardrails") : md_text.index("## Anomalies")]
+    assert (
+        "| GR-USER-RPM | user | each user | requests per minute (sliding) | 40 requests |" in guard
+    )
+    assert "\\$12.50" in guard and "400 of 9,000 (4.44%)" in guard
+    assert "| too thin to set: no account ids in the logs | — | — | — | — | — |" in guard
+    assert "0.40% (target ≤0.10%) **over target**" in guard
+    assert "- Note: no account ids in the logs: account limits not set" in guard
+    anomalies = md_text[md_text.index("## Anomalies") :]
+    rows = [line for line in anomalies.splitlines() if line.startswith("| ") and "user-" in line]
+    assert len(rows) == 25 and rows[0].startswith("| 1 | spend spike | user: user-000 |")
+    assert "Top 25 of 200; every one is in analysis.json." in anomalies
+    assert "No anomaly found in the history." in render_markdown(guarded_analysis(0))
+
+
+def test_guardrails_and_anomalies_escape_log_strings(awkward_html: str) -> None:
+    """Entity, feature, subject, reason and evidence keys and values from a log stay text."""
+    for name in ("guardrails", "anomalies"):
+        section = _section(awkward_html, name)
+        assert "<script" not in section and "<img" not in section and "<b>" not in section
+        assert not [t for t, _ in _tags(section) if t in {"img", "b", "script"}]
+    anomalies = _section(awkward_html, "anomalies")
+    assert "&lt;img src=&#34;https://evil.example/x.png&#34;" in anomalies
+    assert "\x1b" not in anomalies and "user\\x1b[2J\\x1b[31mred\\x07" in anomalies
+    assert "{{ config }}" in anomalies  # an evidence key, as data
+    assert "&lt;/script&gt;&lt;!-- --&gt;" in anomalies  # an evidence key that closes a script
+    guard = _section(awkward_html, "guardrails")
+    assert "too thin to set: too few requests of &lt;img" in guard
+    chart = re.search(r'data-chart="chart-anomalies">(.*?)</script>', awkward_html, re.S)
+    assert chart and "<" not in chart.group(1) and "\\u003cimg" in chart.group(1)
+    md_text = render_markdown(awkward_analysis())
+    tail = md_text[md_text.index("## Guardrails") :]
+    assert "<img" not in tail and "<script" not in tail and "\x1b" not in tail
+    for line in tail.splitlines():
+        if line.startswith("|") and "rich" in line:
+            assert "\\|pipe\\|" in line  # a pipe in an evidence key never splits a cell
+
+
+def test_console_top_anomalies_and_guardrails_line() -> None:
+    out = _console_text(guarded_analysis(200), width=100)
+    part = out[out.index("Guardrails and anomalies") :]
+    assert "Top anomalies by excess spend (200 found)" in part
+    for i in range(5):
+        assert f"user: user-{i:03d}" in part
+    assert "user-005" not in part and "… and 195 more in report.html and analysis.json" in part
+    assert "$1,000.00" in part and "2024-05-01 00:00:00 → 00:59:30" in part
+    assert "Guardrails: 3 limits set, 1 too thin to set" in part
+    assert "note: no account ids in the logs" in part
+    assert all(len(line) <= 100 for line in part.splitlines())
+
+
+def test_console_guardrails_only_when_there_is_something_to_say() -> None:
+    quiet = guarded_analysis(0).model_copy(update={"guardrails": Guardrails()})
+    assert "Guardrails and anomalies" not in _console_text(quiet)
+    out = _console_text(guarded_analysis(0))
+    assert "Guardrails: 3 limits set" in out and "Top anomalies" not in out
+
+
+def test_console_escapes_anomaly_entities() -> None:
+    out = _console_text(awkward_analysis())
+    part = out[out.index("Guardrails and anomalies") :]
+    assert "session: user\\x1b[2J\\x1b[31mred\\x07" in part and "\x1b" not in part
+    assert "runaway loop" in part and "spend spike" in part
+    assert "user: <img" in part  # shown as written: a terminal has no markup to inject
+    # a window that is not a time is shown as written, its markup not obeyed
+    odd = _anomaly(0, window_start="[bold]x[/bold]", window_end="[red]y")
+    out = _console_text(guarded_analysis(0).model_copy(update={"anomalies": [odd]}))
+    assert "[bold]x[/bold] → [red]y" in out
+
+
+def test_html_one_anomaly() -> None:
+    html = render_html(guarded_analysis(1))
+    spec = _chart_spec(html, "anomalies")
+    assert [v["entity"] for v in spec["data"]["values"]] == ["user: user-000"]
+    assert spec["height"] == 60  # one row still gets a readable band
+    assert "The timeline shows" not in html and "Showing the top" not in _section(html, "anomalies")

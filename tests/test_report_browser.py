@@ -18,11 +18,11 @@ import pytest
 from advisor.report.html import render_html
 
 try:  # tests/ on sys.path (pytest's default) or tests as a package
-    from test_report import SCRIPT, awkward_analysis
+    from test_report import SCRIPT, awkward_analysis, guarded_analysis
 except ImportError:  # pragma: no cover
-    from tests.test_report import SCRIPT, awkward_analysis
+    from tests.test_report import SCRIPT, awkward_analysis, guarded_analysis
 
-CHARTS = ("by_day", "by_feature", "by_user", "levers")
+CHARTS = ("by_day", "by_feature", "by_user", "levers", "anomalies")
 
 
 def _chromium() -> str:
@@ -66,13 +66,11 @@ class _Dom(HTMLParser):
             self.title += data
 
 
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+def _load(folder: Path, html: str) -> tuple[str, str]:
     """The DOM after scripts ran, and the browser's console log."""
     chromium = _chromium()
-    folder = tmp_path_factory.mktemp("browser")
     page = folder / "report.html"
-    page.write_text(render_html(awkward_analysis()), encoding="utf-8")
+    page.write_text(html, encoding="utf-8")
     command = [
         chromium,
         "--headless",
@@ -100,15 +98,35 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return done.stdout, done.stderr
 
 
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    return _load(tmp_path_factory.mktemp("browser"), render_html(awkward_analysis()))
+
+
+def _drawn(dom: str, name: str) -> str:
+    """The inside of a chart's container, once vega-embed drew it."""
+    match = re.search(rf'<div[^>]*id="chart-{name}"[^>]*>(.*?)</figure>', dom, re.S)
+    assert match, f"chart container {name} missing"
+    inner = match.group(1)
+    assert "vega-embed" in match.group(0), f"vega-embed did not run on {name}"
+    assert re.search(r'<svg[^>]*class="marks"', inner) or "<canvas" in inner, name
+    assert "chart failed to render" not in inner
+    return inner
+
+
+def _script_problems(log: str) -> list[str]:
+    console = [line for line in log.splitlines() if ":CONSOLE" in line]
+    return [
+        line
+        for line in console
+        if "Content Security Policy" in line or "Uncaught" in line or "Error" in line
+    ]
+
+
 def test_every_chart_is_drawn(loaded: tuple[str, str]) -> None:
     dom, _ = loaded
     for name in CHARTS:
-        match = re.search(rf'<div[^>]*id="chart-{name}"[^>]*>(.*?)</figure>', dom, re.S)
-        assert match, f"chart container {name} missing"
-        inner = match.group(1)
-        assert "vega-embed" in match.group(0), f"vega-embed did not run on {name}"
-        assert re.search(r'<svg[^>]*class="marks"', inner) or "<canvas" in inner, name
-        assert "chart failed to render" not in inner
+        _drawn(dom, name)
 
 
 def test_injected_markup_stays_text(loaded: tuple[str, str]) -> None:
@@ -127,10 +145,15 @@ def test_injected_markup_stays_text(loaded: tuple[str, str]) -> None:
 
 def test_no_network_and_no_script_errors(loaded: tuple[str, str]) -> None:
     _, log = loaded
-    console = [line for line in log.splitlines() if ":CONSOLE" in line]
-    problems = [
-        line
-        for line in console
-        if "Content Security Policy" in line or "Uncaught" in line or "Error" in line
-    ]
+    problems = _script_problems(log)
+    assert not problems, "\n".join(problems)
+
+
+def test_anomaly_timeline_with_many_anomalies(tmp_path: Path) -> None:
+    """200 anomalies: the timeline draws its top entities, one row each, without a script error."""
+    dom, log = _load(tmp_path, render_html(guarded_analysis(200)))
+    inner = _drawn(dom, "anomalies")
+    assert "user: user-000" in inner and "user: user-019" in inner
+    assert "user: user-020" not in inner
+    problems = _script_problems(log)
     assert not problems, "\n".join(problems)

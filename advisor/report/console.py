@@ -1,4 +1,5 @@
-"""The terminal summary of an Analysis (rich): coverage first, then spend, levers, recommendations.
+"""The terminal summary of an Analysis (rich): coverage first, then spend, levers, recommendations,
+and the top anomalies with the guardrails in one line when there are any.
 
 Every string that came from a log is escaped with `rich.markup.escape`, so a model called
 `[bold]x[/bold]` prints as written instead of being styled, and its control characters (terminal
@@ -15,10 +16,11 @@ from rich.table import Table
 from rich.text import Text
 
 from advisor.analysis import Analysis, CostRow
-from advisor.report import fmt, waterfall
+from advisor.report import fmt, guardrails, waterfall
 
 TOP_ROWS = 10
 TOP_REASONS = 5
+TOP_ANOMALIES = 5
 _NAME_WIDTH = 48
 
 
@@ -29,6 +31,7 @@ def render_console(analysis: Analysis, console: Console) -> None:
     _spend(analysis, console)
     _levers(analysis, console)
     _recommendations(analysis, console)
+    _guardrails(analysis, console)
 
 
 def _header(a: Analysis, console: Console) -> None:
@@ -198,6 +201,32 @@ def _recommendations(a: Analysis, console: Console) -> None:
     if len(a.recommendations) > TOP_ROWS:
         more = len(a.recommendations) - TOP_ROWS
         console.print(f"… and {more} more in report.html and analysis.json")
+
+
+def _guardrails(a: Analysis, console: Console) -> None:
+    """Only when there is something to say: the top anomalies, and the limits in one line."""
+    summary = guardrails.summary(a.guardrails, a.currency)
+    if not (summary or a.anomalies or a.guardrails.notes):
+        return
+    console.rule("[bold]Guardrails and anomalies[/bold]", align="left")
+    if a.anomalies:
+        rows = guardrails.anomaly_rows(a.anomalies[:TOP_ANOMALIES], a.currency)
+        cells = [
+            [literal(r.entity), r.kind, literal(r.window), _money(a, r.anomaly.excess_spend)]
+            for r in rows
+        ]
+        title = f"Top anomalies by excess spend ({fmt.count(len(a.anomalies))} found)"
+        table = _named_figures(
+            title, "entity", ["kind", "window (UTC)", "excess spend"], cells, console.width
+        )
+        console.print(table)
+        if len(a.anomalies) > TOP_ANOMALIES:
+            more = len(a.anomalies) - TOP_ANOMALIES
+            console.print(f"… and {fmt.count(more)} more in report.html and analysis.json")
+    if summary:
+        console.print(literal(summary))
+    for note in a.guardrails.notes:
+        console.print(f"  note: {literal(note)}")
 
 
 def literal(value: str | None, *, keep_layout: bool = False) -> str:

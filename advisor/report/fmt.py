@@ -2,9 +2,9 @@
 
 Every renderer (html, markdown, console) formats money, shares and token counts through this
 module, so the same figure reads the same everywhere. `tree` turns a lever's typed `details` (or
-`risk`, guardrails, anomalies) into a small tree of already-formatted text that each renderer
-draws in its own way, so a new lever needs no template change. A number is formatted by the type
-its model declares (`advisor.money`: Money, Share, Tokens), never by its key's name.
+`risk`) into a small tree of already-formatted text that each renderer draws in its own way, so
+a new lever needs no template change. A number is formatted by the type its model declares
+(`advisor.money`: Money, Share, Tokens), never by its key's name.
 """
 
 from __future__ import annotations

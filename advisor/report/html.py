@@ -21,12 +21,14 @@ import jinja2
 from markupsafe import Markup
 
 from advisor.analysis import Analysis, CostRow, LeverResult
-from advisor.report import fmt, waterfall
+from advisor.guardrails.models import Anomaly
+from advisor.report import fmt, guardrails, waterfall
 from advisor.ruleset import templates_dir
 
 TEMPLATE = "report.html.j2"
 MAX_SERIES = 8  # models stacked in the daily chart; the rest are grouped as "other"
 MAX_BARS = 15
+MAX_TIMELINE = 20  # entities drawn on the anomaly timeline; the rest are counted below it
 _LABEL_LIMIT = 260  # px; longer axis labels are cut with an ellipsis by vega
 _OTHER = "(other)"
 
@@ -48,8 +50,7 @@ def render_html(analysis: Analysis) -> str:
         "charts": {c["name"]: c for c in charts},
         "bundle": Markup(bundle) if bundle else None,
         "bundle_problem": bundle_problem,
-        "guardrails": fmt.tree(analysis.guardrails, currency),
-        "anomalies": fmt.tree(analysis.anomalies, currency),
+        "guardrails_summary": guardrails.summary(analysis.guardrails, currency),
         "reconciliation": fmt.tree(analysis.baseline.reconciliation.by_model, currency),
         "money": partial(fmt.money, currency=currency),
         "pct": fmt.pct,
@@ -127,6 +128,13 @@ def _view(analysis: Analysis) -> dict[str, Any]:
         "by_user": _by_cost(base.by_user),
         "by_day": sorted(base.by_day, key=lambda r: (fmt.text(r.key), fmt.text(r.model_key))),
         "levers": [_lever_view(lever, analysis.currency) for lever in analysis.levers],
+        # an analysis from before guardrails ran has neither: no empty sections for it
+        "guardrails_shown": bool(
+            analysis.guardrails.limits or analysis.guardrails.notes or analysis.anomalies
+        ),
+        "limits": guardrails.limit_rows(analysis.guardrails, analysis.currency),
+        "anomalies": guardrails.anomaly_rows(analysis.anomalies, analysis.currency),
+        "timeline": _timeline(analysis.anomalies),
     }
 
 
@@ -151,6 +159,7 @@ def _charts(analysis: Analysis) -> list[dict[str, Any]]:
         "by_user": _ranked_bars(analysis.baseline.by_user, 10, currency),
         "levers": _lever_chart(analysis.levers, currency),
         "waterfall": _waterfall_chart(analysis),
+        "anomalies": _anomaly_chart(analysis.anomalies, currency),
     }
     charts = []
     for name, chart in built.items():
@@ -351,3 +360,88 @@ def _waterfall_chart(analysis: Analysis) -> alt.Chart | None:
         )
         .properties(width="container", height=220)
     )
+
+
+def _timeline(anomalies: list[Anomaly]) -> dict[str, Any]:
+    """Which anomalies the timeline draws: those of the MAX_TIMELINE entities met first in the
+    ranking (largest excess spend), each entity one row; and how many it leaves out (those
+    beyond, and any whose window does not parse as a time)."""
+    entities = list(dict.fromkeys((a.entity_type, a.entity) for a in anomalies))
+    rows = {entity: rank for rank, entity in enumerate(entities[:MAX_TIMELINE])}
+    drawn = []
+    for a in anomalies:
+        start, end = guardrails.moment(a.window_start), guardrails.moment(a.window_end)
+        if (a.entity_type, a.entity) in rows and start is not None and end is not None:
+            drawn.append((rows[(a.entity_type, a.entity)], a, start, end))
+    return {
+        "drawn": drawn,
+        "entities": len(rows),
+        "more_entities": len(entities) - len(rows),
+        "more_anomalies": len(anomalies) - len(drawn),
+        "unpriced": sum(1 for _, a, _, _ in drawn if a.excess_spend is None),
+    }
+
+
+def _anomaly_chart(anomalies: list[Anomaly], currency: str) -> alt.LayerChart | None:
+    """One row per entity, time across: a bar over each anomaly's window and a dot at its middle
+    (a window of seconds is too thin to see across weeks), both sized and coloured by excess
+    spend; an anomaly whose excess is unknown (unpriced) is grey at a fixed size, never sized
+    as zero."""
+    timeline = _timeline(anomalies)
+    if not timeline["drawn"]:
+        return None
+    iso = "%Y-%m-%dT%H:%M:%SZ"  # with its zone: vega reads it as UTC, not as local time
+    values = [
+        {
+            "entity": fmt.printable(guardrails.entity_label(a)),
+            "rank": rank,
+            "kind": guardrails.kind_label(a.kind),
+            "start": start.strftime(iso),
+            "end": end.strftime(iso),
+            "middle": (start + (end - start) / 2).strftime(iso),
+            "priced": a.excess_spend is not None,
+            "excess": _money_value(max(a.excess_spend or Decimal(0), Decimal(0))),
+            "excess_text": fmt.money(a.excess_spend, currency),
+            "spend": fmt.money(a.spend, currency),
+            "window": guardrails.window(a.window_start, a.window_end),
+            "requests": fmt.count(a.requests),
+        }
+        for rank, a, start, end in timeline["drawn"]
+    ]
+    priced = "datum.priced"
+    colour = alt.condition(
+        priced,
+        alt.Color(
+            "excess:Q",
+            title=f"excess spend ({currency})",
+            scale=alt.Scale(scheme="orangered", zero=True),
+            legend=alt.Legend(orient="bottom"),
+        ),
+        alt.value("#9aa3ad"),
+    )
+    tooltip = [
+        alt.Tooltip("entity:N", title="entity"),
+        alt.Tooltip("kind:N", title="kind"),
+        alt.Tooltip("window:N", title="window (UTC)"),
+        alt.Tooltip("requests:N", title="requests"),
+        alt.Tooltip("spend:N", title="spend"),
+        alt.Tooltip("excess_text:N", title="excess spend"),
+    ]
+    utc = alt.Scale(type="utc", padding=10)  # a dot at either end is drawn whole
+    base = alt.Chart(alt.Data(values=values)).encode(y=_ranked_axis("entity"), tooltip=tooltip)
+    bars = base.mark_bar(size=8, opacity=0.6).encode(
+        x=alt.X("start:T", title=None, scale=utc, axis=alt.Axis(labelOverlap=True)),
+        x2="end:T",
+        color=colour,
+    )
+    dots = base.mark_circle(opacity=0.9).encode(
+        x=alt.X("middle:T", scale=utc),
+        color=colour,
+        size=alt.condition(
+            priced,
+            alt.Size("excess:Q", scale=alt.Scale(range=[40, 500], zero=True), legend=None),
+            alt.value(60),
+        ),
+    )
+    height = max(60, 26 * timeline["entities"])
+    return alt.LayerChart(layer=[bars, dots], width="container", height=height)

@@ -11,7 +11,7 @@ import re
 from decimal import Decimal
 
 from advisor.analysis import Analysis, CostRow, Recommendation
-from advisor.report import fmt, waterfall
+from advisor.report import fmt, guardrails, waterfall
 
 TOP_ROWS = 25
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
@@ -42,10 +42,7 @@ def render_markdown(analysis: Analysis) -> str:
     lines += _spend(analysis)
     lines += _levers(analysis)
     lines += _recommendations(analysis)
-    if analysis.guardrails.limits:
-        lines += ["## Guardrails", "", *_node(fmt.tree(analysis.guardrails)), ""]
-    if analysis.anomalies:
-        lines += ["## Anomalies", "", *_node(fmt.tree(analysis.anomalies)), ""]
+    lines += _guardrails(analysis)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip("\n") + "\n"
 
 
@@ -233,6 +230,82 @@ def _recommendations(a: Analysis) -> list[str]:
         "",
         *_table(["Recommendation", "Lever", "Saving", "Action"], body, right={2}),
     ]
+
+
+def _guardrails(a: Analysis) -> list[str]:
+    """The limits with their back-test, then the anomalies; nothing for an analysis from before
+    guardrails ran (it has neither)."""
+    g = a.guardrails
+    if not (g.limits or g.notes or a.anomalies):
+        return []
+    lines = ["## Guardrails", ""]
+    summary = guardrails.summary(g, a.currency)
+    lines += [md(summary), ""] if summary else []
+    body = [
+        [
+            md(r.limit.id) + (" (caps output)" if r.limit.action == "cap" else ""),
+            md(r.limit.scope),
+            md(r.subject),
+            md(r.measure),
+            *(_backtest(r) if r.value is not None else _too_thin(r)),
+        ]
+        for r in guardrails.limit_rows(g, a.currency)
+    ]
+    header = ["Limit", "Scope", "Subject", "Metric", "Value", "Refused requests"]
+    header += ["Refused normal", "Subjects refused", "Prevented spend", "During anomalies"]
+    lines += _table(header, body, right={4, 5, 6, 7, 8, 9}) if body else []
+    lines += [f"- Note: {md(note)}" for note in g.notes]
+    lines += ["", "## Anomalies", ""]
+    rows = guardrails.anomaly_rows(a.anomalies, a.currency)
+    if not rows:
+        return [*lines, "No anomaly found in the history.", ""]
+    lines += [
+        "Ranked by excess spend (spend minus what the entity's history expects), unknown last.",
+        "",
+    ]
+    body = [
+        [
+            str(r.rank),
+            md(r.kind),
+            md(r.entity),
+            md(r.feature),
+            md(r.window),
+            r.requests,
+            md(r.spend),
+            md(r.expected),
+            md(r.excess),
+            md(r.score),
+            md(r.evidence_text),
+        ]
+        for r in rows[:TOP_ROWS]
+    ]
+    header = ["#", "Kind", "Entity", "Feature", "Window (UTC)", "Requests", "Spend", "Expected"]
+    header += ["Excess", "Score", "Key evidence"]
+    lines += _table(header, body, right={0, 5, 6, 7, 8, 9})
+    if len(rows) > TOP_ROWS:
+        lines[-1:-1] = [
+            "",
+            f"Top {TOP_ROWS} of {fmt.count(len(rows))}; every one is in analysis.json.",
+        ]
+    return lines
+
+
+def _backtest(r: guardrails.LimitRow) -> list[str]:
+    """A set limit's value and what it would have done to the history."""
+    over = " **over target**" if r.over_target else ""
+    return [
+        md(r.value),
+        md(f"{r.refused} ({r.refused_share})"),
+        md(f"{r.normal_share} (target {r.target})") + over,
+        md(r.subjects),
+        md(r.prevented),
+        md(r.during_anomalies),
+    ]
+
+
+def _too_thin(r: guardrails.LimitRow) -> list[str]:
+    """A limit the history is too thin to set: why, in place of a value; no back-test."""
+    return [f"too thin to set: {md(r.reason)}", *[fmt.NONE] * 5]
 
 
 def _node(node: fmt.Node, indent: str = "") -> list[str]:
