@@ -203,6 +203,9 @@ def test_litellm_config_loads_in_router_and_enforces_the_global_rpm(
     }
     for key in settings:  # the proxy sets each litellm_settings key on the litellm module
         assert hasattr(litellm, key), key
+    from litellm.proxy.common_utils.timezone_utils import budget_duration_error
+
+    assert budget_duration_error(settings["budget_duration"]) is None
     for deployment in config["model_list"]:
         assert deployment["litellm_params"]["rpm"] == 1200
         assert deployment["litellm_params"]["tpm"] == 900000
@@ -263,8 +266,14 @@ def _validate_bodies(doc: dict[str, Any]) -> None:
     """Each body validates against the endpoint's LiteLLM request model, uses only fields it
     declares (the models allow extras, which the proxy would ignore), and survives unchanged."""
     models = _request_models()
+    from litellm.proxy.common_utils.timezone_utils import budget_duration_error
+
     for request in doc["requests"]:
         model = models[request["path"]]
+        windows = [request["body"].get("budget_duration")]
+        windows += [w["budget_duration"] for w in request["body"].get("budget_limits", [])]
+        for window in filter(None, windows):  # a duration LiteLLM can reset on
+            assert budget_duration_error(window) is None, window
         body = request["body"]
         assert set(body) <= set(model.model_fields), (request["path"], set(body))
         parsed = model.model_validate(body)
@@ -515,3 +524,11 @@ def test_cli_errors(tmp_path: Path) -> None:
     assert result.returncode == 2 and "generic" in result.stderr
     result = run("export", "guardrails", "--db", str(tmp_path / "none.duckdb"))
     assert result.returncode == 1 and "no store" in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["generic", "litellm", "litellm-api", "helicone"])
+def test_no_limits_renders_an_empty_but_valid_document(fmt: Any) -> None:
+    text = render_guardrails(source(Guardrails()), fmt)
+    doc = json.loads(text) if fmt == "litellm-api" else yaml.safe_load(text)
+    assert doc is not None
+    assert not doc.get("limits") and not doc.get("requests") and not doc.get("policies")
