@@ -345,13 +345,19 @@ def test_per_feature_budgets_map_to_tag_budgets(monkeypatch: pytest.MonkeyPatch)
     from litellm.types.utils import BudgetConfig
 
     guardrails = Guardrails(
-        limits=[make_limit("GR-FEATURE-SPEND-DAY", "feature", HOSTILE[1], "spend", "1d",
-                           "USD", "20")]
+        limits=[
+            make_limit("GR-FEATURE-SPEND-DAY", "feature", HOSTILE[1], "spend", "1d", "USD", "20"),
+            make_limit("GR-FEATURE-SPEND-DAY", "feature", "chat", "spend", "1d", "USD", "7"),
+            make_limit("GR-FEATURE-SPEND-MONTH", "feature", "chat", "spend", "1mo", "USD", "90"),
+        ]
     )  # fmt: skip
-    config = yaml.safe_load(render_guardrails(source(guardrails), "litellm"))
-    tags = config["litellm_settings"]["tag_budget_config"]
-    assert list(tags) == [HOSTILE[1]]
+    text = render_guardrails(source(guardrails), "litellm")
+    tags = yaml.safe_load(text)["litellm_settings"]["tag_budget_config"]
+    assert list(tags) == ["chat", HOSTILE[1]]
     assert BudgetConfig(**tags[HOSTILE[1]]).max_budget == 20.0
+    # A tag holds one budget: the monthly one never overwrites the daily one silently.
+    assert tags["chat"] == {"max_budget": 7.0, "budget_duration": "1d"}
+    assert "not in LiteLLM: GR-FEATURE-SPEND-MONTH: LiteLLM holds one such budget" in text
     assert hasattr(litellm, "tag_budget_config")
 
 

@@ -216,18 +216,23 @@ def _litellm_budget(plan: _LiteLLMPlan, limit: Limit, value: Decimal) -> None:
     .timezone, UTC by default), the calendar windows advisor back-tested."""
     window = limit.window
     if limit.scope == "account":  # teams hold several concurrent windows (budget_limits)
-        plan.account_budgets.append((window, value))
-        plan.mapped.append((limit.id, "/team/new budget"))
-        return
-    if limit.scope == "feature":  # tag budgets: the application tags requests with the feature
-        plan.tags[limit.subject] = {"max_budget": float(value), "budget_duration": window}
-        plan.mapped.append((limit.id, "litellm_settings.tag_budget_config (Enterprise)"))
-        return
-    taken = plan.proxy_budget if limit.scope == "global" else plan.end_user.get("budget_duration")
+        taken = window in {w for w, _ in plan.account_budgets}
+    elif limit.scope == "feature":
+        taken = limit.subject in plan.tags
+    elif limit.scope == "global":
+        taken = plan.proxy_budget is not None
+    else:
+        taken = "budget_duration" in plan.end_user
     if taken:
         plan.unmapped.append(
-            (limit.id, f"LiteLLM holds one budget window per {limit.scope}: the first one is set")
+            (limit.id, f"LiteLLM holds one such budget per {limit.scope}: the first one is set")
         )
+    elif limit.scope == "account":
+        plan.account_budgets.append((window, value))
+        plan.mapped.append((limit.id, "/team/new budget"))
+    elif limit.scope == "feature":  # tag budgets: the application tags requests with the feature
+        plan.tags[limit.subject] = {"max_budget": float(value), "budget_duration": window}
+        plan.mapped.append((limit.id, "litellm_settings.tag_budget_config (Enterprise)"))
     elif limit.scope == "global":
         plan.proxy_budget = (window, value)
         plan.mapped.append((limit.id, "litellm_settings.max_budget"))
@@ -277,7 +282,7 @@ def litellm_config_text(source: GuardrailSource) -> str:
     if plan.end_user:
         note.append(
             "max_end_user_budget_id names the /budget/new body (litellm_settings"
-            ".max_end_user_budget is read by no LiteLLM check)."
+            ".max_end_user_budget is read by no check in LiteLLM 1.110, checked against)."
         )
     if plan.deployment and not source.entities.models:
         note.append(
