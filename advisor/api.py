@@ -20,6 +20,7 @@ from advisor import analysis as A
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
 from advisor.errors import AdvisorError, InputError, Interrupted, UnreadableFile
+from advisor.guardrails.store import load_guardrails
 from advisor.ingest import FORMATS as INPUT_FORMATS
 from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
@@ -42,6 +43,7 @@ __all__ = [
     "diff",
     "export_decisions",
     "export_evalset",
+    "export_guardrails",
     "export_router",
     "increase_exceeds",
     "ingest",
@@ -61,11 +63,24 @@ ROUTER_FILES = {
     "portkey": "portkey.json",
 }
 EVALSET_DIR = "evalset"
+# The guardrails per format (advisor.export.guardrails), written when the store holds them.
+GUARDRAIL_FILES = {
+    "generic": "guardrails.yaml",
+    "litellm": "litellm_guardrails.yaml",
+    "litellm-api": "litellm_guardrails_requests.json",
+    "helicone": "helicone_guardrails.yaml",
+}
 REPORT_FORMATS = ("html", "md", "json")
 # The set one run replaces as a whole: a fresh store (with any write-ahead log a crash left
 # beside the previous one) and every output.
 STORE_FILES = (DB_FILE, DB_FILE + ".wal")
-OUTPUT_FILES = (ANALYSIS_FILE, REPORT_FILE, *ROUTER_FILES.values(), EVALSET_DIR)
+OUTPUT_FILES = (
+    ANALYSIS_FILE,
+    REPORT_FILE,
+    *ROUTER_FILES.values(),
+    EVALSET_DIR,
+    *GUARDRAIL_FILES.values(),
+)
 
 
 @dataclass
@@ -326,6 +341,7 @@ def _build(
             files["report"].write_text(render_report(result, "html"), encoding="utf-8")
             if any(lever.id == "tiering" for lever in result.levers):
                 files.update(_write_exports(con, staging))
+            files.update(_write_guardrail_exports(con, staging))
     finally:
         con.close()
     return result, report, files
@@ -390,6 +406,21 @@ def _write_exports(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Path]
     return files
 
 
+def _write_guardrail_exports(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Path]:
+    """The guardrails in every format, when the analysis saved some (tiering or not)."""
+    from advisor.export import guardrails as export
+
+    if load_guardrails(con) is None:
+        return {}
+    source = export.guardrail_source(con)
+    files = {}
+    for fmt_name, name in GUARDRAIL_FILES.items():
+        files[f"guardrails ({fmt_name})"] = out / name
+        text = export.render_guardrails(source, fmt_name)  # type: ignore[arg-type]
+        files[f"guardrails ({fmt_name})"].write_text(text, encoding="utf-8")
+    return files
+
+
 def render_report(analysis: Analysis, fmt: str = "html") -> str:
     """Render an analysis as html, md or json (presentation modules load only when asked)."""
     if fmt == "html":
@@ -442,6 +473,30 @@ def export_router(db: Path, fmt: str = "generic") -> str:
     con = _analysed_store(db)
     try:
         return export.export_router(con, fmt)
+    finally:
+        con.close()
+
+
+def export_guardrails(
+    db: Path | None = None, fmt: str = "generic", *, analysis: Path | None = None
+) -> str:
+    """The guardrails as generic YAML, LiteLLM config/API bodies or Helicone policies: from the
+    store (unredacted ids, per-entity bodies), or from an analysis.json (redacted, none)."""
+    from advisor.export import guardrails as export
+
+    if fmt not in export.FORMATS:
+        raise AdvisorError(
+            f"unknown guardrails format {fmt!r}", hint="formats: " + ", ".join(export.FORMATS)
+        )
+    if analysis is not None:
+        result = load_analysis(Path(analysis))
+        source = export.GuardrailSource(result.guardrails, result.period.start, result.period.end)
+        return export.render_guardrails(source, fmt)
+    if db is None:
+        raise InputError("no analysis to export", hint="name an analysis.json, or --db STORE")
+    con = _analysed_store(db)
+    try:
+        return export.export_guardrails(con, fmt)
     finally:
         con.close()
 

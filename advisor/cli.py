@@ -375,6 +375,38 @@ def export_router(
     _emit(text, output)
 
 
+@export_app.command("guardrails")
+def export_guardrails(
+    analysis: Annotated[
+        Path | None,
+        typer.Argument(help="An analysis.json instead of the store (its ids are redacted)."),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            callback=_one_of(tuple(api.GUARDRAIL_FILES)),
+            help="|".join(api.GUARDRAIL_FILES),
+        ),
+    ] = "generic",
+    db: DbOpt = Path("advisor-out/advisor.duckdb"),
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
+    ] = None,
+) -> None:
+    """The derived limits for a gateway: advisor.guard YAML, LiteLLM config and API, Helicone.
+
+    Example: advisor export guardrails --format litellm -o litellm_guardrails.yaml
+    """
+    if analysis is not None:
+        err.print(
+            "reading an analysis.json: its ids are redacted, so no per-user or per-account "
+            "body is written (export from the store with --db for them)"
+        )
+    text = api.export_guardrails(db, fmt, analysis=analysis)
+    _emit(text, output)
+
+
 @export_app.command("evalset")
 def export_evalset(
     db: DbOpt = Path("advisor-out/advisor.duckdb"),

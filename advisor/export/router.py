@@ -123,7 +123,8 @@ _HEADER_LITELLM = (
 )
 
 
-def _litellm_params(provider: str | None, model: str) -> dict[str, Any]:
+def litellm_params(provider: str | None, model: str) -> dict[str, Any]:
+    """A deployment's litellm_params: the provider-prefixed model and its API key variable."""
     prefix, key = _LITELLM.get(provider or "", (provider, None))
     params: dict[str, Any] = {"model": f"{prefix}/{model}" if prefix else model}
     if key:
@@ -141,7 +142,7 @@ def litellm_config(spec: dict[str, Any]) -> dict[str, Any]:
     model_list: list[dict[str, Any]] = [
         {
             "model_name": source,
-            "litellm_params": _litellm_params(providers.get(source), source),
+            "litellm_params": litellm_params(providers.get(source), source),
             "model_info": {"id": f"advisor-original-{source}"},
         }
         for source in sources
@@ -152,7 +153,7 @@ def litellm_config(spec: dict[str, Any]) -> dict[str, Any]:
         model_list.append(
             {
                 "model_name": name,
-                "litellm_params": _litellm_params(providers.get(target), target),
+                "litellm_params": litellm_params(providers.get(target), target),
                 "model_info": {"id": name, "advisor_rules": rule_ids, "advisor_route_from": source},
             }
         )
