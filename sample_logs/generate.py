@@ -7,7 +7,8 @@ system prompts, daily/hourly seasonality, cache behaviour emulated per provider,
 retries, missing usage, gateway costs (one model priced stale), a runaway user, variable-prefix
 prompts that break caching, unpriced and aliased model names, ~12 malformed lines, and the plants
 of the trimming, output-cap and batching levers (duplicated paragraphs and pretty-printed JSON,
-uncapped runaway outputs, reasoning-heavy easy extraction, nightly service-account bursts).
+uncapped runaway outputs, reasoning-heavy easy extraction, nightly service-account bursts) and a
+prompt regression for the anomalies (a deploy that grows one feature's system prompt).
 
     TIKTOKEN_CACHE_DIR=/path/to/cache python sample_logs/generate.py [--seed N] [--requests N]
 
