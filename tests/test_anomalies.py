@@ -81,6 +81,13 @@ def daily(user: str, days: int, per_day: int, cost: str, **kw: Any) -> list[dict
 def test_empty_store_has_no_anomalies_and_an_empty_table(con: duckdb.DuckDBPyConnection) -> None:
     assert detect(con, []) == []
     assert marked(con) == set()
+    columns = con.execute(
+        "SELECT column_name, data_type, database_name FROM duckdb_columns() WHERE table_name = ?",
+        [ANOMALOUS_TABLE],
+    ).fetchall()
+    assert columns == [("request_id", "VARCHAR", "temp")]
+    temp = con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+    assert temp == [(ANOMALOUS_TABLE,)]  # no working table left behind
 
 
 def test_single_request_and_missing_ids_flag_nothing(con: duckdb.DuckDBPyConnection) -> None:

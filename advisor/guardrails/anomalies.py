@@ -37,6 +37,9 @@ COLUMNS = {
     "session": "session_id",
 }
 _TMP = "_anom_"  # prefix of this module's working tables (dropped at the end)
+# What near-identical ignores: digits and whitespace (translate deletes them; a regex collapsing
+# runs instead was 4x slower over long prompts)
+_DROP = "'0123456789 ' || chr(9) || chr(10) || chr(13)"
 
 _NUMBER: FeatureType = "number"
 SPIKE_FEATURES = dict.fromkeys(
@@ -105,6 +108,7 @@ class NewEntity(_Robust):
     FEATURES = NEW_FEATURES
     kind: Literal["new_entity"]
     entity: Literal["user", "account"]
+    lookback_days: int = Field(ge=1)
 
 
 class TokensJump(_Robust):
@@ -230,20 +234,23 @@ def _new_entities(con: duckdb.DuckDBPyConnection, rule: NewEntity) -> list[Anoma
     rows = _rows(
         con,
         f"""WITH days AS ({days}),
+        firsts AS (
+            SELECT * FROM days QUALIFY day = min(day) OVER (PARTITION BY entity)),
+        start AS (SELECT min(day) AS d0 FROM {_TMP}base),
+        -- per candidate day, not a window over all entity-days: a windowed MAD is quadratic
         peers AS (
-            SELECT *, median(spend) OVER w AS expected, mad(spend::DOUBLE) OVER w AS peer_mad,
-                   quantile_cont(spend::DOUBLE, 0.99) OVER w AS peer_p99,
-                   count(spend) OVER w AS peer_days,
-                   day = min(day) OVER (PARTITION BY entity) AS first
-            FROM days WINDOW w AS (ORDER BY day RANGE BETWEEN UNBOUNDED PRECEDING
-                                   AND INTERVAL 1 DAY PRECEDING)),
+            SELECT c.day, median(d.spend) AS expected, mad(d.spend::DOUBLE) AS peer_mad,
+                   quantile_cont(d.spend::DOUBLE, 0.99) AS peer_p99,
+                   count(d.spend) AS peer_days
+            FROM (SELECT DISTINCT day FROM firsts, start WHERE day > d0) c
+            JOIN days d ON d.day < c.day AND d.day >= c.day - {rule.lookback_days}
+            GROUP BY c.day),
         scored AS (
-            SELECT *, expected::DOUBLE AS peer_median,
-                   {rule.z_sql("spend::DOUBLE", "expected::DOUBLE", "peer_mad")} AS robust_z,
-                   spend::DOUBLE / nullif(peer_p99, 0) AS p99_ratio,
-                   spend - expected AS excess_spend,
-                   day - (SELECT min(day) FROM {_TMP}base) AS days_after_start
-            FROM peers WHERE first)
+            SELECT f.*, p.*, p.expected::DOUBLE AS peer_median,
+                   {rule.z_sql("f.spend::DOUBLE", "p.expected::DOUBLE", "p.peer_mad")} AS robust_z,
+                   f.spend::DOUBLE / nullif(p.peer_p99, 0) AS p99_ratio,
+                   f.spend - p.expected AS excess_spend, f.day - start.d0 AS days_after_start
+            FROM firsts f JOIN peers p USING (day), start)
         SELECT * FROM scored WHERE {rule.matches_sql()} ORDER BY entity""",
     )
     return [
@@ -321,31 +328,28 @@ def _loops(
     con: duckdb.DuckDBPyConnection, rule: RunawayLoop
 ) -> list[tuple[Anomaly, frozenset[str]]]:
     """Bursts of near-identical requests. Candidates first (the entity sent min_repeats requests
-    of one feature and system prompt within the window), so only their texts are normalised."""
+    of one feature, system prompt and last-message size within the window: near-identical texts
+    are about as long), so only their texts are read and normalised."""
     col, w, k = COLUMNS[rule.entity], f"INTERVAL {rule.window_seconds} SECONDS", rule.text_chars
     near = f"RANGE BETWEEN {w} PRECEDING AND {w} FOLLOWING"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {_TMP}keyed AS
         WITH cand AS (
             SELECT * FROM (
-                SELECT request_id, {col} AS entity, ts, feature, session_id, system_hash,
-                       prompt_hash, cost,
-                       count(*) OVER (PARTITION BY {col}, feature, system_hash ORDER BY ts {near})
-                         AS c
-                FROM {_TMP}base WHERE {col} IS NOT NULL)
+                SELECT b.request_id, b.{col} AS entity, b.ts, b.feature, b.session_id,
+                       b.system_hash, b.prompt_hash, b.cost, l.th,
+                       count(*) OVER (PARTITION BY b.{col}, b.feature, b.system_hash, l.size
+                                      ORDER BY b.ts {near}) AS c
+                FROM {_TMP}base b LEFT JOIN {_TMP}last l USING (request_id)
+                WHERE b.{col} IS NOT NULL)
             WHERE c >= {rule.min_repeats}),
-        last AS (
-            SELECT m.request_id, arg_max(m.text_hash, m.position) AS th
-            FROM messages m JOIN cand USING (request_id) WHERE m.role = 'user'
-            GROUP BY m.request_id),
         norm AS (
-            SELECT text_hash, trim(regexp_replace(regexp_replace(lower(left(text, {k})),
-                   '[0-9]+', '0', 'g'), '\\s+', ' ', 'g')) AS t
-            FROM texts WHERE text_hash IN (SELECT th FROM last))
+            SELECT text_hash, translate(lower(left(text, {k})), {_DROP}, '') AS t
+            FROM texts WHERE text_hash IN (SELECT th FROM cand))
         SELECT c.*, CASE WHEN n.t IS NOT NULL THEN hash(c.feature, c.system_hash, n.t)
                          WHEN c.prompt_hash IS NOT NULL THEN hash(c.feature, c.prompt_hash)
                     END AS key
-        FROM cand c LEFT JOIN last USING (request_id) LEFT JOIN norm n ON n.text_hash = last.th"""
+        FROM cand c LEFT JOIN norm n ON n.text_hash = c.th"""
     )
     rows = _rows(
         con,
@@ -363,13 +367,14 @@ def _loops(
         numbered AS (
             SELECT *, row_number() OVER (PARTITION BY entity, island, key
                                          ORDER BY ts, request_id) AS nth,
-                      count(*) OVER (PARTITION BY entity, island, key) AS per_key
+                      count(*) OVER (PARTITION BY entity, island, key) AS per_key,
+                      count(*) OVER (PARTITION BY entity, island, feature) AS per_feature
             FROM islands),
         bursts AS (
             SELECT entity, island, min(ts) AS ws, max(ts) AS we, count(*) AS looping_requests,
                    count(DISTINCT key) AS looping_keys, max(per_key) AS top_key_requests,
                    sum(cost) FILTER (WHERE nth > 1) AS repeat_spend,
-                   mode(feature ORDER BY feature) AS feature,
+                   arg_max(feature, (per_feature, feature)) AS feature,
                    list(request_id ORDER BY request_id) AS looping_ids
             FROM numbered GROUP BY entity, island),
         scored AS (
@@ -462,6 +467,17 @@ def detect(con: duckdb.DuckDBPyConnection, rules: AnomalyRules) -> list[Anomaly]
 def _runaways(con: duckdb.DuckDBPyConnection, rules: list[RunawayLoop]) -> list[Anomaly]:
     """Loops of every rule; a user burst whose looping requests all lie in flagged session
     bursts is the same loop seen twice, and only the session's is kept."""
+    if not rules:
+        return []
+    # each request's last user message, and its size in 32-byte steps (strlen reads no text)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {_TMP}last AS
+        WITH last AS (
+            SELECT request_id, arg_max(text_hash, position) AS th FROM messages
+            WHERE role = 'user' GROUP BY request_id)
+        SELECT last.request_id, last.th, strlen(t.text) // 32 AS size
+        FROM last JOIN texts t ON t.text_hash = last.th"""
+    )
     per_rule = [(rule, _loops(con, rule)) for rule in rules]
     in_sessions: set[str] = set()
     for rule, found in per_rule:
