@@ -327,29 +327,41 @@ def _tokens_jumps(con: duckdb.DuckDBPyConnection, rule: TokensJump) -> list[Anom
 def _loops(
     con: duckdb.DuckDBPyConnection, rule: RunawayLoop
 ) -> list[tuple[Anomaly, frozenset[str]]]:
-    """Bursts of near-identical requests. Candidates first (the entity sent min_repeats requests
-    of one feature, system prompt and last-message size within the window: near-identical texts
-    are about as long), so only their texts are read and normalised."""
+    """Bursts of near-identical requests. Candidates narrow in steps that read no text, so only
+    few texts are read: min_repeats requests of one feature and system prompt in all, then within
+    the window, then also of one last-message size (near-identical texts are about as long)."""
     col, w, k = COLUMNS[rule.entity], f"INTERVAL {rule.window_seconds} SECONDS", rule.text_chars
     near = f"RANGE BETWEEN {w} PRECEDING AND {w} FOLLOWING"
+    group, n = "entity, feature, system_hash", rule.min_repeats
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {_TMP}keyed AS
-        WITH cand AS (
-            SELECT * FROM (
-                SELECT b.request_id, b.{col} AS entity, b.ts, b.feature, b.session_id,
-                       b.system_hash, b.prompt_hash, b.cost, l.th,
-                       count(*) OVER (PARTITION BY b.{col}, b.feature, b.system_hash, l.size
-                                      ORDER BY b.ts {near}) AS c
-                FROM {_TMP}base b LEFT JOIN {_TMP}last l USING (request_id)
-                WHERE b.{col} IS NOT NULL)
-            WHERE c >= {rule.min_repeats}),
+        WITH own AS (
+            SELECT request_id, {col} AS entity, ts, feature, session_id, system_hash,
+                   prompt_hash, cost
+            FROM {_TMP}base WHERE {col} IS NOT NULL),
+        busy AS (SELECT * FROM own QUALIFY count(*) OVER (PARTITION BY {group}) >= {n}),
+        near AS (
+            SELECT * FROM busy
+            QUALIFY count(*) OVER (PARTITION BY {group} ORDER BY ts {near}) >= {n}),
+        last AS (
+            SELECT request_id, arg_max(text_hash, position) AS th FROM messages
+            WHERE role = 'user' AND request_id IN (SELECT request_id FROM near)
+            GROUP BY request_id),
+        -- one read of the texts: size and normalised text together (normalising a few
+        -- thousand texts costs less than a second scan of them all)
         norm AS (
-            SELECT text_hash, translate(lower(left(text, {k})), {_DROP}, '') AS t
-            FROM texts WHERE text_hash IN (SELECT th FROM cand))
-        SELECT c.*, CASE WHEN n.t IS NOT NULL THEN hash(c.feature, c.system_hash, n.t)
-                         WHEN c.prompt_hash IS NOT NULL THEN hash(c.feature, c.prompt_hash)
-                    END AS key
-        FROM cand c LEFT JOIN norm n ON n.text_hash = c.th"""
+            SELECT text_hash, strlen(text) // 32 AS size,
+                   translate(lower(left(text, {k})), {_DROP}, '') AS t
+            FROM texts WHERE text_hash IN (SELECT th FROM last)),
+        cand AS (
+            SELECT near.*, norm.* FROM near LEFT JOIN last USING (request_id)
+            LEFT JOIN norm ON norm.text_hash = last.th
+            QUALIFY count(*) OVER (PARTITION BY {group}, size ORDER BY ts {near}) >= {n})
+        SELECT c.* EXCLUDE (text_hash, size, t),
+               CASE WHEN c.t IS NOT NULL THEN hash(c.feature, c.system_hash, c.t)
+                    WHEN c.prompt_hash IS NOT NULL THEN hash(c.feature, c.prompt_hash)
+               END AS key
+        FROM cand c"""
     )
     rows = _rows(
         con,
@@ -467,17 +479,6 @@ def detect(con: duckdb.DuckDBPyConnection, rules: AnomalyRules) -> list[Anomaly]
 def _runaways(con: duckdb.DuckDBPyConnection, rules: list[RunawayLoop]) -> list[Anomaly]:
     """Loops of every rule; a user burst whose looping requests all lie in flagged session
     bursts is the same loop seen twice, and only the session's is kept."""
-    if not rules:
-        return []
-    # each request's last user message, and its size in 32-byte steps (strlen reads no text)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {_TMP}last AS
-        WITH last AS (
-            SELECT request_id, arg_max(text_hash, position) AS th FROM messages
-            WHERE role = 'user' GROUP BY request_id)
-        SELECT last.request_id, last.th, strlen(t.text) // 32 AS size
-        FROM last JOIN texts t ON t.text_hash = last.th"""
-    )
     per_rule = [(rule, _loops(con, rule)) for rule in rules]
     in_sessions: set[str] = set()
     for rule, found in per_rule:
