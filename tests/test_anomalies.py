@@ -92,7 +92,14 @@ def test_empty_store_has_no_anomalies_and_an_empty_table(con: duckdb.DuckDBPyCon
 
 def test_single_request_and_missing_ids_flag_nothing(con: duckdb.DuckDBPyConnection) -> None:
     rows = [req("only", DAY0, user_id="u1", account_id="a1", session_id="s1")]
-    rows += [req(f"anon{i}", DAY0 + dt.timedelta(seconds=i), feature=None) for i in range(50)]
+    # a loop by nobody known: no user, account or session id is no entity to flag
+    rows += [req(f"anon{i}", DAY0 + dt.timedelta(seconds=i), text="same") for i in range(50)]
+    # a jump in requests with no feature: no feature to flag
+    rows += [
+        req(f"nof{d}-{i}", DAY0 + dt.timedelta(days=d, minutes=i), feature=None,
+            input_tokens=1000 * (1 + (d > 8)))
+        for d in range(12) for i in range(25)
+    ]  # fmt: skip
     assert detect(con, rows) == []
 
 
@@ -143,13 +150,13 @@ def test_a_new_user_heavy_from_its_first_day(con: duckdb.DuckDBPyConnection) -> 
 
 def test_a_tokens_jump_is_flagged_on_its_first_day_only(con: duckdb.DuckDBPyConnection) -> None:
     rows = [
-        req(f"d{d}-{i}", DAY0 + dt.timedelta(days=d, hours=8, minutes=i), feature="extract",
+        req(f"d{d}-{i}", DAY0 + dt.timedelta(days=d, hours=8, minutes=i), feature=HOSTILE,
             input_tokens=(2000 if d >= 10 else 1000) + i, user_id=f"u{i % 7}")
         for d in range(14) for i in range(30)
     ]  # fmt: skip
     (found,) = detect(con, rows)
-    assert (found.kind, found.entity_type, found.entity) == ("tokens_jump", "feature", "extract")
-    assert found.feature == "extract" and found.evidence["day"] == "2026-10-11"
+    assert (found.kind, found.entity_type, found.entity) == ("tokens_jump", "feature", HOSTILE)
+    assert found.feature == HOSTILE and found.evidence["day"] == "2026-10-11"
     assert found.evidence["tokens_per_request_before"] == 1014.5
     assert found.evidence["tokens_per_request_after"] == 2014.5
     assert found.requests == 30
@@ -216,7 +223,9 @@ def test_clock_skew_does_not_change_the_result(tmp_path: Path) -> None:
         con = store.connect()
         results.append([a.model_dump_json() for a in detect(con, order)])
         con.close()
-    assert results[0] == results[1] and len(results[0]) == 2
+    assert results[0] == results[1]
+    # ranked by excess spend: the $19 day before the $0.49 loop
+    assert [json.loads(a)["id"] for a in results[0]] == ["ANOM-SPIKE-USER-DAY", "ANOM-LOOP-USER"]
 
 
 def test_rules_are_validated_on_load(tmp_path: Path) -> None:
