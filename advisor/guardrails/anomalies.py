@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from advisor.conditions import Condition, FeatureType, parse, to_sql
 from advisor.guardrails import ANOMALOUS_TABLE
-from advisor.guardrails.models import Anomaly
+from advisor.guardrails.models import Anomaly, AnomalyKind, EntityType
 from advisor.money import maybe_money, to_json
 from advisor.ruleset import load_model
 from advisor.store import drop_temp_tables
@@ -70,6 +70,8 @@ class _Rule(BaseModel):
     FEATURES: ClassVar[dict[str, FeatureType]]
 
     id: str
+    kind: AnomalyKind
+    entity: EntityType
     title: str
     rationale: str
     when: dict[str, Any]
@@ -174,8 +176,8 @@ def _anomaly(rule: _Rule, row: dict[str, Any], score: Any, **kw: Any) -> Anomaly
     spend, expected = maybe_money(row["spend"]), maybe_money(row["expected"])
     return Anomaly(
         id=rule.id,
-        kind=rule.kind,  # type: ignore[attr-defined]
-        entity_type=rule.entity,  # type: ignore[attr-defined]
+        kind=rule.kind,
+        entity_type=rule.entity,
         entity=str(row["entity"]),
         window_start=_iso(row["ws"]),
         window_end=_iso(row["we"]),
@@ -204,7 +206,7 @@ def _spend_spikes(con: duckdb.DuckDBPyConnection, rule: SpendSpike) -> list[Anom
             FROM days WINDOW w AS (PARTITION BY entity ORDER BY day ROWS BETWEEN UNBOUNDED
                                    PRECEDING AND UNBOUNDED FOLLOWING EXCLUDE CURRENT ROW)),
         scored AS (
-            SELECT *, spend AS "spend", expected::DOUBLE AS "median",
+            SELECT *, expected::DOUBLE AS "median",
                    {rule.z_sql("spend::DOUBLE", "expected::DOUBLE", "mad")} AS robust_z,
                    spend::DOUBLE / nullif(expected::DOUBLE, 0) AS ratio,
                    spend - expected AS excess_spend
