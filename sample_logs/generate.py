@@ -7,7 +7,8 @@ system prompts, daily/hourly seasonality, cache behaviour emulated per provider,
 retries, missing usage, gateway costs (one model priced stale), a runaway user, variable-prefix
 prompts that break caching, unpriced and aliased model names, ~12 malformed lines, and the plants
 of the trimming, output-cap and batching levers (duplicated paragraphs and pretty-printed JSON,
-uncapped runaway outputs, reasoning-heavy easy extraction, nightly service-account bursts).
+uncapped runaway outputs, reasoning-heavy easy extraction, nightly service-account bursts) and a
+prompt regression for the anomalies (a deploy that grows one feature's system prompt).
 
     TIKTOKEN_CACHE_DIR=/path/to/cache python sample_logs/generate.py [--seed N] [--requests N]
 
@@ -43,6 +44,11 @@ DAYS = 14
 HOUR_SHAPE = [2, 1, 1, 1, 1, 2, 4, 8, 14, 19, 20, 19, 16, 18, 20, 19, 17, 13, 10, 8, 6, 5, 3, 2]
 RUNAWAY_USER = "u_runaway_0042"
 RUNAWAY_START = datetime(2026, 10, 27, 13, 20, tzinfo=UTC)
+# The prompt regression (issue 12's tokens-jump plant): from this deploy on, invoice-extract's
+# system prompt carries the vendor master data, VENDORS lines of it.
+REGRESSION_FEATURE = "invoice-extract"
+REGRESSION_AT = datetime(2026, 10, 28, tzinfo=UTC)
+VENDORS = 48
 
 
 @dataclass(frozen=True)
@@ -297,6 +303,9 @@ class Planner:
         self.stable = {f: self._system(f, spec.system_tokens) for f, spec in FEATURES.items()}
         # The trimming plant: the returns template pastes its policy block a second time.
         self.stable["returns-agent"] += "\n" + tg.RETURNS_POLICY + "\n"
+        # The regression's block draws from a stream of its own: every other text is unchanged.
+        block = tg.vendor_directory(Random(f"{seed}:regression"), VENDORS)
+        self.regressed = self.stable[REGRESSION_FEATURE] + "\n" + block + "\n"
 
     def _users(self) -> list[User]:
         r, users = Random(f"{self.seed}:users"), []
@@ -392,7 +401,8 @@ class Planner:
                 text, out = tg.invoice(r)
                 route = "proxy-4.1-mini" if r.random() < 0.12 else "gpt-4.1"  # an A/B test
                 msg = f"Extract the fields from this invoice:\n\n{text}"
-                sink.add(t, route, u, msg, out, **extra)
+                system = [self.regressed if t >= REGRESSION_AT.timestamp() else sink.stable]
+                sink.add(t, route, u, msg, out, system=system, **extra)
                 t += 2 + r.random() * 6
             t = self.when()
 
@@ -807,7 +817,8 @@ def _percentile(values: list[int], q: float) -> int:
 
 
 def plants(calls: list[Call], envs: list[dict[str, Any]]) -> dict[str, Any]:
-    """What issue 11's levers must find, measured on the generated requests themselves."""
+    """What issue 11's levers and issue 12's anomalies must find, measured on the generated
+    requests themselves."""
     rows = list(zip(envs, calls, strict=True))
 
     def billed(feature: str) -> list[tuple[dict[str, Any], Call]]:
@@ -832,6 +843,12 @@ def plants(calls: list[Call], envs: list[dict[str, Any]]) -> dict[str, Any]:
     nightly = [e for e, c in rows if c.feature == "nightly-digest"]
     chat = [e for e, c in rows if c.feature == "support-chat"]
     nights = Counter(e["timestamp"][:10] for e in nightly)
+    cut = REGRESSION_AT.timestamp()
+    invoices = billed(REGRESSION_FEATURE)
+    halves = {
+        "before": [c for _, c in invoices if c.ts < cut],
+        "after": [c for _, c in invoices if c.ts >= cut],
+    }
     return {
         "trimming": {
             "feature": "returns-agent",
@@ -896,6 +913,19 @@ def plants(calls: list[Call], envs: list[dict[str, Any]]) -> dict[str, Any]:
                 "streaming": all(e["request"].get("stream") for e in chat),
                 "users": len({e["user"] for e in chat}),
                 "hours_utc": sorted({int(e["timestamp"][11:13]) for e in chat}),
+            },
+        },
+        "prompt_regression": {
+            "feature": REGRESSION_FEATURE,
+            "deployed_at": iso(cut),
+            "date": REGRESSION_AT.strftime("%Y-%m-%d"),
+            "appended": "vendor master data",
+            "system_prompt_tokens": {
+                k: tok("\n\n".join(v[0].system)) for k, v in halves.items()
+            },
+            "billed_requests": {k: len(v) for k, v in halves.items()},
+            "median_input_tokens_per_request": {
+                k: round(statistics.median(c.prompt_tokens for c in v)) for k, v in halves.items()
             },
         },
     }

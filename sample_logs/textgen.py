@@ -623,6 +623,28 @@ def labs(r: Rng) -> tuple[str, str]:
     return prompt, out
 
 
+# --- invoice-extract's prompt regression (the tokens-jump plant of issue 12) ---------------------
+# A release pastes the whole vendor master data into the system prompt "so the model can match
+# vendor names": every call from then on carries it, though the invoices name their vendor.
+VENDOR_TERMS = ["Net 30", "Net 45", "Net 60", "2/10 Net 30", "Due on receipt"]
+
+
+def vendor_directory(r: Rng, entries: int) -> str:
+    """The block the regression appends: one line per vendor of the master data."""
+    lines = [
+        "## Vendor master data (match the invoice's vendor to one of these ids)",
+        "id | legal name | city | VAT id | payment terms | currency | cost centre",
+    ]
+    for i in range(entries):
+        vendor, city = r.choice(G["vendor"]), r.choice(G["city"])  # type: ignore[arg-type]
+        currency = r.choice(["EUR", "GBP", "USD"])
+        lines.append(
+            f"V-{10000 + 37 * i} | {vendor} | {city} | NL{r.randint(10**8, 10**9)}B0{i % 10}"
+            f" | {r.choice(VENDOR_TERMS)} | {currency} | CC-{r.randint(100, 999)}"
+        )
+    return "\n".join(lines)
+
+
 # --- returns-agent (the trimming plant) ---------------------------------------------------------
 # The policy block the app's template pastes twice: once in the base prompt and again, verbatim, as
 # a "reminder" at the end (a copy-paste bug nobody noticed). Exactly one paragraph, no blank lines.

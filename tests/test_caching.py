@@ -424,6 +424,7 @@ def test_sample_planted_shared_prefixes_give_the_expected_cached_share(sample) -
     generator logged (it drops 5 % of hits at random) and at most the planted prefix per request
     (plus the message header it may share, under two 128-token increments)."""
     con, _, truth = sample
+    regression = truth["plants"]["prompt_regression"]
     con.execute(f"CREATE TEMP TABLE sb AS SELECT {', '.join(STATE_COLUMNS)} FROM requests")
     ctx = LeverContext(
         con, api.load_price_table(), default_rules_dir(), SimOptions(cache_ttl_seconds=600)
@@ -431,14 +432,21 @@ def test_sample_planted_shared_prefixes_give_the_expected_cached_share(sample) -
     out = run_standalone(CachingLever(), ctx, "sb", "sc")
     rows = con.execute(
         f"""SELECT r.feature, sum(r.cache_read_tokens), sum(p.cache_read_tokens_sim),
-                   list(r.input_tokens)
+                   list((r.input_tokens, r.ts >= ?))
             FROM requests r JOIN {out.per_request} p USING (request_id)
             WHERE r.provider = 'openai' AND p.cache_read_tokens_sim IS NOT NULL
               AND r.feature IN ('nightly-digest', 'invoice-extract', 'sentiment', 'math-solver')
-            GROUP BY ALL"""
+            GROUP BY ALL""",
+        [regression["deployed_at"][:-1]],
     ).fetchall()
     assert len(rows) == 4
     for feature, logged, simulated, inputs in rows:
         stable = truth["features"][feature]["system_prompt_tokens"]
-        ceiling = sum(min(n, stable + 256) for n in inputs)
+        # the planted prompt regression grows invoice-extract's system prompt from its deploy on
+        grown = (
+            regression["system_prompt_tokens"]["after"]
+            if feature == regression["feature"]
+            else stable
+        )
+        ceiling = sum(min(n, (grown if after else stable) + 256) for n, after in inputs)
         assert 0.95 * logged <= simulated <= ceiling, feature

@@ -16,6 +16,7 @@ import pytest
 
 from advisor.conditions import FeatureType, rules_with_cases, run_cases
 from advisor.difficulty.features import FEATURE_TYPES
+from advisor.guardrails import anomalies
 from advisor.guardrails.policy import policy_rules, run_policy_cases
 from advisor.levers import batching, streaming
 from advisor.levers.output_caps.policy import FEATURES as OUTPUT_CAPS_FEATURES
@@ -35,6 +36,8 @@ CATALOGUES: dict[str, Mapping[str, FeatureType]] = {
     # eligibility rules read a feature row; the service-user rule reads a request's user id
     "batching": {**batching.FEATURE_TYPES, **batching.USER_FEATURES},
     "streaming": {**streaming.FEATURE_TYPES, **streaming.MODEL_FEATURES},
+    # every kind's figures; the rules model checks each rule against its own kind's on load
+    "anomalies": anomalies.FEATURES,
 }
 
 

@@ -210,3 +210,35 @@ def test_batching_plant_bursts_nightly_and_the_chat_control_streams() -> None:
     assert len({r["user"] for r in chat}) == control["users"] >= 40
     hours = {int(r["timestamp"][11:13]) for r in chat}
     assert sorted(hours) == control["hours_utc"] and len(hours) >= 20  # spread over the day
+
+
+def test_prompt_regression_plant_grows_one_features_system_prompt_from_one_date() -> None:
+    gt = plant("prompt_regression")
+    recs = feature_records(gt["feature"])
+    cut = gt["deployed_at"]
+
+    def system(r: dict[str, Any]) -> str:
+        return str(r["request"]["messages"][0]["content"])
+
+    before = {system(r) for r in recs if r["timestamp"] < cut}
+    after = {system(r) for r in recs if r["timestamp"] >= cut}
+    assert len(before) == len(after) == 1  # one template each side of the deploy
+    (old,), (new,) = before, after
+    assert new.startswith(old) and "Vendor master data" in new[len(old) :]
+    billed = [r for r in recs if r["error"] is None and "usage" in (r["response"] or {})]
+    tokens = {
+        side: sorted(
+            r["response"]["usage"]["prompt_tokens"]
+            for r in billed
+            if (r["timestamp"] >= cut) == (side == "after")
+        )
+        for side in ("before", "after")
+    }
+    for side, values in tokens.items():  # the medians, from the requests that logged usage
+        median = values[len(values) // 2]
+        assert abs(median - gt["median_input_tokens_per_request"][side]) < 20
+    assert gt["system_prompt_tokens"]["after"] - gt["system_prompt_tokens"]["before"] > 1000
+    assert gt["date"] == cut[:10]
+    # no other plant uses the feature
+    others = [v for k, v in truth()["plants"].items() if k != "prompt_regression"]
+    assert gt["feature"] not in json.dumps(others)
