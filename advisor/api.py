@@ -15,12 +15,12 @@ from pathlib import Path
 
 import duckdb
 
-from advisor import __version__, baseline, outputs, store, tokens
+from advisor import __version__, baseline, guardrails, outputs, store, tokens
 from advisor import analysis as A
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
 from advisor.errors import AdvisorError, InputError, Interrupted, UnreadableFile
-from advisor.guardrails.store import load_guardrails
+from advisor.guardrails.store import load_guardrails, save_guardrails
 from advisor.ingest import FORMATS as INPUT_FORMATS
 from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
@@ -174,6 +174,10 @@ def build_analysis(
     if step is not None:
         step("streaming advice")
     advice = streaming.advise(con, ctx.rules_dir, options.offline_features)
+    if step is not None:
+        step("anomalies and guardrail limits")
+    limits, anomalies = guardrails.build(con, ctx.rules_dir)
+    save_guardrails(con, limits)  # unredacted: `advisor export guardrails --db` renders from it
     generated = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return Analysis(
         generated_at=generated,
@@ -196,6 +200,8 @@ def build_analysis(
         levers_run=[run.id for run in sim.levers],
         levers_skipped=registry.skipped(options.levers),
         combined=A.Combined(**vars(sim.combined)),
+        guardrails=limits,
+        anomalies=anomalies,
         recommendations=rank(sim.recommendations + streaming.recommendations(advice)),
         streaming=advice,
         prices=baseline.build_prices(con, prices),
@@ -384,6 +390,7 @@ def _check_rules(rules_dir: Path, prices: PriceTable) -> None:
     load_rules(rules_dir)
     load_policy(rules_dir)
     load_trimming_policy(rules_dir)
+    guardrails.check_rules(rules_dir)
 
 
 def diff(old: Path, new: Path) -> AnalysisDiff:

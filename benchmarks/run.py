@@ -30,8 +30,8 @@ import stages
 
 HERE = Path(__file__).resolve().parent
 
-STAGES = ("ingest", "baseline", "caching", "tiering", "analyze")  # or any registry lever id
-DEFAULT_STAGES = "ingest,baseline,caching,tiering,analyze"
+STAGES = ("ingest", "baseline", "caching", "tiering", "guardrails", "analyze")  # or a lever id
+DEFAULT_STAGES = "ingest,baseline,caching,tiering,guardrails,analyze"
 OWN_STORE = ("analyze",)  # stages that ingest into a store of their own
 TARGET_RATIO = 4.0  # issue target: ingest + baseline within 4x the bare scan
 TARGET_RSS = 4 << 30  # and peak RSS under 4 GiB

@@ -180,6 +180,27 @@ def run_analyze(log: Path, db: Path) -> StageResult:
     )
 
 
+def run_guardrails(db: Path) -> StageResult:
+    """Anomalies, then limits derived and back-tested, on the priced store (after baseline)."""
+    from advisor import guardrails, store
+    from advisor.ruleset import default_rules_dir
+
+    con = store.connect(db)
+    clock = Clock()
+    found, anomalies = guardrails.build(con, default_rules_dir())
+    seconds = clock.total
+    con.close()
+    return StageResult(
+        "guardrails",
+        seconds=seconds,
+        counts={
+            "limits_set": sum(limit.status == "set" for limit in found.limits),
+            "limits_too_thin": sum(limit.status != "set" for limit in found.limits),
+            "anomalies": len(anomalies),
+        },
+    )
+
+
 class TimedLever:
     """Wraps a lever so that `simulate` runs it as usual while its prepare, replay and describe
     are timed."""
@@ -307,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         "ingest": lambda: run_ingest(args.log, args.db),
         "baseline": lambda: run_baseline(args.db),
         "analyze": lambda: run_analyze(args.log, args.db),
+        "guardrails": lambda: run_guardrails(args.db),
     }
     job = jobs.get(args.stage, lambda: run_lever(args.db, args.stage))
     if args.profile:

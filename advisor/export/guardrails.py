@@ -463,7 +463,8 @@ def helicone_document(source: GuardrailSource) -> dict[str, Any]:
     policies, unmapped, not_set = [], [], []
     for limit in source.guardrails.limits:
         if limit.status != "set" or limit.value is None:
-            not_set.append({"id": limit.id, "reason": limit.reason or "too little history"})
+            reason = limit.reason or "too little history"
+            not_set.append({"id": limit.id, "subject": limit.subject, "reason": reason})
             continue
         entry = _helicone_entry(limit, limit.value)
         if isinstance(entry, str):
