@@ -920,9 +920,7 @@ def plants(calls: list[Call], envs: list[dict[str, Any]]) -> dict[str, Any]:
             "deployed_at": iso(cut),
             "date": REGRESSION_AT.strftime("%Y-%m-%d"),
             "appended": "vendor master data",
-            "system_prompt_tokens": {
-                k: tok("\n\n".join(v[0].system)) for k, v in halves.items()
-            },
+            "system_prompt_tokens": {k: tok("\n\n".join(v[0].system)) for k, v in halves.items()},
             "billed_requests": {k: len(v) for k, v in halves.items()},
             "median_input_tokens_per_request": {
                 k: round(statistics.median(c.prompt_tokens for c in v)) for k, v in halves.items()
