@@ -69,7 +69,7 @@ MemoryOpt = Annotated[
     str | None,
     typer.Option(
         "--memory",
-        help="DuckDB's memory budget before it spills to disk (default 1.5GB, or $ADVISOR_MEMORY).",
+        help="DuckDB's memory budget before it spills to disk (default 1GB, or $ADVISOR_MEMORY).",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]

@@ -45,7 +45,9 @@ def test_benchmark_runs_every_stage(tmp_path: Path, repo_root: Path) -> None:
     results = json.loads((out / "results.json").read_text())
 
     stages = results["stages"]
-    assert list(stages) == ["scan", "ingest", "baseline", "caching", "tiering", "analyze"]
+    assert list(stages) == [
+        "scan", "ingest", "baseline", "caching", "tiering", "guardrails", "analyze"
+    ]  # fmt: skip
     for name in ("scan", "ingest", "baseline"):
         assert stages[name]["status"] == "ok", stages[name]["note"]
     for name, stage in stages.items():
