@@ -31,15 +31,19 @@ MONEY = Kind("money")
 SHARE = Kind("share")
 TOKENS = Kind("tokens")
 
+# Serialised only to JSON: a Python dump keeps the Decimal, so nothing that walks a dump's strings
+# (the redaction of Analysis.redacted) can mistake an amount's digits for a card number.
 Money = Annotated[
     Decimal,
-    PlainSerializer(to_json, return_type=str),
+    PlainSerializer(to_json, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}),
     MONEY,
 ]
 MaybeMoney = Annotated[
     Decimal | None,
-    PlainSerializer(lambda d: None if d is None else to_json(d), return_type=str | None),
+    PlainSerializer(
+        lambda d: None if d is None else to_json(d), return_type=str | None, when_used="json"
+    ),
     WithJsonSchema(
         {"anyOf": [{"type": "string", "pattern": r"^-?\d+(\.\d+)?$"}, {"type": "null"}]}
     ),

@@ -3,6 +3,7 @@ ordinary text is left alone, a cut never leaves half a secret, and the rules fil
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,21 @@ def test_email_user_ids_are_masked_in_every_output(tmp_path: Path) -> None:
     for name in ("analysis.json", "report.html"):
         assert "alice.smith" not in (tmp_path / "out" / name).read_text(encoding="utf-8")
     assert "alice.smith" not in api.render_report(result.analysis, "md")
+
+
+def test_money_with_many_digits_survives_redaction() -> None:
+    """Analysis.redacted used to dump money as strings and scrub them: an amount with 13+
+    digits read as a card number ('6.[NUMBER]'), and loading it failed. Money stays a Decimal
+    until JSON."""
+    from decimal import Decimal
+
+    from advisor.analysis import Analysis
+
+    golden = Path(__file__).resolve().parent / "golden" / "sample_analysis.json"
+    data = json.loads(golden.read_text(encoding="utf-8"))
+    base = Analysis.model_validate({**data, "generated_at": "2026-12-03T00:00:00Z"})
+    amount = Decimal("6.1234567890123456")
+    changed = base.model_copy(
+        update={"baseline": base.baseline.model_copy(update={"cost": amount})}
+    )
+    assert changed.redacted().baseline.cost == amount
