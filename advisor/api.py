@@ -20,7 +20,7 @@ from advisor import analysis as A
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
 from advisor.errors import AdvisorError, InputError, Interrupted, UnreadableFile
-from advisor.guardrails.store import load_guardrails, save_guardrails
+from advisor.guardrails.store import save_guardrails
 from advisor.ingest import FORMATS as INPUT_FORMATS
 from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
@@ -414,12 +414,10 @@ def _write_exports(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Path]
 
 
 def _write_guardrail_exports(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Path]:
-    """The guardrails in every format, when the analysis saved some (tiering or not)."""
+    """The guardrails build_analysis saved in the store, in every format (tiering or not)."""
     from advisor.export import guardrails as export
 
-    if load_guardrails(con) is None:
-        return {}
-    source = export.guardrail_source(con)
+    source = export.guardrail_source(con)  # read once: the store's guardrails, period and ids
     files = {}
     for fmt_name, name in GUARDRAIL_FILES.items():
         files[f"guardrails ({fmt_name})"] = out / name

@@ -72,6 +72,9 @@ MemoryOpt = Annotated[
         help="DuckDB's memory budget before it spills to disk (default 1GB, or $ADVISOR_MEMORY).",
     ),
 ]
+StdoutOpt = Annotated[
+    Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
 
 
@@ -288,9 +291,7 @@ def report(
             "--format", callback=_one_of(api.REPORT_FORMATS), help="|".join(api.REPORT_FORMATS)
         ),
     ] = "html",
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
-    ] = None,
+    output: StdoutOpt = None,
 ) -> None:
     """Render an analysis.json without re-running the pipeline.
 
@@ -363,9 +364,7 @@ def export_router(
         ),
     ] = "generic",
     db: DbOpt = Path("advisor-out/advisor.duckdb"),
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
-    ] = None,
+    output: StdoutOpt = None,
 ) -> None:
     """The router config that applies the tiering decisions in production.
 
@@ -390,9 +389,7 @@ def export_guardrails(
         ),
     ] = "generic",
     db: DbOpt = Path("advisor-out/advisor.duckdb"),
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
-    ] = None,
+    output: StdoutOpt = None,
 ) -> None:
     """The derived limits for a gateway: advisor.guard YAML, LiteLLM config and API, Helicone.
 
