@@ -9,6 +9,7 @@ can show a secret or an e-mail from the logs.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,7 +27,7 @@ from advisor.levers.trimming.models import TrimmingResult
 from advisor.money import MaybeMoney, Money
 from advisor.money import Model as _Model
 
-SCHEMA_VERSION = "2.1"
+SCHEMA_VERSION = "2.2"
 
 __all__ = ["Money", "Recommendation"]  # re-exported: renderers read them from here
 
@@ -97,6 +98,11 @@ class CostRow(_Model):
     share: float
     unpriced_requests: int = 0
     model_key: str | None = None
+    via: list[str] = Field(
+        default_factory=list,
+        description="by_model: the names this model was logged under when they differ from the "
+        "key (aliases, dated snapshots, mapped deployments), sorted",
+    )
 
 
 class ReconciliationRow(_Model):
@@ -148,6 +154,52 @@ class Combined(_Model):
     unpriced_requests: int = Field(description="requests whose cost after the levers is unknown")
 
 
+class ActionRow(_Model):
+    """One change to make: where, the exact setting, what it saves, how risky, how much work."""
+
+    id: str = Field(description="stable: <lever>:<scope>, e.g. tiering:support-chat")
+    lever: str
+    scope: str = Field(description="the feature, template or job the change applies to")
+    change: str = Field(description="the exact setting or edit, e.g. max_tokens: 600")
+    saving: Money = Field(description="over the logged period, in the levers' chained order")
+    saving_per_month: Money = Field(description="saving normalised to 30 days")
+    requests: int = Field(description="requests whose cost the change lowers")
+    risk: str = Field(description="low | medium | high")
+    risk_reason: str
+    effort: str = Field(description="config | prompt edit | code")
+    rule: str | None = Field(None, description="the rules/ id the change comes from")
+
+
+class ActionPlan(_Model):
+    """The changes to make, de-duplicated; rows + other add up to the combined saving exactly."""
+
+    rows: list[ActionRow] = Field(default_factory=list, description="largest saving first")
+    other: Money = Field(
+        default=Decimal(0), description="the savings below the minimum worth showing, summed"
+    )
+    other_changes: int = 0
+    total: Money = Field(default=Decimal(0), description="rows + other: the combined saving")
+    total_per_month: Money = Decimal(0)
+    period_days: float = 0.0
+    minimum: Money = Field(default=Decimal(0), description="a row's smallest saving shown (rules)")
+    interactions: list[str] = Field(
+        default_factory=list, description="how the rows' savings depend on each other"
+    )
+
+
+class UnitCostRow(_Model):
+    """A feature's cost per request before and after the levers (over priced requests)."""
+
+    feature: str | None
+    requests: int
+    cost_before: MaybeMoney
+    cost_after: MaybeMoney
+    saving: Money
+    per_request_before: MaybeMoney
+    per_request_after: MaybeMoney
+    unpriced_requests: int = 0
+
+
 class PriceSource(_Model):
     name: str = Field(
         description="a curated rules file (prices/openai.yaml) or a --prices file name"
@@ -188,6 +240,10 @@ class Analysis(_Model):
         default_factory=list, description="ranked by excess spend, the largest first"
     )
     recommendations: list[Recommendation] = Field(default_factory=list)
+    action_plan: ActionPlan = Field(default_factory=ActionPlan)
+    unit_economics: list[UnitCostRow] = Field(
+        default_factory=list, description="per feature, the costliest first"
+    )
     streaming: StreamingAdvice = Field(
         default_factory=StreamingAdvice,
         description="streaming and speed-premium advice (figures, no priced saving)",

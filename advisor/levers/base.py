@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import ClassVar, Generic, Protocol, TypeVar
 
 import duckdb
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from advisor.money import Model, Money
 from advisor.pricing import PriceTable
@@ -129,6 +129,14 @@ class Lever(Protocol[D, R]):
         ...
 
 
+class LeverNote(Model):
+    """Why a lever could not run or found nothing, and what to log or change to get an answer."""
+
+    id: str = Field(description="the rules/lever_notes.yaml id")
+    reason: str
+    fix: str | None = None
+
+
 class LeverResultBase(Model):
     """One lever's figures in analysis.json; each lever adds `id`, `details` and `risk`."""
 
@@ -138,3 +146,4 @@ class LeverResultBase(Model):
     affected_requests: int
     unpriced_requests: int  # requests this lever could not price (their saving unknown)
     range: SavingRange | None = None  # the standalone saving's range under its key assumption
+    why_not: LeverNote | None = None  # set when the lever could not run or saved nothing
