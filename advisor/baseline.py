@@ -21,6 +21,9 @@ from advisor.pricing import PriceTable, Resolution, cost_sql, register_prices
 from advisor.store import first_row, quarantine_reasons, scalar
 
 TOP_USERS = 25
+# Spend per model groups by what pricing resolved a name to (an alias, a dated snapshot, a mapped
+# deployment is that model); an unresolved name stays its own row.
+_MODEL = "coalesce(r.model_key, r.model)"
 
 
 def resolve_models(
@@ -79,20 +82,27 @@ def _rollup(
     limit: int | None = None,
     by_model: bool = False,
 ) -> list[A.CostRow]:
-    """Cost rows grouped by `key_sql` (and by model_key too when `by_model`), costliest first."""
+    """Cost rows grouped by `key_sql` (and by model_key too when `by_model`), costliest first.
+
+    `via`: the logged model names of a row that differ from its key (filled when the key is the
+    model, see `_MODEL`)."""
     limit_sql = f"LIMIT {limit}" if limit else ""
     model = "r.model_key" if by_model else "NULL"
+    via = "NULL"
+    if key_sql == _MODEL:
+        via = f"list_sort(list(DISTINCT r.model) FILTER (WHERE r.model <> {_MODEL}))"
     rows = con.execute(
         f"""SELECT {key_sql} AS k, count(*), sum(r.input_tokens), sum(r.cache_read_tokens),
                    sum(r.output_tokens), sum(c.baseline_cost),
-                   count(*) FILTER (WHERE c.baseline_cost IS NULL), {model} AS mk
+                   count(*) FILTER (WHERE c.baseline_cost IS NULL), {model} AS mk,
+                   {via} AS via
             FROM requests r JOIN costs c USING (request_id)
             GROUP BY k, mk
             ORDER BY sum(c.baseline_cost) DESC NULLS LAST, k NULLS LAST, mk NULLS LAST
             {limit_sql}"""
     ).fetchall()
     out = []
-    for k, n, inp, cached, outp, cost, unpriced, model_key in rows:
+    for k, n, inp, cached, outp, cost, unpriced, model_key, names in rows:
         cost = maybe_money(cost)  # every request of the group unpriced: unknown, not 0
         out.append(
             A.CostRow(
@@ -105,6 +115,7 @@ def _rollup(
                 share=float(cost / total) if cost is not None and total else 0.0,
                 unpriced_requests=unpriced,
                 model_key=model_key,
+                via=names or [],
             )
         )
     return out
@@ -145,7 +156,7 @@ def build_baseline(con: duckdb.DuckDBPyConnection) -> A.Baseline:
     day = "CAST(r.ts AS DATE)"  # str() of a DATE is YYYY-MM-DD; cheaper to group than a string
     return A.Baseline(
         cost=total,
-        by_model=_rollup(con, "r.model", total, by_model=True),
+        by_model=_rollup(con, _MODEL, total, by_model=True),
         by_feature=_rollup(con, "r.feature", total),
         by_user=_rollup(con, "r.user_id", total, limit=TOP_USERS),
         by_day=sorted(_rollup(con, day, total), key=lambda row: row.key or ""),

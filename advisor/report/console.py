@@ -104,7 +104,7 @@ def _cost_table(a: Analysis, title: str, name: str, rows: list[CostRow], width: 
     ranked = fmt.by_cost(rows)
     cells = [
         [
-            literal(fmt.text(r.key)),
+            literal(fmt.text(r.key) + (f" via {', '.join(r.via)}" if r.via else "")),
             fmt.count(r.requests),
             fmt.tokens(r.input_tokens),
             fmt.tokens(r.output_tokens),
