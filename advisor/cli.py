@@ -7,7 +7,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,6 +16,11 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElaps
 from advisor import __version__, api
 from advisor.errors import AdvisorError, Interrupted
 from advisor.report.console import TOP_REASONS, literal
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from advisor.diff import UnitChange
 
 app = typer.Typer(
     help="advisor: replay your LLM traffic logs under cheaper policies and price every one.",
@@ -28,6 +33,7 @@ export_app = typer.Typer(help="Write deployable artefacts from an analysis.", no
 app.add_typer(prices_app, name="prices")
 app.add_typer(export_app, name="export")
 
+DIFF_ROWS = 20  # features or models per `advisor diff` table
 out = Console(highlight=False, soft_wrap=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
@@ -324,20 +330,47 @@ def diff(
         from rich.table import Table
 
         grid = Table("figure", "old", "new", "change")
+        cash = lambda d: fmt.money_per_unit(d, result.currency)  # noqa: E731
         for change in result.changes:
-            show = (lambda d: fmt.money(d, result.currency)) if change.money else fmt.number
+            show = cash if change.money else fmt.number
+            delta, share = change.delta, change.share
             grid.add_row(
                 literal(change.name), show(change.old), show(change.new),
-                f"{show(change.delta)} ({fmt.pct(change.share)})",
+                f"{fmt.signed(delta, show(delta))} ({fmt.signed(share, fmt.pct(share))})",
             )  # fmt: skip
         out.print(grid)
         for note in result.notes:  # e.g. the price table changed: a cause of the difference
             out.print(literal(note))
+        for title, units in (("feature", result.features), ("model", result.models)):
+            out.print(_unit_table(title, units, result.currency))
     if fail_on_increase is not None and api.increase_exceeds(result, fail_on_increase):
         raise AdvisorError(
             f"cost per priced request rose by more than {fail_on_increase}%",
             hint="see the table above",
         )
+
+
+def _unit_table(name: str, units: list[UnitChange], currency: str) -> Table:
+    """Per feature or model: requests and cost per priced request, old → new (the costliest)."""
+    from rich.table import Table
+
+    from advisor.report import fmt
+
+    def pair(old: str, new: str) -> str:
+        return f"{old} → {new}"
+
+    grid = Table(name, "requests", "cost per priced request", "change", title=f"By {name}")
+    for unit in units[:DIFF_ROWS]:
+        cost = unit.per_request
+        grid.add_row(
+            literal(fmt.text(unit.key)),
+            pair(*(fmt.count(t.requests if t else None) for t in (unit.old, unit.new))),
+            pair(fmt.money_per_unit(cost.old, currency), fmt.money_per_unit(cost.new, currency)),
+            fmt.signed(cost.share, fmt.pct(cost.share)),
+        )
+    if len(units) > DIFF_ROWS:
+        grid.caption = f"the costliest {DIFF_ROWS} of {fmt.count(len(units))} (all in --json)"
+    return grid
 
 
 @export_app.command("decisions")

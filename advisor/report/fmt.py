@@ -307,3 +307,25 @@ def reconciliation_sentence(rec: Reconciliation, currency: str) -> str:
         f"{count(rec.rows_with_logged_cost)} requests; our prices give "
         f"{money(rec.computed_total, currency)}; gap {money(rec.gap, currency)}{share}"
     )
+
+
+def signed(value: Decimal | float | None, shown: str) -> str:
+    """A formatted change with its sign: '+$1.23', '+4.0%' (a negative one has its '-')."""
+    return f"+{shown}" if value is not None and value > 0 else shown
+
+
+def money_per_unit(d: Decimal | None, currency: str = "USD") -> str:
+    """A small amount (a cost per request) to three significant digits, so runs compare:
+    '$0.0712', '$0.641'; from one unit up, as `money` ('$35.81')."""
+    amount = to_decimal(d)
+    if amount is None or amount == 0:
+        return money(amount, currency)
+    exponent = Decimal(1).scaleb(min(amount.adjusted() - 2, -2))
+    rounded = abs(amount).quantize(exponent, rounding=ROUND_HALF_UP)
+    if rounded >= 1:
+        return money(amount, currency)
+    text = format(rounded, "f").rstrip("0")
+    text = text if len(text.split(".")[1]) >= 2 else f"{text}0"
+    symbol = _SYMBOLS.get(currency.upper())
+    sign = "-" if amount < 0 else ""
+    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency}"
