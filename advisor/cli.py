@@ -6,6 +6,7 @@ import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -330,7 +331,7 @@ def diff(
         from rich.table import Table
 
         grid = Table("figure", "old", "new", "change")
-        cash = lambda d: fmt.money_per_unit(d, result.currency)  # noqa: E731
+        cash = partial(fmt.money_per_unit, currency=result.currency)
         for change in result.changes:
             show = cash if change.money else fmt.number
             delta, share = change.delta, change.share

@@ -309,11 +309,10 @@ def _price_change(old: Analysis, new: Analysis) -> PriceChange | None:
         models = sorted(k for k in a.models.keys() & b.models.keys() if a.models[k] != b.models[k])
     before = _summed(old.baseline.by_model, _model_key)
     after = _summed(new.baseline.by_model, _model_key)
-    moves = [
-        PriceMove(k, before[k].per_token, after[k].per_token, after[k].tokens)
-        for k in models
-        if k in before and k in after
-    ]
+    moves = []
+    for k in models:
+        old_traffic, new_traffic = before.get(k, Traffic()), after.get(k, Traffic())
+        moves.append(PriceMove(k, old_traffic.per_token, new_traffic.per_token, new_traffic.tokens))
     return PriceChange(
         a.digest if a else None,
         b.digest if b else None,
