@@ -318,7 +318,7 @@ def diff(
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Compare two analyses: spend, coverage and each lever's saving.
+    """Compare two analyses: spend, coverage, levers, cost per request by feature and model.
 
     Example: advisor diff last-month/analysis.json advisor-out/analysis.json --fail-on-increase 5
     """
