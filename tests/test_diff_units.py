@@ -9,20 +9,10 @@ from typing import Any
 
 import yaml
 from helpers import openai_line, write_jsonl
+from test_report import small_analysis
 
 from advisor import api
-from advisor.analysis import (
-    Analysis,
-    Baseline,
-    Combined,
-    CostRow,
-    Coverage,
-    Period,
-    PriceSource,
-    PriceTableIdentity,
-    Reconciliation,
-    TokenSources,
-)
+from advisor.analysis import Analysis, CostRow, PriceSource, PriceTableIdentity
 from advisor.diff import diff_analyses
 from advisor.report import fmt
 
@@ -58,42 +48,23 @@ def _analysis(
         prices = PriceTableIdentity(
             sources=[source], digest="table-" + "-".join(sorted(digests.values())), models=digests
         )
-    return Analysis(
-        generated_at="2026-11-01T00:00:00Z",
-        advisor_version=version,
-        inputs=[],
-        period=Period(start=None, end=None, days=1.0),
-        coverage=Coverage(
-            requests=requests,
-            priced_requests=priced,
-            unpriced_requests=requests - priced,
-            quarantined_rows=0,
-            duplicate_rows=0,
-            error_requests=0,
-            unpriced_models=[],
-            token_source=TokenSources(logged=requests),
-            tokenizer="tiktoken",
-            model_resolution={},
-            quarantine_reasons=[],
-            notes=[],
-        ),
-        baseline=Baseline(
-            cost=cost,
-            by_model=by_model,
-            by_feature=by_feature,
-            by_user=[],
-            by_day=[],
-            reconciliation=Reconciliation(
-                rows_with_logged_cost=0,
-                logged_total=Decimal(0),
-                computed_total=Decimal(0),
-                gap=Decimal(0),
-                gap_share=None,
-                by_model=[],
+    base = small_analysis()  # the report tests' analysis, with these figures
+    return base.model_copy(
+        update={
+            "advisor_version": version,
+            "coverage": base.coverage.model_copy(
+                update={
+                    "requests": requests,
+                    "priced_requests": priced,
+                    "unpriced_requests": requests - priced,
+                }
             ),
-        ),
-        combined=Combined(cost=cost, saving=Decimal(0), saving_share=0.0, unpriced_requests=0),
-        prices=prices,
+            "baseline": base.baseline.model_copy(
+                update={"cost": cost, "by_model": by_model, "by_feature": by_feature}
+            ),
+            "combined": base.combined.model_copy(update={"cost": cost}),
+            "prices": prices,
+        }
     )
 
 
