@@ -40,7 +40,7 @@ def spec_path() -> Path:
     return Path(SPEC_NAME)
 
 
-class AdvisorRouterHook(CustomLogger):  # type: ignore[misc]  # litellm ships no type stubs
+class AdvisorRouterHook(CustomLogger):
     """Rewrites `model` to the routed model group for requests the router sends elsewhere."""
 
     def __init__(self, router: Router | str | Path | None = None) -> None:

@@ -209,7 +209,11 @@ def litellm_config(spec: dict[str, Any]) -> dict[str, Any]:
     providers: dict[str, str] = spec["providers"]
     entries: dict[str, dict[str, Any]] = {}
 
-    def add(name: str, provider: str | None, model: str, info: dict[str, Any]) -> None:
+    def add(
+        name: str, provider: str | None, model: str, key: str | None, info: dict[str, Any]
+    ) -> None:
+        if provider == "azure" and key:  # LiteLLM prices an Azure deployment by its base model
+            info["base_model"] = f"azure/{key}"
         entries.setdefault(
             name,
             {
@@ -220,21 +224,21 @@ def litellm_config(spec: dict[str, Any]) -> dict[str, Any]:
         )
 
     for name, (provider, key) in sorted(_deployments(spec).items()):
-        add(name, provider or providers.get(key or ""), name, {"id": f"advisor-original-{name}"})
+        info: dict[str, Any] = {"id": f"advisor-original-{name}"}
+        add(name, provider or providers.get(key or ""), name, key, info)
     routes = _routes(spec)
     for source, _ in routes:  # the fallback of a shared group, even if never logged by that name
-        add(source, providers.get(source), source, {"id": f"advisor-original-{source}"})
+        add(source, providers.get(source), source, source, {"id": f"advisor-original-{source}"})
     fallbacks = []
     for (source, target), rule_ids in routes.items():
         name = alias(source, target)
         info = {"id": name, "advisor_rules": rule_ids, "advisor_route_from": source}
-        add(name, providers.get(target), target, info)
+        add(name, providers.get(target), target, target, info)
         fallbacks.append({name: [source]})
     for group, provider, name, target in _own_groups(spec):
         note = f"placeholder: a {provider} deployment of {target} beside {name}; create it or edit"
-        add(
-            group, provider, target, {"id": group, "advisor_route_from": name, "advisor_note": note}
-        )
+        info = {"id": group, "advisor_route_from": name, "advisor_note": note}
+        add(group, provider, target, target, info)
         fallbacks.append({group: [name]})
     return {
         "model_list": list(entries.values()),
