@@ -373,6 +373,25 @@ class Decision:
     alias: str | None = None  # LiteLLM model-group alias of the route, if routed
 
 
+def route_alias(source: str, target: str) -> str:
+    """The LiteLLM model-group / Portkey target name of one route."""
+    return f"advisor-{source}-to-{target}"
+
+
+def deployment_group(
+    name: str, provider: str | None, key: str, target: str, providers: Mapping[str, str]
+) -> str | None:
+    """The gateway group that serves a route from the logged model `name` (on `provider`) to
+    `target`, on that name's own provider: the shared route group when the name is served by its
+    price-table provider; else a group of `name`'s own (an Azure deployment goes to an Azure
+    deployment of the cheaper model, never to OpenAI); None when the route would leave the
+    deployment's provider (a cross-provider rule), so that the request stays as it is."""
+    home = providers.get(key)
+    if provider is None or provider == home:
+        return route_alias(key, target)
+    return route_alias(name, target) if providers.get(target) == home else None
+
+
 def _resolve_guards(matched: Sequence[Guard]) -> str:
     top = max(g.priority for g in matched)
     return max((g.label for g in matched if g.priority == top), key=SEVERITY.__getitem__)
@@ -397,6 +416,11 @@ class Router:
         self.rules = list(spec.get("rules") or [])
         self.classifier = Classifier.from_dict(spec["classifier"])
         self.aliases = dict(spec.get("aliases") or {})
+        self.providers = dict(spec.get("providers") or {})
+        # logged name (any case) -> (its logged spelling, the provider that served it)
+        self.deployments = {
+            str(k).lower(): (str(k), v) for k, v in (spec.get("model_providers") or {}).items()
+        }
 
     def model_key(self, model: str | None, provider: str | None = None) -> str | None:
         if model is None:
@@ -455,6 +479,18 @@ class Router:
             rule=None,
             reasons=tuple(reasons),
             **base,
+        )
+
+    def gateway_group(self, decision: Decision) -> str | None:
+        """The LiteLLM model group (Portkey target) to call for a routed decision, on the
+        provider that served the requested name in the logs; None = call the request's own model
+        (not routed, or the route would take the traffic to another provider)."""
+        if not decision.routed or decision.model_key is None or decision.routed_model is None:
+            return None
+        name = decision.original_model or ""
+        spelled, provider = self.deployments.get(name.lower(), (name, None))
+        return deployment_group(
+            spelled, provider, decision.model_key, decision.routed_model, self.providers
         )
 
     @staticmethod
