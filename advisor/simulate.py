@@ -97,11 +97,17 @@ class Simulation:
 
 
 def rank(recommendations: list[Recommendation]) -> list[Recommendation]:
-    """Recommendations as analysis.json lists them: largest saving first; ties in the levers'
-    order (DESIGN.md section 1, advice that is not a lever last), then by title."""
+    """Recommendations as analysis.json lists them, repeats merged (same lever, title and
+    action: one entry, savings summed): largest saving first; ties in the levers' order
+    (DESIGN.md section 1, advice that is not a lever last), then by title."""
+    merged: dict[tuple[str, str, str], Recommendation] = {}
+    for r in recommendations:
+        key = (r.lever, r.title, r.action)
+        seen = merged.get(key)
+        merged[key] = r if seen is None else seen.model_copy(update={"saving": seen.saving + r.saving})
     order = {lever_id: i for i, lever_id in enumerate(registry.ALL_IDS)}
     return sorted(
-        recommendations, key=lambda r: (-r.saving, order.get(r.lever, len(order)), r.title)
+        merged.values(), key=lambda r: (-r.saving, order.get(r.lever, len(order)), r.title)
     )
 
 
