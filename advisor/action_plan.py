@@ -126,18 +126,19 @@ def build_action_plan(
     """The plan from `sim_steps`: one row per (lever, feature) at or above the minimum rule,
     the rest summed into `other`; rows + other == combined.saving."""
     rules = load_rules(rules_dir)
-    per_month, share = rules.thresholds()
+    floor_month, floor_share = rules.thresholds()
     total = combined.saving
     days = max(Decimal(str(period.days)), Decimal(1))
-    minimum = max(per_month * days / MONTH_DAYS, share * total).quantize(PLACES)
+    minimum = max(floor_month * days / MONTH_DAYS, floor_share * total).quantize(PLACES)
     changes = {lever.id: _CHANGES[lever.id](con, lever) for lever in levers}
-    order = {lever.id: i for i, lever in enumerate(levers)}
+    order: dict[str, int] = {lever.id: i for i, lever in enumerate(levers)}
     rows: list[A.ActionRow] = []
     other, other_changes = Decimal(0), 0
     for lever_id, feature, saving, requests in _steps(con):
         saving = Decimal(saving)
+        per_month = month(saving, period.days)
         figures = {
-            "saving_per_month": month(saving, period.days),
+            "saving_per_month": per_month,
             "share_of_total": float(saving / total) if total > 0 else 0.0,
         }
         if not evaluate(rules.minimum.condition, figures):
@@ -156,7 +157,7 @@ def build_action_plan(
                 scope=scope,
                 change=change.text,
                 saving=saving,
-                saving_per_month=figures["saving_per_month"],
+                saving_per_month=per_month,
                 requests=int(requests),
                 risk=risk.level if risk else "low",
                 risk_reason=f"{risk.title}: {change.reason}" if risk else change.reason,

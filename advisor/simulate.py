@@ -104,7 +104,9 @@ def rank(recommendations: list[Recommendation]) -> list[Recommendation]:
     for r in recommendations:
         key = (r.lever, r.title, r.action)
         seen = merged.get(key)
-        merged[key] = r if seen is None else seen.model_copy(update={"saving": seen.saving + r.saving})
+        merged[key] = (
+            r if seen is None else seen.model_copy(update={"saving": seen.saving + r.saving})
+        )
     order = {lever_id: i for i, lever_id in enumerate(registry.ALL_IDS)}
     return sorted(
         merged.values(), key=lambda r: (-r.saving, order.get(r.lever, len(order)), r.title)

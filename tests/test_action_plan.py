@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pytest
 from helpers import write_jsonl
 from hypothesis import HealthCheck, given, settings
 from test_simulate_property import EXAMPLES, _line, rules, traffic  # noqa: F401 -- rules: fixture
 
-from advisor import api
 from advisor import analysis as A
+from advisor import api
 from advisor.action_plan import build_action_plan, load_rules, month
 from advisor.ruleset import default_rules_dir
 
@@ -91,9 +90,7 @@ def _tiny_store(steps: list[tuple[str, str, str | None, str, str]]) -> duckdb.Du
     )
     for request_id, lever, feature, before, after in steps:
         con.execute("INSERT INTO requests VALUES (?, ?)", [request_id, feature])
-        con.execute(
-            "INSERT INTO sim_steps VALUES (?, ?, ?, ?)", [request_id, lever, before, after]
-        )
+        con.execute("INSERT INTO sim_steps VALUES (?, ?, ?, ?)", [request_id, lever, before, after])
     return con
 
 
@@ -148,10 +145,11 @@ def test_no_feature_and_unpriced_steps_still_add_up() -> None:
 )
 @given(rows=traffic)
 def test_plan_adds_up_on_generated_traffic(
-    tmp_path: Path, rules: Path, rows: list[dict[str, Any]]
+    tmp_path: Path,
+    rules: Path,  # noqa: F811 -- the fixture test_simulate_property defines
+    rows: list[dict[str, Any]],
 ) -> None:
     log = write_jsonl(tmp_path / "log.jsonl", [_line(i, r) for i, r in enumerate(rows)])
     out = tmp_path / "out"
     result = api.analyze([str(log)], out_dir=out, rules_dir=rules, write_report=False)
     _adds_up(result.analysis)
-
