@@ -17,6 +17,7 @@ import duckdb
 
 from advisor import __version__, baseline, guardrails, outputs, store, tokens
 from advisor import analysis as A
+from advisor.action_plan import build_action_plan, build_unit_economics
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
 from advisor.errors import AdvisorError, InputError, Interrupted, UnreadableFile
@@ -179,6 +180,8 @@ def build_analysis(
     limits, anomalies = guardrails.build(con, ctx.rules_dir)
     save_guardrails(con, limits)  # unredacted: `advisor export guardrails --db` renders from it
     generated = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    levers, combined = [_lever_result(r) for r in sim.levers], A.Combined(**vars(sim.combined))
+    period = baseline.build_period(con)
     return Analysis(
         generated_at=generated,
         advisor_version=__version__,
@@ -193,16 +196,18 @@ def build_analysis(
             )
             for f in report.files
         ],
-        period=baseline.build_period(con),
+        period=period,
         coverage=baseline.build_coverage(con, report, fill.calibration, tokenizer, notes),
         baseline=baseline.build_baseline(con),
-        levers=[_lever_result(run) for run in sim.levers],
+        levers=levers,
         levers_run=[run.id for run in sim.levers],
         levers_skipped=registry.skipped(options.levers),
-        combined=A.Combined(**vars(sim.combined)),
+        combined=combined,
         guardrails=limits,
         anomalies=anomalies,
         recommendations=rank(sim.recommendations + streaming.recommendations(advice)),
+        action_plan=build_action_plan(con, levers, combined, period, ctx.rules_dir),
+        unit_economics=build_unit_economics(con),
         streaming=advice,
         prices=baseline.build_prices(con, prices),
     ).redacted()  # the boundary: nothing below sees unmasked log text

@@ -45,6 +45,23 @@ def state_cost(con: duckdb.DuckDBPyConnection, table: str) -> tuple[Decimal, int
     return Decimal(total or 0), int(unpriced)
 
 
+def record_step(con: duckdb.DuckDBPyConnection, lever_id: str, before: str, after: str) -> None:
+    """Append to `sim_steps` each request whose cost the lever's chained step changed, with its
+    cost before and after the step (NULL: unpriced). Summed over a lever's rows, cost_before -
+    cost_after (NULL as 0, as state_cost sums) is exactly its marginal saving: the action plan
+    splits it by scope."""
+    con.execute(
+        f"""INSERT INTO sim_steps
+            SELECT b.request_id, ?, b.cost, a.cost
+            FROM (SELECT s.request_id, {cost_sql("s", "p")} AS cost
+                  FROM {before} s LEFT JOIN prices p USING (model_key)) b
+            JOIN (SELECT s.request_id, {cost_sql("s", "p")} AS cost
+                  FROM {after} s LEFT JOIN prices p USING (model_key)) a USING (request_id)
+            WHERE b.cost IS DISTINCT FROM a.cost""",
+        [lever_id],
+    )
+
+
 def per_request_table(lever_id: str) -> str:
     """The store table a lever's per-request decisions are kept in for `export decisions`."""
     return f"lever_{lever_id}"
@@ -80,11 +97,19 @@ class Simulation:
 
 
 def rank(recommendations: list[Recommendation]) -> list[Recommendation]:
-    """Recommendations as analysis.json lists them: largest saving first; ties in the levers'
-    order (DESIGN.md section 1, advice that is not a lever last), then by title."""
+    """Recommendations as analysis.json lists them, repeats merged (same lever, title and
+    action: one entry, savings summed): largest saving first; ties in the levers' order
+    (DESIGN.md section 1, advice that is not a lever last), then by title."""
+    merged: dict[tuple[str, str, str], Recommendation] = {}
+    for r in recommendations:
+        key = (r.lever, r.title, r.action)
+        seen = merged.get(key)
+        merged[key] = (
+            r if seen is None else seen.model_copy(update={"saving": seen.saving + r.saving})
+        )
     order = {lever_id: i for i, lever_id in enumerate(registry.ALL_IDS)}
     return sorted(
-        recommendations, key=lambda r: (-r.saving, order.get(r.lever, len(order)), r.title)
+        merged.values(), key=lambda r: (-r.saving, order.get(r.lever, len(order)), r.title)
     )
 
 
@@ -94,7 +119,8 @@ def simulate(
     """Run every lever standalone and chained; persist per-request results for `export decisions`.
 
     `levers` None: the registry's, as `ctx.options.levers` selects. Writes `sim_final`
-    (request_id, final_cost) and `lever_<id>` per-request tables in the store.
+    (request_id, final_cost), `sim_steps` (record_step) and `lever_<id>` per-request tables in
+    the store.
     """
     con = ctx.con
     if levers is None:
@@ -103,6 +129,10 @@ def simulate(
     # of the same store: `export decisions` shows NULL (did not run), never stale decisions
     for lever_id in registry.ALL_IDS:
         con.execute(f"DROP TABLE IF EXISTS {per_request_table(lever_id)}")
+    con.execute(
+        """CREATE OR REPLACE TABLE sim_steps (request_id VARCHAR, lever VARCHAR,
+           cost_before DECIMAL(38, 18), cost_after DECIMAL(38, 18))"""
+    )
     cols = ", ".join(STATE_COLUMNS)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {T.STATE_BASE} AS SELECT {cols} FROM requests")
     base = State(T.STATE_BASE)
@@ -131,6 +161,7 @@ def simulate(
                     step(f"{lever.title}: replaying after the levers before it")
                 chain = lever.replay(ctx, prev, T.state_table(lever.id, "chain"))
                 chain_cost, chain_unpriced = state_cost(con, chain.state.table)
+            record_step(con, lever.id, prev.table, chain.state.table)
             T.drop_working_tables(con, lever.id)
             runs.append(
                 LeverRun(

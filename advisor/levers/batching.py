@@ -557,7 +557,7 @@ class BatchingLever:
             return Recommendation(
                 title=f"Check whether {f.feature} can wait for {title}",
                 lever=self.id,
-                saving=s.saving,
+                saving=Decimal(0),  # not in the lever's saving: the figure is in the action
                 action=f"If nobody waits on {f.feature} ({why}): {text} ({figures}; not in the"
                 " batching figure, which counts strict eligibility only).",
             )

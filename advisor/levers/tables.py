@@ -91,7 +91,7 @@ WORKING: dict[str, dict[str, Table]] = {
         Table(TIER_TARGETS, "(model_key, difficulty) -> the cheaper tier it routes to"),
         Table(TIER_LENGTHS, "typical output length per (template, model)"),
         Table(TIER_CANDIDATES, "per request: class, target, cost before and after routing"),
-        Table(TIER_STATIC, "features already covered by a whole-feature route rule"),
+        Table(TIER_STATIC, "features and templates a whole-feature/template route rule covers"),
     ),
     "trimming": _declare(
         Table(TRIM_ENCODINGS, "model_key -> tiktoken encoding and how exact its counts are"),

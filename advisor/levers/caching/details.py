@@ -181,14 +181,22 @@ def build_details(
         if rule is None:
             continue
         row["recommendation"] = {"id": rule.id, "title": rule.title, "action": rule.action}
-        saving = moved["saving"] if pays else row["saving"]
-        if rule.action not in ("none", "keep") and saving is not None and saving > 0:
+        # the lever's saving holds the template's replay, not the what-if: the what-if's figure
+        # goes in the action, so a lever's recommendations never sum to more than its saving
+        saving = row["saving"]
+        what_if = (
+            f" Moved, it would save {moved['saving']:.2f} USD more (a what-if, not in the"
+            " lever's saving)."
+            if pays
+            else ""
+        )
+        if rule.action not in ("none", "keep") and saving is not None and (saving > 0 or pays):
             recs.append(
                 Recommendation(
                     title=f"{rule.title}: {row['label']} on {row['model_key']}",
                     lever="caching",
-                    saving=saving,
-                    action=rule.rationale,
+                    saving=max(saving, Decimal(0)),
+                    action=rule.rationale + what_if,
                 )
             )
     features = _aggregate(con, "true", "feature", policy.max_templates)

@@ -371,18 +371,19 @@ def _route_rules(
     whose every request moves to one target (cheap to match in a gateway), then the classifier."""
     found: list[dict[str, Any]] = []
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {T.TIER_STATIC} (feature VARCHAR, model_key VARCHAR)"
+        f"""CREATE OR REPLACE TEMP TABLE {T.TIER_STATIC}
+            (kind VARCHAR, value VARCHAR, model_key VARCHAR)"""
     )
     for kind in ("feature", "template_id"):
         rows = con.execute(
             f"""SELECT c.{kind}, c.model_key, any_value(c.target), count(*),
                        sum(c.old_cost - c.new_cost)
                 FROM {T.TIER_CANDIDATES} c LEFT JOIN {T.TIER_STATIC} s
-                  ON s.feature = c.feature AND s.model_key = c.model_key
+                  ON s.kind = 'feature' AND s.value = c.feature AND s.model_key = c.model_key
                 WHERE c.{kind} IS NOT NULL AND c.model_key IS NOT NULL
                 GROUP BY ALL
                 HAVING count(*) >= {MIN_STATIC_RULE} AND bool_and(c.routed)
-                   AND count(DISTINCT c.target) = 1 AND bool_or(s.feature IS NULL)
+                   AND count(DISTINCT c.target) = 1 AND bool_or(s.value IS NULL)
                 ORDER BY 5 DESC, 1, 2"""
         ).fetchall()
         for value, model, target, n, saving in rows:
@@ -395,17 +396,23 @@ def _route_rules(
                     "expected_saving": Decimal(saving),
                 }
             )
-        if kind == "feature" and rows:
+        if rows:
             con.executemany(
-                f"INSERT INTO {T.TIER_STATIC} VALUES (?, ?)", [(r[0], r[1]) for r in rows]
+                f"INSERT INTO {T.TIER_STATIC} VALUES (?, ?, ?)", [(kind, r[0], r[1]) for r in rows]
             )
     for difficulty in tiers.policy.route:
         for model, target, n, saving in con.execute(
             # routed requests are priced on both models: a sum over none of them is 0, not unknown
-            f"""SELECT model_key, target, count(*) FILTER (WHERE routed),
-                      coalesce(sum(old_cost - new_cost) FILTER (WHERE routed), 0)
-               FROM {T.TIER_CANDIDATES} WHERE eligible AND difficulty = ?
-               GROUP BY ALL ORDER BY 1""",
+            # the rule stays for new traffic, but counts only what no earlier rule matched first
+            f"""WITH c AS (
+                   SELECT c.*, routed AND NOT EXISTS (
+                            SELECT 1 FROM {T.TIER_STATIC} s WHERE s.model_key = c.model_key
+                              AND s.value = CASE s.kind WHEN 'feature' THEN c.feature
+                                                        ELSE c.template_id END) AS counted
+                   FROM {T.TIER_CANDIDATES} c WHERE eligible AND difficulty = ?)
+               SELECT model_key, target, count(*) FILTER (WHERE counted),
+                      coalesce(sum(old_cost - new_cost) FILTER (WHERE counted), 0)
+               FROM c GROUP BY ALL ORDER BY 1""",
             [difficulty],
         ).fetchall():
             found.append(

@@ -437,9 +437,10 @@ def describe(
                 Recommendation(
                     title=f"{found[0]} ({op.feature})",
                     lever="trimming",
-                    saving=tool_savings[op.feature],
-                    action=found[1] + f" ({op.tokens_per_request} tokens per call; not counted"
-                    " in the lever's saving)",
+                    saving=Decimal(0),  # not in the lever's saving: the figure is in the action
+                    action=found[1] + f" ({op.tokens_per_request} tokens per call, "
+                    f"${tool_savings[op.feature]:.2f} over the period; not counted in the "
+                    "lever's saving)",
                 )
             )
     recommendations.sort(key=lambda r: (-r.saving, r.title))
