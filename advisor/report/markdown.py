@@ -23,7 +23,7 @@ _PUNCT = re.compile(r"([\\`*_\[\]|#~$!])")
 
 HOW_TO_READ = (
     "_Every saving replays the logged requests under the change, not an assumed percentage; "
-    "$/month scales the period's saving to 30 days. Unknown is never counted as zero._"
+    "\\$/month scales the period's saving to 30 days. Unknown is never counted as zero._"
 )
 
 
@@ -154,7 +154,7 @@ def _plan_table(a: Analysis, plan: ActionPlan) -> list[str]:
         ]
     )
     in_period = f"In {fmt.days(plan.period_days or a.period.days)}"
-    header = ["Where", "Change", "$/month", md(in_period), "Risk", "Effort"]
+    header = ["Where", "Change", md("$/month"), md(in_period), "Risk", "Effort"]
     return _table(header, body, right={2, 3})
 
 
