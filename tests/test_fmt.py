@@ -19,6 +19,10 @@ from advisor.report import fmt
     ("value", "expected"),
     [
         (Decimal("13.79239295"), "$13.79"),
+        (Decimal("1234.5678"), "$1,234.57"),
+        (Decimal("0.00000123"), "$0.0000012"),
+        (Decimal("0.5"), "$0.50"),
+        ("3.10", "$3.10"),
         (Decimal("0.0046"), "$0.0046"),
         (Decimal("0.004649"), "$0.0046"),
         (Decimal("0.00004649"), "$0.000046"),
@@ -32,7 +36,7 @@ from advisor.report import fmt
         (None, fmt.NONE),
     ],
 )
-def test_money_in_prose(value: Decimal | None, expected: str) -> None:
+def test_money_in_prose(value: Decimal | str | None, expected: str) -> None:
     assert fmt.money(value) == expected
 
 

@@ -483,24 +483,6 @@ def _baseline_money(a: Analysis) -> list[Decimal]:
 # --- fmt -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (Decimal("1234.5678"), "$1,234.57"),
-        (Decimal("0.0042"), "$0.0042"),
-        (Decimal("0.004234"), "$0.0042"),
-        (Decimal("0.00000123"), "$0.0000012"),
-        (Decimal("0"), "$0.00"),
-        (Decimal("0.5"), "$0.50"),
-        (Decimal("-12.345"), "-$12.35"),
-        (Decimal("1000000"), "$1,000,000.00"),
-        ("3.10", "$3.10"),
-    ],
-)
-def test_money(value: Decimal, expected: str) -> None:
-    assert fmt.money(value) == expected
-
-
 def test_money_other_currencies() -> None:
     assert fmt.money(Decimal("5"), "EUR") == "€5.00"
     assert fmt.money(Decimal("5"), "CHF") == "5.00 CHF"

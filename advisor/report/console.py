@@ -117,12 +117,7 @@ def _coverage(a: Analysis, console: Console) -> None:
         for u in sorted(cov.unpriced_models, key=lambda u: (-u.requests, u.model)):
             provider = f" ({literal(u.provider)})" if u.provider else ""
             console.print(f"  {literal(u.model)}{provider}  {fmt.plural(u.requests, 'request')}")
-    src = cov.token_source
-    console.print(
-        f"Token counts: logged {fmt.count(src.logged)} · tokenized {fmt.count(src.tokenized)}"
-        f" · estimated {fmt.count(src.estimated)} · unbilled {fmt.count(src.unbilled)}"
-        f"  (tokenizer: {literal(cov.tokenizer)})"
-    )
+    console.print(f"{escape(fmt.token_sources(cov))}  (tokenizer: {literal(cov.tokenizer)})")
     warning = fmt.estimated_warning(cov)
     if warning:
         console.print(f"[bold yellow]Warning:[/bold yellow] {literal(warning)}")

@@ -286,6 +286,15 @@ def levers_sentence(run: Sequence[str], skipped: Sequence[str]) -> str:
     return f"Levers run: {ran}" + (f"; not run: {', '.join(skipped)}" if skipped else "")
 
 
+def token_sources(coverage: Coverage) -> str:
+    """Where the token counts come from, in one line (plain text: callers add the tokenizer)."""
+    src = coverage.token_source
+    return (
+        f"Token counts: {count(src.logged)} logged, {count(src.tokenized)} tokenized, "
+        f"{count(src.estimated)} estimated, {count(src.unbilled)} unbilled"
+    )
+
+
 def estimated_warning(coverage: Coverage) -> str | None:
     """The one sentence every renderer shows when some token counts are estimates."""
     estimated = coverage.token_source.estimated

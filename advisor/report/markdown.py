@@ -200,7 +200,6 @@ def _adds_up(a: Analysis) -> list[str]:
 
 def _coverage(a: Analysis) -> list[str]:
     cov = a.coverage
-    src = cov.token_source
     priced = fmt.pct(cov.priced_requests / cov.requests) if cov.requests else fmt.NONE
     lines = [
         "## Coverage",
@@ -219,11 +218,7 @@ def _coverage(a: Analysis) -> list[str]:
             f"- {fmt.plural(cov.unpriced_requests, 'request')} unpriced ({md(names)}): "
             "their spend is unknown, not counted as zero, in no total"
         )
-    lines.append(
-        f"- Token counts: {fmt.count(src.logged)} logged, {fmt.count(src.tokenized)} tokenized, "
-        f"{fmt.count(src.estimated)} estimated, {fmt.count(src.unbilled)} unbilled "
-        f"(tokenizer: {md(cov.tokenizer)})"
-    )
+    lines.append(f"- {md(fmt.token_sources(cov))} (tokenizer: {md(cov.tokenizer)})")
     warning = fmt.estimated_warning(cov)
     if warning:
         lines.append(f"- **Warning:** {md(warning)}")
