@@ -1,5 +1,5 @@
 """report.md as a pull-request comment: short, the action plan first, columns in a human order,
-and no log string able to break a table or run as HTML.
+and no log string able to break a table or run as HTML; and the plan's top rows in the terminal.
 
 The sample is the golden analysis of sample_logs/ with a hand-made action plan that adds up (rows
 plus `other` make the combined saving), so these tests do not wait for the plan's builder.
@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 from markdown_it import MarkdownIt
+from rich.console import Console
 
 from advisor.analysis import ActionPlan, ActionRow, Analysis
 from advisor.levers.base import LeverNote
+from advisor.report import console as terminal
 from advisor.report import fmt
 from advisor.report.markdown import TOP_ACTIONS, render_markdown
 
@@ -196,3 +198,25 @@ def test_an_analysis_without_a_plan_points_to_the_levers(sample: Analysis) -> No
     md = render_markdown(sample)
     assert "This analysis has no action plan" in md and "No change is worth" not in md
     assert "after the levers: saving" in md.splitlines()[2]
+
+
+def test_the_terminal_shows_the_plan_top_rows_and_sums_the_rest(sample: Analysis) -> None:
+    a = with_plan(sample, 8)
+    screen = Console(width=80, record=True, color_system=None)
+    terminal.render_console(a, screen)
+    out = screen.export_text()
+    plan = out[out.index("Action plan") : out.index("Coverage")]
+    shown = a.action_plan.rows[: terminal.TOP_ACTIONS]
+    assert all(fmt.money(r.saving_per_month) in plan for r in shown)
+    rest = a.action_plan.total_per_month - sum((r.saving_per_month for r in shown), Decimal(0))
+    assert "7 more changes" in plan and fmt.money(rest) in plan  # 3 rows past the top + 4 other
+    assert f"{fmt.money(a.combined.saving)} over 13.92 days" in plan
+    assert fmt.money(a.action_plan.total_per_month) in plan
+    assert "2026-10-18 02:00 UTC to 2026-10-31 23:58 UTC" in out.replace("\n", " ")
+    assert "Action plan" not in _terminal(sample)  # no plan: the levers table says what saves
+
+
+def _terminal(a: Analysis) -> str:
+    screen = Console(width=120, record=True, color_system=None)
+    terminal.render_console(a, screen)
+    return screen.export_text()
