@@ -1,4 +1,5 @@
-"""Golden: analysis.json on sample_logs/ is the same run to run and matches the golden copy.
+"""Golden: analysis.json on sample_logs/ is the same run to run and matches the golden copy, and
+the report.md rendered from that copy matches tests/golden/sample_report.md.
 
 Regenerate after an intended change with: ADVISOR_UPDATE_GOLDEN=1 pytest tests/test_golden.py
 """
@@ -13,6 +14,8 @@ import pytest
 from helpers import require_tiktoken
 
 from advisor import api
+from advisor.analysis import Analysis
+from advisor.report.markdown import render_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).resolve().parent / "golden" / "sample_analysis.json"
@@ -48,3 +51,17 @@ def test_matches_committed_golden(two_runs: tuple[Path, Path]) -> None:
     if os.environ.get("ADVISOR_UPDATE_GOLDEN"):
         GOLDEN.write_text(got)
     assert got == GOLDEN.read_text(), "analysis.json changed: see the module docstring"
+
+
+GOLDEN_REPORT = GOLDEN.with_name("sample_report.md")
+
+
+def test_markdown_matches_committed_golden() -> None:
+    """report.md of the golden analysis (after it, so one ADVISOR_UPDATE_GOLDEN=1 run renews
+    both), its generation time stripped."""
+    data = json.loads(GOLDEN.read_text())
+    analysis = Analysis.model_validate({**data, "generated_at": "2000-01-01T00:00:00Z"})
+    got = render_markdown(analysis).replace(" · generated 2000-01-01 00:00 UTC", "")
+    if os.environ.get("ADVISOR_UPDATE_GOLDEN"):
+        GOLDEN_REPORT.write_text(got, encoding="utf-8")
+    assert got == GOLDEN_REPORT.read_text(encoding="utf-8"), "report.md changed: see the docstring"

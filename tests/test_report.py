@@ -57,7 +57,7 @@ from advisor.report import fmt, guardrails
 from advisor.report import html as html_report
 from advisor.report.console import render_console
 from advisor.report.html import render_html, script_json
-from advisor.report.markdown import render_markdown
+from advisor.report.markdown import md, render_markdown
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '<img src="https://evil.example/x.png" onerror="document.title=\'PWNED\'">'
@@ -483,24 +483,6 @@ def _baseline_money(a: Analysis) -> list[Decimal]:
 # --- fmt -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (Decimal("1234.5678"), "$1,234.57"),
-        (Decimal("0.0042"), "$0.0042"),
-        (Decimal("0.004234"), "$0.0042"),
-        (Decimal("0.00000123"), "$0.0000012"),
-        (Decimal("0"), "$0.00"),
-        (Decimal("0.5"), "$0.50"),
-        (Decimal("-12.345"), "-$12.35"),
-        (Decimal("1000000"), "$1,000,000.00"),
-        ("3.10", "$3.10"),
-    ],
-)
-def test_money(value: Decimal, expected: str) -> None:
-    assert fmt.money(value) == expected
-
-
 def test_money_other_currencies() -> None:
     assert fmt.money(Decimal("5"), "EUR") == "€5.00"
     assert fmt.money(Decimal("5"), "CHF") == "5.00 CHF"
@@ -693,11 +675,9 @@ def test_markdown_totals_and_escaping() -> None:
     assert fmt.pct(a.combined.saving_share) in md
     assert "<script>" not in md and "<img" not in md
     assert "\x1b" not in md and "\u202e" not in md
-    assert md.index("## Coverage") < md.index("## Spend") < md.index("## Levers")
-    # a pipe in a name never splits a table cell
-    for line in md.splitlines():
-        if line.startswith("|") and "rich" in line:
-            assert "\\|pipe\\|" in line
+    assert md.index("## Action plan") < md.index("## How the saving adds up")
+    assert md.index("## How the saving adds up") < md.index("## Coverage")
+    assert "## Spend" not in md and "| Model |" not in md  # spend tables: report.html only
     assert render_markdown(a) == md
 
 
@@ -1005,8 +985,9 @@ def test_anomaly_with_unknown_spend_is_never_zero() -> None:
     values = _chart_spec(html, "anomalies")["data"]["values"]
     assert [v["priced"] for v in values] == [True, False]
     assert "Grey: 1 anomaly whose excess spend is unknown" in html
-    md_rows = [line for line in render_markdown(a).splitlines() if "loop-9" in line]
-    assert md_rows and "$" not in md_rows[0] and md_rows[0].count(fmt.NONE) >= 3
+    only = a.model_copy(update={"anomalies": [unpriced]})
+    md_line = next(line for line in render_markdown(only).splitlines() if "loop-9" in line)
+    assert "excess spend unknown" in md_line and "$" not in md_line
     out = _console_text(a)
     line = next(line for line in out.splitlines() if "loop-9" in line)
     assert fmt.NONE in line and "$0.00" not in line
@@ -1016,25 +997,23 @@ def test_analysis_without_guardrails_shows_no_empty_sections() -> None:
     a = small_analysis()
     html = render_html(a)
     assert 'id="guardrails"' not in html and 'href="#anomalies"' not in html
-    assert "## Guardrails" not in render_markdown(a)
+    assert "Guardrails:" not in render_markdown(a) and "- Note:" not in render_markdown(a)
     assert "Guardrails and anomalies" not in _console_text(a)
 
 
-def test_markdown_guardrails_and_anomalies_tables() -> None:
-    md_text = render_markdown(guarded_analysis(200))
-    guard = md_text[md_text.index("## Guardrails") : md_text.index("## Anomalies")]
-    assert (
-        "| GR-USER-RPM | user | each user | requests per minute (sliding) | 40 requests |" in guard
-    )
-    assert "\\$12.50" in guard and "400 of 9,000 (4.44%)" in guard
-    assert "| too thin to set: no account ids in the logs | — | — | — | — | — |" in guard
-    assert "0.40% (target ≤0.10%) **over target**" in guard
-    assert "- Note: no account ids in the logs: account limits not set" in guard
-    anomalies = md_text[md_text.index("## Anomalies") :]
-    rows = [line for line in anomalies.splitlines() if line.startswith("| ") and "user-" in line]
-    assert len(rows) == 25 and rows[0].startswith("| 1 | spend spike | user: user-000 |")
-    assert "Top 25 of 200; every one is in analysis.json." in anomalies
-    assert "No anomaly found in the history." in render_markdown(guarded_analysis(0))
+def test_markdown_guardrails_and_anomalies_in_a_line_each() -> None:
+    """A pull-request comment names the largest anomaly and sums the limits up in a line each;
+    the back-test table and every anomaly are in report.html."""
+    a = guarded_analysis(200)
+    md_text = render_markdown(a)
+    more = md_text[md_text.index("## More in report.html") :]
+    assert "- 200 anomalies; the largest: user: user-000 (spend spike, " in more
+    assert "\\$1,000.00 over what its history expects)" in more
+    summary = guardrails.summary(a.guardrails, a.currency)
+    assert summary and md(summary) in more
+    assert "- Note: no account ids in the logs: account limits not set" in more
+    assert "user-001" not in md_text and "| GR-USER-RPM |" not in md_text
+    assert "anomalies; the largest" not in render_markdown(guarded_analysis(0))
 
 
 def test_guardrails_and_anomalies_escape_log_strings(awkward_html: str) -> None:
@@ -1053,11 +1032,9 @@ def test_guardrails_and_anomalies_escape_log_strings(awkward_html: str) -> None:
     chart = re.search(r'data-chart="chart-anomalies">(.*?)</script>', awkward_html, re.S)
     assert chart and "<" not in chart.group(1) and "\\u003cimg" in chart.group(1)
     md_text = render_markdown(awkward_analysis())
-    tail = md_text[md_text.index("## Guardrails") :]
+    tail = md_text[md_text.index("## More in report.html") :]
     assert "<img" not in tail and "<script" not in tail and "\x1b" not in tail
-    for line in tail.splitlines():
-        if line.startswith("|") and "rich" in line:
-            assert "\\|pipe\\|" in line  # a pipe in an evidence key never splits a cell
+    assert "&lt;img" in tail  # the largest anomaly's entity, as text
 
 
 def test_console_top_anomalies_and_guardrails_line() -> None:

@@ -393,11 +393,13 @@ def _notes(con: duckdb.DuckDBPyConnection, features: bool) -> list[str]:
     if not features:
         notes.append("no feature names in the logs: per-request caps derived over all requests")
     elif unfeatured:
-        notes.append(f"{unfeatured} requests have no feature name: no per-feature cap covers them")
+        notes.append(
+            f"{unfeatured:,} requests have no feature name: no per-feature cap covers them"
+        )
     if unpriced:
-        notes.append(f"{unpriced} requests are unpriced: they add nothing to spend budgets")
+        notes.append(f"{unpriced:,} requests are unpriced: they add nothing to spend budgets")
     if anomalous:
-        notes.append(f"{anomalous} requests inside anomalies: limits derived without them")
+        notes.append(f"{anomalous:,} requests inside anomalies: limits derived without them")
     return notes
 
 

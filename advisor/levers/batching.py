@@ -39,6 +39,7 @@ from advisor.levers.base import (
 )
 from advisor.money import Model, Money, Share
 from advisor.pricing import KINDS, PriceTable, cost_sql, rates
+from advisor.report import fmt
 from advisor.ruleset import load_model
 
 RULES_FILE = "batching.yaml"
@@ -548,10 +549,13 @@ class BatchingLever:
         why = (
             f"{e.non_streaming_share:.0%} not streamed, {e.unattended_share:.0%} from service"
             f" users or no user id, {e.burst_share:.0%} in bursts (up to"
-            f" {e.peak_burst_requests} requests), {e.top_hour_share:.0%} in its busiest hour"
+            f" {e.peak_burst_requests:,} requests), {e.top_hour_share:.0%} in its busiest hour"
             f" ({hours} UTC) over {e.days} days" + ("; marked offline by you" if e.offline else "")
         )
-        figures = f"{s.moved} requests, ${s.cost:.2f} at the logged tier, ${s.saving:.2f} less"
+        figures = (
+            f"{fmt.plural(s.moved, 'request')}, {fmt.money(s.cost)} at the logged tier, "
+            f"{fmt.money(s.saving)} less"
+        )
         text = action.format(feature=f.feature)
         if f.level == "lenient":
             return Recommendation(

@@ -24,6 +24,7 @@ from advisor.levers import tables as T
 from advisor.levers.base import Recommendation
 from advisor.money import Model, Money, Share
 from advisor.pricing import cost_sql
+from advisor.report import fmt
 from advisor.ruleset import load_model
 
 RULES_FILE = "streaming.yaml"
@@ -282,7 +283,7 @@ def actions(advice: StreamingAdvice) -> list[tuple[str, str]]:
         out.append(
             (
                 f"Stream {f.feature}'s responses",
-                f"Set stream=true for {f.feature}: {f.requests} requests from {f.human_users}"
+                f"Set stream=true for {f.feature}: {f.requests:,} requests from {f.human_users:,}"
                 f" people ({f.non_streaming_share:.0%} not streamed) waited a median"
                 f" {_seconds(f.p50_latency_ms)} (p95 {_seconds(f.p95_latency_ms)}) for the whole"
                 f" answer; streamed, they see {first}.",
@@ -292,8 +293,8 @@ def actions(advice: StreamingAdvice) -> list[tuple[str, str]]:
         what = []
         if p.priority_requests:
             what.append(
-                f"{p.priority_requests} requests on service_tier=priority"
-                f" (${p.premium:.2f} over the standard tier"
+                f"{p.priority_requests:,} requests on service_tier=priority"
+                f" ({fmt.money(p.premium)} over the standard tier"
                 + (
                     f", {p.unpriced_priority_requests} unpriced)"
                     if p.unpriced_priority_requests

@@ -1,5 +1,6 @@
-"""The terminal summary of an Analysis (rich): coverage first, then spend, levers, recommendations,
-and the top anomalies with the guardrails in one line when there are any.
+"""The terminal summary of an Analysis (rich): the headline and the action plan's top rows, then
+coverage, spend, levers, recommendations, and the top anomalies with the guardrails in one line
+when there are any.
 
 Every string that came from a log is escaped with `rich.markup.escape`, so a model called
 `[bold]x[/bold]` prints as written instead of being styled, and its control characters (terminal
@@ -19,6 +20,7 @@ from advisor.analysis import Analysis, CostRow
 from advisor.report import fmt, guardrails, waterfall
 
 TOP_ROWS = 10
+TOP_ACTIONS = 5
 TOP_REASONS = 5
 TOP_ANOMALIES = 5
 _NAME_WIDTH = 48
@@ -27,6 +29,7 @@ _NAME_WIDTH = 48
 def render_console(analysis: Analysis, console: Console) -> None:
     """Print the summary: what the figures rest on, where the money goes, what would save it."""
     _header(analysis, console)
+    _action_plan(analysis, console)
     _coverage(analysis, console)
     _spend(analysis, console)
     _levers(analysis, console)
@@ -35,16 +38,55 @@ def render_console(analysis: Analysis, console: Console) -> None:
 
 
 def _header(a: Analysis, console: Console) -> None:
-    period = f"{a.period.start or 'unknown start'} to {a.period.end or 'unknown end'}"
+    period = (
+        f"{fmt.timestamp(a.period.start, 'unknown start')} to "
+        f"{fmt.timestamp(a.period.end, 'unknown end')}"
+    )
     console.print(
         f"[bold]LLM spend and savings[/bold]  {literal(period)} "
-        f"({fmt.number(a.period.days)} days, {literal(a.currency)})"
+        f"({fmt.days(a.period.days)}, {literal(a.currency)})"
     )
     console.print(
         f"Spend [bold]{_money(a, a.baseline.cost)}[/bold] · combined saving "
         f"[bold green]{_money(a, a.combined.saving)}[/bold green] "
         f"({fmt.pct(a.combined.saving_share)}) · after levers {_money(a, a.combined.cost)}"
     )
+
+
+def _action_plan(a: Analysis, console: Console) -> None:
+    """The plan's largest changes, then the rest summed, so the figures shown add up to its
+    total; nothing when the analysis has no plan (the levers table says what saves)."""
+    plan = a.action_plan
+    if not plan.rows:
+        return
+    table = Table(title="Action plan", title_justify="left", title_style="bold")
+    table.add_column("where", overflow="fold", max_width=24)
+    table.add_column("change", overflow="fold", max_width=_NAME_WIDTH)
+    table.add_column("$/month", justify="right", no_wrap=True)
+    table.add_column("risk", no_wrap=True)
+    table.add_column("effort", no_wrap=True)
+    for r in plan.rows[:TOP_ACTIONS]:
+        table.add_row(
+            literal(r.scope),
+            literal(r.change),
+            _money(a, r.saving_per_month),
+            literal(r.risk),
+            literal(r.effort),
+        )
+    rest = len(plan.rows) - TOP_ACTIONS + plan.other_changes
+    if rest > 0:
+        shown = sum((r.saving_per_month for r in plan.rows[:TOP_ACTIONS]), Decimal(0))
+        more = _money(a, plan.total_per_month - shown)
+        table.add_row(fmt.plural(rest, "more change"), "", more, "", "")
+    table.add_section()
+    table.add_row(
+        "[bold]total[/bold]",
+        f"{_money(a, plan.total)} over {fmt.days(plan.period_days or a.period.days)}",
+        f"[bold green]{_money(a, plan.total_per_month)}[/bold green]",
+        "",
+        "",
+    )
+    console.print(table)
 
 
 def _coverage(a: Analysis, console: Console) -> None:
@@ -63,7 +105,7 @@ def _coverage(a: Analysis, console: Console) -> None:
         field = f"field {q.field}" if q.field else "no field"
         console.print(
             f"  {literal(q.file)}:{q.first_line}  {literal(field)}: {literal(q.reason)}"
-            f"  ({fmt.count(q.rows)} rows)"
+            f"  ({fmt.plural(q.rows, 'row')})"
         )
     if len(reasons) > TOP_REASONS:
         console.print(f"  … and {len(reasons) - TOP_REASONS} more reasons in analysis.json")
@@ -74,13 +116,8 @@ def _coverage(a: Analysis, console: Console) -> None:
         )
         for u in sorted(cov.unpriced_models, key=lambda u: (-u.requests, u.model)):
             provider = f" ({literal(u.provider)})" if u.provider else ""
-            console.print(f"  {literal(u.model)}{provider}  {fmt.count(u.requests)} requests")
-    src = cov.token_source
-    console.print(
-        f"Token counts: logged {fmt.count(src.logged)} · tokenized {fmt.count(src.tokenized)}"
-        f" · estimated {fmt.count(src.estimated)} · unbilled {fmt.count(src.unbilled)}"
-        f"  (tokenizer: {literal(cov.tokenizer)})"
-    )
+            console.print(f"  {literal(u.model)}{provider}  {fmt.plural(u.requests, 'request')}")
+    console.print(f"{escape(fmt.token_sources(cov))}  (tokenizer: {literal(cov.tokenizer)})")
     warning = fmt.estimated_warning(cov)
     if warning:
         console.print(f"[bold yellow]Warning:[/bold yellow] {literal(warning)}")
@@ -166,10 +203,10 @@ def _levers(a: Analysis, console: Console) -> None:
     table.add_section()
     table.add_row(
         "",
-        "[bold]combined, in this order[/bold]",
+        f"[bold]combined, in this order[/bold] ({fmt.pct(a.combined.saving_share)} of spend)",
         "not summed",
         f"[bold green]{_money(a, a.combined.saving)}[/bold green]",
-        f"{fmt.pct(a.combined.saving_share)} of spend",
+        "",
     )
     console.print(table)
     for lever in a.levers:

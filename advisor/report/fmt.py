@@ -5,6 +5,9 @@ module, so the same figure reads the same everywhere. `tree` turns a lever's typ
 `risk`) into a small tree of already-formatted text that each renderer draws in its own way, so
 a new lever needs no template change. A number is formatted by the type its model declares
 (`advisor.money`: Money, Share, Tokens), never by its key's name.
+
+It imports no analysis model at run time, so the levers can word their prose with the same
+formatters (`money`, `count`, `plural`) without an import cycle.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from advisor.analysis import CostRow, Coverage, LeverResult, Reconciliation
 from advisor.money import MONEY, SHARE, TOKENS, Kind, kind_of
+
+if TYPE_CHECKING:
+    from advisor.analysis import CostRow, Coverage, LeverResult, Reconciliation
 
 NONE = "—"
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
@@ -52,14 +58,17 @@ def to_decimal(value: Any) -> Decimal | None:
 
 
 def money(d: Decimal | int | float | str | None, currency: str = "USD") -> str:
-    """'$1,234.57'; amounts under a cent keep two significant digits ('$0.0042')."""
+    """'$1,234.57', '-$3.10'; amounts under a cent keep two significant digits ('$0.0042'), so a
+    non-zero amount never reads as '$0.00'. Unknown (None) is '—', never zero."""
     amount = to_decimal(d)
     if amount is None:
         return NONE
     sign = "-" if amount < 0 else ""
     amount = abs(amount)
+    # enough precision for any amount's digits: quantize refuses to drop integer digits
+    exact = Context(prec=max(28, amount.adjusted() + 4))
     if amount == 0 or amount >= _CENT:
-        text = f"{amount.quantize(_CENT, rounding=ROUND_HALF_UP):,}"
+        text = f"{amount.quantize(_CENT, rounding=ROUND_HALF_UP, context=exact):,}"
     else:
         exponent = Decimal(1).scaleb(amount.adjusted() - 1)
         text = format(amount.quantize(exponent, rounding=ROUND_HALF_UP), "f").rstrip("0")
@@ -107,6 +116,35 @@ def count(n: int | None) -> str:
     if n is None or isinstance(n, bool):
         return NONE
     return f"{n:,}"
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """A count with its noun agreeing: '1 row', '2 rows', '1,234 requests' ('nouns' for an
+    irregular plural)."""
+    return f"{count(n)} {noun if n == 1 else nouns or noun + 's'}"
+
+
+def days(n: float) -> str:
+    """A period's length: '1 day', '13.92 days'."""
+    return f"{number(n)} {'day' if n == 1 else 'days'}"
+
+
+def moment(value: str) -> datetime | None:
+    """An ISO 8601 time in UTC (a naive one is taken as UTC); None when it does not parse."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def timestamp(value: str | None, missing: str = NONE) -> str:
+    """An instant to the minute in UTC, '2025-03-04 12:00 UTC' (no microseconds, no 'T'); a date
+    alone stays a date, and text that is not a time is shown as it is (callers escape it)."""
+    if value is None:
+        return missing
+    parsed = moment(value) if len(value) > len("2025-03-04") else None
+    return value if parsed is None else parsed.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def number(x: float | int | Decimal | None) -> str:
@@ -246,6 +284,15 @@ def levers_sentence(run: Sequence[str], skipped: Sequence[str]) -> str:
     """Which levers ran, and which did not (switched off, or not built yet)."""
     ran = ", ".join(run) if run else "none"
     return f"Levers run: {ran}" + (f"; not run: {', '.join(skipped)}" if skipped else "")
+
+
+def token_sources(coverage: Coverage) -> str:
+    """Where the token counts come from, in one line (plain text: callers add the tokenizer)."""
+    src = coverage.token_source
+    return (
+        f"Token counts: {count(src.logged)} logged, {count(src.tokenized)} tokenized, "
+        f"{count(src.estimated)} estimated, {count(src.unbilled)} unbilled"
+    )
 
 
 def estimated_warning(coverage: Coverage) -> str | None:

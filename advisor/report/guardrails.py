@@ -9,7 +9,6 @@ escapes every cell its own way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from advisor.guardrails.models import Anomaly, Guardrails, Limit
@@ -167,13 +166,7 @@ def _evidence(value: str | int | float | None) -> str:
     return fmt.number(value)
 
 
-def moment(value: str) -> datetime | None:
-    """An ISO 8601 time in UTC (a naive one is taken as UTC); None when it does not parse."""
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+moment = fmt.moment  # html.py reads it from here
 
 
 def window(start: str, end: str) -> str:

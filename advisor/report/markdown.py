@@ -1,8 +1,10 @@
-"""The Markdown report of an Analysis: the same figures as the HTML report, for PRs and wikis.
+"""The Markdown report of an Analysis: a pull-request comment that reads in a minute.
 
+Headline, action plan, how the saving adds up, coverage, and a pointer to report.html for the rest
+(spend tables, each lever's details, recommendations, guardrails and anomalies), in about 60 lines.
 Log strings are escaped for Markdown and for the HTML that Markdown passes through: markup
 characters become entities, Markdown punctuation and '|' are backslash-escaped, and control or
-bidi characters are shown as escapes.
+bidi characters (newlines too) are shown as escapes, so no name can break a table or run a script.
 """
 
 from __future__ import annotations
@@ -10,19 +12,18 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from advisor.analysis import Analysis, CostRow, Recommendation
+from advisor.analysis import ActionPlan, Analysis
 from advisor.report import fmt, guardrails, waterfall
 
-TOP_ROWS = 25
+TOP_ACTIONS = 12  # rows beyond these are summed into one line, so the table still adds up
+TOP_NOTES = 3
+TOP_UNPRICED_MODELS = 3
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _PUNCT = re.compile(r"([\\`*_\[\]|#~$!])")
 
 HOW_TO_READ = (
-    "> **How to read this.** Every saving is a counterfactual replay of the logged requests "
-    "under a changed policy, not an assumed percentage. Levers interact, so standalone savings "
-    "are not added up; the combined figure applies the levers in the order listed, and each "
-    "lever's marginal saving is what it adds at its place in that order. Unknown is never "
-    "counted as zero: the coverage section says what the figures leave out."
+    "_Every saving replays the logged requests under the change, not an assumed percentage; "
+    "\\$/month scales the period's saving to 30 days. Unknown is never counted as zero._"
 )
 
 
@@ -38,299 +39,225 @@ def render_markdown(analysis: Analysis) -> str:
     """The report as GitHub-flavoured Markdown, the same text for the same analysis."""
     lines: list[str] = []
     lines += _header(analysis)
+    lines += _action_plan(analysis)
+    lines += _adds_up(analysis)
     lines += _coverage(analysis)
-    lines += _spend(analysis)
-    lines += _levers(analysis)
-    lines += _recommendations(analysis)
-    lines += _guardrails(analysis)
+    lines += _more(analysis)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip("\n") + "\n"
 
 
 def _header(a: Analysis) -> list[str]:
-    period = f"{a.period.start or 'unknown start'} to {a.period.end or 'unknown end'}"
+    if a.baseline.cost is None:
+        headline = "**Spend unknown: no request could be priced.**"
+    else:
+        after = "the changes below" if a.action_plan.rows else "the levers"
+        headline = (
+            f"**Spend {_money(a, a.baseline.cost)} → {_money(a, a.combined.cost)} after "
+            f"{after}: saving {_money(a, a.combined.saving)} "
+            f"({fmt.pct(a.combined.saving_share)} of spend)"
+        )
+        if a.action_plan.total_per_month:
+            headline += f", about {_money(a, a.action_plan.total_per_month)} a month"
+        headline += ".**"
+    period = (
+        f"{fmt.timestamp(a.period.start, 'unknown start')} to "
+        f"{fmt.timestamp(a.period.end, 'unknown end')}"
+    )
     return [
         "# LLM spend and savings",
         "",
-        f"{md(period)} ({fmt.number(a.period.days)} days) · generated {md(a.generated_at)} · "
-        f"advisor {md(a.advisor_version)} · schema {md(a.schema_version)} · {md(a.currency)}",
+        headline,
         "",
-        f"**Spend:** {_money(a, a.baseline.cost)} · **Combined saving:** "
-        f"{_money(a, a.combined.saving)} ({fmt.pct(a.combined.saving_share)} of spend) · "
-        f"**Spend after levers:** {_money(a, a.combined.cost)}",
+        f"{md(fmt.plural(a.coverage.requests, 'request'))} from {md(period)} "
+        f"({md(fmt.days(a.period.days))}) · {md(a.currency)} · "
+        f"advisor {md(a.advisor_version)} · generated {md(fmt.timestamp(a.generated_at))}",
         "",
-        HOW_TO_READ,
+    ]
+
+
+def _action_plan(a: Analysis) -> list[str]:
+    plan = a.action_plan
+    lines = ["## Action plan", ""]
+    if plan.rows:
+        lines += _plan_table(a, plan)
+        lines += [f"- {md(note)}" for note in plan.interactions]
+        lines += ["", HOW_TO_READ, ""]
+    elif plan.other:
+        lines += [
+            f"No single change saves {_money(a, plan.minimum)} or more: "
+            f"{md(fmt.plural(plan.other_changes, 'smaller change'))} add up to "
+            f"{_money(a, plan.other)} over the period.",
+            "",
+        ]
+    elif a.combined.saving:
+        # an analysis written before action plans: the levers' steps below still add up
+        lines += [
+            "This analysis has no action plan; the saving by lever is below, and each "
+            "recommendation is in report.html.",
+            "",
+        ]
+    else:
+        lines += ["No change is worth making on these logs.", ""]
+    lines += _why_not(a)
+    return lines
+
+
+def _plan_table(a: Analysis, plan: ActionPlan) -> list[str]:
+    """Where, what to change, how much (a month, then over the period), how risky, how much
+    work; the rows past TOP_ACTIONS, the ones below the minimum ('other') and the total close it,
+    so the column adds up to the combined saving."""
+    shown, rest = plan.rows[:TOP_ACTIONS], plan.rows[TOP_ACTIONS:]
+    body = [
+        [
+            md(r.scope),
+            md(r.change),
+            _money(a, r.saving_per_month),
+            _money(a, r.saving),
+            md(f"{r.risk}: {r.risk_reason}" if r.risk_reason else r.risk),
+            md(r.effort),
+        ]
+        for r in shown
+    ]
+    if rest:
+        body.append(
+            [
+                f"{md(fmt.plural(len(rest), 'more change'))} (in report.html)",
+                "",
+                _money(a, sum((r.saving_per_month for r in rest), Decimal(0))),
+                _money(a, sum((r.saving for r in rest), Decimal(0))),
+                "",
+                "",
+            ]
+        )
+    if plan.other or plan.other_changes:
+        # per month, what the listed rows leave of the plan's total: the column adds up exactly
+        listed = sum((r.saving_per_month for r in plan.rows), Decimal(0))
+        body.append(
+            [
+                "Other",
+                f"{md(fmt.plural(plan.other_changes, 'smaller change'))}, each under "
+                f"{_money(a, plan.minimum)}",
+                _money(a, plan.total_per_month - listed),
+                _money(a, plan.other),
+                "",
+                "",
+            ]
+        )
+    body.append(
+        [
+            "**Total**",
+            "the combined saving",
+            f"**{_money(a, plan.total_per_month)}**",
+            f"**{_money(a, plan.total)}**",
+            "",
+            "",
+        ]
+    )
+    in_period = f"In {fmt.days(plan.period_days or a.period.days)}"
+    header = ["Where", "Change", md("$/month"), md(in_period), "Risk", "Effort"]
+    return _table(header, body, right={2, 3})
+
+
+def _why_not(a: Analysis) -> list[str]:
+    """Why each lever that could not run or found nothing did so, and what would change that."""
+    lines = [
+        f"- **{md(lv.title)}:** {md(lv.why_not.reason)}"
+        + (f" — {md(lv.why_not.fix)}" if lv.why_not.fix else "")
+        for lv in a.levers
+        if lv.why_not is not None
+    ]
+    if a.levers_skipped:
+        lines.append(f"- Not run: {md(', '.join(a.levers_skipped))}")
+    return ["Levers that found nothing:", "", *lines, ""] if lines else []
+
+
+def _adds_up(a: Analysis) -> list[str]:
+    """The waterfall in one line, with each lever's range and approximate figures beneath."""
+    if not a.levers:
+        return ["## How the saving adds up", "", "No lever was simulated.", ""]
+    notes = [
+        f"- {md(step.label)}: {md(step.range_note)}"
+        for step in waterfall.steps(a)
+        if step.range_note
+    ]
+    notes += [
+        f"- ≈ {md(lv.title)}: {md(note)}"
+        for lv in a.levers
+        if (note := fmt.approximate_note(lv, a.currency))
+    ]
+    return [
+        "## How the saving adds up",
+        "",
+        "Each lever's marginal saving, in the order applied (levers interact: their "
+        "standalone savings are not added up):",
+        "",
+        md(waterfall.sentence(a)),
+        "",
+        *notes,
         "",
     ]
 
 
 def _coverage(a: Analysis) -> list[str]:
     cov = a.coverage
-    src = cov.token_source
     priced = fmt.pct(cov.priced_requests / cov.requests) if cov.requests else fmt.NONE
     lines = [
         "## Coverage",
         "",
-        f"- Requests: {fmt.count(cov.requests)}; priced {fmt.count(cov.priced_requests)} "
-        f"({priced}); errors {fmt.count(cov.error_requests)}; "
-        f"duplicates skipped {fmt.count(cov.duplicate_rows)}",
-        f"- Unpriced requests: {fmt.count(cov.unpriced_requests)} (spend unknown, not counted "
-        "as zero, not in any total)",
-        f"- Quarantined rows: {fmt.count(cov.quarantined_rows)}",
-        f"- Token counts: logged {fmt.count(src.logged)}, tokenized {fmt.count(src.tokenized)}, "
-        f"estimated {fmt.count(src.estimated)}, unbilled {fmt.count(src.unbilled)} "
-        f"(tokenizer: {md(cov.tokenizer)})",
+        f"- {fmt.plural(cov.requests, 'request')}: {fmt.count(cov.priced_requests)} priced "
+        f"({priced}), {fmt.plural(cov.error_requests, 'error')}, "
+        f"{fmt.plural(cov.quarantined_rows, 'row')} quarantined, "
+        f"{fmt.plural(cov.duplicate_rows, 'duplicate')} skipped",
     ]
+    if cov.unpriced_requests:
+        models = sorted(cov.unpriced_models, key=lambda u: (-u.requests, u.model))
+        names = ", ".join(u.model for u in models[:TOP_UNPRICED_MODELS])
+        more = len(models) - TOP_UNPRICED_MODELS
+        names += f" and {fmt.plural(more, 'more model')}" if more > 0 else ""
+        lines.append(
+            f"- {fmt.plural(cov.unpriced_requests, 'request')} unpriced ({md(names)}): "
+            "their spend is unknown, not counted as zero, in no total"
+        )
+    lines.append(f"- {md(fmt.token_sources(cov))} (tokenizer: {md(cov.tokenizer)})")
     warning = fmt.estimated_warning(cov)
     if warning:
         lines.append(f"- **Warning:** {md(warning)}")
     lines.append(f"- {md(fmt.reconciliation_sentence(a.baseline.reconciliation, a.currency))}")
-    lines += [f"- Note: {md(note)}" for note in cov.notes]
-    lines.append("")
-    if cov.unpriced_models:
-        lines += ["### Unpriced models", ""]
-        lines += _table(
-            ["Model", "Provider", "Requests", "Input tokens", "Output tokens"],
-            [
-                [
-                    md(u.model),
-                    md(u.provider),
-                    fmt.count(u.requests),
-                    fmt.tokens(u.input_tokens),
-                    fmt.tokens(u.output_tokens),
-                ]
-                for u in cov.unpriced_models
-            ],
-            right={2, 3, 4},
+    lines += _notes(cov.notes)
+    return [*lines, ""]
+
+
+def _more(a: Analysis) -> list[str]:
+    """Anomalies and guardrails in a line each, then where everything else is."""
+    lines = ["## More in report.html", ""]
+    if a.anomalies:
+        top = guardrails.anomaly_rows(a.anomalies[:1], a.currency)[0]
+        excess = (
+            "excess spend unknown"
+            if top.anomaly.excess_spend is None
+            else f"{top.excess} over what its history expects"
         )
-    if cov.quarantine_reasons:
-        lines += ["### Quarantined rows", ""]
-        lines += _table(
-            ["File", "First line", "Field", "Reason", "Rows"],
-            [
-                [md(q.file), str(q.first_line), md(q.field), md(q.reason), fmt.count(q.rows)]
-                for q in cov.quarantine_reasons[:TOP_ROWS]
-            ],
-            right={1, 4},
+        lines.append(
+            f"- {md(fmt.plural(len(a.anomalies), 'anomaly', 'anomalies'))}; the largest: "
+            f"{md(top.entity)} ({md(top.kind)}, {md(top.window)} UTC, {md(excess)})"
         )
-    return lines
-
-
-def _spend(a: Analysis) -> list[str]:
-    base = a.baseline
-    lines = ["## Spend", "", f"Spend in the period: **{_money(a, base.cost)}**", ""]
-    for title, name, rows in (
-        ("By model", "Model", base.by_model),
-        ("By feature", "Feature", base.by_feature),
-        ("Top users", "User", base.by_user),
-    ):
-        lines += [f"### {title}", ""]
-        lines += _cost_table(a, name, fmt.by_cost(rows))
-    days = sorted(base.by_day, key=lambda r: (fmt.text(r.key), fmt.text(r.model_key)))
-    if days:
-        lines += ["### By day", ""]
-        lines += _cost_table(a, "Day", days, limit=len(days))
-    return lines
-
-
-def _cost_table(a: Analysis, name: str, rows: list[CostRow], limit: int = TOP_ROWS) -> list[str]:
-    if not rows:
-        return ["No rows.", ""]
-    body = [
-        [
-            md(r.key) + (f" ({md(r.model_key)})" if r.model_key and r.model_key != r.key else ""),
-            fmt.count(r.requests),
-            fmt.tokens(r.input_tokens),
-            fmt.tokens(r.output_tokens),
-            _money(a, r.cost),
-            fmt.pct(r.share),
-            fmt.count(r.unpriced_requests),
-        ]
-        for r in rows[:limit]
-    ]
-    header = [name, "Requests", "Input tokens", "Output tokens", "Spend", "Share", "Unpriced"]
-    lines = _table(header, body, right={1, 2, 3, 4, 5, 6})
-    if len(rows) > limit:
-        lines[-1:-1] = [
-            "",
-            f"Top {limit} of {fmt.count(len(rows))}; every row is in analysis.json.",
-        ]
-    return lines
-
-
-def _levers(a: Analysis) -> list[str]:
-    lines = ["## Levers", "", md(fmt.levers_sentence(a.levers_run, a.levers_skipped)), ""]
-    if not a.levers:
-        return [*lines, "No lever was simulated.", ""]
-    body = [
-        [
-            str(i),
-            md(lv.title),
-            ("≈ " if fmt.approximate_note(lv, a.currency) else "")
-            + _money(a, lv.standalone_saving),
-            _money(a, lv.marginal_saving),
-            fmt.count(lv.affected_requests),
-        ]
-        for i, lv in enumerate(a.levers, start=1)
-    ]
-    body.append(
-        [
-            "",
-            "**Combined, in this order**",
-            "not summed",
-            f"**{_money(a, a.combined.saving)}**",
-            f"{fmt.pct(a.combined.saving_share)} of spend",
-        ]
-    )
-    lines += _table(
-        ["#", "Lever", "Standalone saving", "Marginal saving", "Affected requests"],
-        body,
-        right={2, 3, 4},
-    )
-    lines += [f"**Waterfall:** {md(waterfall.sentence(a))}", ""]
+    summary = guardrails.summary(a.guardrails, a.currency)
+    if summary:
+        lines.append(f"- {md(summary)}")
+    lines += _notes(a.guardrails.notes)
     lines += [
-        f"- {md(step.label)}: {md(step.range_note)}"
-        for step in waterfall.steps(a)
-        if step.range_note
-    ]
-    lines.append("")
-    for i, lever in enumerate(a.levers, start=1):
-        note = fmt.approximate_note(lever, a.currency)
-        lines += [
-            f"### {i}. {md(lever.title)} (id: {md(lever.id)})",
-            "",
-            f"- Standalone saving: {_money(a, lever.standalone_saving)}"
-            + (f" ({md(note)})" if note else ""),
-            f"- Marginal saving: {_money(a, lever.marginal_saving)} (step {i} of the order)",
-            f"- Affected requests: {fmt.count(lever.affected_requests)}",
-            "",
-        ]
-        for heading, data in (("Risk", lever.risk), ("Details", lever.details)):
-            lines += [f"**{heading}**", "", *_node(fmt.tree(data, a.currency)), ""]
-    return lines
-
-
-def _action(r: Recommendation) -> str:
-    """The action, with the redacted before/after excerpt of a prompt change."""
-    excerpts = [
-        f"{name}: {text}"
-        for name, text in (("before", r.excerpt_before), ("after", r.excerpt_after))
-        if text is not None
-    ]
-    return "; ".join([r.action, *excerpts])
-
-
-def _recommendations(a: Analysis) -> list[str]:
-    if not a.recommendations:
-        return []
-    body = [
-        [md(r.title), md(r.lever), _money(a, r.saving), md(_action(r))] for r in a.recommendations
-    ]
-    return [
-        "## Recommendations",
         "",
-        *_table(["Recommendation", "Lever", "Saving", "Action"], body, right={2}),
+        "Spend by model, feature, user and day, each lever's details and recommendations, the "
+        "guardrails' back-test and every anomaly are in **report.html**, which `advisor analyze` "
+        "writes beside analysis.json (or `advisor report analysis.json -o report.html`).",
     ]
-
-
-def _guardrails(a: Analysis) -> list[str]:
-    """The limits with their back-test, then the anomalies; nothing for an analysis from before
-    guardrails ran (it has neither)."""
-    g = a.guardrails
-    if not (g.limits or g.notes or a.anomalies):
-        return []
-    lines = ["## Guardrails", ""]
-    summary = guardrails.summary(g, a.currency)
-    lines += [md(summary), ""] if summary else []
-    body = [
-        [
-            md(r.limit.id) + (" (caps output)" if r.limit.action == "cap" else ""),
-            md(r.limit.scope),
-            md(r.subject),
-            md(r.measure),
-            *(_backtest(r) if r.value is not None else _too_thin(r)),
-        ]
-        for r in guardrails.limit_rows(g, a.currency)
-    ]
-    header = ["Limit", "Scope", "Subject", "Metric", "Value", "Refused requests"]
-    header += ["Refused normal", "Subjects refused", "Prevented spend", "During anomalies"]
-    lines += _table(header, body, right={4, 5, 6, 7, 8, 9}) if body else []
-    lines += [f"- Note: {md(note)}" for note in g.notes]
-    lines += ["", "## Anomalies", ""]
-    rows = guardrails.anomaly_rows(a.anomalies, a.currency)
-    if not rows:
-        return [*lines, "No anomaly found in the history.", ""]
-    lines += [
-        "Ranked by excess spend (spend minus what the entity's history expects), unknown last.",
-        "",
-    ]
-    body = [
-        [
-            str(r.rank),
-            md(r.kind),
-            md(r.entity),
-            md(r.feature),
-            md(r.window),
-            r.requests,
-            md(r.spend),
-            md(r.expected),
-            md(r.excess),
-            md(r.score),
-            md(r.evidence_text),
-        ]
-        for r in rows[:TOP_ROWS]
-    ]
-    header = ["#", "Kind", "Entity", "Feature", "Window (UTC)", "Requests", "Spend", "Expected"]
-    header += ["Excess", "Score", "Key evidence"]
-    lines += _table(header, body, right={0, 5, 6, 7, 8, 9})
-    if len(rows) > TOP_ROWS:
-        lines[-1:-1] = [
-            "",
-            f"Top {TOP_ROWS} of {fmt.count(len(rows))}; every one is in analysis.json.",
-        ]
     return lines
 
 
-def _backtest(r: guardrails.LimitRow) -> list[str]:
-    """A set limit's value and what it would have done to the history."""
-    over = " **over target**" if r.over_target else ""
-    return [
-        md(r.value),
-        md(f"{r.refused} ({r.refused_share})"),
-        md(f"{r.normal_share} (target {r.target})") + over,
-        md(r.subjects),
-        md(r.prevented),
-        md(r.during_anomalies),
-    ]
-
-
-def _too_thin(r: guardrails.LimitRow) -> list[str]:
-    """A limit the history is too thin to set: why, in place of a value; no back-test."""
-    return [f"too thin to set: {md(r.reason)}", *[fmt.NONE] * 5]
-
-
-def _node(node: fmt.Node, indent: str = "") -> list[str]:
-    """A formatted free-form value as Markdown: maps as bullets, lists of records as tables."""
-    if node.kind == "scalar":
-        return [indent + md(node.text)]
-    if node.kind == "table":
-        rows = [[md(fmt.flat(cell)) for cell in row] for row in node.rows]
-        numeric = {i for i in range(len(node.columns)) if any(r[i].numeric for r in node.rows)}
-        lines = _table([md(fmt.label(c)) for c in node.columns], rows, right=numeric)
-        if node.omitted:
-            lines.insert(-1, f"… and {fmt.count(node.omitted)} more rows, in analysis.json.")
-        return [indent + line if line else line for line in lines]
-    if not node.items:
-        return [indent + "_none_"]
-    lines = []
-    for key, child in node.items:
-        head = f"{indent}- **{md(fmt.label(key))}:**" if key else f"{indent}-"
-        if child.kind == "scalar":
-            lines.append(f"{head} {md(child.text)}")
-        else:
-            lines += [head, "", *_node(child, indent + "  "), ""]
-    if node.omitted:
-        lines.append(f"{indent}- … and {fmt.count(node.omitted)} more, in analysis.json")
-    return lines
+def _notes(notes: list[str]) -> list[str]:
+    shown = [f"- Note: {md(note)}" for note in notes[:TOP_NOTES]]
+    more = len(notes) - TOP_NOTES
+    return shown + ([f"- … and {fmt.plural(more, 'more note')} in report.html"] if more > 0 else [])
 
 
 def _table(header: list[str], rows: list[list[str]], right: set[int] | None = None) -> list[str]:

@@ -325,7 +325,7 @@ def _recommendations(
                 saving=c.saving,
                 action=(
                     f"set {c.parameter}: {c.setting} on {where} (would have cut "
-                    f"{c.truncated_requests} of {c.requests} requests, "
+                    f"{c.truncated_requests:,} of {c.requests:,} requests, "
                     f"{c.truncated_share:.1%})"
                 ),
             )
@@ -341,7 +341,7 @@ def _recommendations(
                 action=(
                     f"set {r.setting} on feature {r.feature} for {r.model} (priced as a "
                     f"budget of {r.budget_tokens} reasoning tokens, p{r.percentile * 100:g} of "
-                    f"the feature; {r.above_budget} of {r.requests} requests reasoned more)"
+                    f"the feature; {r.above_budget:,} of {r.requests:,} requests reasoned more)"
                 ),
             )
         )

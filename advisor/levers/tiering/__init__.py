@@ -53,6 +53,7 @@ from advisor.levers.tiering.models import (
 from advisor.money import to_json
 from advisor.pricing import PriceTable, cost_sql, rates, register_prices
 from advisor.redact import excerpt
+from advisor.report import fmt
 from advisor.routing import CLASSES, MICRO
 from advisor.ruleset import load_model, rule_files
 
@@ -548,16 +549,17 @@ def _report(
     lower = [p for p in frontier if p.min_confidence < tiers.policy.min_confidence]
     step = lower[-1] if lower else None
     why = (
-        f"At this operating point {point.requests_routed} requests ({point.share_routed:.1%}) "
-        f"move to a cheaper tier, saving {to_json(point.saving)} USD ({point.saving_share:.1%} "
-        f"of the baseline), with {point.expected_misrouted} expected misroutes. "
+        f"At this operating point {fmt.plural(point.requests_routed, 'request')} "
+        f"({fmt.pct(point.share_routed)}) move to a cheaper tier, saving "
+        f"{fmt.money(point.saving)} ({fmt.pct(point.saving_share)} of the baseline), with "
+        f"{fmt.number(point.expected_misrouted)} expected misroutes. "
         + tiers.policy.rationale.strip()
     )
     if step:
         why += (
             f" Lowering the threshold to {step.min_confidence:.0%} would move "
-            f"{step.requests_routed - point.requests_routed} more requests for "
-            f"{to_json(step.saving - point.saving)} USD more."
+            f"{fmt.count(step.requests_routed - point.requests_routed)} more requests for "
+            f"{fmt.money(step.saving - point.saving)} more."
         )
     flags = con.execute(
         f"""SELECT count(*) FILTER (WHERE r.feedback < 0),
