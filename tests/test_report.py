@@ -11,12 +11,15 @@ import json
 import re
 from decimal import Decimal
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 
 from advisor.analysis import (
+    ActionPlan,
+    ActionRow,
     Analysis,
     Baseline,
     Combined,
@@ -28,6 +31,7 @@ from advisor.analysis import (
     Recommendation,
     Reconciliation,
     TokenSources,
+    UnitCostRow,
     UnpricedModel,
 )
 from advisor.guardrails.models import Anomaly, Guardrails, Limit, LimitBasis
@@ -446,6 +450,73 @@ def awkward_analysis() -> Analysis:
             Recommendation(title=SCRIPT, lever="tiering", saving=Decimal("300.5"), action=CLOSER)
         ],
     )
+
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "sample_analysis.json"
+
+
+def golden_analysis() -> Analysis:
+    """The sample's analysis.json as the golden test keeps it (which drops generated_at)."""
+    data = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    return Analysis.model_validate({**data, "generated_at": "2026-11-01T00:00:00.123456Z"})
+
+
+def _action(i: int, lever: str, scope: str, change: str, saving: str, risk: str) -> ActionRow:
+    amount = Decimal(saving)
+    return ActionRow(
+        id=f"{lever}:{scope}",
+        lever=lever,
+        scope=scope,
+        change=change,
+        saving=amount,
+        saving_per_month=amount * 30 / Decimal("13.9158"),
+        requests=100 * i + 7,
+        risk=risk,
+        risk_reason=f"reason {i}: {SCRIPT}" if i == 2 else f"reason {i}",
+        effort="config" if i % 2 else "prompt edit",
+        rule=f"RULE-{i:03d}",
+    )
+
+
+def planned_analysis(analysis: Analysis | None = None) -> Analysis:
+    """An analysis (the golden sample's by default) with a hand-built action plan and unit
+    economics whose rows add up to its combined saving (their builders are separate)."""
+    a = analysis or golden_analysis()
+    rows = [
+        _action(1, "tiering", "ticket-triage", "route to gpt-4o-mini via the exported router",
+                "12.5", "low"),
+        _action(2, "caching", "support-chat", "cache_control breakpoint with ttl: 1h", "6.25",
+                "low"),
+        _action(3, "output_caps", "product-copy", "max_tokens: 600", "2.5", "medium"),
+        _action(4, "batching", "nightly-digest", "submit the nightly job through the Batch API",
+                "1.75", "high"),
+    ]  # fmt: skip
+    shown = sum((r.saving for r in rows), Decimal(0))
+    other = a.combined.saving - shown
+    plan = ActionPlan(
+        rows=rows,
+        other=other,
+        other_changes=3,
+        total=a.combined.saving,
+        total_per_month=a.combined.saving * 30 / Decimal("13.9158"),
+        period_days=13.9158,
+        minimum=Decimal("0.5"),
+        interactions=["caching saves less on requests already routed to a cheaper model"],
+    )
+    unit = [
+        UnitCostRow(
+            feature=r.key,
+            requests=r.requests,
+            cost_before=r.cost,
+            cost_after=None if r.cost is None else r.cost * Decimal("0.75"),
+            saving=Decimal(0) if r.cost is None else r.cost * Decimal("0.25"),
+            per_request_before=None if r.cost is None else r.cost / r.requests,
+            per_request_after=None if r.cost is None else r.cost * Decimal("0.75") / r.requests,
+            unpriced_requests=r.unpriced_requests,
+        )
+        for r in a.baseline.by_feature
+    ]
+    return a.model_copy(update={"action_plan": plan, "unit_economics": unit})
 
 
 class _Tags(HTMLParser):
