@@ -35,6 +35,7 @@ from advisor.analysis import (
     UnpricedModel,
 )
 from advisor.guardrails.models import Anomaly, Guardrails, Limit, LimitBasis
+from advisor.levers.base import LeverNote
 from advisor.levers.caching.models import (
     Achievable,
     Achieved,
@@ -690,8 +691,10 @@ def test_html_shows_every_baseline_money_figure(awkward_html: str) -> None:
 def test_html_structure(awkward_html: str) -> None:
     a = awkward_analysis()
     body = awkward_html.split("<body>", 1)[1]
-    assert body.index('id="coverage"') < body.index('id="spend"') < body.index('id="levers"')
-    assert "How to read this" in body
+    order = ["action-plan", "coverage", "spend", "unit-economics", "levers", "appendix"]
+    positions = [body.index(f'<section id="{name}"') for name in order]
+    assert positions == sorted(positions)
+    assert "counterfactual replay of the logged requests" in body
     assert "because no tokenizer could be loaded offline" in body  # fmt.estimated_warning
     assert fmt.money(a.combined.saving) in body and fmt.pct(a.combined.saving_share) in body
     for lever in a.levers:
@@ -751,6 +754,99 @@ def test_empty_analysis_renders_everywhere() -> None:
 
 def test_html_is_deterministic() -> None:
     assert render_html(awkward_analysis()) == render_html(awkward_analysis())
+
+
+def _plan_section(html: str) -> str:
+    start = html.index('<section id="action-plan"')
+    return html[start : html.index("</section>", start)]
+
+
+def test_html_action_plan_rows_other_and_total() -> None:
+    a = planned_analysis()
+    html = render_html(a)
+    body = html.split("<body>", 1)[1]
+    assert body.index('id="action-plan"') < body.index('id="coverage"')
+    plan = _plan_section(html)
+    rows = re.findall(r"<tr>\s*<td class=\"num rank\"", plan)
+    assert len(rows) == 4
+    assert plan.index("ticket-triage") < plan.index("support-chat") < plan.index("nightly-digest")
+    for change in ("cache_control breakpoint with ttl: 1h", "max_tokens: 600"):
+        assert change in plan
+    assert "$12.50" in plan and fmt.money(Decimal("12.5") * 30 / Decimal("13.9158")) in plan
+    assert "3 smaller changes, each below the $0.50 worth a row" in plan
+    assert fmt.money(a.action_plan.other) in plan
+    total = re.search(r'<tr class="total">.*?</tr>', plan, re.S)
+    assert total and fmt.money(a.combined.saving) in total.group(0)
+    assert "differs from the combined" not in plan  # rows + other add up
+    assert "risk-low" in plan and "risk-high" in plan and ">config<" in plan
+    assert "caching saves less on requests already routed" in plan  # interactions
+    assert "normalised to 30 days from 13.92 days" in plan
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in plan and SCRIPT not in plan
+
+
+def test_html_action_plan_empty_states() -> None:
+    nothing = render_html(empty_analysis())
+    assert 'id="action-plan"' in nothing
+    assert "No change worth making" in _plan_section(nothing)
+    # levers saved money but the analysis holds no plan: never "no change worth making"
+    golden = _plan_section(render_html(golden_analysis()))
+    assert "No change worth making" not in golden and "holds no action plan" in golden
+
+
+def test_html_says_why_a_lever_found_nothing() -> None:
+    a = golden_analysis()
+    note = LeverNote(id="NOTE-NO-TEXT", reason="no prompt text in these logs", fix="log <body>")
+    a.levers[3] = a.levers[3].model_copy(update={"why_not": note})
+    html = render_html(a)
+    assert "no prompt text in these logs" in _plan_section(html)
+    assert "To get an answer: log &lt;body&gt;" in _plan_section(html)
+    summary = re.search(r'<details class="lever" id="lever-4">\s*<summary>(.*?)</summary>', html, re.S)
+    assert summary and "no prompt text in these logs" in summary.group(1)
+
+
+def test_html_unit_economics() -> None:
+    a = planned_analysis()
+    section = _section(render_html(a), "unit-economics")
+    first = a.unit_economics[0]
+    assert first.per_request_before is not None
+    assert fmt.money(first.per_request_before) in section
+    assert fmt.money(first.per_request_before * 1000) in section  # per 1k requests
+    assert f"({len(a.unit_economics)} features)" in section and "25.0%" in section
+    assert "No per-feature unit costs" in _section(render_html(golden_analysis()), "unit-economics")
+
+
+def test_html_spend_per_day_marks_anomaly_days() -> None:
+    a = golden_analysis()
+    spec = _chart_spec(render_html(a), "by_day")
+    marks = spec["layer"][1]
+    assert marks["mark"]["shape"] == "triangle-down"
+    days = sorted(v["day"] for v in marks["data"]["values"])
+    assert days == sorted({x.window_start[:10] for x in a.anomalies})
+
+
+def test_html_figures_read_as_people_write_them() -> None:
+    a = golden_analysis()
+    by_model = a.baseline.by_model
+    by_model[0] = by_model[0].model_copy(update={"via": ["gpt-4o-2024-08-06", "prod-gpt4o-eu"]})
+    html = render_html(a)
+    assert "via <bdi>gpt-4o-2024-08-06</bdi>, <bdi>prod-gpt4o-eu</bdi>" in html
+    assert "02:00:12.906000" not in html and "2026-10-18 02:00 UTC" in html
+    assert not re.search(r'class="good">\$0\.00<', html)  # nothing saved is not green
+    assert "(1 row)" in render_html(small_analysis()) and "1 rows" not in html
+    assert "(13 rows)" in html  # by feature
+    unpriced = re.search(r"<bdi>acme-llama-3.1-70b-ft</bdi>.*?</tr>", html, re.S)
+    assert unpriced and "0.0%" not in unpriced.group(0)  # an unknown cost has no share
+
+
+def test_html_tables_scroll_in_their_box_and_sort() -> None:
+    html = render_html(planned_analysis())
+    body = _without_code(html)
+    tables = re.findall(r"(.{0,40})<table class=\"data", body, re.S)
+    assert tables and all(before.rstrip().endswith('<div class="scroll">') for before in tables)
+    assert 'data-sort="' in body and "table.sortable" in html
+    assert 'addEventListener("click"' in html  # the inline sorter: no library, no CDN
+    assert "@media print" in html and "prefers-color-scheme: dark" in html
+    assert "overflow-x: auto" in html
 
 
 # --- markdown --------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ MAX_BARS = 15
 MAX_TIMELINE = 20  # entities drawn on the anomaly timeline; the rest are counted below it
 _LABEL_LIMIT = 260  # px; longer axis labels are cut with an ellipsis by vega
 _OTHER = "(other)"
+_SMALL_ITEMS = 10  # a lever's map or list shown in its own section rather than the appendix
 _MONTH_DAYS = Decimal(30)  # the action plan's "per month"
 
 _BUNDLE_SNIPPET = "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
@@ -65,6 +66,7 @@ def render_html(analysis: Analysis) -> str:
         "when": when,
         "plural": plural,
         "sort_key": sort_key,
+        "none_mark": fmt.NONE,
         "table_limit": fmt.MAX_TABLE_ROWS,
     }
     return _environment().get_template(TEMPLATE).render(context)
@@ -190,9 +192,26 @@ def _lever_view(lever: LeverResult, currency: str) -> dict[str, Any]:
         "lever": lever,
         "approximate": fmt.approximate_note(lever, currency),
         "risk": fmt.tree(lever.risk, currency),
-        "summary": fmt.Node("map", items=[(k, n) for k, n in items if n.kind == "scalar"]),
-        "internals": fmt.Node("map", items=[(k, n) for k, n in items if n.kind != "scalar"]),
+        "summary": fmt.Node("map", items=[(k, n) for k, n in items if _small(n)]),
+        "internals": fmt.Node("map", items=[(k, n) for k, n in items if not _small(n)]),
     }
+
+
+def _small(node: fmt.Node) -> bool:
+    """A figure that reads at a glance: a value, or a short map or list of values (a lever's
+    chosen setting); tables and nested figures are internals."""
+    if node.kind == "scalar":
+        return True
+    if node.kind in ("map", "list") and len(node.items) <= _SMALL_ITEMS:
+        return all(_flat(child) for _, child in node.items)
+    return False
+
+
+def _flat(node: fmt.Node) -> bool:
+    """A value, or a list of values."""
+    return node.kind == "scalar" or (
+        node.kind == "list" and all(child.kind == "scalar" for _, child in node.items)
+    )
 
 
 def _plan_view(analysis: Analysis) -> dict[str, Any]:
