@@ -800,7 +800,9 @@ def test_html_says_why_a_lever_found_nothing() -> None:
     html = render_html(a)
     assert "no prompt text in these logs" in _plan_section(html)
     assert "To get an answer: log &lt;body&gt;" in _plan_section(html)
-    summary = re.search(r'<details class="lever" id="lever-4">\s*<summary>(.*?)</summary>', html, re.S)
+    summary = re.search(
+        r'<details class="lever" id="lever-4">\s*<summary>(.*?)</summary>', html, re.S
+    )
     assert summary and "no prompt text in these logs" in summary.group(1)
 
 

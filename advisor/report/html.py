@@ -3,10 +3,11 @@
 It reads top down in the order a reader decides: headline, action plan, coverage, where the money
 goes, unit economics, one collapsible section per lever, and an appendix with the internals.
 Templates come from `reports/templates/` (jinja2, autoescape on, control characters of every
-printed string shown as escapes); wide tables scroll inside their own box and sort on a click. Charts are altair specs drawn by
-vega-embed, whose JavaScript is inlined from vl-convert-python's offline bundle; chart data sits in
-`<script type="application/json">` blocks with every `<`, `>` and `&` escaped, so no string from a
-log can close the block or open markup. A Content-Security-Policy forbids every network fetch.
+printed string shown as escapes); wide tables scroll inside their own box and sort on a click.
+Charts are altair specs drawn by vega-embed, whose JavaScript is inlined from vl-convert-python's
+offline bundle; chart data sits in `<script type="application/json">` blocks with every `<`, `>`
+and `&` escaped, so no string from a log can close the block or open markup. A
+Content-Security-Policy forbids every network fetch.
 """
 
 from __future__ import annotations
@@ -369,7 +370,7 @@ def _day_chart(
             ],
         )
     )
-    return alt.layer(chart, marker).properties(width="container", height=260)
+    return alt.LayerChart(layer=[chart, marker], width="container", height=260)
 
 
 def _series(row: CostRow, stacked: bool) -> str:
