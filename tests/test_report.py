@@ -11,12 +11,15 @@ import json
 import re
 from decimal import Decimal
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 
 from advisor.analysis import (
+    ActionPlan,
+    ActionRow,
     Analysis,
     Baseline,
     Combined,
@@ -28,9 +31,11 @@ from advisor.analysis import (
     Recommendation,
     Reconciliation,
     TokenSources,
+    UnitCostRow,
     UnpricedModel,
 )
 from advisor.guardrails.models import Anomaly, Guardrails, Limit, LimitBasis
+from advisor.levers.base import LeverNote
 from advisor.levers.caching.models import (
     Achievable,
     Achieved,
@@ -448,6 +453,73 @@ def awkward_analysis() -> Analysis:
     )
 
 
+GOLDEN = Path(__file__).resolve().parent / "golden" / "sample_analysis.json"
+
+
+def golden_analysis() -> Analysis:
+    """The sample's analysis.json as the golden test keeps it (which drops generated_at)."""
+    data = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    return Analysis.model_validate({**data, "generated_at": "2026-11-01T00:00:00.123456Z"})
+
+
+def _action(i: int, lever: str, scope: str, change: str, saving: str, risk: str) -> ActionRow:
+    amount = Decimal(saving)
+    return ActionRow(
+        id=f"{lever}:{scope}",
+        lever=lever,
+        scope=scope,
+        change=change,
+        saving=amount,
+        saving_per_month=amount * 30 / Decimal("13.9158"),
+        requests=100 * i + 7,
+        risk=risk,
+        risk_reason=f"reason {i}: {SCRIPT}" if i == 2 else f"reason {i}",
+        effort="config" if i % 2 else "prompt edit",
+        rule=f"RULE-{i:03d}",
+    )
+
+
+def planned_analysis(analysis: Analysis | None = None) -> Analysis:
+    """An analysis (the golden sample's by default) with a hand-built action plan and unit
+    economics whose rows add up to its combined saving (their builders are separate)."""
+    a = analysis or golden_analysis()
+    rows = [
+        _action(1, "tiering", "ticket-triage", "route to gpt-4o-mini via the exported router",
+                "12.5", "low"),
+        _action(2, "caching", "support-chat", "cache_control breakpoint with ttl: 1h", "6.25",
+                "low"),
+        _action(3, "output_caps", "product-copy", "max_tokens: 600", "2.5", "medium"),
+        _action(4, "batching", "nightly-digest", "submit the nightly job through the Batch API",
+                "1.75", "high"),
+    ]  # fmt: skip
+    shown = sum((r.saving for r in rows), Decimal(0))
+    other = a.combined.saving - shown
+    plan = ActionPlan(
+        rows=rows,
+        other=other,
+        other_changes=3,
+        total=a.combined.saving,
+        total_per_month=a.combined.saving * 30 / Decimal("13.9158"),
+        period_days=13.9158,
+        minimum=Decimal("0.5"),
+        interactions=["caching saves less on requests already routed to a cheaper model"],
+    )
+    unit = [
+        UnitCostRow(
+            feature=r.key,
+            requests=r.requests,
+            cost_before=r.cost,
+            cost_after=None if r.cost is None else r.cost * Decimal("0.75"),
+            saving=Decimal(0) if r.cost is None else r.cost * Decimal("0.25"),
+            per_request_before=None if r.cost is None else r.cost / r.requests,
+            per_request_after=None if r.cost is None else r.cost * Decimal("0.75") / r.requests,
+            unpriced_requests=r.unpriced_requests,
+        )
+        for r in a.baseline.by_feature
+    ]
+    return a.model_copy(update={"action_plan": plan, "unit_economics": unit})
+
+
 class _Tags(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -601,8 +673,10 @@ def test_html_shows_every_baseline_money_figure(awkward_html: str) -> None:
 def test_html_structure(awkward_html: str) -> None:
     a = awkward_analysis()
     body = awkward_html.split("<body>", 1)[1]
-    assert body.index('id="coverage"') < body.index('id="spend"') < body.index('id="levers"')
-    assert "How to read this" in body
+    order = ["action-plan", "coverage", "spend", "unit-economics", "levers", "appendix"]
+    positions = [body.index(f'<section id="{name}"') for name in order]
+    assert positions == sorted(positions)
+    assert "counterfactual replay of the logged requests" in body
     assert "because no tokenizer could be loaded offline" in body  # fmt.estimated_warning
     assert fmt.money(a.combined.saving) in body and fmt.pct(a.combined.saving_share) in body
     for lever in a.levers:
@@ -662,6 +736,101 @@ def test_empty_analysis_renders_everywhere() -> None:
 
 def test_html_is_deterministic() -> None:
     assert render_html(awkward_analysis()) == render_html(awkward_analysis())
+
+
+def _plan_section(html: str) -> str:
+    start = html.index('<section id="action-plan"')
+    return html[start : html.index("</section>", start)]
+
+
+def test_html_action_plan_rows_other_and_total() -> None:
+    a = planned_analysis()
+    html = render_html(a)
+    body = html.split("<body>", 1)[1]
+    assert body.index('id="action-plan"') < body.index('id="coverage"')
+    plan = _plan_section(html)
+    rows = re.findall(r"<tr>\s*<td class=\"num rank\"", plan)
+    assert len(rows) == 4
+    assert plan.index("ticket-triage") < plan.index("support-chat") < plan.index("nightly-digest")
+    for change in ("cache_control breakpoint with ttl: 1h", "max_tokens: 600"):
+        assert change in plan
+    assert "$12.50" in plan and fmt.money(Decimal("12.5") * 30 / Decimal("13.9158")) in plan
+    assert "3 smaller changes, each below the $0.50 worth a row" in plan
+    assert fmt.money(a.action_plan.other) in plan
+    total = re.search(r'<tr class="total">.*?</tr>', plan, re.S)
+    assert total and fmt.money(a.combined.saving) in total.group(0)
+    assert "differs from the combined" not in plan  # rows + other add up
+    assert "risk-low" in plan and "risk-high" in plan and ">config<" in plan
+    assert "caching saves less on requests already routed" in plan  # interactions
+    assert "normalised to 30 days from 13.92 days" in plan
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in plan and SCRIPT not in plan
+
+
+def test_html_action_plan_empty_states() -> None:
+    nothing = render_html(empty_analysis())
+    assert 'id="action-plan"' in nothing
+    assert "No change worth making" in _plan_section(nothing)
+    # levers saved money but the analysis holds no plan: never "no change worth making"
+    golden = _plan_section(render_html(golden_analysis()))
+    assert "No change worth making" not in golden and "holds no action plan" in golden
+
+
+def test_html_says_why_a_lever_found_nothing() -> None:
+    a = golden_analysis()
+    note = LeverNote(id="NOTE-NO-TEXT", reason="no prompt text in these logs", fix="log <body>")
+    a.levers[3] = a.levers[3].model_copy(update={"why_not": note})
+    html = render_html(a)
+    assert "no prompt text in these logs" in _plan_section(html)
+    assert "To get an answer: log &lt;body&gt;" in _plan_section(html)
+    summary = re.search(
+        r'<details class="lever" id="lever-4">\s*<summary>(.*?)</summary>', html, re.S
+    )
+    assert summary and "no prompt text in these logs" in summary.group(1)
+
+
+def test_html_unit_economics() -> None:
+    a = planned_analysis()
+    section = _section(render_html(a), "unit-economics")
+    first = a.unit_economics[0]
+    assert first.per_request_before is not None
+    assert fmt.money(first.per_request_before) in section
+    assert fmt.money(first.per_request_before * 1000) in section  # per 1k requests
+    assert f"({len(a.unit_economics)} features)" in section and "25.0%" in section
+    assert "No per-feature unit costs" in _section(render_html(golden_analysis()), "unit-economics")
+
+
+def test_html_spend_per_day_marks_anomaly_days() -> None:
+    a = golden_analysis()
+    spec = _chart_spec(render_html(a), "by_day")
+    marks = spec["layer"][1]
+    assert marks["mark"]["shape"] == "triangle-down"
+    days = sorted(v["day"] for v in marks["data"]["values"])
+    assert days == sorted({x.window_start[:10] for x in a.anomalies})
+
+
+def test_html_figures_read_as_people_write_them() -> None:
+    a = golden_analysis()
+    by_model = a.baseline.by_model
+    by_model[0] = by_model[0].model_copy(update={"via": ["gpt-4o-2024-08-06", "prod-gpt4o-eu"]})
+    html = render_html(a)
+    assert "via <bdi>gpt-4o-2024-08-06</bdi>, <bdi>prod-gpt4o-eu</bdi>" in html
+    assert "02:00:12.906000" not in html and "2026-10-18 02:00 UTC" in html
+    assert not re.search(r'class="good">\$0\.00<', html)  # nothing saved is not green
+    assert "(1 row)" in render_html(small_analysis()) and "1 rows" not in html
+    assert "(13 rows)" in html  # by feature
+    unpriced = re.search(r"<bdi>acme-llama-3.1-70b-ft</bdi>.*?</tr>", html, re.S)
+    assert unpriced and "0.0%" not in unpriced.group(0)  # an unknown cost has no share
+
+
+def test_html_tables_scroll_in_their_box_and_sort() -> None:
+    html = render_html(planned_analysis())
+    body = _without_code(html)
+    tables = re.findall(r"(.{0,40})<table class=\"data", body, re.S)
+    assert tables and all(before.rstrip().endswith('<div class="scroll">') for before in tables)
+    assert 'data-sort="' in body and "table.sortable" in html
+    assert 'addEventListener("click"' in html  # the inline sorter: no library, no CDN
+    assert "@media print" in html and "prefers-color-scheme: dark" in html
+    assert "overflow-x: auto" in html
 
 
 # --- markdown --------------------------------------------------------------------------------

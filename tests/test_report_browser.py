@@ -1,11 +1,15 @@
-"""The HTML report in a real browser: charts draw offline, and log strings stay text.
+"""The HTML report in a real browser: charts draw offline, log strings stay text, and the page
+reads at 1280 px: no horizontal scroll, the action plan in the first screenful.
 
-Renders the awkward analysis of test_report to a file and loads it in headless Chromium with
---dump-dom. CI installs Debian's chromium; elsewhere the test skips when it is missing.
+Renders the awkward analysis of test_report, and the sample logs' analysis, to a file and loads
+it in headless Chromium with --dump-dom; a probe script added to the test's copy of the page
+writes the layout figures into the DOM. CI installs Debian's chromium; elsewhere the test skips
+when it is missing.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,14 +19,37 @@ from pathlib import Path
 
 import pytest
 
+from advisor.api import AnalyzeResult
 from advisor.report.html import render_html
 
 try:  # tests/ on sys.path (pytest's default) or tests as a package
-    from test_report import SCRIPT, awkward_analysis, guarded_analysis
+    from test_report import SCRIPT, awkward_analysis, guarded_analysis, planned_analysis
 except ImportError:  # pragma: no cover
-    from tests.test_report import SCRIPT, awkward_analysis, guarded_analysis
+    from tests.test_report import SCRIPT, awkward_analysis, guarded_analysis, planned_analysis
 
 CHARTS = ("by_day", "by_feature", "by_user", "levers", "anomalies")
+VIEWPORT = 1280
+FIRST_SCREEN = 1200  # px: the action plan starts within it
+
+# Added to the test's copy of the page only. The listener goes right after the CSP <meta> so it
+# hears every refused fetch; the probe reads the layout once vega-embed has drawn.
+_LISTEN = (
+    "<script>window.__refused = [];document.addEventListener('securitypolicyviolation',"
+    "function (e) { window.__refused.push(e.blockedURI); });</script>"
+)
+_PROBE = """<script>setTimeout(function () {
+  var plan = document.getElementById("action-plan");
+  var out = document.createElement("pre");
+  out.id = "layout-probe";
+  out.textContent = JSON.stringify({
+    scrollWidth: document.documentElement.scrollWidth,
+    height: document.documentElement.scrollHeight,
+    planTop: plan ? plan.getBoundingClientRect().top + window.scrollY : null,
+    resources: performance.getEntriesByType("resource").map(function (r) { return r.name; }),
+    refused: window.__refused
+  });
+  document.body.appendChild(out);
+}, 5000);</script>"""
 
 
 def _chromium() -> str:
@@ -66,13 +93,19 @@ class _Dom(HTMLParser):
             self.title += data
 
 
-def _load(folder: Path, html: str) -> tuple[str, str]:
-    """The DOM after scripts ran, and the browser's console log."""
-    chromium = _chromium()
-    page = folder / "report.html"
-    page.write_text(html, encoding="utf-8")
-    command = [
-        chromium,
+def _probed(html: str) -> str:
+    """The page with the violation listener and the layout probe added (the vega bundle holds
+    '</body>' in a string: the probe goes before the last one)."""
+    meta = re.search(r'<meta http-equiv="Content-Security-Policy"[^>]*>', html)
+    assert meta, "the report has no Content-Security-Policy"
+    html = html[: meta.end()] + _LISTEN + html[meta.end() :]
+    end = html.rindex("</body>")
+    return html[:end] + _PROBE + html[end:]
+
+
+def _chromium_command(folder: Path, *extra: str) -> list[str]:
+    return [
+        _chromium(),
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
@@ -85,10 +118,17 @@ def _load(folder: Path, html: str) -> tuple[str, str]:
         "--enable-logging=stderr",
         "--v=0",
         "--virtual-time-budget=15000",  # let vega-embed's promises settle before the dump
-        "--window-size=1200,2000",
-        "--dump-dom",
-        Path(page).as_uri(),
+        *extra,
     ]
+
+
+def _load(folder: Path, html: str, width: int = 1200) -> tuple[str, str]:
+    """The DOM after scripts ran, and the browser's console log."""
+    page = folder / "report.html"
+    page.write_text(html, encoding="utf-8")
+    command = _chromium_command(
+        folder, f"--window-size={width},{FIRST_SCREEN}", "--dump-dom", page.as_uri()
+    )
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     except subprocess.TimeoutExpired:
@@ -157,3 +197,59 @@ def test_anomaly_timeline_with_many_anomalies(tmp_path: Path) -> None:
     assert "user: user-020" not in inner
     problems = _script_problems(log)
     assert not problems, "\n".join(problems)
+
+
+@pytest.fixture(scope="module")
+def sample_page(
+    tmp_path_factory: pytest.TempPathFactory, analysed_sample: AnalyzeResult
+) -> tuple[Path, str, str, str]:
+    """The sample logs' report at 1280 px: its folder, HTML, DOM after scripts, console log. Its
+    action plan is hand-built while the analysis has none (the plan's builder is separate)."""
+    analysis = analysed_sample.analysis
+    if not analysis.action_plan.rows:
+        analysis = planned_analysis(analysis)
+    folder = tmp_path_factory.mktemp("sample-browser")
+    html = render_html(analysis)
+    dom, log = _load(folder, _probed(html), width=VIEWPORT)
+    return folder, html, dom, log
+
+
+def _layout(dom: str) -> dict[str, object]:
+    match = re.search(r'<pre id="layout-probe">(.*?)</pre>', dom, re.S)
+    assert match, "the layout probe did not run"
+    return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+def test_sample_report_reads_at_1280_px(sample_page: tuple[Path, str, str, str]) -> None:
+    """No horizontal scroll at a 1280 px window, and the action plan in the first screenful."""
+    _, _, dom, _ = sample_page
+    layout = _layout(dom)
+    assert layout["scrollWidth"] <= VIEWPORT, layout
+    top = layout["planTop"]
+    assert isinstance(top, int | float) and top <= FIRST_SCREEN, layout
+
+
+def test_sample_report_draws_every_chart_offline(sample_page: tuple[Path, str, str, str]) -> None:
+    _, html, dom, log = sample_page
+    names = re.findall(r'data-chart="chart-([a-z_]+)"', html)
+    assert set(names) >= {"by_day", "by_feature", "by_user", "levers", "waterfall", "anomalies"}
+    for name in names:
+        _drawn(dom, name)
+    layout = _layout(dom)
+    assert layout["resources"] == [] and layout["refused"] == [], layout
+    problems = _script_problems(log)
+    assert not problems, "\n".join(problems)
+
+
+def test_sample_report_screenshot(sample_page: tuple[Path, str, str, str]) -> None:
+    """A picture of the first screenful, kept in the test's temp dir for a person to look at."""
+    folder, html, _, _ = sample_page
+    page = folder / "screenshot.html"
+    page.write_text(html, encoding="utf-8")
+    shot = folder / "report-1280.png"
+    command = _chromium_command(
+        folder, f"--window-size={VIEWPORT},{FIRST_SCREEN}", f"--screenshot={shot}", page.as_uri()
+    )
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert shot.is_file() and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

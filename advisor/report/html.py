@@ -1,10 +1,13 @@
 """The HTML report: one self-contained file rendered from an Analysis, with no network at all.
 
+It reads top down in the order a reader decides: headline, action plan, coverage, where the money
+goes, unit economics, one collapsible section per lever, and an appendix with the internals.
 Templates come from `reports/templates/` (jinja2, autoescape on, control characters of every
-printed string shown as escapes). Charts are altair specs drawn by
-vega-embed, whose JavaScript is inlined from vl-convert-python's offline bundle; chart data sits in
-`<script type="application/json">` blocks with every `<`, `>` and `&` escaped, so no string from a
-log can close the block or open markup. A Content-Security-Policy forbids every network fetch.
+printed string shown as escapes); wide tables scroll inside their own box and sort on a click.
+Charts are altair specs drawn by vega-embed, whose JavaScript is inlined from vl-convert-python's
+offline bundle; chart data sits in `<script type="application/json">` blocks with every `<`, `>`
+and `&` escaped, so no string from a log can close the block or open markup. A
+Content-Security-Policy forbids every network fetch.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import altair as alt
 import jinja2
 from markupsafe import Markup
 
-from advisor.analysis import Analysis, CostRow, LeverResult
+from advisor.analysis import Analysis, CostRow, LeverResult, UnitCostRow
 from advisor.guardrails.models import Anomaly
 from advisor.report import fmt, guardrails, waterfall
 from advisor.ruleset import templates_dir
@@ -31,6 +34,8 @@ MAX_BARS = 15
 MAX_TIMELINE = 20  # entities drawn on the anomaly timeline; the rest are counted below it
 _LABEL_LIMIT = 260  # px; longer axis labels are cut with an ellipsis by vega
 _OTHER = "(other)"
+_SMALL_ITEMS = 10  # a lever's map or list shown in its own section rather than the appendix
+_MONTH_DAYS = Decimal(30)  # the action plan's "per month"
 
 _BUNDLE_SNIPPET = "window.vegaEmbed = vegaEmbed; window.vega = vega; window.vegaLite = vegaLite;"
 # JSON escapes C0 controls itself; these it leaves as they are (C1 and DEL among them)
@@ -59,6 +64,10 @@ def render_html(analysis: Analysis) -> str:
         "number": fmt.number,
         "label": fmt.label,
         "text": fmt.text,
+        "when": when,
+        "plural": plural,
+        "sort_key": sort_key,
+        "none_mark": fmt.NONE,
         "table_limit": fmt.MAX_TABLE_ROWS,
     }
     return _environment().get_template(TEMPLATE).render(context)
@@ -106,6 +115,35 @@ def _vega_bundle() -> tuple[str | None, str | None]:
     return bundle, None
 
 
+def when(value: str | None) -> str:
+    """A logged time to the minute in UTC ('2026-10-18 02:00 UTC'): no microseconds; the
+    string as it is when it does not parse."""
+    if value is None:
+        return fmt.NONE
+    moment = guardrails.moment(value)
+    return value if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """'1 row', '2 rows', '1,234 requests'."""
+    return f"{fmt.count(n)} {noun if n == 1 else nouns or noun + 's'}"
+
+
+def sort_key(value: Decimal | float | int | None) -> str:
+    """A table cell's `data-sort`: the exact number the click-to-sort script compares (formatted
+    text such as '$1.2k' is not); empty for unknown, which sorts last."""
+    if value is None or isinstance(value, bool):
+        return ""
+    return format(value, "f") if isinstance(value, Decimal) else repr(value)
+
+
+def per_month(amount: Decimal | None, days: float) -> Decimal | None:
+    """An amount over a period of `days`, normalised to 30 days (None when the period is 0)."""
+    if amount is None or days <= 0:
+        return None
+    return amount * _MONTH_DAYS / Decimal(repr(days))
+
+
 def _view(analysis: Analysis) -> dict[str, Any]:
     """Figures the template shows that are derived from the analysis rather than stored in it."""
     cov = analysis.coverage
@@ -128,6 +166,10 @@ def _view(analysis: Analysis) -> dict[str, Any]:
         "by_user": _by_cost(base.by_user),
         "by_day": sorted(base.by_day, key=lambda r: (fmt.text(r.key), fmt.text(r.model_key))),
         "levers": [_lever_view(lever, analysis.currency) for lever in analysis.levers],
+        "plan": _plan_view(analysis),
+        "unit": [_unit_view(row) for row in analysis.unit_economics],
+        "anomaly_days": _anomaly_days(analysis),
+        "positive_saving": analysis.combined.saving > 0,
         # an analysis from before guardrails ran has neither: no empty sections for it
         "guardrails_shown": bool(
             analysis.guardrails.limits or analysis.guardrails.notes or analysis.anomalies
@@ -143,18 +185,86 @@ def _by_cost(rows: list[CostRow]) -> list[CostRow]:
 
 
 def _lever_view(lever: LeverResult, currency: str) -> dict[str, Any]:
+    """A lever's figures split for reading: its single-value details in its own section, its
+    tables and nested figures (the classifier's among them) in the appendix."""
+    details = fmt.tree(lever.details, currency)
+    items = details.items if details.kind == "map" else [("details", details)]
     return {
         "lever": lever,
         "approximate": fmt.approximate_note(lever, currency),
         "risk": fmt.tree(lever.risk, currency),
-        "details": fmt.tree(lever.details, currency),
+        "summary": fmt.Node("map", items=[(k, n) for k, n in items if _small(n)]),
+        "internals": fmt.Node("map", items=[(k, n) for k, n in items if not _small(n)]),
     }
+
+
+def _small(node: fmt.Node) -> bool:
+    """A figure that reads at a glance: a value, or a short map or list of values (a lever's
+    chosen setting); tables and nested figures are internals."""
+    if node.kind == "scalar":
+        return True
+    if node.kind in ("map", "list") and len(node.items) <= _SMALL_ITEMS:
+        return all(_flat(child) for _, child in node.items)
+    return False
+
+
+def _flat(node: fmt.Node) -> bool:
+    """A value, or a list of values."""
+    return node.kind == "scalar" or (
+        node.kind == "list" and all(child.kind == "scalar" for _, child in node.items)
+    )
+
+
+def _plan_view(analysis: Analysis) -> dict[str, Any]:
+    """The action plan as shown: its rows, the 'smaller changes' row, and the period it is
+    normalised from (the plan's own, else the analysis's)."""
+    plan = analysis.action_plan
+    days = plan.period_days or analysis.period.days
+    return {
+        "plan": plan,
+        "days": days,
+        "other_per_month": per_month(plan.other, days),
+        "adds_up": plan.total == analysis.combined.saving,
+        "empty": not plan.rows and not plan.other_changes,
+        "combined_per_month": per_month(analysis.combined.saving, analysis.period.days),
+    }
+
+
+def _unit_view(row: UnitCostRow) -> dict[str, Any]:
+    def per_1k(x: Decimal | None) -> Decimal | None:
+        return None if x is None else x * 1000
+
+    before = row.cost_before
+    return {
+        "row": row,
+        "per_1k_before": per_1k(row.per_request_before),
+        "per_1k_after": per_1k(row.per_request_after),
+        "saving_share": float(row.saving / before) if before else None,
+    }
+
+
+def _anomaly_days(analysis: Analysis) -> dict[str, dict[str, Any]]:
+    """The UTC days on which an anomaly started: how many, and their excess spend where known."""
+    days: dict[str, dict[str, Any]] = {}
+    for a in analysis.anomalies:
+        start = guardrails.moment(a.window_start)
+        if start is None:
+            continue
+        day = days.setdefault(start.strftime("%Y-%m-%d"), {"count": 0, "excess": Decimal(0)})
+        day["count"] += 1
+        if a.excess_spend is not None:
+            day["excess"] += a.excess_spend
+    return dict(sorted(days.items()))
 
 
 def _charts(analysis: Analysis) -> list[dict[str, Any]]:
     currency = analysis.currency
     built = {
-        "by_day": _day_chart(analysis.baseline.by_day_model or analysis.baseline.by_day, currency),
+        "by_day": _day_chart(
+            analysis.baseline.by_day_model or analysis.baseline.by_day,
+            currency,
+            _anomaly_days(analysis),
+        ),
         "by_feature": _ranked_bars(analysis.baseline.by_feature, MAX_BARS, currency),
         "by_user": _ranked_bars(analysis.baseline.by_user, 10, currency),
         "levers": _lever_chart(analysis.levers, currency),
@@ -176,7 +286,10 @@ def _money_value(cost: Decimal) -> float:
     return float(cost)
 
 
-def _day_chart(rows: list[CostRow], currency: str) -> alt.Chart | None:
+def _day_chart(
+    rows: list[CostRow], currency: str, anomaly_days: dict[str, dict[str, Any]]
+) -> alt.Chart | alt.LayerChart | None:
+    """Spend per day stacked by model, with a red marker above each day an anomaly started."""
     if not rows:
         return None
     rows = [r for r in rows if r.cost is not None]  # a bar of unknown length is not drawn
@@ -227,7 +340,37 @@ def _day_chart(rows: list[CostRow], currency: str) -> alt.Chart | None:
             legend=alt.Legend(labelLimit=_LABEL_LIMIT, orient="bottom", columns=2),
         )
         encoding["order"] = alt.Order("rank:Q")
-    return bar.encode(**encoding).properties(width="container", height=260)
+    chart = bar.encode(**encoding)
+    day_totals: dict[str, Decimal] = defaultdict(Decimal)
+    for (day, _), cost in cells.items():
+        day_totals[day] += cost
+    marks = [
+        {
+            "day": day,
+            "total": _money_value(day_totals[day]),
+            "anomalies": fmt.count(seen["count"]),
+            "excess": fmt.money(seen["excess"], currency),
+        }
+        for day, seen in anomaly_days.items()
+        if day in day_totals
+    ]
+    if not marks:
+        return chart.properties(width="container", height=260)
+    x = alt.X("day:O", timeUnit="utcyearmonthdate")
+    marker = (
+        alt.Chart(alt.Data(values=marks))
+        .mark_point(shape="triangle-down", filled=True, size=90, color="#c0392b", yOffset=-8)
+        .encode(
+            x=x,
+            y=alt.Y("total:Q"),
+            tooltip=[
+                alt.Tooltip("day:T", timeUnit="utcyearmonthdate", title="day"),
+                alt.Tooltip("anomalies:N", title="anomalies starting"),
+                alt.Tooltip("excess:N", title="their excess spend"),
+            ],
+        )
+    )
+    return alt.LayerChart(layer=[chart, marker], width="container", height=260)
 
 
 def _series(row: CostRow, stacked: bool) -> str:
