@@ -771,7 +771,8 @@ def test_html_action_plan_empty_states() -> None:
     assert 'id="action-plan"' in nothing
     assert "No change worth making" in _plan_section(nothing)
     # levers saved money but the analysis holds no plan: never "no change worth making"
-    golden = _plan_section(render_html(golden_analysis()))
+    planless = golden_analysis().model_copy(update={"action_plan": ActionPlan()})
+    golden = _plan_section(render_html(planless))
     assert "No change worth making" not in golden and "holds no action plan" in golden
 
 
@@ -796,7 +797,8 @@ def test_html_unit_economics() -> None:
     assert fmt.money(first.per_request_before) in section
     assert fmt.money(first.per_request_before * 1000) in section  # per 1k requests
     assert f"({len(a.unit_economics)} features)" in section and "25.0%" in section
-    assert "No per-feature unit costs" in _section(render_html(golden_analysis()), "unit-economics")
+    no_units = golden_analysis().model_copy(update={"unit_economics": []})
+    assert "No per-feature unit costs" in _section(render_html(no_units), "unit-economics")
 
 
 def test_html_spend_per_day_marks_anomaly_days() -> None:
