@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from advisor import __version__, baseline, guardrails, outputs, store, tokens
+from advisor import __version__, baseline, guardrails, lever_notes, outputs, store, tokens
 from advisor import analysis as A
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
@@ -26,7 +26,7 @@ from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
 from advisor.ingest.files import check_readable, expand_paths
 from advisor.levers import registry, streaming
-from advisor.levers.base import LeverContext, SimOptions
+from advisor.levers.base import LeverContext, LeverNote, SimOptions
 from advisor.outputs import is_interrupt
 from advisor.pricing import PriceTable, load_prices
 from advisor.ruleset import default_rules_dir
@@ -171,6 +171,7 @@ def build_analysis(
     notes += baseline.price_gaps(con, prices)
     ctx = LeverContext(con, prices, rules_dir or default_rules_dir(), options)
     sim = simulate(ctx, step=step)
+    why_not = lever_notes.why_not(ctx, sim.levers)
     if step is not None:
         step("streaming advice")
     advice = streaming.advise(con, ctx.rules_dir, options.offline_features)
@@ -196,7 +197,7 @@ def build_analysis(
         period=baseline.build_period(con),
         coverage=baseline.build_coverage(con, report, fill.calibration, tokenizer, notes),
         baseline=baseline.build_baseline(con),
-        levers=[_lever_result(run) for run in sim.levers],
+        levers=[_lever_result(run, why_not.get(run.id)) for run in sim.levers],
         levers_run=[run.id for run in sim.levers],
         levers_skipped=registry.skipped(options.levers),
         combined=A.Combined(**vars(sim.combined)),
@@ -214,11 +215,11 @@ def lever_ids(ids: Sequence[str] | None) -> tuple[str, ...]:
     return registry.validate(registry.ALL_IDS if ids is None else tuple(ids))
 
 
-def _lever_result(run: LeverRun) -> A.LeverResult:
+def _lever_result(run: LeverRun, why_not: LeverNote | None = None) -> A.LeverResult:
     """A lever's figures and findings as its analysis.json model (the union picks it by id)."""
     fields = {k: v for k, v in vars(run).items() if k != "findings"}
     return A.LEVER_RESULT.validate_python(
-        {**fields, "details": run.findings.details, "risk": run.findings.risk}
+        {**fields, "details": run.findings.details, "risk": run.findings.risk, "why_not": why_not}
     )
 
 
@@ -390,6 +391,7 @@ def _check_rules(rules_dir: Path, prices: PriceTable) -> None:
     load_rules(rules_dir)
     load_policy(rules_dir)
     load_trimming_policy(rules_dir)
+    lever_notes.load_notes(rules_dir)
     guardrails.check_rules(rules_dir)
 
 
