@@ -20,6 +20,8 @@ from advisor import analysis as A
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
 from advisor.errors import AdvisorError, InputError, Interrupted, UnreadableFile
+from advisor.export.evalset import PRIVACY_NOTE as EVALSET_PRIVACY
+from advisor.export.evalset import REDACTED_NOTE as EVALSET_REDACTED
 from advisor.guardrails.store import save_guardrails
 from advisor.ingest import FORMATS as INPUT_FORMATS
 from advisor.ingest import IngestReport, Progress
@@ -33,6 +35,8 @@ from advisor.ruleset import default_rules_dir
 from advisor.simulate import LeverRun, Step, rank, simulate
 
 __all__ = [
+    "EVALSET_PRIVACY",
+    "EVALSET_REDACTED",
     "INPUT_FORMATS",
     "REPORT_FORMATS",
     "Analysis",
@@ -90,6 +94,7 @@ class AnalyzeResult:
     files: dict[str, Path] = field(default_factory=dict)
     ingest: IngestReport = field(default_factory=IngestReport)
     problems: list[str] = field(default_factory=list)  # what --strict refuses
+    skipped: dict[str, str] = field(default_factory=dict)  # output not written -> why
 
 
 def load_price_table(
@@ -262,7 +267,7 @@ def analyze(
             if db is None:
                 outputs.check_own_store(out / DB_FILE)
             with outputs.staged(out) as staging:
-                result, report, files = _build(
+                result, report, files, skipped = _build(
                     logs, staging, Path(db) if db is not None else staging / DB_FILE,
                     fmt=fmt, mapping=mapping, model=model, prices=prices, rules_dir=rules_dir,
                     options=options, progress=progress, step=step, write_report=write_report,
@@ -282,7 +287,7 @@ def analyze(
         problems.append(f"{cov.quarantined_rows} rows quarantined")
     if cov.unpriced_requests:
         problems.append(f"{cov.unpriced_requests} requests on unpriced models")
-    return AnalyzeResult(result, out, files, report, problems)
+    return AnalyzeResult(result, out, files, report, problems, skipped)
 
 
 def _kept(out: Path, db: Path | None, had_outputs: bool, swapped: bool) -> str:
@@ -311,8 +316,9 @@ def _build(
     progress: Progress | None,
     step: Step | None,
     memory: str,
-) -> tuple[Analysis, IngestReport, dict[str, Path]]:
-    """Ingest into the store and write every output into `staging`; the files written."""
+) -> tuple[Analysis, IngestReport, dict[str, Path], dict[str, str]]:
+    """Ingest into the store and write every output into `staging`; the files written, and
+    the outputs not written with the reason."""
     con = store.connect(db_path, memory=memory)
     try:
         if db_path.parent == staging:  # a store this run creates: `analyze` may replace it
@@ -343,15 +349,31 @@ def _build(
             step("writing the analysis, report and exports")
         files = {"db": db_path, "analysis": staging / ANALYSIS_FILE}
         files["analysis"].write_text(result.to_json(), encoding="utf-8")
+        skipped: dict[str, str] = {}
         if write_report:
             files["report"] = staging / REPORT_FILE
             files["report"].write_text(render_report(result, "html"), encoding="utf-8")
-            if any(lever.id == "tiering" for lever in result.levers):
-                files.update(_write_exports(con, staging))
+            skipped = skipped_exports(result)
+            if not skipped:
+                files.update(_write_exports(con, staging, skipped))
             files.update(_write_guardrail_exports(con, staging))
     finally:
         con.close()
-    return result, report, files
+    return result, report, files, skipped
+
+
+def skipped_exports(analysis: Analysis) -> dict[str, str]:
+    """The tiering exports `analyze` leaves out, with the reason: a router that routes nothing
+    and an empty evaluation set would only look like something to deploy."""
+    tiering = next((lever for lever in analysis.levers if lever.id == "tiering"), None)
+    if tiering is None:
+        reason = "the tiering lever did not run"
+    elif tiering.affected_requests == 0:
+        why = f": {tiering.why_not.reason}" if tiering.why_not is not None else ""
+        reason = "the tiering lever routes no request" + why
+    else:
+        return {}
+    return {name: reason for name in (*ROUTER_FILES.values(), EVALSET_DIR + "/")}
 
 
 def _check_inputs(logs: Sequence[str], out: Path, db: Path | None) -> None:
@@ -400,8 +422,11 @@ def diff(old: Path, new: Path) -> AnalysisDiff:
     return diff_analyses(load_analysis(Path(old)), load_analysis(Path(new)))
 
 
-def _write_exports(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Path]:
-    """The router in every format (one spec, rendered three ways) and the evaluation set."""
+def _write_exports(
+    con: duckdb.DuckDBPyConnection, out: Path, skipped: dict[str, str]
+) -> dict[str, Path]:
+    """The router in every format (one spec, rendered three ways) and the evaluation set, unless
+    no routed request has a logged answer to compare with (then `skipped` says so)."""
     from advisor import export
 
     files = {}
@@ -410,6 +435,9 @@ def _write_exports(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Path]
         text = export.render_router(spec, fmt_name)  # type: ignore[arg-type]
         files[f"router ({fmt_name})"] = out / name
         files[f"router ({fmt_name})"].write_text(text, encoding="utf-8")
+    if export.evalset_size(con) == 0:
+        skipped[EVALSET_DIR + "/"] = "no routed request has a logged answer to compare with"
+        return files
     files["evalset"] = out / EVALSET_DIR
     export.export_evalset(con, files["evalset"])
     return files
@@ -508,13 +536,18 @@ def export_guardrails(
         con.close()
 
 
-def export_evalset(db: Path, out_dir: Path, *, per_stratum: int = 10, seed: int = 0) -> list[Path]:
-    """A stratified sample of the requests the router would move, plus a promptfoo config."""
+def export_evalset(
+    db: Path, out_dir: Path, *, per_stratum: int = 10, seed: int = 0, redact: bool = False
+) -> list[Path]:
+    """A stratified sample of the requests the router would move, plus a promptfoo config; the
+    prompts as logged (the point of a replay), or masked as in the reports with `redact`."""
     from advisor import export
 
     con = _analysed_store(db)
     try:
-        return export.export_evalset(con, Path(out_dir), per_stratum=per_stratum, seed=seed)
+        return export.export_evalset(
+            con, Path(out_dir), per_stratum=per_stratum, seed=seed, redact=redact
+        )
     finally:
         con.close()
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from advisor.export.evalset import export_evalset
+from advisor.export.evalset import evalset_size, export_evalset
 from advisor.export.router import FORMATS, export_router, render_router, router_spec
 
-__all__ = ["FORMATS", "export_evalset", "export_router", "render_router", "router_spec"]
+__all__ = [
+    "FORMATS",
+    "evalset_size",
+    "export_evalset", "export_router", "render_router", "router_spec",
+]
