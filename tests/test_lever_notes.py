@@ -82,7 +82,9 @@ def test_a_broken_notes_file_is_refused(tmp_path: Path, change: str, message: st
 
 def _token_only_csv(path: Path, rows: int = 60) -> Path:
     lines = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
-    lines += [f"2023-11-16 18:{i // 60:02d}:{i % 60:02d}.000,{900 + i},{200 + i}" for i in range(rows)]
+    lines += [
+        f"2023-11-16 18:{i // 60:02d}:{i % 60:02d}.000,{900 + i},{200 + i}" for i in range(rows)
+    ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -112,9 +114,7 @@ def test_prompts_on_the_cheapest_tier(tmp_path: Path) -> None:
         openai_line(f"r{i}", model="gpt-4o-mini", ts=f"2026-10-01T12:{i:02d}:00Z")
         for i in range(30)
     ]
-    result = api.analyze(
-        [str(write_jsonl(tmp_path / "log.jsonl", rows))], out_dir=tmp_path / "out"
-    )
+    result = api.analyze([str(write_jsonl(tmp_path / "log.jsonl", rows))], out_dir=tmp_path / "out")
     tiering = result.analysis.levers[0]
     assert tiering.id == "tiering" and tiering.why_not is not None
     assert tiering.why_not.id == "NOTE-011"

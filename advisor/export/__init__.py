@@ -8,5 +8,8 @@ from advisor.export.router import FORMATS, export_router, render_router, router_
 __all__ = [
     "FORMATS",
     "evalset_size",
-    "export_evalset", "export_router", "render_router", "router_spec",
+    "export_evalset",
+    "export_router",
+    "render_router",
+    "router_spec",
 ]
