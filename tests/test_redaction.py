@@ -175,17 +175,18 @@ def test_ordinary_capitalised_words_are_not_names(text: str) -> None:
 
 
 def test_names_in_report_excerpts_are_masked(tmp_path: Path) -> None:
-    """A name in a prompt never reaches analysis.json or the report, whatever excerpt holds it."""
-    system = "You are the support desk of Acme. Answer briefly. " * 40
+    """A name in a system prompt is masked in the excerpts analysis.json and the report show."""
+    system = "Signed: Dr. Ingrid Svensson, head of support.\n" + (
+        "You are the support desk of Acme. Answer briefly.   \n\n\n" * 40
+    )
     rows = [
         openai_line(
             f"r{i}",
             ts=f"2026-10-01T12:{i:02d}:00Z",
             messages=[
                 {"role": "system", "content": system},
-                {"role": "user", "content": f"Hi, my name is Ingrid Svensson, order {i} is late"},
+                {"role": "user", "content": f"order {i} is late"},
             ],
-            response_text="Dear Ingrid Svensson, sorry about that.",
         )
         for i in range(30)
     ]
@@ -193,4 +194,5 @@ def test_names_in_report_excerpts_are_masked(tmp_path: Path) -> None:
     result = api.analyze([str(log)], out_dir=tmp_path / "out")
     for name in ("analysis", "report"):
         text = result.files[name].read_text(encoding="utf-8")
-        assert "Svensson" not in text and "Ingrid" not in text, name
+        assert "head of support" in text, name  # the excerpt is there...
+        assert "Svensson" not in text and "Ingrid" not in text, name  # ...without the name
