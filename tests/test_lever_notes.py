@@ -9,7 +9,7 @@ import pytest
 from helpers import openai_line, write_jsonl
 
 from advisor import api, lever_notes
-from advisor.errors import RuleError
+from advisor.errors import AdvisorError, RuleError
 from advisor.levers import registry
 from advisor.redact import redact
 from advisor.ruleset import default_rules_dir
@@ -125,3 +125,11 @@ def test_azure_trace_says_why_per_lever(shared_data: Path, tmp_path: Path) -> No
     trace = shared_data / "real" / "AzureLLMInferenceTrace_conv.csv"
     result = api.analyze([str(trace)], out_dir=tmp_path, model="gpt-4o")
     _assert_explained_without_artefacts(result)
+
+
+def test_export_evalset_refuses_when_nothing_is_routed(tmp_path: Path) -> None:
+    log = _token_only_csv(tmp_path / "trace.csv")
+    result = api.analyze([str(log)], out_dir=tmp_path / "out", model="gpt-4o", write_report=False)
+    with pytest.raises(AdvisorError, match="no evaluation set"):
+        api.export_evalset(result.files["db"], tmp_path / "evalset")
+    assert not (tmp_path / "evalset").exists()

@@ -168,6 +168,11 @@ def export_evalset(
         raise AdvisorError(
             "this store holds no tiering analysis", hint="run `advisor analyze` first"
         )
+    if evalset_size(con) == 0:  # an empty set would pass for a check that found nothing wrong
+        raise AdvisorError(
+            "no routed request has a logged prompt and answer: no evaluation set to write",
+            hint="the analysis's levers[tiering].why_not says why nothing was routed",
+        )
     if providers is None:
         from advisor import store
         from advisor.levers.tiering import META_ROUTER
