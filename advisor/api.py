@@ -15,25 +15,29 @@ from pathlib import Path
 
 import duckdb
 
-from advisor import __version__, baseline, guardrails, outputs, store, tokens
+from advisor import __version__, baseline, guardrails, lever_notes, outputs, store, tokens
 from advisor import analysis as A
 from advisor.action_plan import build_action_plan, build_unit_economics
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
 from advisor.diff import AnalysisDiff, diff_analyses, increase_exceeds
 from advisor.errors import AdvisorError, InputError, Interrupted, UnreadableFile
+from advisor.export.evalset import PRIVACY_NOTE as EVALSET_PRIVACY
+from advisor.export.evalset import REDACTED_NOTE as EVALSET_REDACTED
 from advisor.guardrails.store import save_guardrails
 from advisor.ingest import FORMATS as INPUT_FORMATS
 from advisor.ingest import IngestReport, Progress
 from advisor.ingest import ingest as _ingest
 from advisor.ingest.files import check_readable, expand_paths
 from advisor.levers import registry, streaming
-from advisor.levers.base import LeverContext, SimOptions
+from advisor.levers.base import LeverContext, LeverNote, SimOptions
 from advisor.outputs import is_interrupt
 from advisor.pricing import PriceTable, load_prices
 from advisor.ruleset import default_rules_dir
 from advisor.simulate import LeverRun, Step, rank, simulate
 
 __all__ = [
+    "EVALSET_PRIVACY",
+    "EVALSET_REDACTED",
     "INPUT_FORMATS",
     "REPORT_FORMATS",
     "Analysis",
@@ -91,6 +95,7 @@ class AnalyzeResult:
     files: dict[str, Path] = field(default_factory=dict)
     ingest: IngestReport = field(default_factory=IngestReport)
     problems: list[str] = field(default_factory=list)  # what --strict refuses
+    skipped: dict[str, str] = field(default_factory=dict)  # output not written -> why
 
 
 def load_price_table(
@@ -172,6 +177,7 @@ def build_analysis(
     notes += baseline.price_gaps(con, prices)
     ctx = LeverContext(con, prices, rules_dir or default_rules_dir(), options)
     sim = simulate(ctx, step=step)
+    why_not = lever_notes.why_not(ctx, sim.levers)
     if step is not None:
         step("streaming advice")
     advice = streaming.advise(con, ctx.rules_dir, options.offline_features)
@@ -180,7 +186,8 @@ def build_analysis(
     limits, anomalies = guardrails.build(con, ctx.rules_dir)
     save_guardrails(con, limits)  # unredacted: `advisor export guardrails --db` renders from it
     generated = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    levers, combined = [_lever_result(r) for r in sim.levers], A.Combined(**vars(sim.combined))
+    levers = [_lever_result(run, why_not.get(run.id)) for run in sim.levers]
+    combined = A.Combined(**vars(sim.combined))
     period = baseline.build_period(con)
     return Analysis(
         generated_at=generated,
@@ -219,11 +226,11 @@ def lever_ids(ids: Sequence[str] | None) -> tuple[str, ...]:
     return registry.validate(registry.ALL_IDS if ids is None else tuple(ids))
 
 
-def _lever_result(run: LeverRun) -> A.LeverResult:
+def _lever_result(run: LeverRun, why_not: LeverNote | None = None) -> A.LeverResult:
     """A lever's figures and findings as its analysis.json model (the union picks it by id)."""
     fields = {k: v for k, v in vars(run).items() if k != "findings"}
     return A.LEVER_RESULT.validate_python(
-        {**fields, "details": run.findings.details, "risk": run.findings.risk}
+        {**fields, "details": run.findings.details, "risk": run.findings.risk, "why_not": why_not}
     )
 
 
@@ -266,7 +273,7 @@ def analyze(
             if db is None:
                 outputs.check_own_store(out / DB_FILE)
             with outputs.staged(out) as staging:
-                result, report, files = _build(
+                result, report, files, skipped = _build(
                     logs, staging, Path(db) if db is not None else staging / DB_FILE,
                     fmt=fmt, mapping=mapping, model=model, prices=prices, rules_dir=rules_dir,
                     options=options, progress=progress, step=step, write_report=write_report,
@@ -286,7 +293,7 @@ def analyze(
         problems.append(f"{cov.quarantined_rows} rows quarantined")
     if cov.unpriced_requests:
         problems.append(f"{cov.unpriced_requests} requests on unpriced models")
-    return AnalyzeResult(result, out, files, report, problems)
+    return AnalyzeResult(result, out, files, report, problems, skipped)
 
 
 def _kept(out: Path, db: Path | None, had_outputs: bool, swapped: bool) -> str:
@@ -315,8 +322,9 @@ def _build(
     progress: Progress | None,
     step: Step | None,
     memory: str,
-) -> tuple[Analysis, IngestReport, dict[str, Path]]:
-    """Ingest into the store and write every output into `staging`; the files written."""
+) -> tuple[Analysis, IngestReport, dict[str, Path], dict[str, str]]:
+    """Ingest into the store and write every output into `staging`; the files written, and
+    the outputs not written with the reason."""
     con = store.connect(db_path, memory=memory)
     try:
         if db_path.parent == staging:  # a store this run creates: `analyze` may replace it
@@ -347,15 +355,31 @@ def _build(
             step("writing the analysis, report and exports")
         files = {"db": db_path, "analysis": staging / ANALYSIS_FILE}
         files["analysis"].write_text(result.to_json(), encoding="utf-8")
+        skipped: dict[str, str] = {}
         if write_report:
             files["report"] = staging / REPORT_FILE
             files["report"].write_text(render_report(result, "html"), encoding="utf-8")
-            if any(lever.id == "tiering" for lever in result.levers):
-                files.update(_write_exports(con, staging))
+            skipped = skipped_exports(result)
+            if not skipped:
+                files.update(_write_exports(con, staging, skipped))
             files.update(_write_guardrail_exports(con, staging))
     finally:
         con.close()
-    return result, report, files
+    return result, report, files, skipped
+
+
+def skipped_exports(analysis: Analysis) -> dict[str, str]:
+    """The tiering exports `analyze` leaves out, with the reason: a router that routes nothing
+    and an empty evaluation set would only look like something to deploy."""
+    tiering = next((lever for lever in analysis.levers if lever.id == "tiering"), None)
+    if tiering is None:
+        reason = "the tiering lever did not run"
+    elif tiering.affected_requests == 0:
+        why = f": {tiering.why_not.reason}" if tiering.why_not is not None else ""
+        reason = "the tiering lever routes no request" + why
+    else:
+        return {}
+    return {name: reason for name in (*ROUTER_FILES.values(), EVALSET_DIR + "/")}
 
 
 def _check_inputs(logs: Sequence[str], out: Path, db: Path | None) -> None:
@@ -395,6 +419,7 @@ def _check_rules(rules_dir: Path, prices: PriceTable) -> None:
     load_rules(rules_dir)
     load_policy(rules_dir)
     load_trimming_policy(rules_dir)
+    lever_notes.load_notes(rules_dir)
     guardrails.check_rules(rules_dir)
 
 
@@ -403,8 +428,11 @@ def diff(old: Path, new: Path) -> AnalysisDiff:
     return diff_analyses(load_analysis(Path(old)), load_analysis(Path(new)))
 
 
-def _write_exports(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Path]:
-    """The router in every format (one spec, rendered three ways) and the evaluation set."""
+def _write_exports(
+    con: duckdb.DuckDBPyConnection, out: Path, skipped: dict[str, str]
+) -> dict[str, Path]:
+    """The router in every format (one spec, rendered three ways) and the evaluation set, unless
+    no routed request has a logged answer to compare with (then `skipped` says so)."""
     from advisor import export
 
     files = {}
@@ -413,6 +441,9 @@ def _write_exports(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Path]
         text = export.render_router(spec, fmt_name)  # type: ignore[arg-type]
         files[f"router ({fmt_name})"] = out / name
         files[f"router ({fmt_name})"].write_text(text, encoding="utf-8")
+    if export.evalset_size(con) == 0:
+        skipped[EVALSET_DIR + "/"] = "no routed request has a logged answer to compare with"
+        return files
     files["evalset"] = out / EVALSET_DIR
     export.export_evalset(con, files["evalset"])
     return files
@@ -511,13 +542,18 @@ def export_guardrails(
         con.close()
 
 
-def export_evalset(db: Path, out_dir: Path, *, per_stratum: int = 10, seed: int = 0) -> list[Path]:
-    """A stratified sample of the requests the router would move, plus a promptfoo config."""
+def export_evalset(
+    db: Path, out_dir: Path, *, per_stratum: int = 10, seed: int = 0, redact: bool = False
+) -> list[Path]:
+    """A stratified sample of the requests the router would move, plus a promptfoo config; the
+    prompts as logged (the point of a replay), or masked as in the reports with `redact`."""
     from advisor import export
 
     con = _analysed_store(db)
     try:
-        return export.export_evalset(con, Path(out_dir), per_stratum=per_stratum, seed=seed)
+        return export.export_evalset(
+            con, Path(out_dir), per_stratum=per_stratum, seed=seed, redact=redact
+        )
     finally:
         con.close()
 

@@ -221,6 +221,13 @@ def analyze(
         render_console(result.analysis, out)
         for name, path in result.files.items():
             out.print(f"[dim]{name}:[/dim] {literal(str(path))}")
+        by_reason: dict[str, list[str]] = {}  # an empty artefact is left out, and said so
+        for name, why in result.skipped.items():
+            by_reason.setdefault(why, []).append(name)
+        for why, names in by_reason.items():
+            out.print(f"[dim]not written:[/dim] {literal(', '.join(names))} ({literal(why)})")
+        if "evalset" in result.files:
+            out.print(literal("note: " + api.EVALSET_PRIVACY))
     if strict and result.problems:
         raise AdvisorError("--strict: " + "; ".join(result.problems))
 
@@ -449,14 +456,18 @@ def export_evalset(
         typer.Option("--per-stratum", help="Requests per feature/template and confidence band."),
     ] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    redact: Annotated[
+        bool, typer.Option("--redact", help="Mask secrets and personal data in the prompts.")
+    ] = False,
 ) -> None:
     """Requests the router would move, as chat JSONL plus a promptfoo config to compare models.
 
     Example: advisor export evalset -o evalset  (then: promptfoo eval -c evalset/promptfoo/...)
     """
-    paths = api.export_evalset(db, output, per_stratum=per_stratum, seed=seed)
+    paths = api.export_evalset(db, output, per_stratum=per_stratum, seed=seed, redact=redact)
     for path in paths:
         err.print(f"wrote {literal(str(path))}")
+    err.print(literal("note: " + (api.EVALSET_REDACTED if redact else api.EVALSET_PRIVACY)))
 
 
 @prices_app.command("list")

@@ -13,7 +13,7 @@ structure (what `Analysis.redacted` applies to everything analysis.json carries)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -58,6 +58,9 @@ class RedactionRule(BaseModel):
     label: str = Field(pattern=r"^\[[A-Z ]+\]$")  # never matched by a rule: redaction is idempotent
     pattern: Regex
     keywords: tuple[str, ...] = ()  # lower case; the rule runs only on texts holding one
+    # words that are never what the rule masks: a match starting with one is left alone
+    # (RED-024: "Hi Team", "I am Python", "Thanks, Monday" are not names)
+    not_words: tuple[str, ...] = ()
     rationale: str
     source: str
     deprecated: bool = False
@@ -93,6 +96,15 @@ class _Compiled:
     label: str
     regex: re.Pattern[str]
     keywords: tuple[str, ...] = ()  # a fast pre-check (as gitleaks does): Python's re is slow
+    not_words: frozenset[str] = frozenset()  # lower case: a match whose first word is one is kept
+
+
+_FIRST_WORD = re.compile(r"[^\s'’-]+")
+
+
+def _first_word(text: str) -> str:
+    m = _FIRST_WORD.match(text)
+    return m.group().lower() if m else ""
 
 
 def _spans(
@@ -109,6 +121,8 @@ def _spans(
         has_secret = "secret" in rule.regex.groupindex
         for m in rule.regex.finditer(text):
             start, end = m.span("secret") if has_secret and m.group("secret") else m.span()
+            if rule.not_words and _first_word(text[start:end]) in rule.not_words:
+                continue
             if end > start and not any(a <= start and end <= b for a, b in kept):
                 found.append((start, end, rule.label))
     found.sort(key=lambda s: (s[0], -s[1]))
@@ -156,7 +170,7 @@ def load_redactor(rules_dir: Path) -> Redactor:
                 raise RuleError(f"{path}: rule id {rule_id} is already used in {seen[rule_id]}")
             seen[rule_id] = path
         compiled += [
-            _Compiled(r.id, r.label, re.compile(r.pattern), r.keywords)
+            _Compiled(r.id, r.label, re.compile(r.pattern), r.keywords, _lower(r.not_words))
             for r in data.rules
             if not r.deprecated
         ]
@@ -167,6 +181,10 @@ def load_redactor(rules_dir: Path) -> Redactor:
             hint="copy rules/redaction.yaml from advisor into your rules folder",
         )
     return Redactor(tuple(compiled), tuple(allow))
+
+
+def _lower(words: Iterable[str]) -> frozenset[str]:
+    return frozenset(w.lower() for w in words)
 
 
 @lru_cache(maxsize=1)
@@ -219,7 +237,12 @@ def run_pattern_cases(rule: Mapping[str, Any]) -> list[str]:
     must find) whose secret survives this rule's mask, a `fail` text the rule would touch.
     Keywords apply as in use, so a pass case without one of them fails."""
     compiled = (
-        _Compiled(str(rule["id"]), str(rule.get("label", "[X]")), re.compile(rule["pattern"])),
+        _Compiled(
+            str(rule["id"]),
+            str(rule.get("label", "[X]")),
+            re.compile(rule["pattern"]),
+            not_words=_lower(rule.get("not_words") or ()),
+        ),
     )
     cases = rule["cases"]
     failures = []

@@ -13,6 +13,7 @@ import yaml
 from test_tiering import analysed_sample
 
 from advisor.export import export_evalset
+from advisor.redact import redact
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def test_records_are_routed_requests_in_chat_format(exported: tuple[Path, list[Path]]) -> None:
-    db, (evalset, _, _) = exported
+    db, (evalset, *_) = exported
     records = _jsonl(evalset)
     assert records
     con = duckdb.connect(str(db), read_only=True)
@@ -73,7 +74,7 @@ def test_records_are_routed_requests_in_chat_format(exported: tuple[Path, list[P
 
 
 def test_promptfoo_suite_replays_on_both_models(exported: tuple[Path, list[Path]]) -> None:
-    _, (evalset, tests_file, config_file) = exported
+    _, (evalset, tests_file, config_file, _) = exported
     config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
     assert config["prompts"] == ["{{ messages | dump }}"]
     assert config["tests"] == "file://tests.jsonl" and tests_file.parent == config_file.parent
@@ -104,3 +105,32 @@ def test_evalset_is_deterministic(exported: tuple[Path, list[Path]], tmp_path: P
         con.close()
     for first, second in zip(files, again, strict=True):
         assert first.read_bytes() == second.read_bytes()
+
+
+def test_readme_says_the_prompts_are_unredacted(exported: tuple[Path, list[Path]]) -> None:
+    readme = exported[1][-1]
+    text = readme.read_text(encoding="utf-8")
+    assert readme.name == "README.md"
+    assert "unredacted" in text and "--redact" in text
+
+
+def test_redact_masks_prompts_answers_and_ids(
+    exported: tuple[Path, list[Path]], tmp_path: Path
+) -> None:
+    db, (plain, *_) = exported
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        evalset, tests_file, _, readme = export_evalset(con, tmp_path, per_stratum=5, redact=True)
+    finally:
+        con.close()
+    before, after = _jsonl(plain), _jsonl(evalset)
+    assert len(after) == len(before) and after != before  # the sample's prompts hold PII
+    for record in after:
+        for message in record["messages"]:
+            assert redact(message["content"]) == message["content"]  # nothing left to mask
+        assert redact(record["metadata"]["request_id"]) == record["metadata"]["request_id"]
+    for test in _jsonl(tests_file):
+        answer = test["vars"]["original_response"]
+        assert redact(answer) == answer
+    assert "redacted" in readme.read_text(encoding="utf-8")
+    assert "unredacted" not in readme.read_text(encoding="utf-8")

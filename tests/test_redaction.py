@@ -141,3 +141,58 @@ def test_money_with_many_digits_survives_redaction() -> None:
         update={"baseline": base.baseline.model_copy(update={"cost": amount})}
     )
     assert changed.redacted().baseline.cost == amount
+
+
+# Names after a cue are masked; a capitalised ordinary word after the same cue is not.
+NAMES = [
+    ("Hi John, the invoice is ready", "John"),
+    ("Mr. Smith called on Monday", "Smith"),
+    ("Regards,\nJohn Smith", "John Smith"),
+    ("Dear May, your order shipped", "May"),  # a month that is a given name stays masked
+    ("I am Batman and I need help", "Batman"),
+    ("Patient: Maria Lopez, 45", "Maria Lopez"),
+]
+NOT_NAMES = [
+    "Hi Team, the JSON export runs on Monday.",
+    "Dear Customer, your order shipped.",
+    "I am Python developer writing Markdown.",
+    "Thanks, Monday works for me.",
+    "Hello World in Python",
+    "Dear Hiring Manager, I am Sure this fits.",
+    "Best, The Acme Team",
+]
+
+
+@pytest.mark.parametrize(("text", "name"), NAMES, ids=[n for _, n in NAMES])
+def test_names_after_a_cue_are_masked(text: str, name: str) -> None:
+    out = excerpt(text)
+    assert name not in out and "[NAME]" in out, out
+
+
+@pytest.mark.parametrize("text", NOT_NAMES)
+def test_ordinary_capitalised_words_are_not_names(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_names_in_report_excerpts_are_masked(tmp_path: Path) -> None:
+    """A name in a system prompt is masked in the excerpts analysis.json and the report show."""
+    system = "Signed: Dr. Ingrid Svensson, head of support.\n" + (
+        "You are the support desk of Acme. Answer briefly.   \n\n\n" * 40
+    )
+    rows = [
+        openai_line(
+            f"r{i}",
+            ts=f"2026-10-01T12:{i:02d}:00Z",
+            messages=[
+                {"role": "system", "content": system},
+                {"role": "user", "content": f"order {i} is late"},
+            ],
+        )
+        for i in range(30)
+    ]
+    log = write_jsonl(tmp_path / "log.jsonl", rows)
+    result = api.analyze([str(log)], out_dir=tmp_path / "out")
+    for name in ("analysis", "report"):
+        text = result.files[name].read_text(encoding="utf-8")
+        assert "head of support" in text, name  # the excerpt is there...
+        assert "Svensson" not in text and "Ingrid" not in text, name  # ...without the name

@@ -408,7 +408,7 @@ def test_hostile_names_are_quoted_in_every_export(tmp_path: Path) -> None:
     try:
         spec = router_spec(con)
         outputs = {fmt: export_router(con, fmt) for fmt in ("generic", "litellm", "portkey")}
-        evalset, tests, config = export_evalset(con, tmp_path / "evalset")
+        evalset, tests, config, _ = export_evalset(con, tmp_path / "evalset")
     finally:
         con.close()
     for path in (evalset, tests):

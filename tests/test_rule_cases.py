@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from advisor import lever_notes
 from advisor.conditions import FeatureType, rules_with_cases, run_cases
 from advisor.difficulty.features import FEATURE_TYPES
 from advisor.guardrails import anomalies
@@ -38,6 +39,7 @@ CATALOGUES: dict[str, Mapping[str, FeatureType]] = {
     "streaming": {**streaming.FEATURE_TYPES, **streaming.MODEL_FEATURES},
     # every kind's figures; the rules model checks each rule against its own kind's on load
     "anomalies": anomalies.FEATURES,
+    "lever_notes": lever_notes.FEATURES,
 }
 
 

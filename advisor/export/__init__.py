@@ -10,12 +10,20 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from advisor.export.evalset import export_evalset
+    from advisor.export.evalset import evalset_size, export_evalset
     from advisor.export.router import FORMATS, export_router, render_router, router_spec
 
-__all__ = ["FORMATS", "export_evalset", "export_router", "render_router", "router_spec"]
-_HOMES = {"export_evalset": "advisor.export.evalset"} | {
-    name: "advisor.export.router" for name in __all__ if name != "export_evalset"
+__all__ = [
+    "FORMATS",
+    "evalset_size",
+    "export_evalset",
+    "export_router",
+    "render_router",
+    "router_spec",
+]
+_EVALSET = ("evalset_size", "export_evalset")
+_HOMES = {name: "advisor.export.evalset" for name in _EVALSET} | {
+    name: "advisor.export.router" for name in __all__ if name not in _EVALSET
 }
 
 

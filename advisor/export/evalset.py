@@ -9,8 +9,11 @@ confidence band), with their original prompts and the original model's response:
   request on its original and its proposed model and compares both with the original answer
   (exact label for one-line answers, valid JSON for JSON answers, similarity otherwise).
 
+- README.md: what the files are, and what they hold (PRIVACY_NOTE).
+
 The files hold full prompt text from the logs, unredacted on purpose (a replay needs the real
-prompts): they stay on the machine that ran advisor. Every other output is redacted (redact.py).
+prompts): they stay on the machine that ran advisor. Every other output is redacted (redact.py);
+`redact=True` masks the prompts, answers and ids here too, at the cost of a replay on masked text.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import duckdb
 import yaml
 
 from advisor.errors import AdvisorError
+from advisor.redact import scrub
 from advisor.routing import MICRO
 
 BANDS = (0.9, 0.95, 0.99)  # confidence bands: [0.9, 0.95), [0.95, 0.99), [0.99, 1]
@@ -39,6 +43,17 @@ _PROMPTFOO_PROVIDER = {
 }
 
 
+PRIVACY_NOTE = (
+    "the evaluation set holds the full prompts and answers from the logs, unredacted (a replay "
+    "needs the real text): keep it on this machine, or write a masked one with "
+    "`advisor export evalset --redact`"
+)
+REDACTED_NOTE = (
+    "the evaluation set's prompts, answers and ids are redacted (secrets, e-mails, phone numbers, "
+    "names masked, as in the report): a replay runs on the masked text"
+)
+
+
 def _band_sql() -> str:
     edges = sorted(BANDS, reverse=True)
     arms = " ".join(
@@ -48,6 +63,21 @@ def _band_sql() -> str:
     return f"CASE {arms} ELSE 'below-{min(BANDS):.2f}' END"
 
 
+# The requests an evaluation set draws from: routed, answered, with the answer logged.
+_ROUTED = """FROM tiering_decisions d JOIN requests r USING (request_id)
+             WHERE d.routed AND r.status = 'ok' AND r.response_hash IS NOT NULL"""
+
+
+def evalset_size(con: duckdb.DuckDBPyConnection) -> int:
+    """How many requests an evaluation set could hold (routed, answered, with a prompt)."""
+    return int(
+        con.execute(
+            f"""SELECT count(*) {_ROUTED}
+                AND EXISTS (SELECT 1 FROM messages m WHERE m.request_id = d.request_id)"""
+        ).fetchall()[0][0]
+    )
+
+
 def _sample(con: duckdb.DuckDBPyConnection, per_stratum: int, seed: int) -> list[tuple[Any, ...]]:
     return con.execute(
         f"""WITH routed AS (
@@ -55,8 +85,7 @@ def _sample(con: duckdb.DuckDBPyConnection, per_stratum: int, seed: int) -> list
                      d.template_id, d.feature, r.response_hash, r.provider,
                      coalesce(d.feature, d.template_id, '(none)') AS stratum,
                      {_band_sql()} AS band
-              FROM tiering_decisions d JOIN requests r USING (request_id)
-              WHERE d.routed AND r.status = 'ok' AND r.response_hash IS NOT NULL
+              {_ROUTED}
             ), ranked AS (
               SELECT *, row_number() OVER (
                   PARTITION BY stratum, model_key, routed_model, band
@@ -127,15 +156,22 @@ def export_evalset(
     per_stratum: int = PER_STRATUM,
     seed: int = 0,
     providers: dict[str, str] | None = None,
+    redact: bool = False,
 ) -> list[Path]:
     """Write the evaluation set into `out_dir`; return the files written.
 
-    `providers` maps a model key to its provider (default: the providers in the store's router).
+    `providers` maps a model key to its provider (default: the providers in the store's router);
+    `redact` masks every prompt, answer, tool definition and id as the reports do.
     """
     tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
     if "tiering_decisions" not in tables:
         raise AdvisorError(
             "this store holds no tiering analysis", hint="run `advisor analyze` first"
+        )
+    if evalset_size(con) == 0:  # an empty set would pass for a check that found nothing wrong
+        raise AdvisorError(
+            "no routed request has a logged prompt and answer: no evaluation set to write",
+            hint="the analysis's levers[tiering].why_not says why nothing was routed",
         )
     if providers is None:
         from advisor import store
@@ -161,6 +197,9 @@ def export_evalset(
         answer = answers.get(rhash)
         if not messages or answer is None:
             continue
+        if redact:
+            messages, tools, answer = scrub(messages), scrub(tools), scrub(answer)
+            rid, feature, template = scrub(rid), scrub(feature), scrub(template)
         meta = {
             "request_id": rid,
             "feature": feature,
@@ -205,4 +244,20 @@ def export_evalset(
         "tests": "file://tests.jsonl",
     }
     config.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), "utf-8")
-    return [evalset, tests_file, config]
+    readme = out / "README.md"
+    readme.write_text(_readme(len(records), redact), "utf-8")
+    return [evalset, tests_file, config, readme]
+
+
+def _readme(records: int, redacted: bool) -> str:
+    note = REDACTED_NOTE if redacted else PRIVACY_NOTE
+    return (
+        "# advisor evaluation set\n\n"
+        f"{records} requests the tiering router would move to a cheaper model, sampled per "
+        "feature or template, route and confidence band, with the original model's answer.\n\n"
+        "- `evalset.jsonl`: one chat record per request (`messages` ending with the original "
+        "answer, `metadata`: route, difficulty, confidence)\n"
+        "- `promptfoo/`: `promptfoo eval -c promptfoo/promptfooconfig.yaml` replays each request "
+        "on its original and its proposed model and compares both with the original answer\n\n"
+        f"**Privacy**: {note}.\n"
+    )

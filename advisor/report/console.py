@@ -212,6 +212,14 @@ def _levers(a: Analysis, console: Console) -> None:
     for lever in a.levers:
         if notes[lever.id]:
             console.print(f"[yellow]≈ {literal(lever.title)}[/yellow]: {literal(notes[lever.id])}")
+    idle = [lever for lever in a.levers if lever.why_not is not None]
+    if idle:  # a zero saving says why, and what to log or change to get one
+        console.print("[bold]Why some levers saved nothing[/bold]")
+    for lever in idle:
+        note = lever.why_not
+        assert note is not None
+        fix = f" [dim]— {literal(note.fix)}[/dim]" if note.fix else ""
+        console.print(f"  {literal(lever.id)}: {literal(note.reason)}{fix}")
     console.print(f"[bold]Waterfall[/bold]  {literal(waterfall.sentence(a))}")
     for step in waterfall.steps(a):
         if step.range_note:
