@@ -58,7 +58,7 @@ SPEC = Spec(
         "logged_cost": "cost",
         "max_tokens": "request_body.max_tokens",
         "temperature": "request_body.temperature",
-    },  # fmt: skip
+    },
     text={
         "logged_id": first(text("request_id"), text("response_id")),
         "model": first(

@@ -37,7 +37,7 @@ def _both(camel: str, snake: str, *rest: str) -> str:
     return first(text(camel, *rest), text(snake, *rest))
 
 
-_INPUT = first(at("input"))
+_INPUT = at("input")
 _OUTPUT = at("output")
 _PARAMS = ("modelParameters", "model_parameters")
 
@@ -71,7 +71,7 @@ SPEC = Spec(
             )
         ),
         "temperature": first(*(text(p, "temperature") for p in _PARAMS)),
-    },  # fmt: skip
+    },
     labels={
         "ts": "startTime",
         "prompt": "usageDetails",
@@ -84,7 +84,7 @@ SPEC = Spec(
         "logged_cost": "costDetails.total",
         "max_tokens": "modelParameters.max_tokens",
         "temperature": "modelParameters.temperature",
-    },  # fmt: skip
+    },
     text={
         "logged_id": text("id"),
         "model": first(text("model"), text("provided_model_name"), text("providedModelName")),

@@ -60,7 +60,7 @@ def _spec(name: str, id_key: str, cost_key: str) -> Spec:
             "logged_cost": cost_key,
             "max_tokens": "model_parameters.max_tokens",
             "temperature": "model_parameters.temperature",
-        },  # fmt: skip
+        },
         text={
             "logged_id": text(id_key),
             "model": first(text("model"), text("model_group")),
