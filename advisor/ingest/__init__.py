@@ -2,7 +2,8 @@
 
 Formats: `jsonl` (advisor's envelope, OpenAI, Anthropic or Gemini bodies detected per line;
 read by DuckDB's parallel JSON reader, see ingest.jsonl), `openai` and `anthropic` (the same,
-forcing that provider's token convention), `csv` and `parquet` (generic tables with `--map`).
+forcing that provider's token convention), `csv` and `parquet` (generic tables with `--map`),
+and the exports of LiteLLM, Langfuse and Helicone (ingest.exports), told apart by their keys.
 Bad rows are quarantined with file, line, field and reason; re-ingesting a file adds nothing
 (request ids are stable). Each file's writes are one transaction, so a crash leaves no part of
 it stored; runs of small JSON-lines files are read and written as one batch.
@@ -21,12 +22,12 @@ from typing import Any, cast
 import duckdb
 
 from advisor.errors import InputError, UnreadableFile
-from advisor.ingest import tabular
+from advisor.ingest import exports, tabular
 from advisor.ingest.files import check_readable, expand_paths, head_bytes, is_gzip
 from advisor.ingest.jsonl import Progress, ingest_jsonl, ingest_jsonl_files
 from advisor.ingest.load import LoadCounts, quarantine_line
 
-FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet")
+FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet", *exports.FORMATS)
 
 
 @dataclass
@@ -49,7 +50,14 @@ class IngestReport:
 
 
 def detect_format(path: Path) -> str:
-    """The format of one file, from its name and first bytes."""
+    """The format of one file, from its name and first bytes (a tool's export: the keys of its
+    first record)."""
+    kind = _detect_kind(path)
+    found = exports.detect(path, kind) if kind != "parquet" else None
+    return found or kind
+
+
+def _detect_kind(path: Path) -> str:
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".parquet"):
         return "parquet"
@@ -83,6 +91,8 @@ def _ingest_file(
     try:
         check_readable(path)
         fmt = detect_format(path) if fmt == "auto" else fmt
+        if fmt in exports.FORMATS:
+            return fmt, exports.ingest_export(con, path, fmt)
         if fmt not in ("csv", "parquet"):
             return fmt, ingest_jsonl(con, path, fmt, model, progress)
         if path.stat().st_size == 0:
@@ -105,7 +115,9 @@ def _small_jsonl(path: Path, fmt: str) -> int | None:
         check_readable(path)
         file_fmt = detect_format(path) if fmt == "auto" else fmt
         size = path.stat().st_size
-        small = path.is_file() and file_fmt not in ("csv", "parquet") and size <= _SMALL_FILE
+        small = (
+            path.is_file() and file_fmt in ("jsonl", "openai", "anthropic") and size <= _SMALL_FILE
+        )
         return size if small and not is_gzip(path) else None
     except (UnreadableFile, OSError):
         return None

@@ -102,7 +102,7 @@ def ingest_table(
         sql = staging_sql(con, path, kind, mapping, model, read_from)
         con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {sql}")
         if kind == "csv":
-            _stage_rejects(con)
+            stage_rejects(con)
 
     try:
         stage()
@@ -173,7 +173,7 @@ def _unreadable(
     return UnreadableFile(str(path), f"cannot be read as {kind}: {reason}")
 
 
-def _stage_rejects(con: duckdb.DuckDBPyConnection) -> None:
+def stage_rejects(con: duckdb.DuckDBPyConnection) -> None:
     """Rejected rows become staged error rows, and the rows read after them get their true
     line numbers (the reader's count skips them). Lines are records: the header is line 1."""
     con.execute(
