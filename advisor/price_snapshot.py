@@ -1,5 +1,6 @@
-"""The bundled community price snapshot: LiteLLM's price table converted into advisor's price entries
-at build time (`advisor prices import --snapshot`), shipped as rules/prices/community/litellm.json.
+"""The bundled community price snapshot: LiteLLM's price table converted into advisor's price
+entries at build time (`advisor prices import --snapshot`), shipped as
+rules/prices/community/litellm.json.
 
 It is the broad fallback behind the curated table: `PriceTable` resolves a logged name against the
 curated entries and `--prices` files first, and only a name none of them resolves reaches the
@@ -25,7 +26,7 @@ from advisor.pricing import ModelPrice, strip_name
 
 SNAPSHOT_KIND = "prices-snapshot"
 SNAPSHOT_PATH = Path("prices/community/litellm.json")  # under the rules folder
-_PER_FILE = ("title", "source", "retrieved")  # the same for every entry: kept in the header only
+_PER_FILE = {"title", "source", "retrieved"}  # the same for every entry: kept in the header only
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def write_snapshot(
     }
     lines = [
         json.dumps(
-            m.model_dump(mode="json", exclude_none=True, exclude_defaults=True, exclude=set(_PER_FILE)),
+            m.model_dump(mode="json", exclude_none=True, exclude_defaults=True, exclude=_PER_FILE),
             ensure_ascii=False,
             separators=(",", ":"),
         )

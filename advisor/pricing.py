@@ -582,12 +582,16 @@ def load_prices(rules_dir: Path, extra_files: Sequence[Path] = ()) -> PriceTable
     table = PriceTable()
     rules = list(rule_files(rules_dir, "prices"))
     for path in [*rules, *map(Path, extra_files), None]:
-        if path not in rules and table.community is None and (
-            community := load_snapshot(rules_dir)
+        if (
+            path not in rules
+            and table.community is None
+            and (community := load_snapshot(rules_dir))
         ):
             table.community = community
             table.sources.append(
-                PriceSource(community.name, "community", community.retrieved, len(community.entries))
+                PriceSource(
+                    community.name, "community", community.retrieved, len(community.entries)
+                )
             )
         if path is None:
             break
