@@ -204,9 +204,13 @@ class PriceSource(_Model):
     name: str = Field(
         description="a curated rules file (prices/openai.yaml) or a --prices file name"
     )
-    kind: str = Field(description="rules (the curated table) or file (--prices)")
+    kind: str = Field(
+        description="rules (the curated table), file (--prices) or community (the bundled"
+        " snapshot of LiteLLM's table, the fallback)"
+    )
     retrieved: str
     models: int
+    requests: int = Field(0, description="logged requests priced by this source's entries")
 
 
 class PriceTableIdentity(_Model):

@@ -174,7 +174,7 @@ def build_analysis(
     fill = tokens.fill_token_counts(con, encodings)
     baseline.price_requests(con, prices)
     tokenizer, notes = _tokenizer_note(fill)
-    notes += baseline.price_gaps(con, prices)
+    notes += baseline.source_note(con, prices) + baseline.price_gaps(con, prices)
     ctx = LeverContext(con, prices, rules_dir or default_rules_dir(), options)
     sim = simulate(ctx, step=step)
     why_not = lever_notes.why_not(ctx, sim.levers)

@@ -228,6 +228,30 @@ def build_period(con: duckdb.DuckDBPyConnection) -> A.Period:
     return A.Period(start=start.isoformat() + "Z", end=end.isoformat() + "Z", days=round(days, 4))
 
 
+def priced_by_source(con: duckdb.DuckDBPyConnection, table: PriceTable) -> dict[str, int]:
+    """Priced requests by the source of their model's prices (a price file or the snapshot)."""
+    counts: dict[str, int] = {}
+    for key, n in con.execute(
+        "SELECT model_key, count(*) FROM requests WHERE model_key IS NOT NULL GROUP BY 1"
+    ).fetchall():
+        if (source := table.origin.get(key)) is not None:
+            counts[source] = counts.get(source, 0) + n
+    return counts
+
+
+def source_note(con: duckdb.DuckDBPyConnection, table: PriceTable) -> list[str]:
+    """The coverage note naming how many requests each kind of source priced, once any request
+    falls back to the community snapshot (curated alone is the expected case, not news)."""
+    by_source = priced_by_source(con, table)
+    labels: dict[str, int] = {}
+    for s in table.sources:
+        if by_source.get(s.name):
+            labels[s.label] = labels.get(s.label, 0) + by_source[s.name]
+    if not any(s.kind == "community" and by_source.get(s.name) for s in table.sources):
+        return []
+    return ["requests priced by " + ", ".join(f"{k} {n:,}" for k, n in labels.items())]
+
+
 def price_gaps(con: duckdb.DuckDBPyConnection, table: PriceTable) -> list[str]:
     """Coverage notes: priced requests whose tokens need a price their model's entry lacks.
 
@@ -288,10 +312,15 @@ def build_prices(con: duckdb.DuckDBPyConnection, table: PriceTable) -> A.PriceTa
     keys = [k for (k,) in con.execute(
         "SELECT DISTINCT model_key FROM requests WHERE model_key IS NOT NULL ORDER BY 1"
     ).fetchall() if k in table.models]  # fmt: skip
+    by_source = priced_by_source(con, table)
     return A.PriceTableIdentity(
         sources=[
             A.PriceSource(
-                name=s.name, kind=s.kind, retrieved=s.retrieved.isoformat(), models=s.models
+                name=s.name,
+                kind=s.kind,
+                retrieved=s.retrieved.isoformat(),
+                models=s.models,
+                requests=by_source.get(s.name, 0),
             )
             for s in table.sources
         ],

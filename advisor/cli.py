@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 import traceback
@@ -472,13 +473,20 @@ def export_evalset(
 
 @prices_app.command("list")
 def prices_list(
-    prices: PricesOpt = None, rules_dir: RulesOpt = None, json_: JsonOpt = False
+    prices: PricesOpt = None,
+    rules_dir: RulesOpt = None,
+    json_: JsonOpt = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Also the community snapshot's models (the fallback).")
+    ] = False,
 ) -> None:
-    """List every priced model (USD per 1M tokens).
+    """List the curated and --prices models (USD per 1M tokens); --all adds the community ones.
 
-    Example: advisor prices list --json
+    Example: advisor prices list --all --json
     """
     table = api.load_price_table(rules_dir, prices or ())
+    if all_:
+        table.load_community()
     rows = [
         {
             "model": key,
@@ -486,6 +494,7 @@ def prices_list(
             "input": m.prices.input,
             "cached_input": m.prices.cached_input,
             "output": m.prices.output,
+            "source": table.origin.get(key),
         }
         for key, m in sorted(table.models.items())
     ]
@@ -494,7 +503,9 @@ def prices_list(
         return
     from rich.table import Table
 
-    grid = Table("model", "provider", "input", "cached input", "output", title="USD per 1M tokens")
+    grid = Table(
+        "model", "provider", "input", "cached input", "output", "source", title="USD per 1M tokens"
+    )
     for row in rows:
         grid.add_row(*(literal("" if v is None else str(v)) for v in row.values()))
     out.print(grid)
@@ -529,6 +540,17 @@ def prices_import(
     output: Annotated[Path, typer.Option("-o", "--output", help="Prices YAML to write.")] = Path(
         "prices-litellm.yaml"
     ),
+    snapshot: Annotated[
+        str | None,
+        typer.Option(
+            "--snapshot",
+            help="Write the bundled community snapshot (JSON) instead, naming the source's"
+            " version (e.g. 'litellm 1.110.2').",
+        ),
+    ] = None,
+    retrieved: Annotated[
+        str | None, typer.Option("--retrieved", help="The snapshot's date (YYYY-MM-DD).")
+    ] = None,
 ) -> None:
     """Convert LiteLLM's price table to a prices file usable with --prices.
 
@@ -536,11 +558,25 @@ def prices_import(
     """
     from advisor.price_import import import_litellm, write_prices_yaml
 
-    imported = import_litellm(litellm_file)
-    write_prices_yaml(imported.models, output)
+    when = dt.date.fromisoformat(retrieved) if retrieved else None
+    imported = import_litellm(litellm_file, when)
+    if snapshot is None:
+        write_prices_yaml(imported.models, output)
+    else:
+        from advisor.price_snapshot import snapshot_command, write_snapshot
+
+        write_snapshot(
+            imported.models,
+            output,
+            source=f"LiteLLM {litellm_file.name}",
+            version=snapshot,
+            retrieved=when or dt.date.today(),
+            command=snapshot_command(litellm_file.name, snapshot, when or dt.date.today()),
+            entries=imported.entries,
+        )
     for line in imported.summary():
         err.print(literal(line))
-    err.print(f"wrote {literal(str(output))}; use it with --prices")
+    err.print(f"wrote {literal(str(output))}" + ("; use it with --prices" if not snapshot else ""))
 
 
 def _debug_flag(args: list[str]) -> tuple[bool, list[str]]:

@@ -61,6 +61,7 @@ class ImportReport:
     """What `import_litellm` kept, skipped, and could not represent."""
 
     models: list[ModelPrice]
+    entries: int = 0  # top-level entries of the source file, sample_spec included
     skipped: Counter[str] = field(default_factory=Counter)  # reason -> LiteLLM entries
     missing: Counter[str] = field(default_factory=Counter)  # MISSING key -> imported models
     unmodelled: Counter[str] = field(default_factory=Counter)  # LiteLLM field -> models
@@ -132,7 +133,7 @@ def import_litellm(path: Path, retrieved: dt.date | None = None) -> ImportReport
         raise RuleError(f"cannot read LiteLLM price file {path}: {exc}") from exc
     if not isinstance(raw, dict):
         raise RuleError(f"{path}: expected a JSON object of model entries")
-    report = ImportReport([])
+    report = ImportReport([], entries=len(raw))
     entries: dict[str, Mapping[str, Any]] = {}
     for name, e in raw.items():
         if name in ("sample_spec", "fallback_generalizations"):

@@ -14,17 +14,20 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, localcontext
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import duckdb
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from advisor.errors import RuleError
 from advisor.ruleset import load_model, rule_files
+
+if TYPE_CHECKING:
+    from advisor.price_snapshot import CommunitySnapshot
 
 PRICE_DECIMALS = 12  # per 1M tokens: per-token rates then need 18 decimals, held exactly below
 # No text-token price in any provider's list comes near this (the dearest, o1-pro's output, is $600
@@ -306,21 +309,34 @@ def request_cost(
 
 @dataclass(frozen=True)
 class PriceSource:
-    """One file the table was loaded from: `prices/openai.yaml` (curated) or a --prices file."""
+    """One file the table was loaded from: `prices/openai.yaml` (curated), a --prices file, or
+    the community snapshot."""
 
     name: str
-    kind: Literal["rules", "file"]
+    kind: Literal["rules", "file", "community"]
     retrieved: dt.date
     models: int
 
+    @property
+    def label(self) -> str:
+        """How coverage names the source: "curated", "community snapshot of <date>", the file."""
+        if self.kind == "community":
+            return f"community snapshot of {self.retrieved.isoformat()}"
+        return "curated" if self.kind == "rules" else f"--prices {self.name}"
+
 
 class PriceTable:
-    """All loaded prices: models by key, provider rules by provider name, and a name index."""
+    """All loaded prices: models by key, provider rules by provider name, and a name index.
+
+    `community` is the fallback snapshot: its entries join `models` (and `origin`) when a name
+    resolves to them or `ensure` asks for them, never ahead of a curated or --prices entry."""
 
     def __init__(self) -> None:
         self.models: dict[str, ModelPrice] = {}
         self.providers: dict[str, ProviderPrices] = {}
         self.sources: list[PriceSource] = []
+        self.origin: dict[str, str] = {}  # model key -> name of the source its prices came from
+        self.community: CommunitySnapshot | None = None
         self._ids: dict[str, str] = {}  # lower-cased id -> key
         self._aliases: dict[str, str] = {}  # lower-cased alias -> key
 
@@ -348,17 +364,41 @@ class PriceTable:
         return _sha256(content)
 
     def digest(self) -> str:
-        """sha256 of the canonical content of the effective table: every model's priced content
-        (as `model_digest`) and every provider's caching and batch rules."""
+        """sha256 of the canonical content of the effective table: every curated and --prices
+        model's priced content (as `model_digest`), every provider's caching and batch rules, and
+        the community snapshot's file (its entries in use depend on the log, the file does not)."""
+        community = self.community.name if self.community else None
         return _sha256(
             {
-                "models": {key: self.model_digest(key) for key in sorted(self.models)},
+                "models": {
+                    key: self.model_digest(key)
+                    for key in sorted(self.models)
+                    if community is None or self.origin.get(key) != community
+                },
                 "providers": {
                     name: p.model_dump(mode="json", include={"caching", "batch"})
                     for name, p in sorted(self.providers.items())
                 },
+                **({"community": self.community.digest} if self.community else {}),
             }
         )
+
+    def ensure(self, key: str) -> bool:
+        """Whether `key` is priced, loading it from the community snapshot if only that has it."""
+        if key not in self.models and self.community and key in self.community.entries:
+            self._materialize(key)
+        return key in self.models
+
+    def load_community(self) -> None:
+        """Load every community entry (for `advisor prices list --all`)."""
+        for key in self.community.entries if self.community else ():
+            self.ensure(key)
+
+    def _materialize(self, key: str) -> None:
+        if key in self.models or self.community is None:
+            return  # a curated entry of the same id wins
+        self.models[key] = _unstacked(self, self.community.model(key))
+        self.origin[key] = self.community.name
 
     def add_names(self, key: str, names: Iterable[str]) -> None:
         """More names for an existing model (an imported entry with the same prices)."""
@@ -383,6 +423,7 @@ class PriceTable:
                 }
             )
         self.models[model.id] = model
+        self.origin.pop(model.id, None)  # load_prices records the file; no longer the snapshot's
         self._ids[model.id.lower()] = model.id
         for alias in model.aliases:
             self._aliases[alias.lower()] = model.id
@@ -439,32 +480,51 @@ class PriceTable:
         return {pair: self.resolve(pair[0], pair[1], deployments) for pair in dict.fromkeys(models)}
 
     def _lookup(self, model: str, provider: str | None) -> Resolution | None:
+        """The curated and --prices names first, by every rule; then, by the same rules, the
+        community snapshot's: a name the curated table prices never reaches the snapshot."""
         name = model.strip().lower()
         if not name or name.startswith("ft:") or ":ft-" in name or ".ft-" in name:
             return None
-        key = self._ids.get(f"{(provider or '').lower()}/{name}")
-        # only that provider's own entry: `openai/gpt-4o` may be a reseller's id
-        if provider and key is not None and _same_provider(self.models[key].provider, provider):
-            return Resolution(key, "exact")
-        hit = self._direct(name)
-        if hit is not None:
-            return hit
-        stripped = _strip_prefixes(name)
-        if stripped != name:
-            hit = self._direct(stripped)
-            return Resolution(hit.key, "prefix") if hit else None
-        return None
+        hit = _find(name, provider, self._ids, self._aliases, lambda k: self.models[k].provider)
+        if hit is None and (community := self.community) is not None:
+            hit = _find(name, provider, community.ids, community.aliases, community.provider)
+            if hit is not None:
+                self._materialize(hit.key)
+        return hit
 
-    def _direct(self, name: str) -> Resolution | None:
-        if name in self._ids:
-            return Resolution(self._ids[name], "exact")
-        if name in self._aliases:
-            return Resolution(self._aliases[name], "alias")
-        undated = _DATED.sub("", name)
-        if undated != name:
-            key = self._ids.get(undated) or self._aliases.get(undated)
-            return Resolution(key, "alias") if key else None
-        return None
+
+def _find(
+    name: str,
+    provider: str | None,
+    ids: Mapping[str, str],
+    aliases: Mapping[str, str],
+    provider_of: Callable[[str], str | None],
+) -> Resolution | None:
+    """Resolution rules over one layer of names (see `PriceTable.resolve`)."""
+    key = ids.get(f"{(provider or '').lower()}/{name}")
+    # only that provider's own entry: `openai/gpt-4o` may be a reseller's id
+    if provider and key is not None and _same_provider(provider_of(key), provider):
+        return Resolution(key, "exact")
+    hit = _direct(name, ids, aliases)
+    if hit is not None:
+        return hit
+    stripped = _strip_prefixes(name)
+    if stripped != name:
+        hit = _direct(stripped, ids, aliases)
+        return Resolution(hit.key, "prefix") if hit else None
+    return None
+
+
+def _direct(name: str, ids: Mapping[str, str], aliases: Mapping[str, str]) -> Resolution | None:
+    if name in ids:
+        return Resolution(ids[name], "exact")
+    if name in aliases:
+        return Resolution(aliases[name], "alias")
+    undated = _DATED.sub("", name)
+    if undated != name:
+        key = ids.get(undated) or aliases.get(undated)
+        return Resolution(key, "alias") if key else None
+    return None
 
 
 def _same_provider(entry: str | None, logged: str) -> bool:
@@ -485,6 +545,11 @@ _PREFIXES = frozenset(
 _BEDROCK = re.compile(
     r"^(?:[a-z]{2,7}(?:-[a-z]+)?\.)?anthropic\.(claude-[a-z0-9.@\-]+?)(?:-v\d+(?::\d+)?)?$"
 )
+
+
+def strip_name(name: str) -> str:
+    """A lower-cased name without its host prefix and date suffix (azure/o3-mini-2025-01-31)."""
+    return _DATED.sub("", _strip_prefixes(name))
 
 
 def _strip_prefixes(name: str) -> str:
@@ -508,11 +573,30 @@ def load_prices(rules_dir: Path, extra_files: Sequence[Path] = ()) -> PriceTable
     resolve to keeps that model's place: with the same prices it becomes one more alias of it,
     with other prices its own key marked as a variant (`base`) that shares its tier ladder and
     caching rules. An imported table therefore refreshes prices without unhooking the ladders.
+
+    The community snapshot under `rules_dir` (advisor.price_snapshot), if any, is attached after
+    the rules files and before the extra files: the fallback for names neither resolves.
     """
+    from advisor.price_snapshot import load_snapshot
+
     table = PriceTable()
     rules = list(rule_files(rules_dir, "prices"))
-    for path in [*rules, *map(Path, extra_files)]:
+    for path in [*rules, *map(Path, extra_files), None]:
+        if (
+            path not in rules
+            and table.community is None
+            and (community := load_snapshot(rules_dir))
+        ):
+            table.community = community
+            table.sources.append(
+                PriceSource(
+                    community.name, "community", community.retrieved, len(community.entries)
+                )
+            )
+        if path is None:
+            break
         data = load_model(path, ProviderPrices)
+        source = str(path.relative_to(rules_dir)) if path in rules else path.name
         seen: dict[str, str] = {}
         variants: list[tuple[ModelPrice, str]] = []
         # an extra file's entries are matched with what earlier files loaded, never each other
@@ -547,12 +631,12 @@ def load_prices(rules_dir: Path, extra_files: Sequence[Path] = ()) -> PriceTable
                     update={"base": base.base or key, "family": family, "encoding": encoding}
                 )
             )
+        for model in data.models:
+            if model.id in table.models and model.id not in table.origin:
+                table.origin[model.id] = source
         table.sources.append(
             PriceSource(
-                str(path.relative_to(rules_dir)) if path in rules else path.name,
-                "rules" if path in rules else "file",
-                data.retrieved,
-                len(data.models),
+                source, "rules" if path in rules else "file", data.retrieved, len(data.models)
             )
         )
         if (provider := data.provider) is not None:
@@ -565,32 +649,31 @@ def load_prices(rules_dir: Path, extra_files: Sequence[Path] = ()) -> PriceTable
                     }
                 )
             table.providers[provider] = data
-    _unstacked_batch_cache(table)
+    for key, model in list(table.models.items()):
+        table.models[key] = _unstacked(table, model)
     return table
 
 
-def _unstacked_batch_cache(table: PriceTable) -> None:
+def _unstacked(table: PriceTable, model: ModelPrice) -> ModelPrice:
     """Where a provider's batch discount does not stack with cached-input prices (`batch:
     stacks_with_cache: false`), a model listing batch (or flex, priced like batch) prices but no
     cached price for that tier bills cached reads there at its standard cached price, rather
     than `rates` scaling them by the tier's input ratio. A variant follows its base's provider."""
-    for key, model in list(table.models.items()):
-        base = table.models.get(model.base or "")
-        provider = table.providers.get(model.provider or "")
-        if (provider is None or provider.batch is None) and base is not None:
-            provider = table.providers.get(base.provider or "")
-        p = model.prices
-        if provider is None or provider.batch is None or provider.batch.stacks_with_cache:
-            continue
-        update = {
-            f"{tier}_cached_input": p.cached_input
-            for tier in ("batch", "flex")
-            if getattr(p, f"{tier}_input") is not None
-            and getattr(p, f"{tier}_cached_input") is None
-        }
-        if p.cached_input is not None and update:
-            prices = p.model_copy(update=update)
-            table.models[key] = model.model_copy(update={"prices": prices})
+    base = table.models.get(model.base or "")
+    provider = table.providers.get(model.provider or "")
+    if (provider is None or provider.batch is None) and base is not None:
+        provider = table.providers.get(base.provider or "")
+    p = model.prices
+    if provider is None or provider.batch is None or provider.batch.stacks_with_cache:
+        return model
+    update = {
+        f"{tier}_cached_input": p.cached_input
+        for tier in ("batch", "flex")
+        if getattr(p, f"{tier}_input") is not None and getattr(p, f"{tier}_cached_input") is None
+    }
+    if p.cached_input is None or not update:
+        return model
+    return model.model_copy(update={"prices": p.model_copy(update=update)})
 
 
 def register_prices(

@@ -456,7 +456,9 @@ def test_analysis_records_the_price_table_and_diff_names_a_price_change(tmp_path
     new = _analyze(tmp_path, "new", log, dearer)
     recorded = json.loads(new.files["analysis"].read_text())["prices"]
     assert [(s["name"], s["kind"]) for s in recorded["sources"]][-1] == ("dearer.yaml", "file")
-    assert {s["retrieved"] for s in recorded["sources"]} == {"2026-11-26"}
+    files = [s for s in recorded["sources"] if s["kind"] != "community"]
+    assert {s["retrieved"] for s in files} == {"2026-11-26"}
+    assert [s["requests"] for s in recorded["sources"]] == [0, 0, 0, 0, 1]  # dearer.yaml's gpt-4o
     assert recorded["digest"] == load_prices(RULES, [dearer]).digest()
     assert list(recorded["models"]) == ["gpt-4o"]
     assert old.analysis.prices is not None and old.analysis.prices.digest != recorded["digest"]

@@ -241,7 +241,11 @@ def test_resolve(table: PriceTable, logged: str, expected: Resolution) -> None:
     ],
 )
 def test_unknown_models_resolve_to_none(table: PriceTable, logged: str) -> None:
-    assert table.resolve(logged) is None
+    curated = load_prices(Path(__file__).resolve().parents[1] / "rules")
+    curated.community = None  # the curated rules alone: never a guess at a neighbour
+    assert curated.resolve(logged) is None
+    hit = table.resolve(logged)  # the community snapshot prices a name only as itself
+    assert hit is None or (hit.how == "exact" and hit.key.lower() == logged.lower())
 
 
 def test_gpt_4o_mini_is_not_gpt_4o(table: PriceTable) -> None:
@@ -580,8 +584,9 @@ def test_the_digest_is_the_prices_not_the_paperwork(tmp_path: Path) -> None:
 
 
 def test_curated_sources_are_named_relative_to_the_rules_dir(table: PriceTable) -> None:
-    assert [s.name for s in table.sources] == [
-        "prices/anthropic.yaml", "prices/google.yaml", "prices/openai.yaml"
+    assert [(s.name, s.kind) for s in table.sources] == [
+        ("prices/anthropic.yaml", "rules"), ("prices/google.yaml", "rules"),
+        ("prices/openai.yaml", "rules"), ("prices/community/litellm.json", "community"),
     ]  # fmt: skip
-    assert all(s.kind == "rules" and s.models > 0 for s in table.sources)
+    assert all(s.models > 0 for s in table.sources)
     assert len(table.digest()) == 64

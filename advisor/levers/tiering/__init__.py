@@ -128,6 +128,7 @@ def load_tiers(rules_dir: Path, prices: PriceTable) -> Tiers:
     for ladder in ladders:
         for rank, tier in enumerate(ladder.tiers):
             for model in tier.models:
+                prices.ensure(model)  # a ladder may name a community snapshot's model
                 if model in ranks and not ladder.cross_provider:
                     raise RuleError(f"{model} is in ladders {ranks[model][0]} and {ladder.id}")
                 ranks.setdefault(model, (ladder.id, rank))
