@@ -222,7 +222,7 @@ def _tiering(con: duckdb.DuckDBPyConnection, lever: Any) -> Changes:
             "(`advisor export router`)",
             rule=op.policy,
             effort="config",
-            reason=f"{misroutes:.1f} expected misroutes of {n} requests routed; check with "
+            reason=f"{misroutes:.1f} expected misroutes of {n:,} requests routed; check with "
             "`advisor export evalset` first",
             figures={"misroute_share": misroutes / n},
         )
@@ -277,7 +277,7 @@ def _output_caps(con: duckdb.DuckDBPyConnection, lever: Any) -> Changes:
         settings.sort(key=lambda s: (-s[0], s[1]))
         truncated, capped = cut.get(feature, [0, 0])
         figures = {"truncated_share": truncated / capped if capped else 0.0}
-        reason = f"the cap would have cut {truncated} of {capped} answers"
+        reason = f"the cap would have cut {truncated:,} of {capped:,} answers"
         if feature in reasoned:
             figures["reasoning_cut_share"] = reasoned[feature]
             reason += f"; {reasoned[feature]:.0%} of requests reasoned more than the budget"
@@ -322,7 +322,7 @@ def _caching(con: duckdb.DuckDBPyConnection, lever: Any) -> Changes:
             text="; ".join(dict.fromkeys(settings)) or f"cache option {f.option}",
             rule=rule,
             effort="config",
-            reason=result.risk.quality,
+            reason=result.risk.quality.removeprefix("none: "),  # the level column says low
         )
     return changes
 

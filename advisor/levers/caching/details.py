@@ -29,6 +29,7 @@ from advisor.levers.caching.token_counts import TokenCounts, summary
 from advisor.money import maybe_money
 from advisor.pricing import PriceTable, cost_sql, rates
 from advisor.redact import excerpt
+from advisor.report import fmt
 
 
 def _token_counts(con: Any, state: str, out: str, main: ReplayTables) -> TokenCountsSummary:
@@ -185,7 +186,7 @@ def build_details(
         # goes in the action, so a lever's recommendations never sum to more than its saving
         saving = row["saving"]
         what_if = (
-            f" Moved, it would save {moved['saving']:.2f} USD more (a what-if, not in the"
+            f" Moved, it would save {fmt.money(moved['saving'])} more (a what-if, not in the"
             " lever's saving)."
             if pays
             else ""
