@@ -2,7 +2,9 @@
 
 Formats: `jsonl` (advisor's envelope, OpenAI, Anthropic or Gemini bodies detected per line;
 read by DuckDB's parallel JSON reader, see ingest.jsonl), `openai` and `anthropic` (the same,
-forcing that provider's token convention), `csv` and `parquet` (generic tables with `--map`).
+forcing that provider's token convention), `csv` and `parquet` (generic tables with `--map`),
+and the source formats of READERS (OpenTelemetry GenAI spans, OpenAI Batch files), whose JSON
+files detection tells apart by their first record's keys (ingest.detect).
 Bad rows are quarantined with file, line, field and reason; re-ingesting a file adds nothing
 (request ids are stable). Each file's writes are one transaction, so a crash leaves no part of
 it stored; runs of small JSON-lines files are read and written as one batch.
@@ -21,12 +23,18 @@ from typing import Any, cast
 import duckdb
 
 from advisor.errors import InputError, UnreadableFile
-from advisor.ingest import tabular
+from advisor.ingest import detect, openai_batch, otel, tabular
 from advisor.ingest.files import check_readable, expand_paths, head_bytes, is_gzip
 from advisor.ingest.jsonl import Progress, ingest_jsonl, ingest_jsonl_files
 from advisor.ingest.load import LoadCounts, quarantine_line
 
-FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet")
+# source formats read into advisor's envelope in Python (ingest.records): format -> reader
+READERS = {
+    otel.FORMAT: otel.ingest_file,
+    openai_batch.FORMAT: openai_batch.ingest_file,
+}
+FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet", *READERS)
+_JSONL = ("jsonl", "openai", "anthropic")  # the formats of ingest.jsonl
 
 
 @dataclass
@@ -55,16 +63,16 @@ def detect_format(path: Path) -> str:
         return "parquet"
     if name.endswith((".csv", ".tsv")):
         return "csv"
-    if name.endswith((".jsonl", ".ndjson", ".json")):
-        return "jsonl"
     head = head_bytes(path)
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return detect.sniff(str(path), head)
     if head.startswith(b"PAR1"):
         return "parquet"
     text = head.lstrip()
     if not text:
         return "jsonl"
     if text[:1] in (b"{", b"["):
-        return "jsonl"
+        return detect.sniff(str(path), head)
     first = text.split(b"\n", 1)[0]
     if b"," in first and not first.startswith(b"{"):
         return "csv"
@@ -83,6 +91,8 @@ def _ingest_file(
     try:
         check_readable(path)
         fmt = detect_format(path) if fmt == "auto" else fmt
+        if fmt in READERS:
+            return fmt, READERS[fmt](con, path, model, progress)
         if fmt not in ("csv", "parquet"):
             return fmt, ingest_jsonl(con, path, fmt, model, progress)
         if path.stat().st_size == 0:
@@ -105,7 +115,7 @@ def _small_jsonl(path: Path, fmt: str) -> int | None:
         check_readable(path)
         file_fmt = detect_format(path) if fmt == "auto" else fmt
         size = path.stat().st_size
-        small = path.is_file() and file_fmt not in ("csv", "parquet") and size <= _SMALL_FILE
+        small = path.is_file() and file_fmt in _JSONL and size <= _SMALL_FILE
         return size if small and not is_gzip(path) else None
     except (UnreadableFile, OSError):
         return None
