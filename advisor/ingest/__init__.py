@@ -99,6 +99,7 @@ def _ingest_file(
             return fmt, LoadCounts()
         return fmt, tabular.ingest_table(con, path, fmt, mapping, model)
     except UnreadableFile as error:  # among good files: the others still count
+        fmt = "unknown" if fmt == "auto" else fmt  # matching no format is one of the reasons
         return fmt, quarantine_line(con, str(path), 1, error.reason)
 
 

@@ -70,21 +70,24 @@ def sniff(name: str, head: bytes) -> str:
 
 
 def no_match_reason(keys: set[str]) -> str:
-    """Why a record with these keys is no known format: the formats, and the keys the closest
-    ones (most of their keys present) lack."""
-    scored = []
-    for signature in [*SIGNATURES, _ENVELOPE]:
+    """Why a record with these keys is no known format: the formats, and the keys that the
+    closest ones (the largest share of their keys present) lack."""
+    best: dict[str, tuple[float, list[str]]] = {}  # format -> its closest key set
+    for signature in [_ENVELOPE, *SIGNATURES]:
         for ks in signature.key_sets():
-            present = sum(k in keys for k in ks)
-            missing = [k for k in ks if k not in keys]
-            scored.append((-present / len(ks), signature.format, missing))
-    scored.sort()
-    best = scored[0][0]
-    closest = [f"{fmt} (missing {', '.join(missing)})" for s, fmt, missing in scored if s == best]
+            share = sum(k in keys for k in ks) / len(ks)
+            if share > best.get(signature.format, (-1.0, []))[0]:
+                best[signature.format] = (share, [k for k in ks if k not in keys])
+    top = max(share for share, _ in best.values())
+    closest = "; ".join(
+        f"{fmt} (missing {', '.join(missing)})"
+        for fmt, (share, missing) in best.items()
+        if share == top
+    )
     shown = ", ".join(sorted(keys)[:8]) + (", ..." if len(keys) > 8 else "")
-    formats = ", ".join(s.format for s in [_ENVELOPE, *SIGNATURES])
     return (
-        f"matches no known format (its first record has keys {shown or 'none'}); "
-        f"JSON formats: {formats}, and csv/parquet with --map; "
-        f"closest: {'; '.join(dict.fromkeys(closest))}; force one with --format"
+        f"matches no known format (its first record has the keys {shown or 'none'}); "
+        f"JSON formats: {', '.join(best)}, and csv/parquet with --map; "
+        + (f"closest: {closest}; " if top > 0 else "it has none of their keys; ")
+        + "force a format with --format"
     )
