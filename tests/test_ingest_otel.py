@@ -80,7 +80,10 @@ def test_bad_attribute_is_quarantined_under_its_own_name(con) -> None:
     assert (report.totals.rows, report.totals.ingested, report.totals.quarantined) == (4, 3, 1)
     row = con.execute("SELECT source_line, field, reason, excerpt FROM quarantine").fetchone()
     assert row[:3] == (
-        2, "gen_ai.usage.input_tokens", 'expected a non-negative integer, got the string "lots"')
+        2,
+        "gen_ai.usage.input_tokens",
+        'expected a non-negative integer, got the string "lots"',
+    )
     assert '"spanId":"f000000000000006"' in row[3]  # the span, not the envelope built from it
 
 
@@ -122,9 +125,11 @@ def test_costs_match_hand_computed(analysis) -> None:
     assert costs["chatcmpl-A"] == Decimal("0.0000696") + Decimal("0.0001152") + Decimal("0.00018")
     # claude-sonnet-4-5: 800 x 3 + 3000 read x 0.30 + 1200 5-min writes x 3.75 + 400 out x 15
     assert costs["msg_B"] == Decimal("0.0024") + Decimal("0.0009") + Decimal("0.0045") + Decimal(
-        "0.006")
+        "0.006"
+    )
     # 100 x 3 + 3000 x 0.30 + 500 x 3.75 + 50 x 15
     assert costs["msg_E"] == Decimal("0.0003") + Decimal("0.0009") + Decimal("0.001875") + Decimal(
-        "0.00075")
+        "0.00075"
+    )
     # gpt-4o: 1000 x 2.50 + 200 x 10 (reasoning inside the output)
     assert costs["chatcmpl-G"] == Decimal("0.0025") + Decimal("0.002")

@@ -34,8 +34,11 @@ class Signature:
 SIGNATURES: list[Signature] = [
     Signature("otel_genai", ("resourceSpans",)),  # OTLP JSON export requests
     # OpenAI Batch API output lines, or input lines
-    Signature("openai_batch", ("custom_id", "response", "error"),
-              alternatives=(("custom_id", "method", "url", "body"),)),  # fmt: skip
+    Signature(
+        "openai_batch",
+        ("custom_id", "response", "error"),
+        alternatives=(("custom_id", "method", "url", "body"),),
+    ),
 ]
 # advisor's envelope: any of these keys makes a record one (docs/logging-format.md); a missing
 # one is named from the first three

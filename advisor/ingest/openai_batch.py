@@ -109,7 +109,10 @@ def _siblings(path: Path, keys: tuple[str, ...]) -> list[Path]:
 
 
 def _common_start(a: str, b: str) -> int:
-    return len(os.path.commonprefix([a, b]))
+    """How many characters two file names share at their start (names, not path parts)."""
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
 
 
 def _paired_input(path: Path, ids: set[str]) -> tuple[Path, dict[str, Any]] | None:
@@ -154,8 +157,10 @@ def _output_records(lines: Lines, inputs: dict[str, Any]) -> Iterator[Record]:
                 "expected a JSON object")  # fmt: skip
             yield Record(number, text, error=("", reason))
             continue
-        response = value.get("response") if isinstance(value.get("response"), dict) else {}
-        body = response.get("body") if isinstance(response.get("body"), dict) else None
+        response = value.get("response")
+        response = response if isinstance(response, dict) else {}
+        body = response.get("body")
+        body = body if isinstance(body, dict) else None
         status = response.get("status_code")
         error = value.get("error") or (body or {}).get("error")
         if body is None or error or (isinstance(status, int) and status >= 400):
