@@ -8,19 +8,13 @@ import shutil
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
 import pytest
+from source_rows import baseline_costs, rows_by_id
 
 from advisor import api
 from advisor.ingest import ingest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "openai_batch"
-
-
-def _rows(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
-    cur = con.execute("SELECT * FROM requests")
-    names = [d[0] for d in cur.description]
-    return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
 
 
 def test_output_joined_to_its_input(con) -> None:
@@ -32,7 +26,7 @@ def test_output_joined_to_its_input(con) -> None:
         "batch_68f0_input.jsonl": ("openai_batch", 0, 1),
         "batch_68f0_output.jsonl": ("openai_batch", 2, 1),
     }
-    rows = _rows(con)
+    rows = rows_by_id(con)
     assert sorted(rows) == ["batch_req_1", "batch_req_4"]
     one, four = rows["batch_req_1"], rows["batch_req_4"]
     assert (one["input_tokens"], one["cache_read_tokens"], one["cache_write_tokens"],
@@ -69,7 +63,7 @@ def test_output_alone_is_priced_without_prompts(con) -> None:
     report = ingest(con, [str(FIXTURES / "output_only")])
     assert (report.totals.ingested, report.totals.quarantined) == (2, 1)
     assert con.execute("SELECT count(*) FROM messages").fetchone() == (0,)
-    row = _rows(con)["batch_req_1"]
+    row = rows_by_id(con)["batch_req_1"]
     assert (row["model"], row["input_tokens"], row["token_source"]) == ("gpt-4o-mini-2024-07-18",
                                                                         2048, "logged")  # fmt: skip
 
@@ -107,11 +101,7 @@ def analysis(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_priced_at_batch_rates(analysis) -> None:
-    con = duckdb.connect(str(analysis.files["db"]), read_only=True)
-    try:
-        costs = dict(con.execute("SELECT request_id, baseline_cost FROM costs").fetchall())
-    finally:
-        con.close()
+    costs = baseline_costs(analysis)
     # gpt-4o-mini batch, per 1M: 1024 uncached x 0.075 + 1024 cached x 0.0375 + 100 out x 0.30
     assert costs["batch_req_1"] == Decimal("0.0000768") + Decimal("0.0000384") + Decimal("0.00003")
     # gpt-4o batch: 500 x 1.25 + 1000 cached x 0.625 + 200 out x 5

@@ -7,19 +7,13 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-import duckdb
 import pytest
+from source_rows import baseline_costs, rows_by_id
 
 from advisor import api
 from advisor.ingest import ingest
 
 FIXTURES = Path(__file__).parent / "fixtures" / "otel"
-
-
-def _rows(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
-    cur = con.execute("SELECT * FROM requests")
-    names = [d[0] for d in cur.description]
-    return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
 
 
 def test_spans_normalise_to_canonical_tokens(con) -> None:
@@ -28,7 +22,7 @@ def test_spans_normalise_to_canonical_tokens(con) -> None:
         ("export.otlp.json", "otel_genai"),
         ("traces.otlp.jsonl", "otel_genai"),
     ]
-    rows = _rows(con)
+    rows = rows_by_id(con)
     # the HTTP span and the agent span (whose usage sums its model calls) are not requests
     assert sorted(rows) == ["chatcmpl-A", "chatcmpl-G", "msg_B", "msg_E"]
     tokens = {
@@ -116,11 +110,7 @@ def analysis(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_costs_match_hand_computed(analysis) -> None:
-    con = duckdb.connect(str(analysis.files["db"]), read_only=True)
-    try:
-        costs = dict(con.execute("SELECT request_id, baseline_cost FROM costs").fetchall())
-    finally:
-        con.close()
+    costs = baseline_costs(analysis)
     # per 1M tokens. gpt-4o-mini: 464 uncached x 0.15 + 1536 cached x 0.075 + 300 out x 0.60
     assert costs["chatcmpl-A"] == Decimal("0.0000696") + Decimal("0.0001152") + Decimal("0.00018")
     # claude-sonnet-4-5: 800 x 3 + 3000 read x 0.30 + 1200 5-min writes x 3.75 + 400 out x 15

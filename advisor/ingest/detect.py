@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from advisor.errors import UnreadableFile
+from advisor.ingest import openai_batch
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,7 @@ class Signature:
 SIGNATURES: list[Signature] = [
     Signature("otel_genai", ("resourceSpans",)),  # OTLP JSON export requests
     # OpenAI Batch API output lines, or input lines
-    Signature(
-        "openai_batch",
-        ("custom_id", "response", "error"),
-        alternatives=(("custom_id", "method", "url", "body"),),
-    ),
+    Signature("openai_batch", openai_batch.OUTPUT_KEYS, (openai_batch.INPUT_KEYS,)),
 ]
 # advisor's envelope: any of these keys makes a record one (docs/logging-format.md); a missing
 # one is named from the first three

@@ -29,10 +29,16 @@ from typing import Any
 
 import duckdb
 
-from advisor.errors import UnreadableFile
-from advisor.ingest.files import LOG_SUFFIXES, head_bytes, open_binary
+from advisor.ingest.files import LOG_SUFFIXES, head_bytes
 from advisor.ingest.load import LoadCounts
-from advisor.ingest.records import Record, load_records
+from advisor.ingest.records import (
+    INVALID_JSON,
+    JsonLines,
+    Record,
+    json_lines,
+    load_records,
+    read_text,
+)
 
 FORMAT = "openai_batch"
 INPUT_KEYS = ("custom_id", "method", "url", "body")
@@ -44,8 +50,6 @@ FIELD_NAMES = {
     "response.usage.prompt_tokens": "response.body.usage.prompt_tokens",
     "response.usage.completion_tokens": "response.body.usage.completion_tokens",
 }
-
-Lines = list[tuple[int, str, Any]]  # (line, text, parsed value or None)
 
 
 def ingest_file(
@@ -59,26 +63,11 @@ def ingest_file(
     else:
         pair = _paired_input(path, {_cid(v) for _, _, v in lines} - {None})  # type: ignore[arg-type]
         records = list(_output_records(lines, pair[1] if pair else {}))
-    if progress is not None:
-        progress(str(path), len(lines))
-    return load_records(con, path, records, FORMAT, model, FIELD_NAMES)
+    return load_records(con, path, records, FORMAT, model, FIELD_NAMES, progress)
 
 
-def _lines(path: Path) -> Lines:
-    with open_binary(path) as fh:
-        data = fh.read()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise UnreadableFile(str(path), f"not UTF-8 text (byte {error.start})") from None
-    out: Lines = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            try:
-                out.append((number, line, json.loads(line)))
-            except json.JSONDecodeError:
-                out.append((number, line, None))
-    return out
+def _lines(path: Path) -> JsonLines:
+    return json_lines(read_text(path))
 
 
 def _cid(value: Any) -> str | None:
@@ -129,9 +118,9 @@ def _paired_input(path: Path, ids: set[str]) -> tuple[Path, dict[str, Any]] | No
     return fits[0][1], fits[0][2]
 
 
-def _input_records(path: Path, lines: Lines) -> Iterator[Record]:
+def _input_records(path: Path, lines: JsonLines) -> Iterator[Record]:
     ran: set[str] = set()
-    for output in _siblings(path, ("custom_id", "response")):
+    for output in _siblings(path, OUTPUT_KEYS):
         ids: set[str] = {_cid(v) for _, _, v in _lines(output)} - {None}  # type: ignore[assignment]
         pair = _paired_input(output, ids)
         if pair is not None and pair[0] == path:
@@ -150,11 +139,10 @@ def _input_records(path: Path, lines: Lines) -> Iterator[Record]:
         yield Record(number, text, error=("custom_id", reason))
 
 
-def _output_records(lines: Lines, inputs: dict[str, Any]) -> Iterator[Record]:
+def _output_records(lines: JsonLines, inputs: dict[str, Any]) -> Iterator[Record]:
     for number, text, value in lines:
         if not isinstance(value, dict):
-            reason = "invalid JSON (truncated or malformed line)" if value is None else (
-                "expected a JSON object")  # fmt: skip
+            reason = INVALID_JSON if value is None else "expected a JSON object"
             yield Record(number, text, error=("", reason))
             continue
         response = value.get("response")

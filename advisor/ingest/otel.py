@@ -29,10 +29,8 @@ from typing import Any
 
 import duckdb
 
-from advisor.errors import UnreadableFile
-from advisor.ingest.files import open_binary
 from advisor.ingest.load import LoadCounts
-from advisor.ingest.records import Record, load_records
+from advisor.ingest.records import INVALID_JSON, Record, json_lines, load_records, read_text
 
 FORMAT = "otel_genai"
 _MODEL_CALLS = ("chat", "text_completion", "generate_content")
@@ -73,23 +71,11 @@ def ingest_file(
     con: duckdb.DuckDBPyConnection, path: Path, model: str | None, progress: Any = None
 ) -> LoadCounts:
     """One OTLP JSON file (a document, or JSON lines of export requests) into the store."""
-    records = list(_records(path))
-    if progress is not None:
-        progress(str(path), len(records))
-    return load_records(con, path, records, FORMAT, model, FIELD_NAMES)
-
-
-def _read_text(path: Path) -> str:
-    with open_binary(path) as fh:
-        data = fh.read()
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise UnreadableFile(str(path), f"not UTF-8 text (byte {error.start})") from None
+    return load_records(con, path, list(_records(path)), FORMAT, model, FIELD_NAMES, progress)
 
 
 def _records(path: Path) -> Iterator[Record]:
-    text = _read_text(path)
+    text = read_text(path)
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
@@ -97,18 +83,13 @@ def _records(path: Path) -> Iterator[Record]:
     if isinstance(document, dict):
         yield from _export_records(document, 1, text)
         return
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            request = json.loads(line)
-        except json.JSONDecodeError:
-            yield Record(number, line, error=("", "invalid JSON (truncated or malformed line)"))
-            continue
-        if not isinstance(request, dict) or "resourceSpans" not in request:
+    for number, line, request in json_lines(text):
+        if request is None:
+            yield Record(number, line, error=("", INVALID_JSON))
+        elif not isinstance(request, dict) or "resourceSpans" not in request:
             yield Record(number, line, error=("resourceSpans", "not an OTLP trace export"))
-            continue
-        yield from _export_records(request, number, None)
+        else:
+            yield from _export_records(request, number, None)
 
 
 def _export_records(request: dict[str, Any], line: int, document: str | None) -> Iterator[Record]:

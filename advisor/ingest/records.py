@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,16 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from advisor.errors import UnreadableFile
 from advisor.ingest import envelope
-from advisor.ingest.files import lines_table
+from advisor.ingest.files import lines_table, open_binary
 from advisor.ingest.load import LoadCounts, load_staged_files
 from advisor.store import drop_temp_tables, transaction
 
 _EXCERPT = 200
+# A file's lines: (line number, text, parsed JSON value; None where the text is not JSON)
+JsonLines = list[tuple[int, str, Any]]
+INVALID_JSON = "invalid JSON (truncated or malformed line)"
 
 
 @dataclass
@@ -43,6 +47,28 @@ class Record:
     reasoning_tokens: int | None = None
 
 
+def read_text(path: Path) -> str:
+    """A whole file (gzip or plain) as text; a file that is not UTF-8 cannot be read."""
+    with open_binary(path) as fh:
+        data = fh.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UnreadableFile(str(path), f"not UTF-8 text (byte {error.start})") from None
+
+
+def json_lines(text: str) -> JsonLines:
+    """The non-blank lines of a text, each parsed as JSON."""
+    out: JsonLines = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if line.strip():
+            try:
+                out.append((number, line, json.loads(line)))
+            except json.JSONDecodeError:
+                out.append((number, line, None))
+    return out
+
+
 def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -54,10 +80,13 @@ def load_records(
     fmt: str,
     model: str | None,
     field_names: Mapping[str, str],
+    progress: Callable[[str, int], None] | None = None,
 ) -> LoadCounts:
     """Stage and load one file's records in one transaction. `field_names` renames the
     envelope's fields in quarantine reasons to the source's (`response.usage.prompt_tokens` ->
     `gen_ai.usage.input_tokens`)."""
+    if progress is not None:
+        progress(str(path), len(records))
     if not records:
         return LoadCounts()
     keys = list(range(1, len(records) + 1))
