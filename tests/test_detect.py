@@ -73,3 +73,12 @@ def test_forced_format_overrides_detection(con, tmp_path: Path) -> None:
     path.write_bytes((FIXTURES / "otel" / "traces.otlp.jsonl").read_bytes())
     report = ingest(con, [str(path)], fmt="otel_genai")
     assert (report.files[0].format, report.totals.ingested) == ("otel_genai", 3)
+
+
+def test_forcing_the_wrong_format_quarantines_each_line_saying_why(con, tmp_path: Path) -> None:
+    path = tmp_path / "spans.jsonl"
+    path.write_bytes((FIXTURES / "otel" / "traces.otlp.jsonl").read_bytes())
+    report = ingest(con, [str(path)], fmt="openai_batch")
+    assert (report.totals.ingested, report.totals.quarantined) == (0, 2)
+    reasons = con.execute("SELECT DISTINCT field, reason FROM quarantine").fetchall()
+    assert reasons == [("custom_id", "not a Batch API output line")]

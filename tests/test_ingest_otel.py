@@ -123,3 +123,33 @@ def test_costs_match_hand_computed(analysis) -> None:
     )
     # gpt-4o: 1000 x 2.50 + 200 x 10 (reasoning inside the output)
     assert costs["chatcmpl-G"] == Decimal("0.0025") + Decimal("0.002")
+
+
+@pytest.mark.parametrize(
+    ("attrs", "usage"),
+    [
+        # the older names, OpenAI's shape: cached reads inside the input
+        (
+            {"gen_ai.usage.prompt_tokens": 900, "gen_ai.usage.completion_tokens": 9},
+            {"prompt_tokens": 900, "completion_tokens": 9},
+        ),
+        # reads alone above the input: Anthropic's count copied, cache on top
+        (
+            {"gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5,
+             "gen_ai.usage.cache_read.input_tokens": 500},
+            {"prompt_tokens": 510, "completion_tokens": 5,
+             "prompt_tokens_details": {"cached_tokens": 500}},
+        ),
+        # writes: Anthropic's shape, the uncached remainder as its input_tokens
+        (
+            {"gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 5,
+             "gen_ai.usage.cache_creation.input_tokens": 600},
+            {"input_tokens": 400, "cache_read_input_tokens": 0,
+             "cache_creation_input_tokens": 600, "output_tokens": 5},
+        ),
+    ],
+)  # fmt: skip
+def test_usage_conventions(attrs: dict, usage: dict) -> None:
+    from advisor.ingest import otel
+
+    assert otel._usage(attrs)[0] == usage

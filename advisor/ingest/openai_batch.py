@@ -145,6 +145,9 @@ def _output_records(lines: JsonLines, inputs: dict[str, Any]) -> Iterator[Record
             reason = INVALID_JSON if value is None else "expected a JSON object"
             yield Record(number, text, error=("", reason))
             continue
+        if _cid(value) is None or "response" not in value:
+            yield Record(number, text, error=("custom_id", "not a Batch API output line"))
+            continue
         response = value.get("response")
         response = response if isinstance(response, dict) else {}
         body = response.get("body")

@@ -187,6 +187,7 @@ def _usage(attrs: Mapping[str, Any]) -> tuple[dict[str, Any] | None, int | None]
         if type(total) is int and type(read) is int and total < read:
             usage["prompt_tokens"] = total + read
         return usage, None
+    read = read or 0
     included = total >= read + write
     return {
         "input_tokens": total - read - write if included else total,
