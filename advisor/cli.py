@@ -220,6 +220,7 @@ def analyze(
         from advisor.report.console import render_console
 
         render_console(result.analysis, out)
+        _print_formats(result.ingest)
         for name, path in result.files.items():
             out.print(f"[dim]{name}:[/dim] {literal(str(path))}")
         by_reason: dict[str, list[str]] = {}  # an empty artefact is left out, and said so
@@ -231,6 +232,22 @@ def analyze(
             out.print(literal("note: " + api.EVALSET_PRIVACY))
     if strict and result.problems:
         raise AdvisorError("--strict: " + "; ".join(result.problems))
+
+
+_FORMATS_SHOWN = 10  # files named with their format; more are summed by format
+
+
+def _print_formats(report: api.IngestReport) -> None:
+    """Each file read and the format it was read as (detected, or --format)."""
+    files = report.files
+    for f in files[:_FORMATS_SHOWN]:
+        out.print(f"[dim]read:[/dim] {literal(Path(f.path).name)}: {f.format}")
+    rest: dict[str, int] = {}
+    for f in files[_FORMATS_SHOWN:]:
+        rest[f.format] = rest.get(f.format, 0) + 1
+    if rest:
+        summed = ", ".join(f"{n:,} {fmt}" for fmt, n in sorted(rest.items()))
+        out.print(f"[dim]read:[/dim] {len(files) - _FORMATS_SHOWN:,} more files: {summed}")
 
 
 def _lever_ids(levers: str | None, off: list[str]) -> tuple[str, ...] | None:

@@ -324,7 +324,7 @@ def test_missing_and_empty_inputs(con, tmp_path: Path) -> None:
 
 
 def test_detect_format(tmp_path: Path) -> None:
-    (tmp_path / "a.log").write_text('{"a": 1}\n')
+    (tmp_path / "a.log").write_text('{"timestamp": 1}\n')
     (tmp_path / "b.txt").write_text("TIMESTAMP,ContextTokens\n1,2\n")
     assert detect_format(tmp_path / "a.log") == "jsonl"
     assert detect_format(tmp_path / "b.txt") == "csv"

@@ -3,7 +3,9 @@
 Formats: `jsonl` (advisor's envelope, OpenAI, Anthropic or Gemini bodies detected per line;
 read by DuckDB's parallel JSON reader, see ingest.jsonl), `openai` and `anthropic` (the same,
 forcing that provider's token convention), `csv` and `parquet` (generic tables with `--map`),
-and the exports of LiteLLM, Langfuse and Helicone (ingest.exports), told apart by their keys.
+and the source formats of READERS: the exports of LiteLLM, Langfuse and Helicone
+(ingest.exports), OpenTelemetry GenAI spans and OpenAI Batch files, told apart by their keys
+(ingest.detect).
 Bad rows are quarantined with file, line, field and reason; re-ingesting a file adds nothing
 (request ids are stable). Each file's writes are one transaction, so a crash leaves no part of
 it stored; runs of small JSON-lines files are read and written as one batch.
@@ -22,12 +24,18 @@ from typing import Any, cast
 import duckdb
 
 from advisor.errors import InputError, UnreadableFile
-from advisor.ingest import exports, tabular
+from advisor.ingest import detect, exports, openai_batch, otel, tabular
 from advisor.ingest.files import check_readable, expand_paths, head_bytes, is_gzip
 from advisor.ingest.jsonl import Progress, ingest_jsonl, ingest_jsonl_files
 from advisor.ingest.load import LoadCounts, quarantine_line
 
-FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet", *exports.FORMATS)
+# source formats with their own reader: format -> reader
+READERS = {
+    otel.FORMAT: otel.ingest_file,
+    openai_batch.FORMAT: openai_batch.ingest_file,
+}
+FORMATS = ("auto", "jsonl", "openai", "anthropic", "csv", "parquet", *exports.FORMATS, *READERS)
+_JSONL = ("jsonl", "openai", "anthropic")  # the formats of ingest.jsonl
 
 
 @dataclass
@@ -52,9 +60,8 @@ class IngestReport:
 def detect_format(path: Path) -> str:
     """The format of one file, from its name and first bytes (a tool's export: the keys of its
     first record)."""
-    kind = _detect_kind(path)
-    found = exports.detect(path, kind) if kind != "parquet" else None
-    return found or kind
+    kind = _detect_kind(path)  # a JSON file's format is told by ingest.detect already
+    return (exports.detect(path, kind) or kind) if kind == "csv" else kind
 
 
 def _detect_kind(path: Path) -> str:
@@ -63,16 +70,16 @@ def _detect_kind(path: Path) -> str:
         return "parquet"
     if name.endswith((".csv", ".tsv")):
         return "csv"
-    if name.endswith((".jsonl", ".ndjson", ".json")):
-        return "jsonl"
     head = head_bytes(path)
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return detect.sniff(str(path), head)
     if head.startswith(b"PAR1"):
         return "parquet"
     text = head.lstrip()
     if not text:
         return "jsonl"
     if text[:1] in (b"{", b"["):
-        return "jsonl"
+        return detect.sniff(str(path), head)
     first = text.split(b"\n", 1)[0]
     if b"," in first and not first.startswith(b"{"):
         return "csv"
@@ -93,12 +100,15 @@ def _ingest_file(
         fmt = detect_format(path) if fmt == "auto" else fmt
         if fmt in exports.FORMATS:
             return fmt, exports.ingest_export(con, path, fmt)
+        if fmt in READERS:
+            return fmt, READERS[fmt](con, path, model, progress)
         if fmt not in ("csv", "parquet"):
             return fmt, ingest_jsonl(con, path, fmt, model, progress)
         if path.stat().st_size == 0:
             return fmt, LoadCounts()
         return fmt, tabular.ingest_table(con, path, fmt, mapping, model)
     except UnreadableFile as error:  # among good files: the others still count
+        fmt = "unknown" if fmt == "auto" else fmt  # matching no format is one of the reasons
         return fmt, quarantine_line(con, str(path), 1, error.reason)
 
 
@@ -115,9 +125,7 @@ def _small_jsonl(path: Path, fmt: str) -> int | None:
         check_readable(path)
         file_fmt = detect_format(path) if fmt == "auto" else fmt
         size = path.stat().st_size
-        small = (
-            path.is_file() and file_fmt in ("jsonl", "openai", "anthropic") and size <= _SMALL_FILE
-        )
+        small = path.is_file() and file_fmt in _JSONL and size <= _SMALL_FILE
         return size if small and not is_gzip(path) else None
     except (UnreadableFile, OSError):
         return None
