@@ -1246,3 +1246,10 @@ def test_html_one_anomaly() -> None:
     assert [v["entity"] for v in spec["data"]["values"]] == ["user: user-000"]
     assert spec["height"] == 60  # one row still gets a readable band
     assert "The timeline shows" not in html and "Showing the top" not in _section(html, "anomalies")
+
+
+def test_plan_settings_show_as_code_and_log_text_stays_text() -> None:
+    shown = str(html_report.code_spans("set `max_tokens: 600` on <script>x</script> `a<b`"))
+    assert "<code>max_tokens: 600</code>" in shown and "<code>a&lt;b</code>" in shown
+    assert "<script>" not in shown and "&lt;script&gt;" in shown
+    assert str(html_report.code_spans("no backticks")) == "no backticks"

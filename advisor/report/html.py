@@ -67,6 +67,7 @@ def render_html(analysis: Analysis) -> str:
         "when": when,
         "plural": plural,
         "sort_key": sort_key,
+        "code_spans": code_spans,
         "none_mark": fmt.NONE,
         "table_limit": fmt.MAX_TABLE_ROWS,
     }
@@ -127,6 +128,14 @@ def when(value: str | None) -> str:
 def plural(n: int, noun: str, nouns: str | None = None) -> str:
     """'1 row', '2 rows', '1,234 requests'."""
     return f"{fmt.count(n)} {noun if n == 1 else nouns or noun + 's'}"
+
+
+_CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def code_spans(text: str) -> Markup:
+    """Prose with its `backticked` settings shown as code: escaped first, so log text stays text."""
+    return Markup(_CODE_SPAN.sub(r"<code>\1</code>", str(Markup.escape(text))))
 
 
 def sort_key(value: Decimal | float | int | None) -> str:
