@@ -82,7 +82,10 @@ def test_rules_and_prices_are_checked_before_anything_is_touched(
 
 
 @pytest.mark.parametrize(
-    "stage", ["simulate", "render_report", "_write_exports"], ids=["levers", "report", "exports"]
+    # the guardrail exports: written on every run (a router that routes nothing is not written)
+    "stage",
+    ["simulate", "render_report", "_write_guardrail_exports"],
+    ids=["levers", "report", "exports"],
 )
 def test_a_run_failing_midway_leaves_the_previous_set_and_no_staging_folder(
     out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str

@@ -254,3 +254,10 @@ def test_without_encoding_files_savings_are_estimated_and_say_so(
         assert con.execute("SELECT sum(input_tokens) FROM out").fetchall()[0][0] < 1200
     finally:
         get_encoding.cache_clear()
+
+
+def test_a_dropped_repeat_that_leaves_pretty_json_is_minified_in_the_same_pass() -> None:
+    # found by hypothesis: the repeated paragraph went, then "[\n\n]" was left for a second pass
+    text = f"{BLOCK}\n\n[\n\n{BLOCK}\n\n]"
+    once = trim_all(text)
+    assert once == f"{BLOCK}\n\n[]" and trim_all(once) == once

@@ -191,20 +191,25 @@ class Trimmed:
 def trim(text: str, kinds: tuple[str, ...], min_duplicate_chars: int) -> Trimmed:
     """`text` through the transforms named in `kinds`, in KINDS order: JSON before whitespace
     (which would otherwise eat the indentation JSON minifying removes anyway), rules after
-    duplicates (dropping a repeated paragraph can bring two rules together)."""
+    duplicates (dropping a repeated paragraph can bring two rules together). Passes repeat until
+    nothing changes (each one only shortens the text): dropping a repeated paragraph can leave a
+    pretty-printed JSON block that only the next pass minifies, and a trimmed text must come back
+    unchanged when trimmed again."""
     steps: dict[str, Callable[[str], str]] = {
         "pretty_json": json_blocks,
         "whitespace": whitespace,
         "markdown_rules": markdown_rules,
         "duplicates": lambda t: duplicates(t, min_duplicate_chars),
     }
-    chars: dict[str, int] = {}
-    for kind in KINDS:
-        if kind not in kinds:
-            continue
-        after = steps[kind](text)
-        chars[kind] = len(text) - len(after)
-        text = after
+    chars = {kind: 0 for kind in KINDS if kind in kinds}
+    changed = True
+    while changed:
+        changed = False
+        for kind in chars:
+            after = steps[kind](text)
+            chars[kind] += len(text) - len(after)
+            changed = changed or after != text
+            text = after
     return Trimmed(text, chars)
 
 
