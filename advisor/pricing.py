@@ -480,14 +480,17 @@ class PriceTable:
         return {pair: self.resolve(pair[0], pair[1], deployments) for pair in dict.fromkeys(models)}
 
     def _lookup(self, model: str, provider: str | None) -> Resolution | None:
-        """The curated and --prices names first, by every rule; then, by the same rules, the
-        community snapshot's: a name the curated table prices never reaches the snapshot."""
+        """The curated and --prices names first, by every rule; then the community snapshot's: the
+        logged host's or the family owner's entry (`CommunitySnapshot.preferred`), else by the
+        same rules. A name the curated table prices never reaches the snapshot."""
         name = model.strip().lower()
         if not name or name.startswith("ft:") or ":ft-" in name or ".ft-" in name:
             return None
         hit = _find(name, provider, self._ids, self._aliases, lambda k: self.models[k].provider)
         if hit is None and (community := self.community) is not None:
-            hit = _find(name, provider, community.ids, community.aliases, community.provider)
+            hit = community.preferred(name, provider) or _find(
+                name, provider, community.ids, community.aliases, community.provider
+            )
             if hit is not None:
                 self._materialize(hit.key)
         return hit
@@ -503,12 +506,12 @@ def _find(
     """Resolution rules over one layer of names (see `PriceTable.resolve`)."""
     key = ids.get(f"{(provider or '').lower()}/{name}")
     # only that provider's own entry: `openai/gpt-4o` may be a reseller's id
-    if provider and key is not None and _same_provider(provider_of(key), provider):
+    if provider and key is not None and same_provider(provider_of(key), provider):
         return Resolution(key, "exact")
     hit = _direct(name, ids, aliases)
     if hit is not None:
         return hit
-    stripped = _strip_prefixes(name)
+    stripped = strip_prefixes(name)
     if stripped != name:
         hit = _direct(stripped, ids, aliases)
         return Resolution(hit.key, "prefix") if hit else None
@@ -527,7 +530,8 @@ def _direct(name: str, ids: Mapping[str, str], aliases: Mapping[str, str]) -> Re
     return None
 
 
-def _same_provider(entry: str | None, logged: str) -> bool:
+def same_provider(entry: str | None, logged: str) -> bool:
+    """Whether an entry's provider is the logged one (or a product of it: vertex_ai-*)."""
     entry, logged = (entry or "").lower(), logged.lower()
     return entry == logged or entry.startswith(f"{logged}-")  # vertex_ai-language-models
 
@@ -549,10 +553,11 @@ _BEDROCK = re.compile(
 
 def strip_name(name: str) -> str:
     """A lower-cased name without its host prefix and date suffix (azure/o3-mini-2025-01-31)."""
-    return _DATED.sub("", _strip_prefixes(name))
+    return _DATED.sub("", strip_prefixes(name))
 
 
-def _strip_prefixes(name: str) -> str:
+def strip_prefixes(name: str) -> str:
+    """A lower-cased name without its host prefixes (azure/, bedrock/, us.anthropic.<id>-v1:0)."""
     if name.startswith("arn:") and "/" in name:  # Bedrock foundation-model / inference-profile ARN
         name = name.rsplit("/", 1)[1]
     if name.startswith(("projects/", "publishers/")) and "/models/" in name:  # Vertex resource

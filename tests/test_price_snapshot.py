@@ -137,3 +137,65 @@ def test_snapshot_variants_climb_their_base_ladder(name: str) -> None:
     hit = table.resolve(name, "azure" if name.startswith("azure") else None)
     assert hit is not None and table.models[hit.key].base == "o3-mini"
     assert load_tiers(RULES, table).ranks[hit.key] == ("TIER-O", 1)
+
+
+def test_each_owner_example_resolves_to_its_entry() -> None:
+    """rules/prices/community/owners.yaml: a plain name, no provider, means the maker's entry."""
+    from advisor.price_snapshot import OWNERS_PATH, Owners
+    from advisor.ruleset import load_model
+
+    table = load_prices(RULES)
+    owners = load_model(RULES / OWNERS_PATH, Owners).owners
+    assert owners
+    for owner in owners:
+        assert owner.examples, owner.id
+        for name, key in owner.examples.items():
+            hit = table.resolve(name)
+            assert hit is not None and hit.key == key, (owner.id, name, hit)
+            assert table.models[key].provider in owner.providers, (owner.id, name)
+
+
+@pytest.mark.parametrize(
+    ("name", "provider", "host", "prices"),
+    [
+        # file order put Azure's copy first (8/24); Mistral's own price is 0.5/1.5
+        ("mistral-large-latest", None, "mistral", ("0.5", "1.5")),
+        ("mistral-large-latest", "openai", "mistral", ("0.5", "1.5")),  # no such host: the owner
+        ("mistral-large-latest", "azure", "azure", ("8", "24")),  # the logged host wins
+        ("mistral-large-latest", "azure_ai", "azure_ai", ("2", "6")),
+        ("azure/mistral-large-latest", None, "azure", ("8", "24")),  # ... as does a prefix
+        ("mistral/mistral-large-latest", "azure", "mistral", ("0.5", "1.5")),
+        # no Anthropic entry (retired): Bedrock's at list price, not Snowflake's (no write price)
+        ("claude-3-7-sonnet", None, "bedrock_converse", ("3", "15")),
+        ("claude-3-7-sonnet-20250219", "anthropic", "bedrock_converse", ("3", "15")),
+        ("claude-3-7-sonnet", "snowflake", "snowflake", ("3", "15")),
+    ],
+)
+def test_a_plain_name_resolves_to_the_logged_host_else_the_maker(
+    name: str, provider: str | None, host: str, prices: tuple[str, str]
+) -> None:
+    table = load_prices(RULES)
+    hit = table.resolve(name, provider)
+    assert hit is not None and table.origin[hit.key] == str(SNAPSHOT_PATH)
+    model = table.models[hit.key]
+    assert model.provider == host
+    assert (model.prices.input, model.prices.output) == tuple(map(Decimal, prices))
+    if host == "bedrock_converse":  # Anthropic's cache-write surcharge is listed
+        assert model.prices.cache_write_5m == Decimal("3.75")
+
+
+def test_the_owner_choice_never_depends_on_file_order(tmp_path: Path) -> None:
+    """The same snapshot with its entries reversed resolves every owner example alike."""
+    from advisor.price_snapshot import OWNERS_PATH
+
+    rules = tmp_path / "rules"
+    (rules / SNAPSHOT_PATH).parent.mkdir(parents=True)
+    doc = json.loads((RULES / SNAPSHOT_PATH).read_text(encoding="utf-8"))
+    doc["models"].reverse()
+    (rules / SNAPSHOT_PATH).write_text(json.dumps(doc), encoding="utf-8")
+    (rules / OWNERS_PATH).write_bytes((RULES / OWNERS_PATH).read_bytes())
+    names = ["mistral-large-latest", "claude-3-7-sonnet", "claude-3-7-sonnet-20250219"]
+    forward, backward = load_prices(RULES), load_prices(rules)
+    for name in names:
+        a, b = forward.resolve(name), backward.resolve(name)
+        assert a is not None and b is not None and a.key == b.key, name
