@@ -494,7 +494,9 @@ def export_evalset(
 def tiering_calibrate(
     results: Annotated[
         Path,
-        typer.Argument(help="promptfoo results JSON of the evaluation set, or CSV request_id,pass."),
+        typer.Argument(
+            help="promptfoo results JSON of the evaluation set, or CSV request_id,pass."
+        ),
     ],
     db: DbOpt = Path("advisor-out/advisor.duckdb"),
     output: Annotated[

@@ -158,7 +158,9 @@ def test_router_exports_no_longer_route_it(calibrated: Any) -> None:
     _, failing, _, _, work = calibrated
     out = work / "out"
     spec = yaml.safe_load((out / "router.yaml").read_text(encoding="utf-8"))
-    assert {"feature": "feature", "op": "eq", "value": failing} in [g["when"] for g in spec["guards"]]
+    assert {"feature": "feature", "op": "eq", "value": failing} in [
+        g["when"] for g in spec["guards"]
+    ]
     assert all(r["match"].get("feature") != failing for r in spec["rules"])
     portkey = (out / "portkey.json").read_text(encoding="utf-8")
     assert json.dumps({"$eq": failing}) not in portkey
@@ -172,7 +174,7 @@ def test_router_exports_no_longer_route_it(calibrated: Any) -> None:
 
 
 def test_report_shows_measured_quality(calibrated: Any) -> None:
-    result, _, n, failed, work = calibrated
+    _, _, n, failed, work = calibrated
     html = (work / "out" / api.REPORT_FILE).read_text(encoding="utf-8")
     assert f"measured on {n} requests: {n - failed} passed" in html
     assert "Reliability" in html

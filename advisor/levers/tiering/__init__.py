@@ -218,9 +218,7 @@ class TieringLever:
         _targets_table(ctx.con, self.tiers)
         self.threshold = round(self.tiers.policy.min_confidence * MICRO)
         self.quality = Q.load_quality_policy(ctx.rules_dir)
-        self.measured = (
-            Q.measured_groups(ctx.con, self.quality) if Q.has_results(ctx.con) else None
-        )
+        self.measured = Q.measured_groups(ctx.con, self.quality) if Q.has_results(ctx.con) else None
         Q.hold_back(ctx.con, self.measured or [])
 
     def replay(self, ctx: LeverContext, state: State, out: str) -> Replayed:

@@ -15,6 +15,7 @@ import csv
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Literal
@@ -130,9 +131,11 @@ def _read_promptfoo(path: Path, data: Any) -> Results:
         at = f"{where}[{i}]"
         if not isinstance(row, Mapping):
             raise InputError(f"{path}: {at}: expected an object")
-        test = row.get("testCase") if isinstance(row.get("testCase"), Mapping) else {}
-        meta = test.get("metadata") or row.get("metadata") or {}
-        rid = meta.get("request_id") if isinstance(meta, Mapping) else None
+        test = row.get("testCase")
+        meta = (test.get("metadata") if isinstance(test, Mapping) else None) or row.get("metadata")
+        if not isinstance(meta, Mapping):
+            meta = {}
+        rid = meta.get("request_id")
         if not isinstance(rid, str) or not rid:
             raise InputError(
                 f"{path}: {at}.testCase.metadata.request_id: missing",
@@ -254,9 +257,16 @@ def measured_groups(con: duckdb.DuckDBPyConnection, policy: QualityPolicy) -> li
         )
         groups.append(
             MeasuredGroup(
-                kind=kind, value=value, requests=n, passed=k, pass_rate=round(k / n, 6),
-                pass_low=low, pass_high=high, excluded=rule is not None, rule=rule,
-            )  # fmt: skip
+                kind=kind,
+                value=value,
+                requests=n,
+                passed=k,
+                pass_rate=round(k / n, 6),
+                pass_low=low,
+                pass_high=high,
+                excluded=rule is not None,
+                rule=rule,
+            )
         )
     return groups
 
@@ -296,7 +306,7 @@ def reliability(pairs: list[tuple[float, bool]], basis: str) -> Calibration | No
         return None
     brier = sum((c - float(ok)) ** 2 for c, ok in pairs) / len(pairs)
     bins = []
-    for low, high in zip(BINS, BINS[1:], strict=False):
+    for low, high in pairwise(BINS):
         inside = [(c, ok) for c, ok in pairs if low <= c < high or (high == 1.0 and c == 1.0)]
         if inside:
             bins.append(

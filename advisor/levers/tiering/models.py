@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from advisor.levers.base import LeverResultBase
 from advisor.money import Model, Money, Share
 
@@ -177,7 +179,7 @@ class TieringDetails(Model):
     difficulty: DifficultySummary | None
     warnings: list[str]
     measured_quality: MeasuredQuality | None = None  # when evaluation results were given
-    calibration: list[Calibration] = []
+    calibration: list[Calibration] = Field(default_factory=list)
 
 
 class TieringRisk(Model):
