@@ -558,6 +558,46 @@ def export_evalset(
         con.close()
 
 
+@dataclass
+class CalibrateResult:
+    matched: int  # results whose request id is in the store
+    results: int  # verdicts read
+    errored: int  # results without a verdict (the eval call failed)
+    analysis: AnalyzeResult
+
+
+def calibrate_tiering(
+    results: Path,
+    db: Path,
+    *,
+    out_dir: Path | None = None,
+    rules_dir: Path | None = None,
+    prices_files: Sequence[Path] = (),
+) -> CalibrateResult:
+    """Keep the measured verdicts of the evaluation set (promptfoo results JSON, or a CSV of
+    request_id,pass) in the store, then re-analyse it into `out_dir` (default: the store's
+    folder): the operating point, the router exports and the report use them. Calls no model."""
+    from advisor.levers.tiering import calibration
+
+    db = Path(db)
+    verdicts = calibration.read_results(Path(results))
+    con = _analysed_store(db)  # checks it is an analysed store
+    con.close()
+    con = store.connect(db)
+    try:
+        matched = calibration.save_results(con, verdicts, Path(results).name)
+    finally:
+        con.close()
+    if matched == 0:
+        raise InputError(
+            f"none of the {len(verdicts.verdicts)} request ids in {results} is in {db}",
+            hint="calibrate with the store the evaluation set was exported from",
+        )
+    run = analyze([], out_dir=out_dir or db.parent, db=db, rules_dir=rules_dir,
+                  prices_files=prices_files)  # fmt: skip
+    return CalibrateResult(matched, len(verdicts.verdicts), verdicts.errored, run)
+
+
 def _formulas_inert(con: duckdb.DuckDBPyConnection, query: str) -> str:
     """`query` (ordered by ts, request_id) for a CSV file: a text cell that a spreadsheet would
     run as a formula (starting with = + - @ tab or CR, OWASP's CSV injection list) gets a leading

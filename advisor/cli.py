@@ -34,6 +34,8 @@ prices_app = typer.Typer(help="Inspect and refresh the price table.", no_args_is
 export_app = typer.Typer(help="Write deployable artefacts from an analysis.", no_args_is_help=True)
 app.add_typer(prices_app, name="prices")
 app.add_typer(export_app, name="export")
+tiering_app = typer.Typer(help="Measure and adjust the model tiering.", no_args_is_help=True)
+app.add_typer(tiering_app, name="tiering")
 
 DIFF_ROWS = 20  # features or models per `advisor diff` table
 out = Console(highlight=False, soft_wrap=False)
@@ -486,6 +488,49 @@ def export_evalset(
     for path in paths:
         err.print(f"wrote {literal(str(path))}")
     err.print(literal("note: " + (api.EVALSET_REDACTED if redact else api.EVALSET_PRIVACY)))
+
+
+@tiering_app.command("calibrate")
+def tiering_calibrate(
+    results: Annotated[
+        Path,
+        typer.Argument(
+            help="promptfoo results JSON of the evaluation set, or CSV request_id,pass."
+        ),
+    ],
+    db: DbOpt = Path("advisor-out/advisor.duckdb"),
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Output folder (default: the store's).")
+    ] = None,
+    prices: PricesOpt = None,
+    rules_dir: RulesOpt = None,
+) -> None:
+    """Fold measured pass rates into the routing, router exports and report; calls no model.
+
+    Example: advisor tiering calibrate evalset/results.json --db advisor-out/advisor.duckdb
+    """
+    result = api.calibrate_tiering(
+        results, db, out_dir=output, rules_dir=rules_dir, prices_files=prices or ()
+    )
+    err.print(
+        f"read {result.results:,} verdicts ({result.matched:,} in the store"
+        + (f", {result.errored:,} eval errors left out" if result.errored else "")
+        + ")"
+    )
+    tiering = next((lv for lv in result.analysis.analysis.levers if lv.id == "tiering"), None)
+    quality = getattr(getattr(tiering, "details", None), "measured_quality", None)
+    if quality is not None:
+        out.print(literal(quality.summary))
+        for group in quality.groups:
+            if group.excluded:
+                out.print(
+                    literal(
+                        f"  not routed: {group.kind} {group.value}: {group.passed} of "
+                        f"{group.requests} passed ({group.rule})"
+                    )
+                )
+    for name, path in result.analysis.files.items():
+        out.print(f"[dim]{name}:[/dim] {literal(str(path))}")
 
 
 @prices_app.command("list")

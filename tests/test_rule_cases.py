@@ -21,6 +21,7 @@ from advisor.guardrails import anomalies
 from advisor.guardrails.policy import policy_rules, run_policy_cases
 from advisor.levers import batching, streaming
 from advisor.levers.output_caps.policy import FEATURES as OUTPUT_CAPS_FEATURES
+from advisor.levers.tiering.calibration import FACTS as TIERING_QUALITY_FACTS
 from advisor.levers.trimming.policy import ROW_FEATURES
 from advisor.levers.trimming.transforms import run_transform_cases, transform_rules
 from advisor.plausibility import FEATURES as PLAUSIBILITY_FEATURES
@@ -40,6 +41,7 @@ CATALOGUES: dict[str, Mapping[str, FeatureType]] = {
     # every kind's figures; the rules model checks each rule against its own kind's on load
     "anomalies": anomalies.FEATURES,
     "lever_notes": lever_notes.FEATURES,
+    "tiering_quality": TIERING_QUALITY_FACTS,
 }
 
 

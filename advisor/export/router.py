@@ -111,7 +111,8 @@ def router_spec(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "(model to call, difficulty, confidence, rule, alias)",
         "policy": router["policy"],
         "rules": router["rules"],
-        "guards": load_guards(con),
+        # the classifier's guards, then those that measured quality added (tiering calibrate)
+        "guards": load_guards(con) + router.get("guards", []),
         "models": dict(sorted(models.items())),
         "models_by_provider": dict(sorted(by_provider.items())),
         "model_providers": dict(sorted(served_by.items())),

@@ -30,6 +30,7 @@ TIER_TARGETS = "_tier_targets"
 TIER_LENGTHS = "_tier_len"
 TIER_CANDIDATES = "_tier_cand"
 TIER_STATIC = "_tier_static"
+TIER_HELD = "_tier_held"
 
 # caching
 CACHE_PRICES = "_cache_prices"
@@ -92,6 +93,7 @@ WORKING: dict[str, dict[str, Table]] = {
         Table(TIER_LENGTHS, "typical output length per (template, model)"),
         Table(TIER_CANDIDATES, "per request: class, target, cost before and after routing"),
         Table(TIER_STATIC, "features and templates a whole-feature/template route rule covers"),
+        Table(TIER_HELD, "features and templates kept off routing by their measured quality"),
     ),
     "trimming": _declare(
         Table(TRIM_ENCODINGS, "model_key -> tiktoken encoding and how exact its counts are"),

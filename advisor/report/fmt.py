@@ -161,8 +161,17 @@ def number(x: float | int | Decimal | None) -> str:
     return f"{value:,.4g}" if abs(value) >= 1e-4 else f"{value:.2e}"
 
 
+# Fields whose plain name would claim more than the figure is: said for what they measure.
+_HONEST_LABELS = {
+    "heldout_agreement": "Agreement with held-out heuristic labels (mimicry, not quality)",
+    "expected_misrouted": "Expected misrouted (the classifier's own estimate)",
+}
+
+
 def label(key: str) -> str:
     """A field name as a heading: 'standalone_saving' -> 'Standalone saving'."""
+    if key in _HONEST_LABELS:
+        return _HONEST_LABELS[key]
     text = key.replace("_", " ").strip()
     return text[:1].upper() + text[1:] if text else key
 

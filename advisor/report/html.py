@@ -280,6 +280,7 @@ def _charts(analysis: Analysis) -> list[dict[str, Any]]:
         "levers": _lever_chart(analysis.levers, currency),
         "waterfall": _waterfall_chart(analysis),
         "anomalies": _anomaly_chart(analysis.anomalies, currency),
+        "reliability": _reliability_chart(analysis.levers),
     }
     charts = []
     for name, chart in built.items():
@@ -471,6 +472,45 @@ def _lever_chart(levers: list[LeverResult], currency: str) -> alt.Chart | None:
         )
         .properties(width="container", height=max(80, 44 * len(levers)))
     )
+
+
+def _reliability_chart(levers: list[LeverResult]) -> alt.LayerChart | None:
+    """The tiering classifier's confidence against the measured outcome, per confidence bin,
+    beside the diagonal a calibrated confidence would follow."""
+    tiering = next((lv for lv in levers if lv.id == "tiering"), None)
+    calibration = getattr(getattr(tiering, "details", None), "calibration", None)
+    if not calibration:
+        return None
+    values = [
+        {
+            "confidence": b.mean_confidence,
+            "observed": b.observed,
+            "requests": b.requests,
+            "bin": f"{fmt.pct(b.low)} to {fmt.pct(b.high)}",
+        }
+        for b in calibration[0].bins
+    ]
+    axis = alt.Scale(domain=[0, 1])
+    points = (
+        alt.Chart(alt.Data(values=values))
+        .mark_circle(color="#2f5d8a")
+        .encode(
+            x=alt.X("confidence:Q", title="mean confidence", scale=axis),
+            y=alt.Y("observed:Q", title="share that passed", scale=axis),
+            size=alt.Size("requests:Q", title="requests", legend=alt.Legend(orient="bottom")),
+            tooltip=[
+                alt.Tooltip("bin:N", title="confidence bin"),
+                alt.Tooltip("requests:Q", title="requests"),
+                alt.Tooltip("observed:Q", title="passed", format=".0%"),
+            ],
+        )
+    )
+    diagonal = (
+        alt.Chart(alt.Data(values=[{"x": 0, "y": 0}, {"x": 1, "y": 1}]))
+        .mark_line(color="#999", strokeDash=[4, 4])
+        .encode(x="x:Q", y="y:Q")
+    )
+    return alt.LayerChart(layer=[diagonal, points], width="container", height=220)
 
 
 def _waterfall_chart(analysis: Analysis) -> alt.Chart | None:

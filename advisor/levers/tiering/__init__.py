@@ -39,8 +39,11 @@ from advisor.levers.base import (
     SavingRange,
     State,
 )
+from advisor.levers.tiering import calibration as Q
 from advisor.levers.tiering.models import (
     DifficultySummary,
+    MeasuredGroup,
+    MeasuredQuality,
     OperatingPoint,
     RouteRule,
     SweepPoint,
@@ -214,6 +217,9 @@ class TieringLever:
         register_prices(ctx.con, ctx.prices, T.TIER_PRICES)
         _targets_table(ctx.con, self.tiers)
         self.threshold = round(self.tiers.policy.min_confidence * MICRO)
+        self.quality = Q.load_quality_policy(ctx.rules_dir)
+        self.measured = Q.measured_groups(ctx.con, self.quality) if Q.has_results(ctx.con) else None
+        Q.hold_back(ctx.con, self.measured or [])
 
     def replay(self, ctx: LeverContext, state: State, out: str) -> Replayed:
         con = ctx.con
@@ -249,7 +255,7 @@ class TieringLever:
         logged traffic only."""
         con, tiers = ctx.con, self.tiers
         rules = _route_rules(con, tiers, self.threshold)
-        details, risk = _report(con, tiers, self.threshold, rules)
+        details, risk = _report(con, tiers, self.threshold, rules, self.measured, self.quality)
         _decisions(con)
         keys = {k for k, by in tiers.targets.items() for k in (k, *by.values())}
         router = {
@@ -257,6 +263,7 @@ class TieringLever:
             "rules": [{**r, "expected_saving": to_json(r["expected_saving"])} for r in rules],
             "targets": tiers.targets,
             "ladders": [lad.id for lad in tiers.ladders],
+            "guards": Q.guards(self.measured or []),
             "providers": {
                 k: ctx.prices.models[k].provider for k in sorted(keys) if k in ctx.prices.models
             },
@@ -334,7 +341,8 @@ def _candidates(con: duckdb.DuckDBPyConnection, state: str, threshold: int, rout
                    d.feature, t.target,
                    least({hi}, greatest({lo}, coalesce(lt.typical / nullif(ls.typical, 0), 1.0)))
                      AS length_ratio,
-                   lt.typical IS NOT NULL AND ls.typical IS NOT NULL AS length_scaled
+                   lt.typical IS NOT NULL AND ls.typical IS NOT NULL AS length_scaled,
+                   {Q.held_sql("d")} AS held
             FROM {state} s
             JOIN difficulty d USING (request_id)
             LEFT JOIN {T.TIER_TARGETS} t
@@ -347,15 +355,16 @@ def _candidates(con: duckdb.DuckDBPyConnection, state: str, threshold: int, rout
             SELECT c.*,
                    CAST(round(c.output_tokens * c.length_ratio) AS BIGINT) AS new_output,
                    c.target IS NOT NULL AND c.source = 'classifier'
-                     AND c.difficulty IN ({route_in}) AS eligible
+                     AND c.difficulty IN ({route_in}) AS routable
             FROM c
         )
         SELECT p.request_id, p.model_key, p.difficulty, p.confidence_micro, p.confidence,
                p.source, p.template_id, p.feature, p.target, p.length_ratio, p.length_scaled,
-               p.new_output, p.eligible,
-               p.eligible AND p.confidence_micro >= {threshold} AS routed,
+               p.new_output, p.routable AND NOT p.held AS eligible,
+               p.routable AND p.held AS held_back,
+               p.routable AND NOT p.held AND p.confidence_micro >= {threshold} AS routed,
                {cost_sql("p", "po")} AS old_cost,
-               CASE WHEN p.eligible THEN {cost_sql("n", "pn")} END AS new_cost
+               CASE WHEN p.routable THEN {cost_sql("n", "pn")} END AS new_cost
         FROM priced p
         LEFT JOIN {T.TIER_PRICES} po ON po.model_key = p.model_key
         LEFT JOIN (SELECT request_id, input_tokens, 0 AS cache_read_tokens,
@@ -525,7 +534,12 @@ def _table(con: duckdb.DuckDBPyConnection, key: str) -> list[dict[str, Any]]:
 
 
 def _report(
-    con: duckdb.DuckDBPyConnection, tiers: Tiers, threshold: int, rules: list[dict[str, Any]]
+    con: duckdb.DuckDBPyConnection,
+    tiers: Tiers,
+    threshold: int,
+    rules: list[dict[str, Any]],
+    measured: list[MeasuredGroup] | None,
+    policy: Q.QualityPolicy,
 ) -> tuple[TieringDetails, TieringRisk]:
     total, base, unpriced, guarded, no_ladder = con.execute(
         f"""SELECT count(*), coalesce(sum(old_cost), 0), count(*) FILTER (WHERE model_key IS NULL),
@@ -549,11 +563,21 @@ def _report(
     )
     lower = [p for p in frontier if p.min_confidence < tiers.policy.min_confidence]
     step = lower[-1] if lower else None
+    quality = (
+        _measured_quality(con, point, threshold, total, measured, policy)
+        if measured is not None
+        else None
+    )
     why = (
         f"At this operating point {fmt.plural(point.requests_routed, 'request')} "
         f"({fmt.pct(point.share_routed)}) move to a cheaper tier, saving "
-        f"{fmt.money(point.saving)} ({fmt.pct(point.saving_share)} of the baseline), with "
-        f"{fmt.number(point.expected_misrouted)} expected misroutes. "
+        f"{fmt.money(point.saving)} ({fmt.pct(point.saving_share)} of the baseline). "
+        + (
+            f"Quality {quality.summary}. "
+            if quality
+            else "Quality not measured yet: check it with `advisor export evalset`, then "
+            "`advisor tiering calibrate`. "
+        )
         + tiers.policy.rationale.strip()
     )
     if step:
@@ -580,9 +604,14 @@ def _report(
         # e.g. a prompt cached on the source model, billed uncached here: the caching lever,
         # which runs next, re-simulates the cache on the target
         routed_costlier_until_cache_warms=flags[4],
-        note="expected misroutes = sum of (1 - confidence) over routed requests; the "
-        "classifier learns from heuristic labels, so check quality with "
-        "`advisor export evalset` before switching",
+        note="expected_misrouted = sum of (1 - confidence) over routed requests: the "
+        "classifier's own estimate, not evidence (it learns from heuristic labels); "
+        + (
+            "the measured figure, with its interval, is details.measured_quality"
+            if quality
+            else "measure quality with `advisor export evalset` and `advisor tiering calibrate` "
+            "before switching"
+        ),
     )
     details = TieringDetails(
         operating_point=OperatingPoint(
@@ -602,5 +631,96 @@ def _report(
         ladders=[lad.id for lad in tiers.ladders],
         difficulty=DifficultySummary.model_validate_json(summary_raw) if summary_raw else None,
         warnings=list(tiers.warnings),
+        measured_quality=quality,
+        calibration=[c for c in [_measured_calibration(con)] if c is not None],
     )
     return details, risk
+
+
+def _measured_quality(
+    con: duckdb.DuckDBPyConnection,
+    point: SweepPoint,
+    threshold: int,
+    total: int,
+    groups: list[MeasuredGroup],
+    policy: Q.QualityPolicy,
+) -> MeasuredQuality:
+    """The measured results against the operating point: pass rate, what the held-back groups
+    took off routing, and the misroutes the measured failure rate implies, with its interval."""
+    results = Q.RESULTS_TABLE
+    source, errored, stored = con.execute(
+        f"SELECT any_value(source), coalesce(max(errored), 0), count(*) FROM {results}"
+    ).fetchall()[0]
+    n, k = con.execute(
+        f"""SELECT count(*), count(*) FILTER (WHERE q.passed)
+            FROM {results} q JOIN difficulty d USING (request_id)"""
+    ).fetchall()[0]
+    cut = f"(eligible OR held_back) AND confidence_micro >= {threshold}"
+    before, saving_before = con.execute(
+        f"""SELECT count(*) FILTER (WHERE {cut}),
+                   coalesce(sum(old_cost - new_cost) FILTER (WHERE {cut}), 0)
+            FROM {T.TIER_CANDIDATES}"""
+    ).fetchall()[0]
+    # the failure rate of the measured requests that are still routed
+    rn, rk = con.execute(
+        f"""SELECT count(*), count(*) FILTER (WHERE q.passed)
+            FROM {results} q JOIN {T.TIER_CANDIDATES} c USING (request_id) WHERE c.routed"""
+    ).fetchall()[0]
+    low, high = Q.wilson(k, n, policy.interval)
+    misroutes: tuple[float | None, ...] = (None, None, None)
+    if rn:
+        pass_low, pass_high = Q.wilson(rk, rn, policy.interval)
+        routed = point.requests_routed
+        misroutes = tuple(
+            round(routed * rate, 2) for rate in ((rn - rk) / rn, 1 - pass_high, 1 - pass_low)
+        )
+    share_before = _share(before, total)
+    summary = f"measured on {fmt.plural(n, 'request')}: {fmt.count(k)} passed; " + (
+        f"routed share adjusted from {fmt.pct(share_before)} to {fmt.pct(point.share_routed)}"
+        if before != point.requests_routed
+        else f"routed share unchanged at {fmt.pct(point.share_routed)}"
+    )
+    if misroutes[0] is not None:
+        summary += (
+            f"; expected misroutes {fmt.number(misroutes[0])} "
+            f"({fmt.number(misroutes[1])} to {fmt.number(misroutes[2])}, "
+            f"{policy.interval:.0%} interval)"
+        )
+    return MeasuredQuality(
+        source=str(source or ""),
+        requests=n,
+        passed=k,
+        pass_rate=round(k / n, 6) if n else 0.0,
+        pass_low=low,
+        pass_high=high,
+        unmatched=int(stored) - int(n),
+        errored=int(errored),
+        requests_routed_before=int(before),
+        share_routed_before=share_before,
+        requests_routed=point.requests_routed,
+        share_routed=point.share_routed,
+        saving_before=Decimal(saving_before),
+        saving=point.saving,
+        expected_misrouted=misroutes[0],
+        expected_misrouted_low=misroutes[1],
+        expected_misrouted_high=misroutes[2],
+        groups=groups,
+        summary=summary,
+    )
+
+
+def _measured_calibration(con: duckdb.DuckDBPyConnection) -> Any:
+    """Reliability of the classifier's confidence against the measured verdicts: a held-out set
+    by construction (the classifier never sees a pass or a fail)."""
+    if not Q.has_results(con):
+        return None
+    pairs = con.execute(
+        f"""SELECT c.confidence, q.passed FROM {Q.RESULTS_TABLE} q
+            JOIN {T.TIER_CANDIDATES} c USING (request_id)
+            WHERE c.source = 'classifier' ORDER BY c.request_id"""
+    ).fetchall()
+    return Q.reliability(
+        [(float(c), bool(ok)) for c, ok in pairs],
+        "confidence of the classifier's class vs. the measured pass on the proposed model "
+        "(evaluation-set results, never seen in training)",
+    )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from advisor.levers.base import LeverResultBase
 from advisor.money import Model, Money, Share
 
@@ -21,7 +23,8 @@ class SweepPoint(Model):
     share_routed: Share
     saving: Money
     saving_share: Share
-    expected_misrouted: float  # sum of (1 - confidence) over routed requests
+    # sum of (1 - confidence) over routed requests: the classifier's own estimate, not evidence
+    expected_misrouted: float
 
 
 class OperatingPoint(SweepPoint):
@@ -107,6 +110,63 @@ class DifficultySummary(Model):
     classifier: Classifier
 
 
+class MeasuredGroup(Model):
+    """The evaluation-set results of one feature, template or difficulty class: the checks of
+    its requests replayed on the proposed model (`advisor tiering calibrate`)."""
+
+    kind: Literal["feature", "template", "difficulty"]
+    value: str | None
+    requests: int  # results with a verdict
+    passed: int
+    pass_rate: float
+    pass_low: float  # Wilson interval of the pass rate (rules/tiering_quality.yaml: interval)
+    pass_high: float
+    excluded: bool  # kept off routing by a rule of rules/tiering_quality.yaml
+    rule: str | None
+
+
+class MeasuredQuality(Model):
+    """What the measured results did to the operating point."""
+
+    source: str  # the results file (its name)
+    requests: int
+    passed: int
+    pass_rate: float
+    pass_low: float
+    pass_high: float
+    unmatched: int  # results whose request id is not in the store (left out)
+    errored: int  # results the eval could not run (provider errors): no verdict
+    requests_routed_before: int
+    share_routed_before: Share
+    requests_routed: int
+    share_routed: Share
+    saving_before: Money
+    saving: Money
+    # routed requests x the failure rate of the measured requests still routed, with its interval
+    expected_misrouted: float | None
+    expected_misrouted_low: float | None
+    expected_misrouted_high: float | None
+    groups: list[MeasuredGroup]
+    summary: str
+
+
+class ReliabilityBin(Model):
+    low: float
+    high: float
+    requests: int
+    mean_confidence: float
+    observed: float  # share of the bin whose outcome held
+
+
+class Calibration(Model):
+    """How well a confidence predicts an outcome it was not trained on (a held-out set)."""
+
+    basis: str  # which confidence, against which outcome
+    requests: int
+    brier: float  # mean squared gap between confidence and outcome (0 best)
+    bins: list[ReliabilityBin]
+
+
 class TieringDetails(Model):
     operating_point: OperatingPoint
     frontier: list[SweepPoint]
@@ -118,6 +178,8 @@ class TieringDetails(Model):
     ladders: list[str]
     difficulty: DifficultySummary | None
     warnings: list[str]
+    measured_quality: MeasuredQuality | None = None  # when evaluation results were given
+    calibration: list[Calibration] = Field(default_factory=list)
 
 
 class TieringRisk(Model):
