@@ -39,6 +39,8 @@ SYSTEMS = [
     "You are a senior engineer. Review this pull request.\n\n```diff\n+def x(a):\n```",
     "Answer using only the numbered context passages.\tQuestion:\r\nwhat? " + LONG,
     "",
+    "You are a careful assistant. Write a function in Go that parses the input.",
+    "Translate.",
 ]
 USERS = [
     "Ticket #4411 Subject: Charged twice — I was billed $12.30 twice.",
@@ -47,6 +49,9 @@ USERS = [
     "diff --git a/x.py b/x.py\n+def load_order(self):\n+    return 1\n" * 20,
     "Find all real solutions of 2x^2 + (-6)x + (4) = 0 and verify them.",
     "x" * 30 + " " + "tok" * 12 + " ab1 A1 z9 " + LONG,
+    "Tom has 3.5 apples, buys 1,200 more at $0.25 each. How many in total?\n- must be exact\n"
+    "2) do NOT round\nWhich of the following?\nA. 1\nb) 2",
+    "Переведите этот текст на английский, пожалуйста: спасибо за заказ № 12",
 ]
 
 
@@ -71,7 +76,7 @@ def _lines() -> list[dict[str, Any]]:
             {"role": "user", "content": [{"type": "text", "text": user[::-1]}]},
         ]
         line["request"]["tools"] = [{"name": "lookup"}] * (i % 3)
-        line["request"]["max_tokens"] = [5, 100, 4096, 20000, 1, 64][i]
+        line["request"]["max_tokens"] = [5, 100, 4096, 20000, 1, 64, 300, 9][i]
         lines.append(line)
     lines.append(
         openai_line(
@@ -122,6 +127,9 @@ def test_sql_features_equal_the_runtime_features(small: Any) -> None:
         "has_tools",
         "json_output",
         "max_tokens",
+        "quantities",
+        "constraints",
+        "non_ascii",
         *(f"cue_{c}" for c in CUES),
     ]
     for line in lines:
