@@ -118,8 +118,8 @@ _CUE_PARTS: dict[str, tuple[str, ...]] = {
     ),
     # answer-format cue: the answer is one of the listed options
     "choice": (
-        r"\n ?\(?[abcde][.):] ", r"\bwhich of the following\b", r"\bchoose (one|the (correct|best))\b",
-        r"\bmultiple[ -]choice\b",
+        r"\n ?\(?[abcde][.):] ", r"\bwhich of the following\b",
+        r"\bchoose (one|the (correct|best))\b", r"\bmultiple[ -]choice\b",
     ),
     "qa": (
         r"\bcontext:", r"\bpassages?\b", r"\bbased on the (context|document|text)\b",

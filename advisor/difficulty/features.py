@@ -100,7 +100,9 @@ def _text_stats(
     """Length, task cues and either the template id (a system prompt) or the counts (a user
     message) of each distinct text: routing.cues_of in SQL, one scan of the combined cue
     pattern, then each cue searched within the matched strings."""
-    tmpl = f", {template_sql('t.text')} AS template_id" if template else f", {_counts_sql('t.text')}"
+    tmpl = (
+        f", {template_sql('t.text')} AS template_id" if template else f", {_counts_sql('t.text')}"
+    )
     scan = f"regexp_extract_all(left(t.text, {R.HEAD_CHARS}), {_lit(R.CUE_SCAN)})"
     hits = ", ".join(
         f"bool_or(regexp_matches(m, {_lit(pattern)})) AS cue_{name}"
@@ -218,10 +220,7 @@ def active_names_sql(rows: str) -> str:
     """SQL giving (rn, name) for every non-token binary feature of the rows in table `rows`
     (columns rn, request_id): routing.active_features without the text tokens."""
     parts = [f"CASE WHEN f.cue_{c} THEN 'cue:{c}' END" for c in R.CUES]
-    parts += [
-        f"'bin:{name}:' || {bin_sql(name, 'f.' + name)}"
-        for name in R.BINS
-    ]
+    parts += [f"'bin:{name}:' || {bin_sql(name, 'f.' + name)}" for name in R.BINS]
     parts += [f"CASE WHEN f.{flag} THEN 'flag:{flag}' END" for flag in R.FLAGS]
     parts.append("'tmpl:' || f.template_id")
     return f"""
