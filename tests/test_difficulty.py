@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from advisor import store
+from advisor.conditions import evaluate
 from advisor.difficulty import classify, load_classifier
 from advisor.difficulty.classifier import _matrix, _register_vocab
 from advisor.difficulty.features import FEATURES, build_features
@@ -170,7 +171,8 @@ def test_template_ids_mask_what_varies() -> None:
 
 def test_every_rule_feature_is_catalogued_and_guards_are_request_time() -> None:
     rules = load_rules(default_rules_dir())
-    assert {r.id for r in rules if r.guard} == {"DIF-001", "DIF-002", "DIF-003"}
+    guards = {"DIF-001", "DIF-002", "DIF-003", "DIF-018", "DIF-019", "DIF-020"}
+    assert {r.id for r in rules if r.guard} == guards
     assert all(FEATURES[name][1] for name in FEATURES if name.startswith("cue_"))
 
 
@@ -367,3 +369,41 @@ def test_top_features_are_the_strongest_pushes_towards_the_class(seed, n_rows, n
         active = [c for c in range(n_cols) if dense[row, c] and contrib[c, best[row]] > 0]
         want = sorted(active, key=lambda c: (-contrib[c, best[row]], c))[:3]
         assert got[row] == [names[c] for c in want]
+
+
+NOT_EASY = {
+    "word problem": "Natalia sold clips to 48 of her friends in April, and then she sold half as "
+    "many clips in May. How many clips did Natalia sell altogether in April and May?",
+    "word problem, money": "A bakery sells muffins at $3 each and cookies at $1.50 each. On Monday "
+    "it sold 24 muffins and 40 cookies. What is the total revenue for Monday?",
+    "word problem, rates": "A train travels 180 miles in 3 hours. At the same speed, how long will "
+    "it take to travel 300 miles?",
+    "code, plain words": "Write a function that takes a list of intervals and merges the "
+    "overlapping ones, then returns them sorted by start.",
+    "code, snippet": "Why does this raise?\n```\nfor k in d: del d[k]\n```",
+    "code, sql": "Write the SQL to find the three customers with the highest total order value "
+    "last quarter.",
+    "multi-constraint": "Plan a 5-day trip to Lisbon for 2 adults.\n- stay under 1500 EUR\n"
+    "- at least one day trip by train\n- no museum on Monday\n- every dinner must be vegetarian",
+    "reasoning over data": "Think step by step: a store had 120 items, sold 45 on day one and 30 "
+    "on day two. Which day saw the larger share of the remaining stock sold?",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_EASY))
+def test_math_word_problems_code_and_constraints_are_not_easy_by_default(kind: str) -> None:
+    """A guard (request-time, also run by the router) keeps each from a cheaper tier."""
+    feats = request_features(
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": NOT_EASY[kind]}]}
+    )
+    guards = [r for r in load_rules(default_rules_dir()) if r.guard]
+    matched = [r for r in guards if evaluate(r.when, feats)]
+    assert matched, (kind, {k: v for k, v in feats.items() if v and k.startswith("cue_")})
+    assert all(r.label != "easy" for r in matched)
+
+
+def test_a_classification_request_is_not_caught_by_the_new_guards() -> None:
+    feats = request_features(
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "Sentiment of: great food"}]}
+    )
+    assert not [r for r in load_rules(default_rules_dir()) if r.guard and evaluate(r.when, feats)]
