@@ -222,8 +222,10 @@ def _tiering(con: duckdb.DuckDBPyConnection, lever: Any) -> Changes:
             "(`advisor export router`)",
             rule=op.policy,
             effort="config",
-            reason=f"{misroutes:.1f} expected misroutes of {n:,} requests routed; check with "
-            "`advisor export evalset` first",
+            # the classifier's own estimate, not a measurement: the reason says which it is
+            reason=f"quality not measured yet: the classifier itself expects {misroutes:.0f} of "
+            f"{n:,} routed requests to need the larger model; measure with `advisor export "
+            "evalset`, then `advisor tiering calibrate`",
             figures={"misroute_share": misroutes / n},
         )
         for feature, pairs, n, misroutes in rows

@@ -61,7 +61,10 @@ _CUE_PARTS: dict[str, tuple[str, ...]] = {
         r"\bfrom [a-z_.]+ import [a-z_]", r"\bfunction [a-z_]+\(", r"\bconst [a-z_]+ =",
         r"\bselect .+ from\b", r"\btraceback\b", r"\bstack trace\b", r"\bpull requests?\b",
         r"\bcode review", r"\brefactor", r"\bpython\b", r"\btypescript\b", r"\bjavascript\b",
-        r"\bcompiler?\b",
+        r"\bcompiler?\b", r"\bsql\b", r"\bjava\b", r"\bc\+\+", r"\bgolang\b", r"\bregex",
+        r"\bwrite (a|an|the) [a-z ]*(function|program|script|class|method|query|unit tests?)\b",
+        r"\bimplement (a|an|the) [a-z ]*(function|class|method|algorithm|api|endpoint)\b",
+        r"\balgorithms?\b", r"\btime complexity\b", r"\bunit tests?\b",
     ),
     "math": (
         r"\bsolve\b", r"\bequations?\b", r"\bprove\b", r"\bproof\b", r"\bprobability\b",
@@ -106,6 +109,18 @@ _CUE_PARTS: dict[str, tuple[str, ...]] = {
         r"\bstep [0-9]", r"\bmulti-?step\b", r"\bsub-?tasks?\b", r"\bfirst,.+ then\b",
         r"\bplan (the|a|your)\b",
     ),
+    # an arithmetic word problem: a question about quantities (with `quantities`, the guard DIF-018)
+    "wordproblem": (
+        r"\bhow (many|much|long|far|old)\b", r"\bin total\b", r"\baltogether\b",
+        r"\bleft over\b", r"\bremaining\b", r"\bpercent", r"\btwice as\b", r"\bhalf (of|as)\b",
+        r"\bper (hour|day|week|month|year|minute|item|person|kilogram|kg|pound|mile)\b",
+        r"\bwhat is the (total|average|sum|difference|product|cost|price|profit)\b",
+    ),
+    # answer-format cue: the answer is one of the listed options
+    "choice": (
+        r"\n ?\(?[abcde][.):] ", r"\bwhich of the following\b",
+        r"\bchoose (one|the (correct|best))\b", r"\bmultiple[ -]choice\b",
+    ),
     "qa": (
         r"\bcontext:", r"\bpassages?\b", r"\bbased on the (context|document|text)\b",
         r"\busing only\b", r"\bquestion:",
@@ -147,15 +162,32 @@ CUE_SCAN = "|".join(f"(?:{p})" for p in CUES.values())
 # Size bins: a value falls in bin i = the number of edges it reaches. Binary features keep the
 # classifier's arithmetic identical in numpy and here.
 BINS: dict[str, tuple[int, ...]] = {
-    "user_chars": (50, 200, 500, 1000, 2000, 5000, 10000),
+    "user_chars": (50, 100, 200, 350, 500, 750, 1000, 1500, 2000, 5000, 10000),
+    "quantities": (1, 2, 3, 5, 8),
+    "constraints": (1, 2, 4, 8),
     "system_chars": (1, 500, 2000, 5000, 10000, 20000),
     "message_count": (2, 3, 5, 9),
     "max_tokens": (17, 65, 257, 1025, 4097),
 }
 
+# Counts over the head of the last user message: numbers (the quantities of a word problem) and
+# constraints (instruction phrases and list items), each a number of non-overlapping matches.
+QUANTITY_PATTERN = r"[0-9]+([.,][0-9]+)*"
+CONSTRAINT_PATTERN = caseless(
+    r"\b(must|never|always|at least|at most|exactly|no more than|without|ensure|make sure|do not"
+    r"|required|avoid)\b|\n *([-*]|[0-9]+[.)]) "
+)
+NON_ASCII_PATTERN = r"[\x00-\x7F]+"  # removed: what is left are the non-ASCII characters
+NON_ASCII_SHARE = 5  # the text counts as non-ASCII (another script) from 1 in 5 characters
+
+FLAGS = ("has_tools", "json_output", "has_system", "non_ascii")
+
 _COMPILED_CUES = {name: re.compile(p, re.ASCII) for name, p in CUES.items()}
 _CUE_SCAN = re.compile(CUE_SCAN, re.ASCII)
 _TOKEN_RE = re.compile(TOKEN_PATTERN, re.ASCII)
+_QUANTITY_RE = re.compile(QUANTITY_PATTERN, re.ASCII)
+_CONSTRAINT_RE = re.compile(CONSTRAINT_PATTERN, re.ASCII)
+_NON_ASCII_RE = re.compile(NON_ASCII_PATTERN, re.ASCII)
 _TEMPLATE_RE = tuple((re.compile(p, re.ASCII), r) for p, r in TEMPLATE_STEPS)
 
 
@@ -180,6 +212,17 @@ def _system_view(text: str) -> tuple[str | None, frozenset[str], frozenset[str]]
 def cues_of(text: str) -> set[str]:
     found = [m.group(0) for m in _CUE_SCAN.finditer(text[:HEAD_CHARS])]
     return {name for name, p in _COMPILED_CUES.items() if any(p.search(m) for m in found)}
+
+
+def counts_of(text: str) -> dict[str, Any]:
+    """Quantities, constraints and the non-ASCII flag of a user text (its first HEAD_CHARS)."""
+    head = text[:HEAD_CHARS]
+    other = len(_NON_ASCII_RE.sub("", head))
+    return {
+        "quantities": sum(1 for _ in _QUANTITY_RE.finditer(head)),
+        "constraints": sum(1 for _ in _CONSTRAINT_RE.finditer(head)),
+        "non_ascii": other > 0 and other * NON_ASCII_SHARE >= len(head),
+    }
 
 
 def tokens_of(text: str) -> set[str]:
@@ -281,6 +324,7 @@ def request_features(request: Mapping[str, Any]) -> dict[str, Any]:
         "has_tools": bool(tools_count),
         "json_output": response_format in ("json_object", "json_schema"),
         "max_tokens": _int(_first(body.get("max_completion_tokens"), body.get("max_tokens"))),
+        **counts_of(user),
         **{f"cue_{name}": False for name in CUES},
         **{f"cue_{name}": True for name in view[1] | cues_of(user)},
         "system_tokens": view[2],
@@ -295,8 +339,10 @@ def active_features(feats: Mapping[str, Any]) -> set[str]:
         f"bin:system_chars:{bin_of('system_chars', feats['system_chars'])}",
         f"bin:message_count:{bin_of('message_count', feats['message_count'])}",
         f"bin:max_tokens:{bin_of('max_tokens', feats['max_tokens'])}",
+        f"bin:quantities:{bin_of('quantities', feats['quantities'])}",
+        f"bin:constraints:{bin_of('constraints', feats['constraints'])}",
     }
-    names |= {f"flag:{f}" for f in ("has_tools", "json_output", "has_system") if feats.get(f)}
+    names |= {f"flag:{f}" for f in FLAGS if feats.get(f)}
     if feats.get("template_id"):
         names.add(f"tmpl:{feats['template_id']}")
     words = set(feats.get("system_tokens") or ()) | tokens_of(feats.get("user_text") or "")

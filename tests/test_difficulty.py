@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from advisor import store
+from advisor.conditions import evaluate
 from advisor.difficulty import classify, load_classifier
 from advisor.difficulty.classifier import _matrix, _register_vocab
 from advisor.difficulty.features import FEATURES, build_features
@@ -39,6 +40,8 @@ SYSTEMS = [
     "You are a senior engineer. Review this pull request.\n\n```diff\n+def x(a):\n```",
     "Answer using only the numbered context passages.\tQuestion:\r\nwhat? " + LONG,
     "",
+    "You are a careful assistant. Write a function in Go that parses the input.",
+    "Translate.",
 ]
 USERS = [
     "Ticket #4411 Subject: Charged twice — I was billed $12.30 twice.",
@@ -47,6 +50,9 @@ USERS = [
     "diff --git a/x.py b/x.py\n+def load_order(self):\n+    return 1\n" * 20,
     "Find all real solutions of 2x^2 + (-6)x + (4) = 0 and verify them.",
     "x" * 30 + " " + "tok" * 12 + " ab1 A1 z9 " + LONG,
+    "Tom has 3.5 apples, buys 1,200 more at $0.25 each. How many in total?\n- must be exact\n"
+    "2) do NOT round\nWhich of the following?\nA. 1\nb) 2",
+    "Переведите этот текст на английский, пожалуйста: спасибо за заказ № 12",
 ]
 
 
@@ -71,7 +77,7 @@ def _lines() -> list[dict[str, Any]]:
             {"role": "user", "content": [{"type": "text", "text": user[::-1]}]},
         ]
         line["request"]["tools"] = [{"name": "lookup"}] * (i % 3)
-        line["request"]["max_tokens"] = [5, 100, 4096, 20000, 1, 64][i]
+        line["request"]["max_tokens"] = [5, 100, 4096, 20000, 1, 64, 300, 9][i]
         lines.append(line)
     lines.append(
         openai_line(
@@ -122,6 +128,9 @@ def test_sql_features_equal_the_runtime_features(small: Any) -> None:
         "has_tools",
         "json_output",
         "max_tokens",
+        "quantities",
+        "constraints",
+        "non_ascii",
         *(f"cue_{c}" for c in CUES),
     ]
     for line in lines:
@@ -162,7 +171,8 @@ def test_template_ids_mask_what_varies() -> None:
 
 def test_every_rule_feature_is_catalogued_and_guards_are_request_time() -> None:
     rules = load_rules(default_rules_dir())
-    assert {r.id for r in rules if r.guard} == {"DIF-001", "DIF-002", "DIF-003"}
+    guards = {"DIF-001", "DIF-002", "DIF-003", "DIF-018", "DIF-019", "DIF-020"}
+    assert {r.id for r in rules if r.guard} == guards
     assert all(FEATURES[name][1] for name in FEATURES if name.startswith("cue_"))
 
 
@@ -359,3 +369,41 @@ def test_top_features_are_the_strongest_pushes_towards_the_class(seed, n_rows, n
         active = [c for c in range(n_cols) if dense[row, c] and contrib[c, best[row]] > 0]
         want = sorted(active, key=lambda c: (-contrib[c, best[row]], c))[:3]
         assert got[row] == [names[c] for c in want]
+
+
+NOT_EASY = {
+    "word problem": "Natalia sold clips to 48 of her friends in April, and then she sold half as "
+    "many clips in May. How many clips did Natalia sell altogether in April and May?",
+    "word problem, money": "A bakery sells muffins at $3 each and cookies at $1.50 each. On Monday "
+    "it sold 24 muffins and 40 cookies. What is the total revenue for Monday?",
+    "word problem, rates": "A train travels 180 miles in 3 hours. At the same speed, how long will "
+    "it take to travel 300 miles?",
+    "code, plain words": "Write a function that takes a list of intervals and merges the "
+    "overlapping ones, then returns them sorted by start.",
+    "code, snippet": "Why does this raise?\n```\nfor k in d: del d[k]\n```",
+    "code, sql": "Write the SQL to find the three customers with the highest total order value "
+    "last quarter.",
+    "multi-constraint": "Plan a 5-day trip to Lisbon for 2 adults.\n- stay under 1500 EUR\n"
+    "- at least one day trip by train\n- no museum on Monday\n- every dinner must be vegetarian",
+    "reasoning over data": "Think step by step: a store had 120 items, sold 45 on day one and 30 "
+    "on day two. Which day saw the larger share of the remaining stock sold?",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_EASY))
+def test_math_word_problems_code_and_constraints_are_not_easy_by_default(kind: str) -> None:
+    """A guard (request-time, also run by the router) keeps each from a cheaper tier."""
+    feats = request_features(
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": NOT_EASY[kind]}]}
+    )
+    guards = [r for r in load_rules(default_rules_dir()) if r.guard]
+    matched = [r for r in guards if evaluate(r.when, feats)]
+    assert matched, (kind, {k: v for k, v in feats.items() if v and k.startswith("cue_")})
+    assert all(r.label != "easy" for r in matched)
+
+
+def test_a_classification_request_is_not_caught_by_the_new_guards() -> None:
+    feats = request_features(
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "Sentiment of: great food"}]}
+    )
+    assert not [r for r in load_rules(default_rules_dir()) if r.guard and evaluate(r.when, feats)]

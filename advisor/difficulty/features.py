@@ -38,6 +38,9 @@ FEATURES: dict[str, tuple[FeatureType, bool, str]] = {
     "has_tools": ("bool", True, "at least one tool offered"),
     "json_output": ("bool", True, "response_format asks for JSON"),
     "max_tokens": ("number", True, "the request's output cap"),
+    "quantities": ("number", True, "numbers in the last user message (a word problem's data)"),
+    "constraints": ("number", True, "constraint phrases and list items in the last user message"),
+    "non_ascii": ("bool", True, "the last user message is largely non-ASCII (another script)"),
     **{f"cue_{c}": ("bool", True, f"task cue: {c}") for c in R.CUES},
     "input_tokens": ("number", False, "prompt tokens"),
     "output_tokens": ("number", False, "output tokens, reasoning included"),
@@ -80,12 +83,26 @@ def bin_sql(name: str, expr: str) -> str:
     return f"CASE WHEN {expr} IS NULL THEN 'none' ELSE CAST({edges} AS VARCHAR) END"
 
 
+def _counts_sql(expr: str) -> str:
+    """routing.counts_of in SQL: quantities, constraints, non_ascii of the text `expr`."""
+    head = f"left({expr}, {R.HEAD_CHARS})"
+    other = f"length(regexp_replace({head}, {_lit(R.NON_ASCII_PATTERN)}, '', 'g'))"
+    return (
+        f"len(regexp_extract_all({head}, {_lit(R.QUANTITY_PATTERN)})) AS quantities, "
+        f"len(regexp_extract_all({head}, {_lit(R.CONSTRAINT_PATTERN)})) AS constraints, "
+        f"({other} > 0 AND {other} * {R.NON_ASCII_SHARE} >= length({head})) AS non_ascii"
+    )
+
+
 def _text_stats(
     con: duckdb.DuckDBPyConnection, table: str, hashes_sql: str, template: bool
 ) -> None:
-    """Length, task cues (and template id) of each distinct text: routing.cues_of in SQL, one
-    scan of the combined cue pattern, then each cue searched within the matched strings."""
-    tmpl = f", {template_sql('t.text')} AS template_id" if template else ""
+    """Length, task cues and either the template id (a system prompt) or the counts (a user
+    message) of each distinct text: routing.cues_of in SQL, one scan of the combined cue
+    pattern, then each cue searched within the matched strings."""
+    tmpl = (
+        f", {template_sql('t.text')} AS template_id" if template else f", {_counts_sql('t.text')}"
+    )
     scan = f"regexp_extract_all(left(t.text, {R.HEAD_CHARS}), {_lit(R.CUE_SCAN)})"
     hits = ", ".join(
         f"bool_or(regexp_matches(m, {_lit(pattern)})) AS cue_{name}"
@@ -150,6 +167,9 @@ def build_features(
                coalesce(r.tools_count, 0) > 0 AS has_tools,
                coalesce(r.response_format IN ('json_object', 'json_schema'), FALSE) AS json_output,
                r.max_tokens,
+               coalesce(u.quantities, 0) AS quantities,
+               coalesce(u.constraints, 0) AS constraints,
+               coalesce(u.non_ascii, FALSE) AS non_ascii,
                {cues},
                r.input_tokens, r.output_tokens, r.reasoning_tokens,
                r.output_tokens - coalesce(r.reasoning_tokens, 0) AS visible_output_tokens,
@@ -200,14 +220,8 @@ def active_names_sql(rows: str) -> str:
     """SQL giving (rn, name) for every non-token binary feature of the rows in table `rows`
     (columns rn, request_id): routing.active_features without the text tokens."""
     parts = [f"CASE WHEN f.cue_{c} THEN 'cue:{c}' END" for c in R.CUES]
-    parts += [
-        f"'bin:{name}:' || {bin_sql(name, 'f.' + name)}"
-        for name in ("user_chars", "system_chars", "message_count", "max_tokens")
-    ]
-    parts += [
-        f"CASE WHEN f.{flag} THEN 'flag:{flag}' END"
-        for flag in ("has_tools", "json_output", "has_system")
-    ]
+    parts += [f"'bin:{name}:' || {bin_sql(name, 'f.' + name)}" for name in R.BINS]
+    parts += [f"CASE WHEN f.{flag} THEN 'flag:{flag}' END" for flag in R.FLAGS]
     parts.append("'tmpl:' || f.template_id")
     return f"""
         SELECT rn, name FROM (
