@@ -226,6 +226,38 @@ def test_heuristics_label_the_obvious(tmp_path: Path) -> None:
     assert got["none"] == (None, None, [])
 
 
+def test_a_prompt_regenerated_within_minutes_is_not_labelled_easy(tmp_path: Path) -> None:
+    """DIF-021: the answer that made the user send the same prompt again is evidence; the last
+    send, a send by someone else, a resend an hour on and a prompt re-run as a job are not."""
+
+    def ask(city: str) -> list[dict[str, Any]]:
+        return [{"role": "user", "content": f"Tell me about the weather in {city}"}]
+
+    lines = [
+        openai_line("first", user="u1", ts="2026-10-01T12:00:00Z", messages=ask("Oslo")),
+        openai_line("again", user="u1", ts="2026-10-01T12:02:00Z", messages=ask("Oslo")),
+        openai_line("other", user="u2", ts="2026-10-01T12:01:00Z", messages=ask("Oslo")),
+        openai_line("early", user="u2", ts="2026-10-01T12:00:00Z", messages=ask("Rome")),
+        openai_line("later", user="u2", ts="2026-10-01T13:00:00Z", messages=ask("Rome")),
+        *(
+            openai_line(f"job{i}", user="svc", ts=f"2026-10-01T12:0{i}:00Z", messages=ask("Bonn"))
+            for i in range(5)
+        ),
+    ]
+    con = store.connect(tmp_path / "r.duckdb")
+    try:
+        ingest(con, [str(write_jsonl(tmp_path / "r.jsonl", lines))])
+        build_features(con)
+        apply_rules(con, load_rules(default_rules_dir()))
+        got = dict(con.execute("SELECT request_id, rule_label FROM dif_labels").fetchall())
+        resent = dict(con.execute("SELECT request_id, resent_after_s FROM dif_features").fetchall())
+    finally:
+        con.close()
+    assert resent["first"] == 120 and resent["other"] is None and resent["early"] == 3600
+    assert resent["job0"] == 60
+    assert {rid: label for rid, label in got.items() if label} == {"first": "medium"}
+
+
 def _mixed_store(path: Path, tmp_path: Path) -> duckdb.DuckDBPyConnection:
     lines = []
     for i in range(40):

@@ -7,9 +7,9 @@ refers to them by name):
   response format, task cues, template id, text tokens). Their definitions live in
   `advisor.routing`; this module evaluates the same patterns with DuckDB's RE2, per *distinct*
   text (a system prompt shared by a million requests is read once).
-- outcome features: what only the log knows (token counts, output length, errors, feedback, and
-  whether a template is already served well by a cheaper tier). They label training data; the
-  router never needs them.
+- outcome features: what only the log knows (token counts, output length, errors, feedback,
+  whether the same prompt was sent again soon after, and whether a template is already served
+  well by a cheaper tier). They label training data; the router never needs them.
 
 The result is the `dif_features` table (one row per request).
 """
@@ -49,6 +49,17 @@ FEATURES: dict[str, tuple[FeatureType, bool, str]] = {
     "is_error": ("bool", False, "the call failed"),
     "finish_length": ("bool", False, "the output was cut by max_tokens"),
     "feedback": ("number", False, "the log's outcome signal (e.g. 1 / -1)"),
+    "resent_after_s": (
+        "number",
+        False,
+        "seconds until the same prompt (every message identical) is sent again in the same "
+        "conversation, or by the same user without one; None if it never is or the call failed",
+    ),
+    "prompt_sends": (
+        "number",
+        False,
+        "requests in the log with this exact prompt, whoever sent them",
+    ),
     "tier_rank": ("number", False, "position of the model in its tier ladder (0 = top)"),
     "template_requests": ("number", False, "requests sharing the template"),
     "template_small_model_ok": (
@@ -155,6 +166,7 @@ def build_features(
     cues = ",\n".join(
         f"coalesce(s.cue_{c}, FALSE) OR coalesce(u.cue_{c}, FALSE) AS cue_{c}" for c in R.CUES
     )
+    scoped = "r.prompt_hash IS NOT NULL AND coalesce(r.session_id, r.user_id) IS NOT NULL"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _dif_base AS
         SELECT r.request_id, r.model_key, r.provider, r.feature, r.system_hash, du.user_hash,
@@ -176,6 +188,13 @@ def build_features(
                r.status = 'error' AS is_error,
                coalesce(r.finish_reason IN ('length', 'max_tokens'), FALSE) AS finish_length,
                r.feedback,
+               -- a regeneration: the same prompt again from the same conversation (or user)
+               CASE WHEN r.prompt_hash IS NOT NULL
+                    THEN count(*) OVER (PARTITION BY r.prompt_hash) END AS prompt_sends,
+               CASE WHEN {scoped} AND r.status IS DISTINCT FROM 'error'
+                    THEN date_diff('millisecond', r.ts, lead(r.ts) OVER (resends ORDER BY r.ts,
+                                                                         r.request_id)) / 1000.0
+               END AS resent_after_s,
                t.ladder, t.tier_rank,
                -- a bad outcome: failed, cut off, or thumbs-down
                (r.status = 'error' OR coalesce(r.finish_reason IN ('length', 'max_tokens'), FALSE)
@@ -184,7 +203,8 @@ def build_features(
         LEFT JOIN _dif_user du USING (request_id)
         LEFT JOIN _dif_sys s ON s.text_hash = r.system_hash
         LEFT JOIN _dif_usr u ON u.text_hash = du.user_hash
-        LEFT JOIN _dif_tiers t ON t.model_key = r.model_key"""
+        LEFT JOIN _dif_tiers t ON t.model_key = r.model_key
+        WINDOW resends AS (PARTITION BY coalesce(r.session_id, r.user_id), r.prompt_hash)"""
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE dif_features AS
