@@ -176,6 +176,18 @@ def test_every_rule_feature_is_catalogued_and_guards_are_request_time() -> None:
     assert all(FEATURES[name][1] for name in FEATURES if name.startswith("cue_"))
 
 
+def _labelled(tmp_path: Path, lines: list[dict[str, Any]], sql: str) -> list[tuple[Any, ...]]:
+    """Ingest the lines, compute the features, apply the default rules and run `sql`."""
+    con = store.connect(tmp_path / "labels.duckdb")
+    try:
+        ingest(con, [str(write_jsonl(tmp_path / "labels.jsonl", lines))])
+        build_features(con)
+        apply_rules(con, load_rules(default_rules_dir()))
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
 def test_heuristics_label_the_obvious(tmp_path: Path) -> None:
     lines = [
         openai_line(
@@ -206,19 +218,10 @@ def test_heuristics_label_the_obvious(tmp_path: Path) -> None:
         ),
         openai_line("none", messages=[{"role": "user", "content": "Tell me about the weather"}]),
     ]
-    con = store.connect(tmp_path / "h.duckdb")
-    try:
-        ingest(con, [str(write_jsonl(tmp_path / "h.jsonl", lines))])
-        build_features(con)
-        apply_rules(con, load_rules(default_rules_dir()))
-        got = {
-            r[0]: r[1:]
-            for r in con.execute(
-                "SELECT request_id, rule_label, guard_label, rules FROM dif_labels"
-            ).fetchall()
-        }
-    finally:
-        con.close()
+    rows = _labelled(
+        tmp_path, lines, "SELECT request_id, rule_label, guard_label, rules FROM dif_labels"
+    )
+    got = {r[0]: r[1:] for r in rows}
     assert got["easy"] == ("easy", None, ["DIF-006"])
     assert got["code"][:2] == ("hard", "hard") and "DIF-001" in got["code"][2]
     assert got["maths"][:2] == ("hard", "hard")
@@ -244,18 +247,41 @@ def test_a_prompt_regenerated_within_minutes_is_not_labelled_easy(tmp_path: Path
             for i in range(5)
         ),
     ]
-    con = store.connect(tmp_path / "r.duckdb")
-    try:
-        ingest(con, [str(write_jsonl(tmp_path / "r.jsonl", lines))])
-        build_features(con)
-        apply_rules(con, load_rules(default_rules_dir()))
-        got = dict(con.execute("SELECT request_id, rule_label FROM dif_labels").fetchall())
-        resent = dict(con.execute("SELECT request_id, resent_after_s FROM dif_features").fetchall())
-    finally:
-        con.close()
+    rows = _labelled(
+        tmp_path,
+        lines,
+        "SELECT request_id, rule_label, resent_after_s FROM dif_labels JOIN dif_features "
+        "USING (request_id)",
+    )
+    got = {r[0]: r[1] for r in rows}
+    resent = {r[0]: r[2] for r in rows}
     assert resent["first"] == 120 and resent["other"] is None and resent["early"] == 3600
     assert resent["job0"] == 60
     assert {rid: label for rid, label in got.items() if label} == {"first": "medium"}
+
+
+def test_a_template_of_short_answers_is_easy_as_a_whole(tmp_path: Path) -> None:
+    """DIF-022: a template whose answers are a few tokens, over enough requests, is easy; the
+    same task with sentence-long answers, or with too few requests to judge, is not."""
+
+    def line(rid: str, system: str, completion: int) -> dict[str, Any]:
+        return openai_line(
+            rid,
+            completion=completion,
+            messages=[
+                {"role": "system", "content": system},
+                {"role": "user", "content": f"Stand-up note {rid}"},
+            ],
+        )
+
+    lines = [line(f"short{i}", "Tag the stand-up note with its team.", 2) for i in range(20)]
+    lines += [line(f"long{i}", "Reply to the stand-up note.", 40) for i in range(20)]
+    lines += [line(f"few{i}", "Tag the note with its owner.", 2) for i in range(19)]
+    rows = _labelled(tmp_path, lines, "SELECT request_id, rule_label, rules FROM dif_labels")
+    got = {r[0]: r[1:] for r in rows}
+    assert all(got[f"short{i}"] == ("easy", ["DIF-022"]) for i in range(20))
+    assert all(got[f"long{i}"] == (None, []) for i in range(20))
+    assert all(got[f"few{i}"] == (None, []) for i in range(19))
 
 
 def _mixed_store(path: Path, tmp_path: Path) -> duckdb.DuckDBPyConnection:

@@ -62,6 +62,11 @@ FEATURES: dict[str, tuple[FeatureType, bool, str]] = {
     ),
     "tier_rank": ("number", False, "position of the model in its tier ladder (0 = top)"),
     "template_requests": ("number", False, "requests sharing the template"),
+    "template_output_p90": (
+        "number",
+        False,
+        "90th percentile of visible output tokens over the template's successful requests",
+    ),
     "template_small_model_ok": (
         "bool",
         False,
@@ -222,10 +227,11 @@ def build_features(
                    AND bad_low <= bad_top + {MAX_EXTRA_BAD_SHARE}) AS ok
             FROM tiers GROUP BY template_id
         ), sizes AS (
-            SELECT template_id, count(*) AS n FROM _dif_base
-            WHERE template_id IS NOT NULL GROUP BY template_id
+            SELECT template_id, count(*) AS n,
+                   quantile_cont(visible_output_tokens, 0.9) FILTER (WHERE NOT is_error) AS p90
+            FROM _dif_base WHERE template_id IS NOT NULL GROUP BY template_id
         )
-        SELECT b.*, coalesce(sizes.n, 0) AS template_requests,
+        SELECT b.*, coalesce(sizes.n, 0) AS template_requests, sizes.p90 AS template_output_p90,
                coalesce(served.ok, FALSE) AS template_small_model_ok
         FROM _dif_base b
         LEFT JOIN sizes USING (template_id)
