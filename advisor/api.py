@@ -15,7 +15,16 @@ from pathlib import Path
 
 import duckdb
 
-from advisor import __version__, baseline, guardrails, lever_notes, outputs, store, tokens
+from advisor import (
+    __version__,
+    baseline,
+    guardrails,
+    lever_notes,
+    outputs,
+    parquet_store,
+    store,
+    tokens,
+)
 from advisor import analysis as A
 from advisor.action_plan import build_action_plan, build_unit_economics
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
@@ -113,9 +122,14 @@ def ingest(
     model: str | None = None,
     progress: Progress | None = None,
     memory: str | None = None,
+    store_dir: Path | None = None,
 ) -> IngestReport:
     """Add logs to a store (created if needed); re-ingesting a file adds nothing. `memory`:
-    DuckDB's budget (store.memory_limit)."""
+    DuckDB's budget (store.memory_limit). With `store_dir`, the store is that folder of
+    day-partitioned Parquet files (advisor.parquet_store) and `db` is not used."""
+    if store_dir is not None:
+        return parquet_store.add(store_dir, logs, fmt=fmt, mapping=mapping, model=model,
+                                 progress=progress, memory=memory)  # fmt: skip
     con = store.connect(db, memory=memory)
     try:
         outputs.unmark(con)
@@ -129,8 +143,13 @@ def ingest(
 
 
 def quarantine_reasons(db: Path) -> list[QuarantineReason]:
-    """What the store's quarantine holds, by file (its path as ingested), field and reason."""
-    con = store.connect(db, read_only=True)
+    """What the store's quarantine holds, by file (its path as ingested), field and reason.
+    `db`: a store file, or a --store folder."""
+    if db.is_dir():
+        con = store.connect(None)
+        parquet_store.attach(con, db, copied=("quarantine",))
+    else:
+        con = store.connect(db, read_only=True)
     try:
         return [
             QuarantineReason(file=f, field=fd, reason=r, rows=n, first_line=line)
@@ -249,6 +268,7 @@ def analyze(
     step: Step | None = None,
     write_report: bool = True,
     memory: str | None = None,
+    store_dir: Path | None = None,
 ) -> AnalyzeResult:
     """The main job: ingest -> price -> simulate -> analysis.json + report.html in `out_dir`.
 
@@ -259,13 +279,16 @@ def analyze(
     as one set only when complete, so a failed or interrupted run leaves them as they were.
     `progress` hears of the lines read, `step` of each stage after reading as it starts;
     `memory` is DuckDB's budget (store.memory_limit), checked before anything is touched.
+    With `store_dir` (a folder of day-partitioned Parquet, advisor.parquet_store), logs are
+    added to it and the whole folder is analysed, read in place; the run's own store holds
+    only what the analysis computes.
     """
     out = Path(out_dir)
     names = (*STORE_FILES, *OUTPUT_FILES) if db is None else OUTPUT_FILES  # --db: stays put
     had_outputs = out.is_dir() and any(os.path.lexists(out / name) for name in names)
     swapped = False
     try:
-        _check_inputs(logs, out, db)
+        _check_inputs(logs, out, db, store_dir)
         memory = store.memory_limit(memory)
         prices = load_price_table(rules_dir, prices_files)
         _check_rules(rules_dir or default_rules_dir(), prices)
@@ -277,7 +300,7 @@ def analyze(
                     logs, staging, Path(db) if db is not None else staging / DB_FILE,
                     fmt=fmt, mapping=mapping, model=model, prices=prices, rules_dir=rules_dir,
                     options=options, progress=progress, step=step, write_report=write_report,
-                    memory=memory,
+                    memory=memory, store_dir=store_dir,
                 )  # fmt: skip
                 with outputs.interrupts_held():
                     outputs.swap_in(staging, out, names)
@@ -322,20 +345,24 @@ def _build(
     progress: Progress | None,
     step: Step | None,
     memory: str,
+    store_dir: Path | None,
 ) -> tuple[Analysis, IngestReport, dict[str, Path], dict[str, str]]:
     """Ingest into the store and write every output into `staging`; the files written, and
     the outputs not written with the reason."""
+    report = IngestReport()
+    if store_dir is not None and logs:
+        report = parquet_store.add(store_dir, logs, fmt=fmt, mapping=mapping, model=model,
+                                   progress=progress, memory=memory)  # fmt: skip
     con = store.connect(db_path, memory=memory)
     try:
         if db_path.parent == staging:  # a store this run creates: `analyze` may replace it
             outputs.mark_as_own(con)
         elif logs:
             outputs.unmark(con)
-        report = (
-            _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
-            if logs
-            else IngestReport()
-        )
+        if store_dir is not None:
+            parquet_store.attach(con, store_dir)
+        elif logs:
+            report = _ingest(con, logs, fmt=fmt, mapping=mapping, model=model, progress=progress)
         if store.scalar(con, "SELECT count(*) FROM requests") == 0:
             examples = con.execute(
                 """SELECT source_file, source_line, coalesce(field, '(line)'), reason
@@ -382,11 +409,19 @@ def skipped_exports(analysis: Analysis) -> dict[str, str]:
     return {name: reason for name in (*ROUTER_FILES.values(), EVALSET_DIR + "/")}
 
 
-def _check_inputs(logs: Sequence[str], out: Path, db: Path | None) -> None:
+def _check_inputs(
+    logs: Sequence[str], out: Path, db: Path | None, store_dir: Path | None = None
+) -> None:
     """Everything a run needs, checked before it touches anything: logs that expand to files
     this process can read, a store to analyse, an output folder it can write in."""
-    if not logs and db is None:
+    if not logs and db is None and store_dir is None:
         raise InputError("no logs to analyse", hint="name log files, or --db STORE")
+    if db is not None and store_dir is not None:
+        raise InputError("--db and --store name two stores", hint="give one of them")
+    if store_dir is not None and not logs and not (store_dir / parquet_store.MANIFEST).is_file():
+        raise InputError(
+            f"no store at {store_dir}", hint="add logs to it with `advisor ingest LOGS --store DIR`"
+        )
     # One unreadable file among readable ones is quarantined by ingest, as a bad row is; only
     # when none can be read is there nothing to run on.
     unreadable = []

@@ -82,6 +82,13 @@ MemoryOpt = Annotated[
         help="DuckDB's memory budget before it spills to disk (default 1GB, or $ADVISOR_MEMORY).",
     ),
 ]
+StoreOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        help="A folder of day-partitioned Parquet files as the store (for large, growing logs).",
+    ),
+]
 StdoutOpt = Annotated[
     Path | None, typer.Option("-o", "--output", help="Output file (default: stdout).")
 ]
@@ -184,15 +191,17 @@ def analyze(
         list[str] | None, typer.Option("--no-lever", help="Switch a lever off (repeatable).")
     ] = None,
     memory: MemoryOpt = None,
+    store_dir: StoreOpt = None,
     json_: JsonOpt = False,
 ) -> None:
     """Ingest logs, price them, replay every lever; write analysis.json and report.html.
 
     Example: advisor analyze sample_logs/traffic.jsonl.gz -o advisor-out
+    Example: advisor analyze --store lake/ -o advisor-out   (a partitioned store, read in place)
     """
-    if not logs and db is None:
+    if not logs and db is None and store_dir is None:
         raise typer.BadParameter(
-            "give log files, or --db STORE to analyse a store", param_hint="LOGS"
+            "give log files, or --db STORE / --store DIR to analyse a store", param_hint="LOGS"
         )
     options = api.SimOptions(
         cache_ttl_seconds=cache_ttl,
@@ -215,6 +224,7 @@ def analyze(
             progress=update,
             step=step,
             memory=memory,
+            store_dir=store_dir,
         )
     if json_:
         sys.stdout.write(result.analysis.to_json())
@@ -274,11 +284,13 @@ def ingest(
     map_: MapOpt = None,
     model: ModelOpt = None,
     memory: MemoryOpt = None,
+    store_dir: StoreOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Add logs to a DuckDB store; re-ingesting a file adds nothing.
+    """Add logs to a DuckDB store (or a --store folder); re-ingesting a file adds nothing.
 
     Example: advisor ingest logs/*.jsonl.gz --db advisor-out/advisor.duckdb
+    Example: advisor ingest logs/2026-12-*.jsonl.gz --store lake/   (day-partitioned Parquet)
     """
     bar, update, _ = _progress()
     with bar:
@@ -290,8 +302,10 @@ def ingest(
             model=model,
             progress=update,
             memory=memory,
+            store_dir=store_dir,
         )
-    reasons = api.quarantine_reasons(db) if report.totals.quarantined else []
+    held_in = store_dir if store_dir is not None else db
+    reasons = api.quarantine_reasons(held_in) if report.totals.quarantined else []
     rows = [
         {
             "file": f.path,
