@@ -18,22 +18,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict
 
 from advisor import analysis as A
-from advisor.conditions import Condition, evaluate, parse
+from advisor.conditions import FeatureType, evaluate
 from advisor.levers.batching import BatchingResult
 from advisor.levers.caching.models import CachingResult
 from advisor.levers.output_caps.models import OutputCapsResult
 from advisor.levers.tiering.models import TieringResult
 from advisor.levers.trimming.models import TrimmingResult
+from advisor.rule_model import ConditionRule
 from advisor.ruleset import load_model
 
 RULES_FILE = "action_plan.yaml"
 NO_FEATURE = "(no feature)"  # the scope of requests logged without a feature
 MONTH_DAYS = Decimal(30)
 PLACES = Decimal("1e-10")  # of a figure made by a division: its 28 digits are not exact anyway
-ROW_FEATURES = {
+ROW_FEATURES: dict[str, FeatureType] = {
     "saving_per_month": "number",
     "share_of_total": "number",
     "misroute_share": "number",
@@ -42,23 +43,8 @@ ROW_FEATURES = {
 }
 
 
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str
-    title: str
-    rationale: str
-    when: dict[str, Any]
-    cases: dict[str, Any]
-
-    @model_validator(mode="after")
-    def _valid(self) -> _Rule:
-        self.condition  # noqa: B018 -- parsing checks feature names and types
-        return self
-
-    @property
-    def condition(self) -> Condition:
-        return parse(self.when, ROW_FEATURES, f"{self.id}.when")  # type: ignore[arg-type]
+class _Rule(ConditionRule):
+    FEATURES = ROW_FEATURES
 
 
 class RiskRule(_Rule):

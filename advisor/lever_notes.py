@@ -23,6 +23,7 @@ from advisor.conditions import Condition, FeatureType
 from advisor.errors import RuleError
 from advisor.levers import registry
 from advisor.levers.base import LeverContext, LeverNote
+from advisor.rule_model import ConditionRule
 from advisor.ruleset import load_model, rule_files
 from advisor.simulate import LeverRun
 
@@ -64,18 +65,14 @@ class NoteCases(BaseModel):
     fail: tuple[dict[str, Any], ...] = ()
 
 
-class NoteRule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class NoteRule(ConditionRule):
+    FEATURES = FEATURES
     id: str = Field(pattern=r"^NOTE-\d{3}$")
-    title: str
     levers: tuple[str, ...] = Field(min_length=1)
-    when: dict[str, Any]
     reason: str
     fix: str | None = None
-    rationale: str
     deprecated: bool = False
-    cases: NoteCases
+    cases: NoteCases  # type: ignore[assignment]  # typed here: every note has a passing case
 
     @field_validator("levers")
     @classmethod
@@ -83,15 +80,6 @@ class NoteRule(BaseModel):
         unknown = sorted(set(value) - set(registry.ALL_IDS))
         if unknown:
             raise ValueError(f"unknown lever ids {unknown}; levers: {', '.join(registry.ALL_IDS)}")
-        return value
-
-    @field_validator("when")
-    @classmethod
-    def _condition(cls, value: dict[str, Any]) -> dict[str, Any]:
-        try:
-            conditions.parse(value, FEATURES)
-        except conditions.ConditionError as exc:
-            raise ValueError(str(exc)) from None
         return value
 
 
@@ -114,7 +102,7 @@ def load_notes(rules_dir: Path) -> list[tuple[NoteRule, Condition]]:
                 raise RuleError(f"{path}: note id {note.id} is already used in {seen[note.id]}")
             seen[note.id] = path
             if not note.deprecated:
-                notes.append((note, conditions.parse(note.when, FEATURES)))
+                notes.append((note, note.condition))
     return notes
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from advisor.conditions import Condition, FeatureType, features_used, parse, to_sql
+from advisor.conditions import FeatureType, features_used, to_sql
+from advisor.rule_model import ConditionRule
 from advisor.ruleset import default_rules_dir, load_model
 
 Feature = Literal["tokens", "duration_ms", "cost_usd", "year"]
@@ -28,21 +29,15 @@ FEATURES: dict[str, FeatureType] = {
 RULES_FILE = "plausibility.yaml"
 
 
-class Limit(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class Limit(ConditionRule):
+    FEATURES = FEATURES
     id: str = Field(pattern=r"^PLAUS-\d{3}$")
-    title: str
     expect: str = Field(min_length=1)
-    rationale: str
-    when: dict[str, Any]
-    cases: dict[str, Any]
     deprecated: bool = False
 
     @model_validator(mode="after")
     def _one_feature(self) -> Limit:
-        # a ConditionError is a ValueError: pydantic reports it with the field
-        used = features_used(parse(self.when, FEATURES, f"{self.id}.when"))
+        used = features_used(self.condition)
         if len(used) != 1:
             raise ValueError(f"{self.id}: a limit tests one feature, got {sorted(used)}")
         if re.search(r"[|']", self.expect):  # it goes into SQL text and the quarantine reason
@@ -53,10 +48,6 @@ class Limit(BaseModel):
     def feature(self) -> Feature:
         (name,) = features_used(self.condition)
         return cast(Feature, name)  # parse() checked it against FEATURES
-
-    @property
-    def condition(self) -> Condition:
-        return parse(self.when, FEATURES)
 
 
 class Plausibility(BaseModel):

@@ -16,15 +16,16 @@ import datetime as dt
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from advisor.conditions import Condition, FeatureType, parse, to_sql
+from advisor.conditions import FeatureType
 from advisor.guardrails import ANOMALOUS_TABLE
 from advisor.guardrails.models import Anomaly, AnomalyKind, EntityType
 from advisor.money import maybe_money, to_json
+from advisor.rule_model import ConditionRule
 from advisor.ruleset import load_model
 from advisor.store import drop_temp_tables
 
@@ -65,29 +66,9 @@ FEATURES: dict[str, FeatureType] = {
 }  # fmt: skip
 
 
-class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    FEATURES: ClassVar[dict[str, FeatureType]]
-
-    id: str
+class _Rule(ConditionRule):
     kind: AnomalyKind
     entity: EntityType
-    title: str
-    rationale: str
-    when: dict[str, Any]
-    cases: dict[str, Any]
-
-    @model_validator(mode="after")
-    def _valid(self) -> _Rule:
-        self.condition  # noqa: B018  (a ConditionError is a ValueError: pydantic reports it)
-        return self
-
-    @property
-    def condition(self) -> Condition:
-        return parse(self.when, self.FEATURES, f"{self.id}.when")
-
-    def matches_sql(self) -> str:
-        return to_sql(self.condition, lambda name: f'"{name}"')
 
 
 class _Robust(_Rule):

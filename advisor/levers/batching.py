@@ -21,9 +21,7 @@ import duckdb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from advisor.conditions import (
-    Condition,
     FeatureType,
-    parse,
     sql_literal,
     to_sql,
 )
@@ -40,6 +38,7 @@ from advisor.levers.base import (
 from advisor.money import Model, Money, Share
 from advisor.pricing import KINDS, PriceTable, cost_sql, rates
 from advisor.report import fmt
+from advisor.rule_model import ConditionRule
 from advisor.ruleset import load_model
 
 RULES_FILE = "batching.yaml"
@@ -79,42 +78,17 @@ class StreamDefault(_Rule):
     source: str
 
 
-class ServiceUser(_Rule):
+class ServiceUser(ConditionRule):
     """Which user ids are a service or system identity (a condition over `user_id`)."""
 
-    id: str
-    title: str
-    rationale: str
-    when: dict[str, Any]
-    cases: dict[str, Any]
-
-    @model_validator(mode="after")
-    def _valid(self) -> ServiceUser:
-        parse(self.when, USER_FEATURES, f"{self.id}.when")
-        return self
-
-    @property
-    def condition(self) -> Condition:
-        return parse(self.when, USER_FEATURES)
+    FEATURES = USER_FEATURES
 
 
-class EligibilityRule(_Rule):
+class EligibilityRule(ConditionRule):
+    FEATURES = FEATURE_TYPES
     id: str = Field(pattern=r"^BATCH-\d{3}$")
-    title: str
     level: Level
-    rationale: str
-    when: dict[str, Any]
-    cases: dict[str, Any]
     deprecated: bool = False
-
-    @model_validator(mode="after")
-    def _valid(self) -> EligibilityRule:
-        parse(self.when, FEATURE_TYPES, f"{self.id}.when")
-        return self
-
-    @property
-    def condition(self) -> Condition:
-        return parse(self.when, FEATURE_TYPES)
 
 
 class BatchApi(_Rule):

@@ -18,13 +18,14 @@ from typing import Any, Literal
 import duckdb
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from advisor.conditions import Condition, FeatureType, parse, sql_literal, to_sql
+from advisor.conditions import FeatureType, sql_literal, to_sql
 from advisor.levers import batching
 from advisor.levers import tables as T
 from advisor.levers.base import Recommendation
 from advisor.money import Model, Money, Share
 from advisor.pricing import cost_sql
 from advisor.report import fmt
+from advisor.rule_model import ConditionRule
 from advisor.ruleset import load_model
 
 RULES_FILE = "streaming.yaml"
@@ -50,39 +51,13 @@ class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _Conditioned(_Rule):
-    id: str
-    title: str
-    rationale: str
-    when: dict[str, Any]
-    cases: dict[str, Any]
-
-    def _parse(self, features: dict[str, FeatureType]) -> Condition:
-        return parse(self.when, features, f"{self.id}.when")  # a ConditionError is a ValueError
+class FastModel(ConditionRule):
+    FEATURES = MODEL_FEATURES
 
 
-class FastModel(_Conditioned):
-    @model_validator(mode="after")
-    def _valid(self) -> FastModel:
-        self._parse(MODEL_FEATURES)
-        return self
-
-    @property
-    def condition(self) -> Condition:
-        return self._parse(MODEL_FEATURES)
-
-
-class AdviceRule(_Conditioned):
+class AdviceRule(ConditionRule):
+    FEATURES = FEATURE_TYPES
     id: Literal["STREAM-001", "STREAM-002"]  # the two kinds of advice this module gives
-
-    @model_validator(mode="after")
-    def _valid(self) -> AdviceRule:
-        self._parse(FEATURE_TYPES)
-        return self
-
-    @property
-    def condition(self) -> Condition:
-        return self._parse(FEATURE_TYPES)
 
 
 class StreamingRules(_Rule):

@@ -10,11 +10,12 @@ are runaways. Conditions are checked against FEATURES on load.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from advisor.conditions import Condition, FeatureType, features_used, parse
+from advisor.conditions import FeatureType, features_used
+from advisor.rule_model import ConditionRule
 from advisor.ruleset import load_model
 
 RULES_FILE = "output_caps.yaml"
@@ -44,25 +45,9 @@ FEATURES: dict[str, FeatureType] = {
 RESPONSE_FEATURES = ("visible_tokens", "norm_ratio", "repeated_share")
 
 
-class _Rule(BaseModel):
-    """A rule with a stable id, a condition over FEATURES and pass/fail cases."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class _Rule(ConditionRule):
+    FEATURES = FEATURES
     id: str = Field(pattern=r"^OUTCAP-\d{3}$")
-    title: str
-    rationale: str
-    when: dict[str, Any]
-    cases: dict[str, Any]
-
-    @model_validator(mode="after")
-    def _condition(self) -> _Rule:
-        parse(self.when, FEATURES, f"{self.id}.when")  # a ConditionError is a ValueError
-        return self
-
-    @property
-    def condition(self) -> Condition:
-        return parse(self.when, FEATURES)
 
 
 class Recommend(_Rule):

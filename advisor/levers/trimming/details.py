@@ -11,7 +11,7 @@ from typing import Any
 
 import duckdb
 
-from advisor.conditions import evaluate, parse
+from advisor.conditions import evaluate
 from advisor.levers import tables as T
 from advisor.levers.base import Recommendation, State
 from advisor.levers.trimming import replay as R
@@ -27,7 +27,7 @@ from advisor.levers.trimming.models import (
     TrimmingDetails,
     TrimmingRisk,
 )
-from advisor.levers.trimming.policy import ROW_FEATURES, TrimmingPolicy
+from advisor.levers.trimming.policy import TrimmingPolicy
 from advisor.levers.trimming.transforms import KINDS
 from advisor.pricing import cost_sql
 from advisor.redact import redact
@@ -368,7 +368,7 @@ def _recommend(
 ) -> tuple[str, str] | None:
     """(title, action) of the first recommendation rule the row (ROW_FEATURES) matches."""
     for rule in policy.recommendations:
-        if evaluate(parse(rule.when, ROW_FEATURES, rule.id), row):
+        if evaluate(rule.condition, row):
             return rule.title, rule.action.replace("{feature}", feature or "(no feature)")
     return None
 

@@ -4,11 +4,12 @@ candidates' thresholds and the recommendations."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from advisor.conditions import FeatureType, parse
+from advisor.conditions import FeatureType
+from advisor.rule_model import ConditionRule
 from advisor.ruleset import default_rules_dir, load_model
 
 Transform = Literal["pretty_json", "whitespace", "markdown_rules", "duplicates"]
@@ -42,13 +43,9 @@ class TransformRule(_Strict):
     cases: TransformCases
 
 
-class RecommendationRule(_Strict):
-    id: str
-    title: str
+class RecommendationRule(ConditionRule):
+    FEATURES = ROW_FEATURES
     action: str  # `{feature}` is replaced by the feature's name
-    rationale: str
-    when: dict[str, Any]
-    cases: dict[str, Any]
 
 
 class Lossy(_Strict):
@@ -78,11 +75,9 @@ class TrimmingPolicy(_Strict):
 
 
 def load_policy(rules_dir: Path | None) -> TrimmingPolicy:
-    """rules/trimming.yaml from `rules_dir`, else the shipped one; conditions checked on load."""
+    """rules/trimming.yaml from `rules_dir`, else the shipped one (conditions checked by the
+    model)."""
     path = Path(rules_dir or default_rules_dir()) / "trimming.yaml"
     if not path.is_file():
         path = default_rules_dir() / "trimming.yaml"
-    policy = load_model(path, TrimmingPolicy)
-    for rule in policy.recommendations:
-        parse(rule.when, ROW_FEATURES, where=f"{rule.id}.when")
-    return policy
+    return load_model(path, TrimmingPolicy)
