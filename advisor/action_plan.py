@@ -25,6 +25,7 @@ from advisor.conditions import FeatureType, evaluate
 from advisor.levers.batching import BatchingResult
 from advisor.levers.caching.models import CachingResult
 from advisor.levers.output_caps.models import OutputCapsResult
+from advisor.levers.tiering.calibration import misroute_interval
 from advisor.levers.tiering.models import TieringResult
 from advisor.levers.trimming.models import TrimmingResult
 from advisor.rule_model import ConditionRule
@@ -198,9 +199,10 @@ def _tiering(con: duckdb.DuckDBPyConnection, lever: Any) -> Changes:
         """SELECT feature,
                   array_to_string(list_sort(list(DISTINCT model_key || ' to ' || routed_model)),
                                   ', '),
-                  count(*), sum(1 - confidence)
+                  count(*), sum(1 - confidence), sum(confidence * (1 - confidence))
            FROM lever_tiering WHERE routed GROUP BY ALL"""
     ).fetchall()
+    level = result.risk.misroute_interval
     return {
         feature: Change(
             text=f"route {', '.join(op.route)} requests (classifier confidence at least "
@@ -209,12 +211,14 @@ def _tiering(con: duckdb.DuckDBPyConnection, lever: Any) -> Changes:
             rule=op.policy,
             effort="config",
             # the classifier's own estimate, not a measurement: the reason says which it is
-            reason=f"quality not measured yet: the classifier itself expects {misroutes:.0f} of "
-            f"{n:,} routed requests to need the larger model; measure with `advisor export "
-            "evalset`, then `advisor tiering calibrate`",
+            reason=f"quality not measured yet: the classifier itself expects {misroutes:.0f} "
+            f"({low:.0f} to {high:.0f}, {level:.0%} interval) of {n:,} routed requests to need "
+            "the larger model; measure with `advisor export evalset`, then `advisor tiering "
+            "calibrate`",
             figures={"misroute_share": misroutes / n},
         )
-        for feature, pairs, n, misroutes in rows
+        for feature, pairs, n, misroutes, variance in rows
+        for low, high in [misroute_interval(misroutes, variance, level)]
     }
 
 

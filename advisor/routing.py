@@ -159,8 +159,10 @@ CUES: dict[str, str] = {name: caseless("|".join(parts)) for name, parts in _CUE_
 # patterns together, then each cue's own pattern searched within those matched strings.
 CUE_SCAN = "|".join(f"(?:{p})" for p in CUES.values())
 
-# Size bins: a value falls in bin i = the number of edges it reaches. Binary features keep the
-# classifier's arithmetic identical in numpy and here.
+# Size edges: a value turns on one "at least" feature per edge it reaches (bin:user_chars>=200),
+# so a size enters cumulatively: each step up adds to the steps below it, and a weight learnt on
+# many short prompts carries over to the few longer ones, instead of each bin learning alone.
+# Binary features keep the classifier's arithmetic identical in numpy and here.
 BINS: dict[str, tuple[int, ...]] = {
     "user_chars": (50, 100, 200, 350, 500, 750, 1000, 1500, 2000, 5000, 10000),
     "quantities": (1, 2, 3, 5, 8),
@@ -239,10 +241,11 @@ def word_hash(word: str) -> str:
     return hashlib.md5((WORD_HASH_SALT + word).encode("utf-8")).hexdigest()[:WORD_HASH_CHARS]
 
 
-def bin_of(name: str, value: int | None) -> str:
+def bins_of(name: str, value: int | None) -> set[str]:
+    """The size features of one value: an "at least" feature per edge reached, or "none"."""
     if value is None:
-        return "none"
-    return str(sum(1 for edge in BINS[name] if value >= edge))
+        return {f"bin:{name}:none"}
+    return {f"bin:{name}>={edge}" for edge in BINS[name] if value >= edge}
 
 
 def _json_text(value: Any) -> str | None:
@@ -334,14 +337,8 @@ def request_features(request: Mapping[str, Any]) -> dict[str, Any]:
 def active_features(feats: Mapping[str, Any]) -> set[str]:
     """The names of the classifier's binary features that are on for one request."""
     names = {f"cue:{c}" for c in CUES if feats.get(f"cue_{c}")}
-    names |= {
-        f"bin:user_chars:{bin_of('user_chars', feats['user_chars'])}",
-        f"bin:system_chars:{bin_of('system_chars', feats['system_chars'])}",
-        f"bin:message_count:{bin_of('message_count', feats['message_count'])}",
-        f"bin:max_tokens:{bin_of('max_tokens', feats['max_tokens'])}",
-        f"bin:quantities:{bin_of('quantities', feats['quantities'])}",
-        f"bin:constraints:{bin_of('constraints', feats['constraints'])}",
-    }
+    for name in BINS:
+        names |= bins_of(name, feats[name])
     names |= {f"flag:{f}" for f in FLAGS if feats.get(f)}
     if feats.get("template_id"):
         names.add(f"tmpl:{feats['template_id']}")

@@ -11,9 +11,10 @@ learns them under cross-validation that holds out whole subjects (GroupKFold). B
 same folds, the trivial baselines: prompt length alone, and a bag-of-words logistic regression.
 
 It prints a table and writes JSON: the AUC per fold, their mean and the pooled out-of-fold AUC of
-each ranking; and what the default operating point (rules/tiers.yaml policy: easy with at least
+each ranking; the small model's failure rate on the 10% and 25% of routable prompts each ranking
+calls easiest; and what the default operating point (rules/tiers.yaml policy: easy with at least
 its confidence, guards never routed) would route, with the small model's failure rate on it beside
-the average.
+the average, or that it routes nothing and why.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ FRONTIER = "gpt-4-1106-preview"
 FOLDS = 5
 DEV_C = 0.01  # ten times stronger than the product's C = 0.1: weak signal, little to trust
 QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+SHARES = (0.1, 0.25)  # shares of the routable prompts a ranking calls easiest
+ADVISOR = "advisor request-side features"
 
 
 def load(folder: Path) -> pl.DataFrame:
@@ -109,20 +112,30 @@ def request_features(prompts: list[str], workdir: Path) -> tuple[sparse.csr_matr
 def ranked(x: sparse.csr_matrix, y: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
     """P(needs the strong model) out of fold, subjects held out. Strongly regularised: with
     evidence this weak the probabilities stay near the base rate instead of claiming confidence
-    (a Platt recalibration on held-out subjects was tried and ranked worse on unseen subjects)."""
+    (a Platt recalibration on held-out subjects was tried and ranked worse on unseen subjects).
+
+    Classes are balanced, as in the product's classifier: otherwise the intercept carries each
+    training fold's base rate, which runs against the held-out fold's (hard subjects held out
+    leave easier ones to train on), and the folds' scores do not pool into one ranking.
+    """
     out = np.zeros(len(y))
     for train, test in GroupKFold(n_splits=FOLDS).split(x, y, groups):
-        model = LogisticRegression(C=DEV_C, max_iter=2000, random_state=seed)
+        model = LogisticRegression(
+            C=DEV_C, class_weight="balanced", max_iter=2000, random_state=seed
+        )
         out[test] = model.fit(x[train], y[train]).predict_proba(x[test])[:, 1]
     return out
 
 
 def bag_of_words(prompts: list[str], y: np.ndarray, groups: np.ndarray, seed: int) -> np.ndarray:
+    """The word baseline, its classes balanced like advisor's ranking: the same footing."""
     out = np.zeros(len(y))
     for train, test in GroupKFold(n_splits=FOLDS).split(prompts, y, groups):
         vec = CountVectorizer(min_df=2)
         xt = vec.fit_transform([prompts[i] for i in train])
-        model = LogisticRegression(C=1.0, max_iter=3000, random_state=seed).fit(xt, y[train])
+        model = LogisticRegression(
+            C=1.0, class_weight="balanced", max_iter=3000, random_state=seed
+        ).fit(xt, y[train])
         out[test] = model.predict_proba(vec.transform([prompts[i] for i in test]))[:, 1]
     return out
 
@@ -148,6 +161,13 @@ def min_confidence() -> float:
     return float(data["policy"]["min_confidence"])
 
 
+def easiest(p_hard: np.ndarray, eligible: np.ndarray, share: float) -> np.ndarray:
+    """The `share` of eligible prompts a ranking calls easiest: what a cheaper tier would get if
+    the operating point were set to route that much."""
+    cut = np.quantile(p_hard[eligible], share)
+    return eligible & (p_hard <= cut)
+
+
 def measure(folder: Path = DATA, seed: int = 0) -> dict[str, Any]:
     data = load(folder)
     prompts = data["prompt"].to_list()
@@ -158,20 +178,26 @@ def measure(folder: Path = DATA, seed: int = 0) -> dict[str, Any]:
         x, guarded = request_features(prompts, Path(tmp))
     p_hard = ranked(x, y, groups, seed)
     rankings = {
-        "advisor request-side features": p_hard,
+        ADVISOR: p_hard,
         "prompt length": np.array([len(p) for p in prompts], dtype=np.float64),
         "bag-of-words logistic regression": bag_of_words(prompts, y, groups, seed),
     }
     threshold = min_confidence()
     p_easy = 1.0 - p_hard
     routed = ~guarded & (p_easy >= threshold)
-    easiest = ~guarded & (p_easy >= np.quantile(p_easy[~guarded], 0.75))
     return {
         "rows": len(y),
         "subjects": len(set(groups.tolist())),
         "needs_strong_rate": round(float(y.mean()), 4),
         "small_failure_rate": round(float(small_failed.mean()), 4),
         "auc": {name: _auc(y, score, groups) for name, score in rankings.items()},
+        # every ranking picks among the same prompts: those advisor's guards leave routable
+        "easiest_small_failure_rate": {
+            name: {
+                str(share): _rate(easiest(score, ~guarded, share), small_failed) for share in SHARES
+            }
+            for name, score in rankings.items()
+        },
         "confidence_quantiles": {
             str(q): round(float(v), 4)
             for q, v in zip(QUANTILES, np.quantile(p_easy, QUANTILES), strict=True)
@@ -180,38 +206,44 @@ def measure(folder: Path = DATA, seed: int = 0) -> dict[str, Any]:
         "guarded_small_failure_rate": _rate(guarded, small_failed),
         "operating_point": {
             "min_confidence": threshold,
+            "max_confidence": round(float(p_easy[~guarded].max()), 4),
             "routed": int(routed.sum()),
             "small_failure_rate": _rate(routed, small_failed),
             "needs_strong_rate": _rate(routed, y.astype(bool)),
-        },
-        "easiest_quarter": {
-            "routed": int(easiest.sum()),
-            "small_failure_rate": _rate(easiest, small_failed),
-            "needs_strong_rate": _rate(easiest, y.astype(bool)),
         },
     }
 
 
 def table(result: dict[str, Any]) -> str:
+    shares = " ".join(f"{'easiest ' + format(float(s), '.0%'):>12}" for s in SHARES)
     lines = [
         f"{result['rows']} prompts, {result['subjects']} subjects held out {FOLDS} ways; "
         f"needs the strong model {result['needs_strong_rate']:.1%}, small model fails "
         f"{result['small_failure_rate']:.1%}",
-        f"{'ranking':<34} {'AUC fold mean':>13} {'pooled':>7}  per fold",
+        f"{'ranking':<34} {'AUC fold mean':>13} {'pooled':>7} {shares}  AUC per fold",
     ]
     for name, auc in result["auc"].items():
         folds = " ".join(f"{a:.3f}" for a in auc["folds"])
-        lines.append(f"{name:<34} {auc['fold_mean']:>13.3f} {auc['pooled']:>7.3f}  {folds}")
-    op, easy = result["operating_point"], result["easiest_quarter"]
+        fails = " ".join(
+            f"{rate:>12.1%}" for rate in result["easiest_small_failure_rate"][name].values()
+        )
+        lines.append(f"{name:<34} {auc['fold_mean']:>13.3f} {auc['pooled']:>7.3f} {fails}  {folds}")
+    op = result["operating_point"]
+    if op["routed"]:
+        verdict = f"routes {op['routed']}, small model fails {op['small_failure_rate']:.1%} of them"
+    else:
+        verdict = (
+            f"routes nothing: the highest P(easy) is {op['max_confidence']:.3f}; the text of "
+            "these questions says too little about their difficulty to clear the bar"
+        )
     lines += [
+        "(easiest N%: the small model's failure rate on the share of routable prompts the "
+        "ranking calls easiest)",
         f"confidence (P easy) quantiles: {result['confidence_quantiles']}",
         f"guards keep {result['guarded']} prompts (small model fails "
-        f"{result['guarded_small_failure_rate']}) on the frontier model",
-        f"default operating point (easy >= {op['min_confidence']:g}): routes {op['routed']}, "
-        f"small model fails {op['small_failure_rate']} of them "
-        f"(average {result['small_failure_rate']})",
-        f"the easiest quarter by the ranking: {easy['routed']} prompts, small model fails "
-        f"{easy['small_failure_rate']}",
+        f"{result['guarded_small_failure_rate']:.1%}) on the frontier model",
+        f"default operating point (easy >= {op['min_confidence']:g}): {verdict} "
+        f"(average {result['small_failure_rate']:.1%})",
     ]
     return "\n".join(lines)
 

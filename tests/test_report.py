@@ -96,6 +96,8 @@ def _tiering(title: str, saving: str, affected: int, note: str = "", **names: st
         saving=Decimal(saving),
         saving_share=0.3,
         expected_misrouted=1.5,
+        expected_misrouted_low=0.1,
+        expected_misrouted_high=2.9,
     )
     frontier = [
         point.model_copy(update={"min_confidence": t / 10, "saving": Decimal(t * 10)})
@@ -147,6 +149,9 @@ def _tiering(title: str, saving: str, affected: int, note: str = "", **names: st
         ),
         risk=TieringRisk(
             expected_misrouted=1.5,
+            expected_misrouted_low=0.1,
+            expected_misrouted_high=2.9,
+            misroute_interval=0.95,
             expected_misrouted_share=0.031,
             routed_with_negative_feedback=0,
             routed_that_failed=0,

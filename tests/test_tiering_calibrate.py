@@ -51,7 +51,7 @@ def test_wilson_interval() -> None:
 
 
 def test_reliability_table() -> None:
-    cal = reliability([(0.95, True), (0.96, False), (0.6, True), (1.0, True)], "test")
+    cal = reliability([(0.95, True), (0.96, False), (0.6, True), (1.0, True)], "test", "passed")
     assert cal is not None
     assert cal.requests == 4
     assert cal.brier == pytest.approx((0.05**2 + 0.96**2 + 0.4**2 + 0) / 4, abs=1e-6)
@@ -60,7 +60,7 @@ def test_reliability_table() -> None:
         (0.95, 2, 0.5),
         (0.99, 1, 1.0),
     ]
-    assert reliability([], "none") is None
+    assert reliability([], "none", "passed") is None
 
 
 def test_csv_results(tmp_path: Path) -> None:
@@ -142,7 +142,9 @@ def test_calibrate_excludes_the_failing_feature(calibrated: Any) -> None:
     assert all(g.passed == 0 for g in excluded)
     # the remaining measured requests all passed: the misroute interval starts at 0
     assert quality.expected_misrouted == 0 and quality.expected_misrouted_high > 0
-    assert tiering.details.calibration and tiering.details.calibration[0].requests == n
+    heldout, measured = tiering.details.calibration  # the log's own labels, then the results
+    assert measured.requests == n and measured.outcome == "passed"
+    assert heldout.requests > 0 and "held-out" in heldout.basis
     assert "measured on" in tiering.details.operating_point.why
     con = store.connect(work / api.DB_FILE, read_only=True)
     try:

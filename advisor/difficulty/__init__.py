@@ -64,6 +64,8 @@ class DifficultyResult:
     rule_matches: dict[str, int]
     training: TrainingReport
     rules: list[Rule] = field(default_factory=list)
+    # (confidence, the log's label agrees) on held-out rows: see classifier.TrainedModel.checked
+    checked: list[tuple[float, bool]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Plain data for analysis.json (lever details)."""
@@ -106,7 +108,8 @@ def classify(
     vocabulary = load_vocabulary(rules_dir)
     requests = build_features(con, tiers)
     apply_rules(con, rules)
-    model, report = train(con, vocabulary, seed=seed, sample_size=sample_size)
+    trained = train(con, vocabulary, seed=seed, sample_size=sample_size)
+    model = trained.model
     score(con, model)
     con.execute(DIFFICULTY_TABLE.format(micro=MICRO))
     store.set_meta(con, META_CLASSIFIER, json.dumps(model, separators=(",", ":")))
@@ -128,7 +131,9 @@ def classify(
         ).fetchall()
     )
     store.drop_temp_tables(con, "dif_", "_dif_")  # the result is in `difficulty`
-    return DifficultyResult(requests, by_difficulty, by_source, matches, report, rules)
+    return DifficultyResult(
+        requests, by_difficulty, by_source, matches, trained.report, rules, trained.checked
+    )
 
 
 def load_classifier(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:

@@ -4,8 +4,10 @@ Trained on the weak labels of the heuristics (rules/difficulty.yaml: cues, outpu
 errors, templates already served by a cheaper tier) but fed only request-time features, so a
 router can run it before the call. Features are binary (task cues, size bins, flags, the template
 id, word tokens of the system prompt and last user message, only those the vocabulary policy vets:
-see vocabulary.py); probabilities are calibrated by
-temperature scaling on a held-out fifth. Everything is seeded: the same store gives the same model.
+see vocabulary.py). A fifth of the labelled rows is held out of the fit: half of it sets the
+temperature of the probabilities, the other half, used for nothing else, checks how well the
+calibrated confidence predicts the log's own labels (TrainedModel.checked). Everything is seeded:
+the same store gives the same model.
 
 The model is exported as plain JSON (routing.CLASSIFIER_FORMAT) and scored here with numpy in the
 exact arithmetic order of the pure-Python `routing.Classifier`, so both give the same decisions.
@@ -31,7 +33,8 @@ CHUNK_ROWS = 200_000  # rows scored per pass: bounds memory whatever the size of
 MIN_TEMPLATE_ROWS = 10
 C = 0.1  # strong L2: many near-duplicate binary features, and labels that are only heuristics
 MISSING_CLASS_LOGIT = -1e4  # a class absent from the weak labels: probability exp(-1e4) = 0
-_HELDOUT_EVERY = 5
+_HELDOUT_EVERY = 10  # of each ten rows: one sets the temperature, one checks the calibration
+_TEMPER_ROW, _CHECK_ROW = 4, 9
 # Weak labels are heuristics: read them as wrong this often when calibrating, so that confidences
 # spread below 1 and the routing threshold separates clear cases from doubtful ones.
 LABEL_NOISE = 0.05
@@ -43,8 +46,7 @@ class TrainingReport:
     seed: int
     labelled_rows: int
     trained_on: int
-    heldout: int
-    heldout_agreement: float | None  # share of held-out weak labels the model reproduces
+    heldout: int  # rows kept out of the fit: half set the temperature, half check it
     temperature: float
     classes_present: list[str]
     features: int
@@ -197,14 +199,23 @@ def probabilities(z: np.ndarray, temperature: float) -> np.ndarray:
     return np.floor(e / total[:, None] * MICRO + 0.5).astype(np.int64)
 
 
+@dataclass
+class TrainedModel:
+    model: dict[str, Any]  # the JSON the router runs (routing.CLASSIFIER_FORMAT)
+    report: TrainingReport
+    # (confidence of the predicted class, whether the log's label is that class) of the held-out
+    # rows that neither fitted the weights nor set the temperature
+    checked: list[tuple[float, bool]]
+
+
 def train(
     con: duckdb.DuckDBPyConnection,
     vocabulary: VocabularyPolicy,
     *,
     seed: int = 0,
     sample_size: int = SAMPLE_SIZE,
-) -> tuple[dict[str, Any], TrainingReport]:
-    """Fit on a seeded sample of rule-labelled, non-failed requests; return (model JSON, report).
+) -> TrainedModel:
+    """Fit on a seeded sample of rule-labelled, non-failed requests.
 
     Needs `dif_features` and `dif_labels` (see features.build_features, heuristics.apply_rules).
     Only words the `vocabulary` policy vets become features (see vocabulary.vet).
@@ -250,12 +261,12 @@ def train(
     keep = np.array([i for _, i in named], dtype=np.int64)
     x_all = sparse.csr_matrix(x_every[:, keep])
     x_all.sort_indices()
-    heldout = (
-        (np.arange(n) % _HELDOUT_EVERY == _HELDOUT_EVERY - 1) if n >= 200 else np.zeros(n, bool)
-    )
-    fit = ~heldout
+    slot = np.arange(n) % _HELDOUT_EVERY
+    temper = (slot == _TEMPER_ROW) if n >= 200 else np.zeros(n, bool)
+    check = (slot == _CHECK_ROW) if n >= 200 else np.zeros(n, bool)
+    fit = ~(temper | check)
     if len(set(y_all[fit].tolist())) < 2:
-        fit, heldout = np.ones(n, bool), np.zeros(n, bool)
+        fit, temper, check = np.ones(n, bool), np.zeros(n, bool), np.zeros(n, bool)
     model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=seed)
     model.fit(x_all[fit], y_all[fit])
     w = np.zeros((len(feature_names), 3))
@@ -269,18 +280,19 @@ def train(
             w[:, c] = model.coef_[row]
             b[c] = float(model.intercept_[row])
     temperature = 1.0
-    agreement = None
-    if heldout.any():
-        z = _logits(x_all[heldout], w, b)
-        temperature = _fit_temperature(z, y_all[heldout])
-        predicted = _best(probabilities(z, temperature))
-        agreement = float(np.mean(predicted == y_all[heldout]))
+    if temper.any():
+        temperature = _fit_temperature(_logits(x_all[temper], w, b), y_all[temper])
+    checked: list[tuple[float, bool]] = []
+    if check.any():
+        probs = probabilities(_logits(x_all[check], w, b), temperature)
+        best = _best(probs)
+        confidence = probs[np.arange(len(best)), best] / MICRO
+        checked = list(zip(confidence.tolist(), (best == y_all[check]).tolist(), strict=True))
     report = TrainingReport(
         seed=seed,
         labelled_rows=labelled,
         trained_on=int(fit.sum()),
-        heldout=int(heldout.sum()),
-        heldout_agreement=agreement,
+        heldout=int((temper | check).sum()),
         temperature=temperature,
         classes_present=[CLASSES[c] for c in classes],
         features=len(feature_names),
@@ -289,12 +301,10 @@ def train(
         vocabulary_hashed=len(vetting.hashed),
         vocabulary_withheld=vetting.withheld,
     )
-    return _export(feature_names, w, b, temperature, report), report
+    return TrainedModel(_export(feature_names, w, b, temperature, report), report, checked)
 
 
-def _prior_model(
-    y: np.ndarray, seed: int, labelled: int, why: str
-) -> tuple[dict[str, Any], TrainingReport]:
+def _prior_model(y: np.ndarray, seed: int, labelled: int, why: str) -> TrainedModel:
     counts = (
         np.bincount(y, minlength=3) + 1.0
     )  # add-one: an unseen class is unlikely, not impossible
@@ -304,7 +314,6 @@ def _prior_model(
         labelled,
         len(y),
         0,
-        None,
         1.0,
         [CLASSES[c] for c in sorted(set(y.tolist()))],
         0,
@@ -312,7 +321,7 @@ def _prior_model(
         0,
         why,
     )
-    return _export([], np.zeros((0, 3)), b, 1.0, report), report
+    return TrainedModel(_export([], np.zeros((0, 3)), b, 1.0, report), report, [])
 
 
 def _export(

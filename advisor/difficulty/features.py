@@ -93,10 +93,10 @@ def template_sql(expr: str) -> str:
     return f"'t' || left(md5(trim(left({text}, {R.TEMPLATE_CHARS}), ' ')), 12)"
 
 
-def bin_sql(name: str, expr: str) -> str:
-    """routing.bin_of in SQL: the number of edges the value reaches, 'none' when missing."""
-    edges = " + ".join(f"({expr} >= {e})::INTEGER" for e in R.BINS[name])
-    return f"CASE WHEN {expr} IS NULL THEN 'none' ELSE CAST({edges} AS VARCHAR) END"
+def bins_sql(name: str, expr: str) -> list[str]:
+    """routing.bins_of in SQL: one expression per possible feature, NULL when it is off."""
+    parts = [f"CASE WHEN {expr} IS NULL THEN 'bin:{name}:none' END"]
+    return parts + [f"CASE WHEN {expr} >= {e} THEN 'bin:{name}>={e}' END" for e in R.BINS[name]]
 
 
 def _counts_sql(expr: str) -> str:
@@ -246,7 +246,7 @@ def active_names_sql(rows: str) -> str:
     """SQL giving (rn, name) for every non-token binary feature of the rows in table `rows`
     (columns rn, request_id): routing.active_features without the text tokens."""
     parts = [f"CASE WHEN f.cue_{c} THEN 'cue:{c}' END" for c in R.CUES]
-    parts += [f"'bin:{name}:' || {bin_sql(name, 'f.' + name)}" for name in R.BINS]
+    parts += [part for name in R.BINS for part in bins_sql(name, "f." + name)]
     parts += [f"CASE WHEN f.{flag} THEN 'flag:{flag}' END" for flag in R.FLAGS]
     parts.append("'tmpl:' || f.template_id")
     return f"""

@@ -163,7 +163,6 @@ def number(x: float | int | Decimal | None) -> str:
 
 # Fields whose plain name would claim more than the figure is: said for what they measure.
 _HONEST_LABELS = {
-    "heldout_agreement": "Agreement with held-out heuristic labels (mimicry, not quality)",
     "expected_misrouted": "Expected misrouted (the classifier's own estimate)",
 }
 

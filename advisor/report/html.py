@@ -25,6 +25,7 @@ from markupsafe import Markup
 
 from advisor.analysis import Analysis, CostRow, LeverResult, UnitCostRow
 from advisor.guardrails.models import Anomaly
+from advisor.levers.tiering.models import Calibration
 from advisor.report import fmt, guardrails, waterfall
 from advisor.ruleset import templates_dir
 
@@ -280,7 +281,7 @@ def _charts(analysis: Analysis) -> list[dict[str, Any]]:
         "levers": _lever_chart(analysis.levers, currency),
         "waterfall": _waterfall_chart(analysis),
         "anomalies": _anomaly_chart(analysis.anomalies, currency),
-        "reliability": _reliability_chart(analysis.levers),
+        **_reliability_charts(analysis.levers),
     }
     charts = []
     for name, chart in built.items():
@@ -474,13 +475,17 @@ def _lever_chart(levers: list[LeverResult], currency: str) -> alt.Chart | None:
     )
 
 
-def _reliability_chart(levers: list[LeverResult]) -> alt.LayerChart | None:
-    """The tiering classifier's confidence against the measured outcome, per confidence bin,
-    beside the diagonal a calibrated confidence would follow."""
+def _reliability_charts(levers: list[LeverResult]) -> dict[str, alt.LayerChart]:
+    """One chart per calibration of the tiering lever (held-out labels, measured results),
+    named reliability0, reliability1, ... in the order of details.calibration."""
     tiering = next((lv for lv in levers if lv.id == "tiering"), None)
-    calibration = getattr(getattr(tiering, "details", None), "calibration", None)
-    if not calibration:
-        return None
+    calibration = getattr(getattr(tiering, "details", None), "calibration", None) or []
+    return {f"reliability{i}": _reliability_chart(c) for i, c in enumerate(calibration)}
+
+
+def _reliability_chart(calibration: Calibration) -> alt.LayerChart:
+    """A classifier's confidence against the outcome, per confidence bin, beside the diagonal a
+    calibrated confidence would follow."""
     values = [
         {
             "confidence": b.mean_confidence,
@@ -488,7 +493,7 @@ def _reliability_chart(levers: list[LeverResult]) -> alt.LayerChart | None:
             "requests": b.requests,
             "bin": f"{fmt.pct(b.low)} to {fmt.pct(b.high)}",
         }
-        for b in calibration[0].bins
+        for b in calibration.bins
     ]
     axis = alt.Scale(domain=[0, 1])
     points = (
@@ -496,12 +501,12 @@ def _reliability_chart(levers: list[LeverResult]) -> alt.LayerChart | None:
         .mark_circle(color="#2f5d8a")
         .encode(
             x=alt.X("confidence:Q", title="mean confidence", scale=axis),
-            y=alt.Y("observed:Q", title="share that passed", scale=axis),
+            y=alt.Y("observed:Q", title=f"share that {calibration.outcome}", scale=axis),
             size=alt.Size("requests:Q", title="requests", legend=alt.Legend(orient="bottom")),
             tooltip=[
                 alt.Tooltip("bin:N", title="confidence bin"),
                 alt.Tooltip("requests:Q", title="requests"),
-                alt.Tooltip("observed:Q", title="passed", format=".0%"),
+                alt.Tooltip("observed:Q", title=calibration.outcome, format=".0%"),
             ],
         )
     )

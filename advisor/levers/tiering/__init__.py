@@ -41,6 +41,7 @@ from advisor.levers.base import (
 )
 from advisor.levers.tiering import calibration as Q
 from advisor.levers.tiering.models import (
+    Calibration,
     DifficultySummary,
     MeasuredGroup,
     MeasuredQuality,
@@ -62,6 +63,7 @@ from advisor.ruleset import load_model, rule_files
 
 META_ROUTER = "tiering.router"
 META_FINGERPRINT = "difficulty.fingerprint"
+META_CALIBRATION = "difficulty.heldout_calibration"
 SWEEP = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995, 0.999)
 MIN_LENGTH_EVIDENCE = 20  # ok requests per (template, model) before its typical length is used
 LENGTH_RATIO_BOUNDS = (0.5, 1.5)
@@ -200,6 +202,14 @@ def ensure_classified(ctx: LeverContext, tiers: Tiers) -> dict[str, Any] | None:
     result = classify(con, ctx.rules_dir, tiers=tiers.ranks, seed=SEED)
     store.set_meta(con, META_FINGERPRINT, fingerprint)
     store.set_meta(con, "difficulty.summary", json.dumps(result.summary(), default=str))
+    heldout = Q.reliability(
+        result.checked,
+        "confidence of the classifier's class vs. the log's own (rule) label, on held-out "
+        "requests it was neither trained nor tempered on: agreement with heuristic labels, "
+        "not measured quality",
+        "agreed with the label",
+    )
+    store.set_meta(con, META_CALIBRATION, heldout.model_dump_json() if heldout else "")
     return result.summary()
 
 
@@ -456,13 +466,16 @@ def _decisions(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _sweep(con: duckdb.DuckDBPyConnection, total: int, base: Decimal) -> list[SweepPoint]:
+def _sweep(
+    con: duckdb.DuckDBPyConnection, total: int, base: Decimal, interval: float
+) -> list[SweepPoint]:
     aggs = []
     for t in SWEEP:
         cut = f"eligible AND confidence_micro >= {round(t * MICRO)}"
         aggs += _sweep_aggs(cut)
     row = con.execute(f"SELECT {', '.join(aggs)} FROM {T.TIER_CANDIDATES}").fetchall()[0]
-    return [_point(t, row[3 * i : 3 * i + 3], total, base) for i, t in enumerate(SWEEP)]
+    k = len(_sweep_aggs(""))
+    return [_point(t, row[k * i : k * i + k], total, base, interval) for i, t in enumerate(SWEEP)]
 
 
 def _sweep_aggs(cut: str) -> list[str]:
@@ -471,11 +484,13 @@ def _sweep_aggs(cut: str) -> list[str]:
         f"count(*) FILTER (WHERE {cut})",
         f"coalesce(sum(old_cost - new_cost) FILTER (WHERE {cut}), 0)",
         f"coalesce(sum(1 - confidence) FILTER (WHERE {cut}), 0)",
+        f"coalesce(sum(confidence * (1 - confidence)) FILTER (WHERE {cut}), 0)",
     ]
 
 
-def _point(threshold: float, row: Any, total: int, base: Decimal) -> SweepPoint:
+def _point(threshold: float, row: Any, total: int, base: Decimal, interval: float) -> SweepPoint:
     n, saving, misroutes = int(row[0]), Decimal(row[1]), float(row[2])
+    low, high = Q.misroute_interval(misroutes, float(row[3]), interval)
     return SweepPoint(
         min_confidence=threshold,
         requests_routed=n,
@@ -483,6 +498,8 @@ def _point(threshold: float, row: Any, total: int, base: Decimal) -> SweepPoint:
         saving=saving,
         saving_share=float(saving / base) if base else 0.0,
         expected_misrouted=round(misroutes, 2),
+        expected_misrouted_low=low,
+        expected_misrouted_high=high,
     )
 
 
@@ -549,14 +566,14 @@ def _report(
            FROM {T.TIER_CANDIDATES}"""
     ).fetchall()[0]
     base = Decimal(base)
-    frontier = _sweep(con, total, base)
+    frontier = _sweep(con, total, base, policy.interval)
     at = [p for p in frontier if round(p.min_confidence * MICRO) == threshold]
     if at:
         point = at[0]
     else:
         cut = f"eligible AND confidence_micro >= {threshold}"
         row = con.execute(f"SELECT {', '.join(_sweep_aggs(cut))} FROM {T.TIER_CANDIDATES}")
-        point = _point(threshold / MICRO, row.fetchall()[0], total, base)
+        point = _point(threshold / MICRO, row.fetchall()[0], total, base, policy.interval)
     monotone = all(
         a.requests_routed >= b.requests_routed and a.saving >= b.saving
         for a, b in pairwise(frontier)
@@ -596,6 +613,9 @@ def _report(
     summary_raw = store.get_meta(con, "difficulty.summary")
     risk = TieringRisk(
         expected_misrouted=point.expected_misrouted,
+        expected_misrouted_low=point.expected_misrouted_low,
+        expected_misrouted_high=point.expected_misrouted_high,
+        misroute_interval=policy.interval,
         expected_misrouted_share=_share(point.expected_misrouted, point.requests_routed),
         routed_with_negative_feedback=flags[0],
         routed_that_failed=flags[1],
@@ -605,7 +625,8 @@ def _report(
         # which runs next, re-simulates the cache on the target
         routed_costlier_until_cache_warms=flags[4],
         note="expected_misrouted = sum of (1 - confidence) over routed requests: the "
-        "classifier's own estimate, not evidence (it learns from heuristic labels); "
+        "classifier's own estimate, not evidence (it learns from heuristic labels); its interval "
+        "is only the spread it would have if every confidence were exact; "
         + (
             "the measured figure, with its interval, is details.measured_quality"
             if quality
@@ -632,7 +653,7 @@ def _report(
         difficulty=DifficultySummary.model_validate_json(summary_raw) if summary_raw else None,
         warnings=list(tiers.warnings),
         measured_quality=quality,
-        calibration=[c for c in [_measured_calibration(con)] if c is not None],
+        calibration=[c for c in (_heldout_calibration(con), _measured_calibration(con)) if c],
     )
     return details, risk
 
@@ -709,6 +730,13 @@ def _measured_quality(
     )
 
 
+def _heldout_calibration(con: duckdb.DuckDBPyConnection) -> Calibration | None:
+    """Reliability of the classifier's confidence against the log's own labels on the held-out
+    rows it neither trained nor was tempered on (kept with the classification)."""
+    raw = store.get_meta(con, META_CALIBRATION)
+    return Calibration.model_validate_json(raw) if raw else None
+
+
 def _measured_calibration(con: duckdb.DuckDBPyConnection) -> Any:
     """Reliability of the classifier's confidence against the measured verdicts: a held-out set
     by construction (the classifier never sees a pass or a fail)."""
@@ -723,4 +751,5 @@ def _measured_calibration(con: duckdb.DuckDBPyConnection) -> Any:
         [(float(c), bool(ok)) for c, ok in pairs],
         "confidence of the classifier's class vs. the measured pass on the proposed model "
         "(evaluation-set results, never seen in training)",
+        "passed",
     )

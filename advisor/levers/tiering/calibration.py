@@ -91,6 +91,16 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, flo
     return round(max(0.0, centre - half), 6), round(min(1.0, centre + half), 6)
 
 
+def misroute_interval(
+    expected: float, variance: float, confidence: float = 0.95
+) -> tuple[float, float]:
+    """The interval of a count of misroutes whose per-request chances sum to `expected` with
+    `variance` (the sum of p(1 - p)): the normal approximation, never below zero. It is the
+    spread if every confidence were exact, so it is the least doubt the estimate deserves."""
+    half = NormalDist().inv_cdf(0.5 + confidence / 2) * max(variance, 0.0) ** 0.5
+    return round(max(0.0, expected - half), 2), round(expected + half, 2)
+
+
 @dataclass(frozen=True)
 class Results:
     verdicts: dict[str, bool]  # request id -> passed (every result of it passed)
@@ -300,7 +310,7 @@ def guards(groups: Iterable[MeasuredGroup]) -> list[dict[str, Any]]:
     ]
 
 
-def reliability(pairs: list[tuple[float, bool]], basis: str) -> Calibration | None:
+def reliability(pairs: list[tuple[float, bool]], basis: str, outcome: str) -> Calibration | None:
     """Brier score and reliability table of (confidence, outcome held) pairs; None if none."""
     if not pairs:
         return None
@@ -318,4 +328,6 @@ def reliability(pairs: list[tuple[float, bool]], basis: str) -> Calibration | No
                     observed=round(sum(ok for _, ok in inside) / len(inside), 6),
                 )
             )
-    return Calibration(basis=basis, requests=len(pairs), brier=round(brier, 6), bins=bins)
+    return Calibration(
+        basis=basis, outcome=outcome, requests=len(pairs), brier=round(brier, 6), bins=bins
+    )

@@ -23,8 +23,11 @@ class SweepPoint(Model):
     share_routed: Share
     saving: Money
     saving_share: Share
-    # sum of (1 - confidence) over routed requests: the classifier's own estimate, not evidence
+    # sum of (1 - confidence) over routed requests: the classifier's own estimate, not evidence;
+    # the interval is its spread if the confidences were exact (TieringRisk.misroute_interval)
     expected_misrouted: float
+    expected_misrouted_low: float
+    expected_misrouted_high: float
 
 
 class OperatingPoint(SweepPoint):
@@ -91,7 +94,6 @@ class Classifier(Model):
     labelled_rows: int
     trained_on: int
     heldout: int
-    heldout_agreement: float | None = None
     temperature: float
     classes_present: list[str]
     features: int
@@ -155,13 +157,14 @@ class ReliabilityBin(Model):
     high: float
     requests: int
     mean_confidence: float
-    observed: float  # share of the bin whose outcome held
+    observed: float  # share of the bin whose outcome held (Calibration.outcome)
 
 
 class Calibration(Model):
     """How well a confidence predicts an outcome it was not trained on (a held-out set)."""
 
     basis: str  # which confidence, against which outcome
+    outcome: str  # what the observed share counts, as a verb phrase: "passed"
     requests: int
     brier: float  # mean squared gap between confidence and outcome (0 best)
     bins: list[ReliabilityBin]
@@ -184,6 +187,9 @@ class TieringDetails(Model):
 
 class TieringRisk(Model):
     expected_misrouted: float
+    expected_misrouted_low: float
+    expected_misrouted_high: float
+    misroute_interval: float  # the confidence level of the misroute intervals
     expected_misrouted_share: Share
     routed_with_negative_feedback: int
     routed_that_failed: int
