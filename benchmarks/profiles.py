@@ -158,7 +158,7 @@ AGENT_FEATURES = (
 # fmt: on
 AGENT_CALLS = (10, 40)
 AGENT_GAP_S = 6.0  # mean pause between a call's answer and the next call (the tool runs)
-TOOL_RESULT_PARTS = (1, 6)  # tool-output pool items per result
+TOOL_RESULT_PARTS = (1, 3)  # tool-output pool items per result
 TOOL_NAMES = [name for name, _, _ in g._TOOL_SPECS]
 
 
