@@ -25,9 +25,9 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import TextIO
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -459,9 +459,8 @@ class Generator:
         key = (model.name, variant)
         warm = t - st.last_seen.get(key, -1e9) <= CACHE_TTL_S
         st.last_seen[key] = t
-        cached, cache_write = cache_split(
-            model, feat, warm, system_tokens, system_tokens + (sess.history_tokens if continued else 0)
-        )
+        prefix = system_tokens + (sess.history_tokens if continued else 0)
+        cached, cache_write = cache_split(model, feat, warm, system_tokens, prefix)
 
         # Session bookkeeping: the reply becomes history for the next turn.
         if continued:
