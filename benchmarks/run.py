@@ -39,7 +39,7 @@ OWN_STORE = ("analyze",)  # stages that ingest into a store of their own
 REFERENCES = ("scan", "groupby")  # run before the stages and again after them
 TARGET_RATIO = 3.0  # issue 16: `advisor analyze` within 3x the notebook's GROUP BY
 TARGET_RSS = 2 << 30  # and peak RSS at most 2 GiB
-GZIP_FROM = 5_000_000  # --sizes: logs this big are generated as .jsonl.gz
+GZIP_FROM = 5_000_000  # --sizes: logs this big are generated as .jsonl.gz (--gzip-from)
 TIKTOKEN_CACHE = HERE.parent.parent / "shared" / "tiktoken-cache"  # ../shared beside the repo
 
 
@@ -351,10 +351,10 @@ def run_sizes(
     args: argparse.Namespace, sizes: list[int], out: Path, order: list[str]
 ) -> dict[str, Any]:
     """Memory flatness: the same stages at each size (each in its own folder), analyze's peak RSS
-    and seconds per size side by side. Logs of GZIP_FROM requests and more are .jsonl.gz."""
+    and seconds per size side by side. Logs of --gzip-from requests and more are .jsonl.gz."""
     per_size = []
     for n in sizes:
-        log, meta = ensure_log(args, out, n, gz=n >= GZIP_FROM)
+        log, meta = ensure_log(args, out, n, gz=n >= args.gzip_from)
         work = out / f"size-{n}"
         work.mkdir(parents=True, exist_ok=True)
         results, rows = measure(args, order, work, log, meta)
@@ -406,8 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sizes",
         help="memory flatness: comma list of request counts, each generated and measured "
-        f"(from {GZIP_FROM:,} as .jsonl.gz); default stages: analyze",
+        "(from --gzip-from as .jsonl.gz); default stages: analyze",
     )
+    parser.add_argument("--gzip-from", type=int, default=GZIP_FROM, help="see --sizes")
     parser.add_argument("--out", type=Path, default=generate_log.OUT_DIR, help="work folder")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--regenerate", action="store_true", help="rewrite the generated log")
