@@ -25,6 +25,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -215,6 +216,7 @@ class Stats:
     errors: int = 0
     usage_missing: int = 0
     multi_turn: int = 0
+    user_text_bytes: int = 0  # escaped, new user text only (heavy and agent profiles)
     by_provider: dict[str, int] = field(default_factory=dict)
 
 
@@ -224,9 +226,61 @@ class LogMeta(Stats):
 
     path: str = ""
     seed: int = 0
+    profile: str = "default"
+    features: int = 0
+    models: int = 0
+    system_prompts: int = 0  # distinct system prompt texts
+    system_tokens_range: list[int] = field(default_factory=list)
     bytes: int = 0
     pool_seconds: float = 0.0
     seconds: float = 0.0
+
+
+@dataclass
+class Call:
+    """One request as decided, before it is written out (`Generator.render`)."""
+
+    t: float  # seconds since START
+    sess: Session
+    system: str  # escaped
+    messages: list[str]  # JSON message objects after the system prompt
+    prompt_tokens: int
+    reply: str  # escaped; may be empty when the answer is a tool call
+    completion: int  # output tokens, reasoning included
+    reasoning: int
+    cached: int
+    cache_write: int
+    # (tool name, its input as a JSON object), drawn only when the call succeeds
+    tool: Callable[[], tuple[str, str]] | None = None
+
+
+def cache_split(
+    model: Model, feat: Feature, warm: bool, system_tokens: int, prefix_tokens: int
+) -> tuple[int, int]:
+    """(cache reads, cache writes) as each provider logs them: Anthropic caches the marked
+    system prompt (written when cold); OpenAI caches a warm prefix of 1,024+ tokens in
+    128-token steps."""
+    if model.style == "anthropic":
+        if not feat.anthropic_cache:
+            return 0, 0
+        return (system_tokens, 0) if warm else (0, system_tokens)
+    if warm and system_tokens >= 1024:
+        return prefix_tokens // 128 * 128, 0
+    return 0, 0
+
+
+def tool_use_block(rid: str, name: str, args: str) -> str:
+    """An Anthropic `tool_use` content block."""
+    return f'{{"type":"tool_use","id":"toolu_{rid}","name":"{name}","input":{args}}}'
+
+
+def tool_calls_message(rid: str, name: str, args: str) -> str:
+    """An OpenAI assistant message calling one tool (arguments as a JSON string)."""
+    return (
+        '{"role":"assistant","content":null,"tool_calls":[{"id":"call_'
+        f'{rid[:12]}","type":"function","function":{{"name":"{name}",'
+        f'"arguments":"{esc(args)}"}}}}]}}'
+    )
 
 
 def _cum(weights: list[float]) -> list[float]:
@@ -237,14 +291,30 @@ def _cum(weights: list[float]) -> list[float]:
     return [c / total for c in out]
 
 
-def build_states(r: random.Random) -> tuple[list[FeatureState], Pool, list[float]]:
-    """Every pool, system prompt and weight table, built once."""
+def user_pools(r: random.Random) -> dict[str, Pool]:
+    """User-text pools by kind: filled sentences, diff hunks, report paragraphs."""
     pools: dict[str, Pool] = {
         kind: make_pool(tp.sentences(r, templates, 3000)) for kind, templates in tp.USER.items()
     }
     pools["code"] = make_pool([tp.fill(r, r.choice(tp.CODE)) for _ in range(2000)])
     weights = tp.zipf_weights()
     pools["report"] = make_pool([tp.paragraph(r, weights) for _ in range(3000)])
+    return pools
+
+
+def feature_state(feat: Feature, pool: Pool, systems: list[str]) -> FeatureState:
+    """A feature's state with its system prompt variants (plain text) counted and escaped."""
+    counts = count_tokens(systems)
+    models = [MODELS[name] for name, _ in feat.models]
+    return FeatureState(
+        feat, models, _cum([w for _, w in feat.models]), pool,
+        [(esc(t), n) for t, n in zip(systems, counts, strict=True)], json.dumps(list(feat.tags)),
+    )  # fmt: skip
+
+
+def build_states(r: random.Random) -> tuple[list[FeatureState], Pool, list[float]]:
+    """Every pool, system prompt and weight table, built once."""
+    pools = user_pools(r)
     replies = make_pool(tp.sentences(r, tp.ASSISTANT, 6000))
     states = []
     for feat in FEATURES:
@@ -257,13 +327,7 @@ def build_states(r: random.Random) -> tuple[list[FeatureState], Pool, list[float
             ]
         else:
             texts = [base]
-        counts = count_tokens(texts)
-        models = [MODELS[name] for name, _ in feat.models]
-        states.append(FeatureState(
-            feat, models, _cum([w for _, w in feat.models]), pools[feat.kind],
-            [(esc(t), n) for t, n in zip(texts, counts, strict=True)],
-            json.dumps(list(feat.tags)),
-        ))  # fmt: skip
+        states.append(feature_state(feat, pools[feat.kind], texts))
     return states, replies, _cum([f.weight for f in FEATURES])
 
 
@@ -304,16 +368,23 @@ def _malformed(r: random.Random, good: str, kind: int) -> str:
 
 
 class Generator:
+    """The default profile: ten features, short sessions (see the module docstring)."""
+
+    profile = "default"
+
     def __init__(self, seed: int, requests: int) -> None:
         self.r = random.Random(seed)
         self.n = requests
-        self.states, self.replies, self.feature_cum = build_states(self.r)
+        self.states, self.replies, self.feature_cum = self.build_states()
         self.hours = hour_cdf()
         users = 5000
         self.user_cum = _cum([1.0 / (i + 1) ** 0.8 for i in range(users)])
         self.stats = Stats()
         self.next_session = 1
         self.due: list[tuple[float, int, Session]] = []  # (time of next turn, seq, session)
+
+    def build_states(self) -> tuple[list[FeatureState], Pool, list[float]]:
+        return build_states(self.r)
 
     def time_of(self, i: int) -> float:
         u = (i + self.r.random()) / self.n
@@ -342,18 +413,9 @@ class Generator:
         st = self.states[bisect.bisect_left(self.feature_cum, self.r.random())]
         return self.new_session(st), False
 
-    def line(self, i: int) -> str:
-        r = self.r
-        t = self.time_of(i)
-        sess, continued = self.pick(t)
-        st = sess.state
-        feat = st.feature
-        model = sess.model
-        anthropic = model.style == "anthropic"
-        day = int(t // 86400)
-        variant = day if feat.date_line else 0
-        system, system_tokens = st.systems[variant]
-
+    def user_text(self, st: FeatureState, i: int) -> tuple[str, int]:
+        """One user message (escaped) and its tokens."""
+        r, feat = self.r, st.feature
         user_text, user_tokens = st.user_pool.draw(
             r, r.randint(*feat.user_parts), "\\n\\n" if feat.kind in ("report", "code") else " "
         )
@@ -363,6 +425,24 @@ class Generator:
         elif feat.kind == "code":
             user_text = "Review this diff:\\n```diff\\n" + user_text + "```"
             user_tokens += 8
+        return user_text, user_tokens
+
+    def variant(self, st: FeatureState, sess: Session, day: int) -> int:
+        """Which of the feature's system prompts this request sends."""
+        return day if st.feature.date_line else 0
+
+    def line(self, i: int) -> str:
+        r = self.r
+        t = self.time_of(i)
+        sess, continued = self.pick(t)
+        st = sess.state
+        feat = st.feature
+        model = sess.model
+        anthropic = model.style == "anthropic"
+        variant = self.variant(st, sess, int(t // 86400))
+        system, system_tokens = st.systems[variant]
+
+        user_text, user_tokens = self.user_text(st, i)
         if anthropic and r.random() < 0.3:
             content = f'[{{"type":"text","text":"{user_text}"}}]'
         else:
@@ -379,15 +459,8 @@ class Generator:
         key = (model.name, variant)
         warm = t - st.last_seen.get(key, -1e9) <= CACHE_TTL_S
         st.last_seen[key] = t
-        cached = cache_write = 0
-        if anthropic and feat.anthropic_cache:
-            if warm:
-                cached = system_tokens
-            else:
-                cache_write = system_tokens
-        elif not anthropic and warm and system_tokens >= 1024:
-            prefix = system_tokens + (sess.history_tokens if continued else 0)
-            cached = prefix // 128 * 128
+        prefix = system_tokens + (sess.history_tokens if continued else 0)
+        cached, cache_write = cache_split(model, feat, warm, system_tokens, prefix)
 
         # Session bookkeeping: the reply becomes history for the next turn.
         if continued:
@@ -399,11 +472,26 @@ class Generator:
         if sess.turns_left > 0:  # the user reads the reply, then writes again
             heapq.heappush(self.due, (t + r.expovariate(1 / TURN_GAP_S), sess.seq, sess))
 
+        call = Call(t, sess, system, messages, prompt_tokens, reply, out_tokens + reasoning,
+                    reasoning, cached, cache_write)  # fmt: skip
+        if tool_call:
+            call.tool = lambda: ("lookup_order", f'{{"order_id":"{tp.fill(r, "{order}")}"}}')
+        return self.render(call)[0]
+
+    def render(self, call: Call) -> tuple[str, str]:
+        """The JSON line of one call, and the id its response (and tool call) carry."""
+        r = self.r
+        sess = call.sess
+        st = sess.state
+        feat = st.feature
+        model = sess.model
+        anthropic = model.style == "anthropic"
+        system, prompt_tokens, completion = call.system, call.prompt_tokens, call.completion
+        cached, cache_write, reply = call.cached, call.cache_write, call.reply
         rid = f"{r.getrandbits(64):016x}"
         status = r.random()
         error = status < ERROR_RATE
         no_usage = not error and status < ERROR_RATE + USAGE_MISSING
-        completion = out_tokens + reasoning
         parts = []
         if r.random() >= NO_ID_RATE:
             parts.append(f'{{"id":"req_{rid}"')
@@ -412,7 +500,7 @@ class Generator:
         latency = int(180 + completion * r.uniform(8, 25) + prompt_tokens * 0.05)
         sep = "," if len(parts[0]) > 1 else ""
         parts.append(
-            f'{sep}"timestamp":"{_timestamp(t)}","latency_ms":{latency},'
+            f'{sep}"timestamp":"{_timestamp(call.t)}","latency_ms":{latency},'
             f'"ttft_ms":{int(latency * r.uniform(0.1, 0.3)) if feat.stream else "null"},'
             f'"provider":"{model.provider}","user":"u_{sess.user}",'
             f'"account":"acct_{sess.user % 40}",'
@@ -428,10 +516,10 @@ class Generator:
                 )
             else:
                 parts.append(f'"system":"{system}",')
-            parts.append(f'"messages":[{",".join(messages)}]')
+            parts.append(f'"messages":[{",".join(call.messages)}]')
         else:
             parts.append(
-                f'"messages":[{{"role":"system","content":"{system}"}},{",".join(messages)}]'
+                f'"messages":[{{"role":"system","content":"{system}"}},{",".join(call.messages)}]'
             )
         stream = "true" if feat.stream else "false"
         parts.append(
@@ -449,38 +537,32 @@ class Generator:
             parts.append(
                 f'"response":null,"error":{{"type":"{kind}","message":"upstream {kind}"}}}}'
             )
-            return "".join(parts)
+            return "".join(parts), rid
+        tool = call.tool() if call.tool else None
         if anthropic:
             inp = prompt_tokens - cached - cache_write
             usage = (
                 f'"usage":{{"input_tokens":{inp},"cache_creation_input_tokens":{cache_write},'
                 f'"cache_read_input_tokens":{cached},"output_tokens":{completion}}}'
             )
-            blocks = f'{{"type":"text","text":"{reply}"}}'
-            if tool_call:
-                blocks += (
-                    f',{{"type":"tool_use","id":"toolu_{rid}","name":"lookup_order",'
-                    f'"input":{{"order_id":"{tp.fill(r, "{order}")}"}}}}'
-                )
+            blocks = f'{{"type":"text","text":"{reply}"}}' if reply else ""
+            if tool:
+                blocks += "," if blocks else ""
+                blocks += tool_use_block(rid, *tool)
             parts.append(
                 f'"response":{{"id":"msg_{rid}","type":"message","role":"assistant",'
                 f'"model":"{model.served_as}","content":[{blocks}],'
-                f'"stop_reason":"{"tool_use" if tool_call else "end_turn"}"'
+                f'"stop_reason":"{"tool_use" if tool else "end_turn"}"'
             )
         else:
             usage = (
                 f'"usage":{{"prompt_tokens":{prompt_tokens},"completion_tokens":{completion},'
                 f'"total_tokens":{prompt_tokens + completion},'
                 f'"prompt_tokens_details":{{"cached_tokens":{cached}}},'
-                f'"completion_tokens_details":{{"reasoning_tokens":{reasoning}}}}}'
+                f'"completion_tokens_details":{{"reasoning_tokens":{call.reasoning}}}}}'
             )
-            if tool_call:
-                order = tp.fill(r, "{order}")
-                message = (
-                    '{"role":"assistant","content":null,"tool_calls":[{"id":"call_'
-                    f'{rid[:12]}","type":"function","function":{{"name":"lookup_order",'
-                    f'"arguments":"{{\\"order_id\\":\\"{order}\\"}}"}}}}]}}'
-                )
+            if tool:
+                message = tool_calls_message(rid, *tool)
                 finish = "tool_calls"
             else:
                 message = f'{{"role":"assistant","content":"{reply}"}}'
@@ -503,7 +585,7 @@ class Generator:
             parts.append(f',"feedback":{r.choice((1, 1, 1, -1))}')
         parts.append("}")
         self.stats.by_provider[model.provider] = self.stats.by_provider.get(model.provider, 0) + 1
-        return "".join(parts)
+        return "".join(parts), rid
 
     def write(self, fh: TextIO, batch: int = 5000) -> None:
         r = self.r
@@ -534,20 +616,37 @@ def _open_text(path: Path) -> TextIO:
     return open(path, "w", encoding="utf-8", newline="\n", buffering=1 << 22)
 
 
-def generate(path: Path, requests: int, seed: int = 7) -> LogMeta:
+PROFILES = ("default", "heavy", "agent")
+
+
+def generator_class(profile: str) -> type[Generator]:
+    if profile == "default":
+        return Generator
+    import profiles  # a sibling module that builds on this one, hence imported late
+
+    return profiles.GENERATORS[profile]
+
+
+def generate(path: Path, requests: int, seed: int = 7, profile: str = "default") -> LogMeta:
     """Write the log and its `<log>.meta.json`; return the meta."""
     path.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    gen = Generator(seed, requests)
+    gen = generator_class(profile)(seed, requests)
     pools_s = time.perf_counter() - started
     with _open_text(path) as fh:
         gen.write(fh)
+    systems = [n for st in gen.states for _, n in st.systems]
     meta = LogMeta(
         path=str(path),
         seed=seed,
+        profile=profile,
         bytes=path.stat().st_size,
         pool_seconds=round(pools_s, 2),
         seconds=round(time.perf_counter() - started, 2),
+        features=len(gen.states),
+        models=len({m.name for st in gen.states for m in st.models}),
+        system_prompts=len(systems),
+        system_tokens_range=[min(systems), max(systems)],
         **asdict(gen.stats),
     )
     meta_path(path).write_text(json.dumps(asdict(meta), indent=2) + "\n")
@@ -558,8 +657,8 @@ def meta_path(log: Path) -> Path:
     return log.with_name(log.name + ".meta.json")
 
 
-def default_path(requests: int, gz: bool = False) -> Path:
-    return OUT_DIR / f"log-{requests}.jsonl{'.gz' if gz else ''}"
+def default_path(requests: int, gz: bool = False, profile: str = "default") -> Path:
+    return OUT_DIR / f"log-{profile}-{requests}.jsonl{'.gz' if gz else ''}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -567,10 +666,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=1_000_000, help="lines to write")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--gzip", action="store_true", help="write .jsonl.gz (slower)")
-    parser.add_argument("-o", "--output", type=Path, help="default: benchmarks/out/log-N.jsonl")
+    parser.add_argument("--profile", choices=PROFILES, default="default", help="traffic shape")
+    parser.add_argument(
+        "-o", "--output", type=Path, help="default: benchmarks/out/log-PROFILE-N.jsonl"
+    )
     args = parser.parse_args(argv)
-    path = args.output or default_path(args.requests, args.gzip)
-    meta = generate(path, args.requests, args.seed)
+    path = args.output or default_path(args.requests, args.gzip, args.profile)
+    meta = generate(path, args.requests, args.seed, args.profile)
     print(
         f"{path}: {meta.lines:,} lines, {meta.bytes / 1e9:.2f} GB "
         f"({meta.bytes / max(1, meta.lines):,.0f} B/line), {meta.seconds} s"

@@ -1,12 +1,13 @@
 """One benchmark stage, run by `run.py` in its own process so that its peak RSS is its own.
 
     python benchmarks/stages.py scan     --log LOG --result OUT.json
+    python benchmarks/stages.py groupby  --log LOG --result OUT.json
     python benchmarks/stages.py ingest   --log LOG --db STORE --result OUT.json
     python benchmarks/stages.py baseline --db STORE --result OUT.json
     python benchmarks/stages.py caching  --db STORE --result OUT.json   (any advisor.levers.<name>)
 
 `seconds` covers the stage's work only (imports and interpreter start-up excluded); `parts` splits
-it where the stage has natural pieces. `--profile FILE` runs the stage under cProfile.
+it where the stage has natural pieces. `--cprofile FILE` runs the stage under cProfile.
 """
 
 from __future__ import annotations
@@ -43,6 +44,34 @@ FROM (SELECT response.usage AS u
 """
 
 
+# The user's notebook alternative to `advisor analyze` (issue 16): tokens by feature and model,
+# with p95 latency, distinct users and distinct system prompts, so that it reads every prompt
+# text once. Written as a user would; only the fields it names are typed. A system prompt is the
+# top-level `system` (Anthropic; as its JSON text when sent as content blocks), else the first
+# message when its role is system.
+GROUPBY_COLUMNS = (
+    "{'feature': 'VARCHAR', 'user': 'VARCHAR', 'latency_ms': 'DOUBLE', "
+    "'request': 'STRUCT(model VARCHAR, system VARCHAR, messages STRUCT(role VARCHAR, "
+    "content VARCHAR)[])', 'response': '" + SCAN_COLUMNS + "'}"
+)
+GROUPBY_SQL = """
+SELECT feature, model, count(*) AS requests,
+       sum(coalesce(u.prompt_tokens, u.input_tokens + coalesce(u.cache_read_input_tokens, 0)
+                                     + coalesce(u.cache_creation_input_tokens, 0))) AS prompt,
+       sum(coalesce(u.completion_tokens, u.output_tokens)) AS completion,
+       quantile_cont(latency_ms, 0.95) AS p95_latency_ms,
+       count(DISTINCT "user") AS users,
+       count(DISTINCT system_prompt) AS system_prompts
+FROM (SELECT feature, request.model AS model, latency_ms, "user", response.usage AS u,
+             coalesce(request.system, CASE WHEN request.messages[1].role = 'system'
+                                           THEN request.messages[1].content END) AS system_prompt
+      FROM read_json({path}, format = 'newline_delimited', records = true,
+                     ignore_errors = true, columns = {columns}))
+GROUP BY ALL
+ORDER BY ALL
+"""
+
+
 @dataclass
 class StageResult:
     stage: str
@@ -60,6 +89,10 @@ def _sql_str(text: str) -> str:
 
 def scan_sql(log: Path) -> str:
     return SCAN_SQL.format(path=_sql_str(str(log)), columns=SCAN_COLUMNS)
+
+
+def groupby_sql(log: Path) -> str:
+    return GROUPBY_SQL.format(path=_sql_str(str(log)), columns=GROUPBY_COLUMNS)
 
 
 class Clock:
@@ -94,6 +127,28 @@ def run_scan(log: Path) -> StageResult:
         seconds=clock.total,
         counts={"rows": row[0], "prompt_tokens": row[1], "completion_tokens": row[2]},
         note="read_json newline_delimited, records, ignore_errors; only response.usage typed",
+    )
+
+
+def run_groupby(log: Path) -> StageResult:
+    """The notebook's GROUP BY query, with DuckDB's defaults (all cores, its own memory limit)."""
+    import duckdb
+
+    clock = Clock()
+    con = duckdb.connect(config={"autoinstall_known_extensions": "false"})
+    rows = con.execute(groupby_sql(log)).fetchall()
+    con.close()
+    return StageResult(
+        "groupby",
+        seconds=clock.total,
+        counts={
+            "groups": len(rows),
+            "rows": sum(r[2] for r in rows),
+            "prompt_tokens": sum(r[3] or 0 for r in rows),
+            "completion_tokens": sum(r[4] or 0 for r in rows),
+            "max_system_prompts_per_group": max((r[7] for r in rows), default=0),
+        },
+        note="tokens by feature and model, p95 latency, distinct users and system prompts",
     )
 
 
@@ -321,20 +376,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", type=Path)
     parser.add_argument("--db", type=Path)
     parser.add_argument("--result", type=Path, required=True)
-    parser.add_argument("--profile", type=Path, help="write cProfile stats of the stage here")
+    parser.add_argument("--cprofile", type=Path, help="write cProfile stats of the stage here")
     args = parser.parse_args(argv)
     jobs: dict[str, Callable[[], StageResult]] = {
         "scan": lambda: run_scan(args.log),
+        "groupby": lambda: run_groupby(args.log),
         "ingest": lambda: run_ingest(args.log, args.db),
         "baseline": lambda: run_baseline(args.db),
         "analyze": lambda: run_analyze(args.log, args.db),
         "guardrails": lambda: run_guardrails(args.db),
     }
     job = jobs.get(args.stage, lambda: run_lever(args.db, args.stage))
-    if args.profile:
+    if args.cprofile:
         profiler = cProfile.Profile()
         result = profiler.runcall(job)
-        profiler.dump_stats(args.profile)
+        profiler.dump_stats(args.cprofile)
     else:
         result = job()
     result.vm_hwm_bytes = vm_hwm_bytes()
