@@ -256,6 +256,19 @@ def test_too_long_line_falls_back(tmp_path: Path, monkeypatch) -> None:
     assert store_snapshot(con) == _line_exact(path)
 
 
+def test_the_reader_buffer_fits_the_longest_line(tmp_path: Path, monkeypatch) -> None:
+    # the object size (and so the reader's buffers) follows the file, not the 64 MB ceiling
+    assert envelope.object_size(0) == envelope.object_size(9_000) == envelope.MIN_OBJECT_BYTES
+    assert envelope.object_size(3 << 20) == 4 << 20
+    # lines longer than the floor, among short ones, still take the fast path
+    monkeypatch.setattr(envelope, "MIN_OBJECT_BYTES", 1 << 12)
+    long = openai_line("long", messages=[{"role": "user", "content": "word " * 5000}])
+    lines = _tricky_lines()
+    path = _write(tmp_path / "log.jsonl", [*lines[:4], json.dumps(long).encode(), *lines[4:]])
+    assert LineIndex(path).longest_line > 4 * envelope.MIN_OBJECT_BYTES
+    assert _fast(path, monkeypatch) == _line_exact(path)
+
+
 def test_reingest_through_fast_path_adds_nothing(tmp_path: Path, monkeypatch) -> None:
     path = _write(tmp_path / "log.jsonl", _tricky_lines())
     con = store.connect()

@@ -206,6 +206,17 @@ _ODD_SPACE = [11, 12]  # the two JSON itself does not allow
 # Longest line the parallel reader takes; its buffers grow with it (1 GB cost 1.2 GB of memory).
 # A longer line makes read_json fail, and ingest reads that file the line-exact way instead.
 MAX_LINE_BYTES = 1 << 26
+# The reader's object size when the longest line is shorter: its buffers are twice this, per
+# thread and in flight, all outside the table data DuckDB can spill. With 64 MB on a log of
+# 21 KB lines (long agent histories) they took 888 MB of a 1 GB budget, and ingest failed with
+# "Out of Memory"; 2 MiB reads as fast as 64 MB on the heavy log.
+MIN_OBJECT_BYTES = 1 << 21
+
+
+def object_size(longest_line: int) -> int:
+    """read_json's maximum_object_size for a file whose longest line has this many bytes:
+    the next power of two above it, at least MIN_OBJECT_BYTES."""
+    return max(MIN_OBJECT_BYTES, 1 << max(0, longest_line).bit_length())
 
 
 def _sql_str(text: str) -> str:
@@ -263,7 +274,7 @@ def _lines_source(table: str) -> str:
   FROM {table}"""
 
 
-def _file_source(path: str) -> str:
+def _file_source(path: str, max_object: int) -> str:
     columns = (
         "{"
         + ", ".join(f"{_sql_str(k)}: {_sql_str(_duckdb_type(v))}" for k, v in STRUCTURE.items())
@@ -278,7 +289,7 @@ def _file_source(path: str) -> str:
          NULL::VARCHAR AS raw,
          true AS looks_like_object, struct_pack({packed}) AS j
   FROM read_json({_sql_str(path)}, format = 'newline_delimited', records = true,
-                 ignore_errors = true, maximum_object_size = {MAX_LINE_BYTES},
+                 ignore_errors = true, maximum_object_size = {max_object},
                  columns = {columns})"""
 
 
@@ -292,6 +303,7 @@ def file_sql(
     path: str,
     convention: str = "auto",
     default_model: str | None = None,
+    max_object: int = MAX_LINE_BYTES,
 ) -> str:
     """Staged rows read straight from a JSON-lines file by DuckDB's parallel reader.
 
@@ -301,8 +313,9 @@ def file_sql(
     `lines_sql`, which names the reason from the raw text. Texts whose hash is in the `$known`
     parameter (a list of hash() values) come out NULL, their hash kept: the store already has
     them, and carrying the same long system prompt through every row would cost gigabytes.
+    `max_object` is the reader's maximum_object_size (see object_size).
     """
-    return _staging_sql(_file_source(path), False, convention, default_model, True)
+    return _staging_sql(_file_source(path, max_object), False, convention, default_model, True)
 
 
 def _staging_sql(

@@ -246,6 +246,11 @@ class LineIndex:
         return len(self.starts)
 
     @property
+    def longest_line(self) -> int:
+        """Bytes in the longest line (0 for an empty file)."""
+        return int((self.ends - self.starts).max()) if self.lines else 0
+
+    @property
     def blank_lines(self) -> np.ndarray:
         """1-based numbers of the blank lines."""
         return np.flatnonzero(self.blank) + 1

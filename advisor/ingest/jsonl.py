@@ -124,9 +124,10 @@ def _stage_parallel(
     known: list[int],
 ) -> bool:
     """The fast path, into `_staged`; False where it cannot be sure of its line numbers."""
-    source = str(index.path)
+    if index.longest_line > envelope.MAX_LINE_BYTES:
+        return False
     create = "CREATE OR REPLACE TEMP TABLE _staged AS " + envelope.file_sql(
-        source, convention, model
+        str(index.path), convention, model, envelope.object_size(index.longest_line)
     )
     params = {"known": known}
     # Rows are numbered by their order in the table, so only a plan that keeps the scan's order
@@ -141,7 +142,7 @@ def _stage_parallel(
     except duckdb.InvalidInputException as error:
         if "maximum_object_size" not in str(error):
             raise
-        return False  # a line over 64 MB
+        return False  # a line longer than the reader expected
     finally:
         con.execute("RESET disabled_optimizers")
     if scalar(con, "SELECT count(*) FROM _staged") != index.filled_lines:
