@@ -15,7 +15,16 @@ from pathlib import Path
 
 import duckdb
 
-from advisor import __version__, baseline, guardrails, lever_notes, outputs, store, tokens
+from advisor import (
+    __version__,
+    baseline,
+    guardrails,
+    lever_notes,
+    outputs,
+    sampling,
+    store,
+    tokens,
+)
 from advisor import analysis as A
 from advisor.action_plan import build_action_plan, build_unit_economics
 from advisor.analysis import Analysis, FileInput, QuarantineReason, load_analysis
@@ -162,9 +171,11 @@ def build_analysis(
     options: SimOptions | None = None,
     now: dt.datetime | None = None,
     step: Step | None = None,
+    sample: float | None = None,
 ) -> Analysis:
     """Price, fill, simulate and summarise everything in an ingested store; `step` is told
-    what starts next."""
+    what starts next. `sample`: the fraction of the log the levers replay (advisor.sampling;
+    1.0: all of it; None: all of it up to sampling.AUTO_ABOVE requests)."""
     store.require_sound(con)
     options = options or SimOptions()
     if step is not None:
@@ -176,7 +187,15 @@ def build_analysis(
     tokenizer, notes = _tokenizer_note(fill)
     notes += baseline.source_note(con, prices) + baseline.price_gaps(con, prices)
     ctx = LeverContext(con, prices, rules_dir or default_rules_dir(), options)
-    sim = simulate(ctx, step=step)
+    plan = sampling.plan(int(store.scalar(con, "SELECT count(*) FROM requests")), sample)
+    if plan is None:
+        sim = simulate(ctx, step=step)
+    else:
+        if step is not None:
+            step(f"drawing a {plan.fraction:.2%} sample of whole templates and sessions")
+        drawn = sampling.draw(con, plan)
+        with sampling.narrowed(con):
+            sim = simulate(ctx, step=step, standalone_steps=True)
     why_not = lever_notes.why_not(ctx, sim.levers)
     if step is not None:
         step("streaming advice")
@@ -189,7 +208,7 @@ def build_analysis(
     levers = [_lever_result(run, why_not.get(run.id)) for run in sim.levers]
     combined = A.Combined(**vars(sim.combined))
     period = baseline.build_period(con)
-    return Analysis(
+    analysis = Analysis(
         generated_at=generated,
         advisor_version=__version__,
         inputs=[
@@ -217,7 +236,10 @@ def build_analysis(
         unit_economics=build_unit_economics(con),
         streaming=advice,
         prices=baseline.build_prices(con, prices),
-    ).redacted()  # the boundary: nothing below sees unmasked log text
+    )
+    if plan is not None:
+        analysis = sampling.estimate(con, analysis, plan, drawn)
+    return analysis.redacted()  # the boundary: nothing below sees unmasked log text
 
 
 def lever_ids(ids: Sequence[str] | None) -> tuple[str, ...]:
@@ -249,6 +271,7 @@ def analyze(
     step: Step | None = None,
     write_report: bool = True,
     memory: str | None = None,
+    sample: float | None = None,
 ) -> AnalyzeResult:
     """The main job: ingest -> price -> simulate -> analysis.json + report.html in `out_dir`.
 
@@ -258,7 +281,8 @@ def analyze(
     fresh store) are built in a staging folder inside `out_dir` and replace the previous ones
     as one set only when complete, so a failed or interrupted run leaves them as they were.
     `progress` hears of the lines read, `step` of each stage after reading as it starts;
-    `memory` is DuckDB's budget (store.memory_limit), checked before anything is touched.
+    `memory` is DuckDB's budget (store.memory_limit), checked before anything is touched;
+    `sample` the fraction of the log the levers replay (build_analysis).
     """
     out = Path(out_dir)
     names = (*STORE_FILES, *OUTPUT_FILES) if db is None else OUTPUT_FILES  # --db: stays put
@@ -277,7 +301,7 @@ def analyze(
                     logs, staging, Path(db) if db is not None else staging / DB_FILE,
                     fmt=fmt, mapping=mapping, model=model, prices=prices, rules_dir=rules_dir,
                     options=options, progress=progress, step=step, write_report=write_report,
-                    memory=memory,
+                    memory=memory, sample=sample,
                 )  # fmt: skip
                 with outputs.interrupts_held():
                     outputs.swap_in(staging, out, names)
@@ -322,6 +346,7 @@ def _build(
     progress: Progress | None,
     step: Step | None,
     memory: str,
+    sample: float | None = None,
 ) -> tuple[Analysis, IngestReport, dict[str, Path], dict[str, str]]:
     """Ingest into the store and write every output into `staging`; the files written, and
     the outputs not written with the reason."""
@@ -349,7 +374,7 @@ def _build(
                 hint="check the format (docs/logging-format.md), or force one with --format",
             )
         result = build_analysis(
-            con, prices, report, rules_dir=rules_dir, options=options, step=step
+            con, prices, report, rules_dir=rules_dir, options=options, step=step, sample=sample
         )
         if step is not None:
             step("writing the analysis, report and exports")

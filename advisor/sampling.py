@@ -1,0 +1,372 @@
+"""Sampled lever replay for logs too large to replay whole: draw, scale and bound the savings.
+
+The baseline (totals and the breakdowns by model, feature, user and day), the coverage, the
+guardrails, the anomalies and the streaming advice stay exact over every stored request. Only
+the levers' replay (`simulate`) runs on a sample, and their savings are scaled back to the log.
+
+The sampling unit is one hash key that nests everything a lever's replay depends on:
+**(template, UTC day)**, where the template is the request's feature (else its system prompt),
+and a session belongs wholly to the unit of its first request. So a sampled unit holds
+- every request of a prefix/template group over a whole day, in time order: the caching replay
+  sees the group's true request rate within any TTL of an hour or less (what the provider keeps
+  warm), and the batching bursts of a feature's day are whole;
+- every call of a session: conversation history and its cache reads stay intact;
+- the feature's traffic on whole days: output-cap percentiles and tiering see real requests.
+Accounts are not part of the key: caches are shared across accounts by default
+(rules/caching.yaml `per_account`), so a finer key would thin a shared cache. What a unit cuts:
+a cache kept warm across midnight (24 h retention) and a session's continuation into a day whose
+other traffic was not drawn; both change one request per template and day, a small edge effect.
+Guardrail windows need no sample: the limits and anomalies are computed over every request.
+
+Units are drawn by a stable hash (md5 of the key): the same log and fraction draw the same
+sample, so the same input gives a byte-identical analysis.json.
+
+Estimation: each saving S (a lever's standalone and marginal saving, the combined saving, an
+action-plan row) is a ratio estimate, S = s / x * X, where s is the sample's saving, x the
+sample's baseline cost and X the exact baseline cost of the whole log (one scale k = X / x for
+every figure, so the levers' marginal savings and the action plan's rows still add up to the
+combined saving). Its 95 % interval is S +/- 1.96 sqrt(V), with V the linearised variance of a
+ratio estimator under Bernoulli sampling of units at rate f: V = (1 - f) k^2 sum_i (s_i - R x_i)^2
+over the sampled units (R = s / x). It states sampling error only, not the levers' own
+assumptions (their `range`).
+
+Figures scaled: levers' savings and ranges, the combined cost and saving, recommendations and the
+action plan. Left as measured on the sample, and said so: the levers' details, request counts
+of the levers and the plan, and the unit economics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+
+import duckdb
+
+from advisor import analysis as A
+from advisor.action_plan import NO_FEATURE, month
+from advisor.errors import InputError
+from advisor.simulate import ALONE_TABLE
+
+SCHEMA = "sampled"  # the schema the levers read the sampled requests from (first in search_path)
+UNITS = "_sample_units"  # request_id -> unit, over the sampled requests
+# The store tables a sample narrows to its requests; every other table is read whole.
+NARROWED = ("requests", "messages", "costs", "texts")
+UNIT_DESCRIPTION = "template (feature, else system prompt) x UTC day; sessions whole"
+METHOD = (
+    "ratio estimator (sample saving / sample baseline cost x exact baseline cost); 95% "
+    "intervals from the between-unit variance (sampling error only)"
+)
+# Above this many requests `analyze` samples by itself: the issue's scale bar is a 1M-request
+# log in 2 GiB and time linear in the log, so 20M requests is where a full replay takes hours
+# on a laptop; a sample of AUTO_TARGET requests keeps intervals narrow (thousands of units).
+AUTO_ABOVE = 20_000_000
+AUTO_TARGET = 5_000_000
+Z95 = Decimal("1.959963984540054")
+PLACES = Decimal("1e-10")
+SCALE_PLACES = Decimal("1e-12")
+_HASH_BUCKETS = 1_000_000
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """What to replay: a fraction of units, and whether the size of the log chose it."""
+
+    fraction: float
+    automatic: bool = False
+
+
+def parse_fraction(text: str) -> float:
+    """'5%', '0.05' or '100%' as a fraction in (0, 1]; anything else is an InputError."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise InputError(
+            f"--sample {text!r} is not a fraction of the log",
+            hint="give a percentage in (0, 100], e.g. --sample 5% (100% replays everything)",
+        )
+    return value
+
+
+def plan(requests: int, fraction: float | None) -> SamplePlan | None:
+    """The sample to replay: the fraction asked for (1.0: none), else automatic above AUTO_ABOVE
+    requests; None: replay every request."""
+    if fraction is not None:
+        return None if fraction >= 1 else SamplePlan(fraction)
+    if requests > AUTO_ABOVE:
+        return SamplePlan(round(AUTO_TARGET / requests, 4) or 0.0001, automatic=True)
+    return None
+
+
+def _keep(fraction: float) -> int:
+    return max(1, round(fraction * _HASH_BUCKETS))
+
+
+@dataclass(frozen=True)
+class Drawn:
+    units: int
+    units_sampled: int
+    requests_sampled: int
+
+
+def draw(con: duckdb.DuckDBPyConnection, sample: SamplePlan) -> Drawn:
+    """Build schema `sampled` holding the NARROWED tables for the drawn units (and UNITS)."""
+    template = "coalesce(r.feature, r.system_hash, '')"
+    day = "coalesce(strftime(r.ts, '%Y-%m-%d'), '')"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _sample_all AS
+            WITH sessions AS (
+              SELECT session_id, first({template} || '|' || {day} ORDER BY r.ts, r.request_id)
+                     AS unit
+              FROM requests r WHERE session_id IS NOT NULL GROUP BY session_id)
+            SELECT r.request_id, coalesce(s.unit, {template} || '|' || {day}) AS unit
+            FROM requests r LEFT JOIN sessions s USING (session_id)"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _sample_keys AS
+            SELECT unit, md5_number(unit) % {_HASH_BUCKETS} < {_keep(sample.fraction)} AS kept
+            FROM (SELECT DISTINCT unit FROM _sample_all)"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {UNITS} AS
+            SELECT a.request_id, a.unit FROM _sample_all a JOIN _sample_keys k USING (unit)
+            WHERE k.kept"""
+    )
+    units, kept = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE kept) FROM _sample_keys"
+    ).fetchall()[0]
+    con.execute("DROP TABLE _sample_all; DROP TABLE _sample_keys")
+    con.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}")
+    con.execute(f"CREATE TABLE {SCHEMA}.requests AS SELECT * FROM requests SEMI JOIN {UNITS} "
+                "USING (request_id)")  # fmt: skip
+    for table in ("messages", "costs"):
+        con.execute(
+            f"CREATE TABLE {SCHEMA}.{table} AS SELECT * FROM {table} "
+            f"SEMI JOIN {SCHEMA}.requests USING (request_id)"
+        )
+    con.execute(
+        f"""CREATE TABLE {SCHEMA}.texts AS SELECT * FROM texts SEMI JOIN (
+              SELECT text_hash FROM {SCHEMA}.messages
+              UNION SELECT unnest([prompt_hash, system_hash, response_hash]) FROM {SCHEMA}.requests
+            ) USING (text_hash)"""
+    )
+    n = int(con.execute(f"SELECT count(*) FROM {SCHEMA}.requests").fetchall()[0][0])
+    return Drawn(int(units), int(kept), n)
+
+
+@contextmanager
+def narrowed(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """While open, unqualified names find the sampled tables first (the levers read `requests`,
+    `messages`... by name). On leaving, the tables the levers made (sim_final, lever_<id>...)
+    move to the main schema, where the exports read them, and the sampled schema goes."""
+    before = str(con.execute("SELECT current_setting('search_path')").fetchall()[0][0])
+    con.execute(f"SET search_path = '{SCHEMA},main'")
+    try:
+        yield
+    finally:
+        if before:
+            con.execute(f"SET search_path = '{before}'")
+        else:
+            con.execute("RESET search_path")
+    made = con.execute(
+        """SELECT table_name FROM information_schema.tables
+           WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY 1""",
+        [SCHEMA],
+    ).fetchall()
+    for (name,) in made:
+        if name not in NARROWED:
+            con.execute(f"CREATE OR REPLACE TABLE main.{name} AS SELECT * FROM {SCHEMA}.{name}")
+    con.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One saving: the sample's figure, its estimate over the log and its 95 % interval."""
+
+    sampled: Decimal
+    estimate: Decimal
+    low: Decimal
+    high: Decimal
+
+    def interval(self) -> A.Interval:
+        return A.Interval(low=self.low, high=self.high)
+
+
+class Estimator:
+    """Scales the sample's savings to the log and bounds them (see the module docstring)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, exact_cost: Decimal, fraction: float):
+        self.fraction = Decimal(str(fraction))
+        base = con.execute(
+            f"""SELECT u.unit, coalesce(sum(c.baseline_cost), 0)
+                FROM {UNITS} u JOIN costs c USING (request_id) GROUP BY 1 ORDER BY 1"""
+        ).fetchall()
+        self.x = {unit: Decimal(x) for unit, x in base}
+        self.sampled_cost = sum(self.x.values(), Decimal(0))
+        self.scale = (
+            (exact_cost / self.sampled_cost).quantize(SCALE_PLACES)
+            if self.sampled_cost
+            else Decimal(0)
+        )
+        with localcontext() as ctx:
+            ctx.prec = 80  # sums of squares, differenced: no digit lost to cancellation
+            self.x2 = sum((x * x for x in self.x.values()), Decimal(0))
+        self.per_unit = self._per_unit(con)
+
+    @staticmethod
+    def _per_unit(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Decimal]]:
+        """figure key -> unit -> the unit's saving: each lever's marginal step (`sim_steps`),
+        its standalone step (ALONE), the combined saving and each action-plan row."""
+        delta = "sum(coalesce(s.cost_before, 0) - coalesce(s.cost_after, 0))"
+        rows = con.execute(
+            f"""SELECT 'marginal:' || s.lever, u.unit, {delta}
+                FROM sim_steps s JOIN {UNITS} u USING (request_id) GROUP BY ALL
+                UNION ALL
+                SELECT 'standalone:' || s.lever, u.unit, {delta}
+                FROM {ALONE_TABLE} s JOIN {UNITS} u USING (request_id) GROUP BY ALL
+                UNION ALL
+                SELECT 'combined', u.unit, {delta}
+                FROM sim_steps s JOIN {UNITS} u USING (request_id) GROUP BY ALL
+                UNION ALL
+                SELECT 'row:' || s.lever || ':' || coalesce(r.feature, '{NO_FEATURE}'), u.unit,
+                       {delta}
+                FROM sim_steps s JOIN {UNITS} u USING (request_id)
+                JOIN requests r USING (request_id) GROUP BY ALL
+                ORDER BY 1, 2"""
+        ).fetchall()
+        out: dict[str, dict[str, Decimal]] = defaultdict(dict)
+        for key, unit, y in rows:
+            out[key][unit] = Decimal(y)
+        return out
+
+    def scaled(self, amount: Decimal) -> Decimal:
+        return (amount * self.scale).quantize(PLACES)
+
+    def figure(self, key: str, estimate: Decimal | None = None) -> Figure:
+        """The figure `key` of _per_unit; `estimate` overrides the scaled sum (a sum of scaled
+        parts, kept so that parts add up)."""
+        ys = self.per_unit.get(key, {})
+        with localcontext() as ctx:
+            ctx.prec = 80
+            y = sum(ys.values(), Decimal(0))
+            r = y / self.sampled_cost if self.sampled_cost else Decimal(0)
+            y2 = sum((v * v for v in ys.values()), Decimal(0))
+            xy = sum((v * self.x.get(unit, Decimal(0)) for unit, v in ys.items()), Decimal(0))
+            residual = max(y2 - 2 * r * xy + r * r * self.x2, Decimal(0))
+            sd = ((1 - self.fraction) * self.scale * self.scale * residual).sqrt()
+        mid = self.scaled(y) if estimate is None else estimate
+        half = (Z95 * sd).quantize(PLACES)
+        return Figure(y, mid, mid - half, mid + half)
+
+
+def estimate(
+    con: duckdb.DuckDBPyConnection,
+    analysis: A.Analysis,
+    sample: SamplePlan,
+    drawn: Drawn,
+) -> A.Analysis:
+    """`analysis` (its levers replayed on the drawn sample) with the savings scaled to the whole
+    log, their intervals, and the `sample` block that says so."""
+    exact = analysis.baseline.cost or Decimal(0)
+    est = Estimator(con, exact, sample.fraction)
+    levers, intervals = [], []
+    for lever in analysis.levers:
+        alone = est.figure(f"standalone:{lever.id}")
+        marginal = est.figure(f"marginal:{lever.id}")
+        rng = lever.range
+        if rng is not None:
+            rng = rng.model_copy(update={"low": est.scaled(rng.low), "high": est.scaled(rng.high)})
+        levers.append(
+            lever.model_copy(
+                update={
+                    "standalone_saving": alone.estimate,
+                    "marginal_saving": marginal.estimate,
+                    "range": rng,
+                }
+            )
+        )
+        intervals.append(
+            A.LeverInterval(
+                id=lever.id, standalone=alone.interval(), marginal=marginal.interval()
+            )
+        )
+    saving = sum((lever.marginal_saving for lever in levers), Decimal(0))
+    combined_figure = est.figure("combined", saving)
+    combined = analysis.combined.model_copy(
+        update={
+            "saving": saving,
+            "cost": None if analysis.combined.cost is None else exact - saving,
+            "saving_share": float(saving / exact) if exact else 0.0,
+        }
+    )
+    plan_, row_intervals = _scaled_plan(est, analysis.action_plan, saving, analysis.period.days)
+    recommendations = [
+        r.model_copy(update={"saving": est.scaled(r.saving)}) for r in analysis.recommendations
+    ]
+    block = A.Sample(
+        fraction=sample.fraction,
+        automatic=sample.automatic,
+        auto_above=AUTO_ABOVE,
+        unit=UNIT_DESCRIPTION,
+        units=drawn.units,
+        units_sampled=drawn.units_sampled,
+        requests=analysis.coverage.requests,
+        requests_sampled=drawn.requests_sampled,
+        baseline_cost_sampled=est.sampled_cost,
+        scale=float(est.scale),
+        method=METHOD,
+        levers=intervals,
+        combined=combined_figure.interval(),
+        action_plan=row_intervals,
+        notes=_notes(drawn),
+    )
+    return analysis.model_copy(
+        update={
+            "levers": levers,
+            "combined": combined,
+            "action_plan": plan_,
+            "recommendations": recommendations,
+            "sample": block,
+        }
+    )
+
+
+def _scaled_plan(
+    est: Estimator, plan_: A.ActionPlan, total: Decimal, days: float
+) -> tuple[A.ActionPlan, list[A.RowInterval]]:
+    """The plan's rows scaled; `other` takes what rounding each row leaves, so rows + other is
+    the combined saving exactly, as in an exact run."""
+    rows, intervals = [], []
+    for row in plan_.rows:
+        fig = est.figure(f"row:{row.id}")
+        rows.append(
+            row.model_copy(
+                update={"saving": fig.estimate, "saving_per_month": month(fig.estimate, days)}
+            )
+        )
+        intervals.append(A.RowInterval(id=row.id, low=fig.low, high=fig.high))
+    scaled = plan_.model_copy(
+        update={
+            "rows": rows,
+            "other": total - sum((r.saving for r in rows), Decimal(0)),
+            "total": total,
+            "total_per_month": month(total, days),
+            "minimum": est.scaled(plan_.minimum),
+        }
+    )
+    return scaled, intervals
+
+
+def _notes(drawn: Drawn) -> list[str]:
+    return [
+        "baseline, coverage, guardrails, anomalies and streaming advice: exact, every request",
+        "lever savings, ranges, recommendations, combined and the action plan: scaled estimates",
+        f"lever details, request counts of levers and the plan, unit economics: the "
+        f"{drawn.requests_sampled:,} sampled requests as measured",
+    ]
