@@ -42,9 +42,12 @@ from advisor.levers.base import LeverContext, LeverNote, SimOptions
 from advisor.outputs import is_interrupt
 from advisor.pricing import PriceTable, load_prices
 from advisor.ruleset import default_rules_dir
+from advisor.sampling import AUTO_ABOVE as AUTO_SAMPLE_ABOVE
+from advisor.sampling import parse_fraction as parse_sample
 from advisor.simulate import LeverRun, Step, rank, simulate
 
 __all__ = [
+    "AUTO_SAMPLE_ABOVE",
     "EVALSET_PRIVACY",
     "EVALSET_REDACTED",
     "INPUT_FORMATS",
@@ -64,6 +67,7 @@ __all__ = [
     "is_interrupt",
     "load_analysis",
     "load_price_table",
+    "parse_sample",
     "render_report",
 ]
 
