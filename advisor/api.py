@@ -176,10 +176,12 @@ def build_analysis(
     now: dt.datetime | None = None,
     step: Step | None = None,
     sample: float | None = None,
+    sample_seed: int = 0,
 ) -> Analysis:
     """Price, fill, simulate and summarise everything in an ingested store; `step` is told
     what starts next. `sample`: the fraction of the log the levers replay (advisor.sampling;
-    1.0: all of it; None: all of it up to sampling.AUTO_ABOVE requests)."""
+    1.0: all of it; None: all of it up to sampling.AUTO_ABOVE requests); `sample_seed` draws
+    another sample of the same size."""
     store.require_sound(con)
     options = options or SimOptions()
     if step is not None:
@@ -191,15 +193,12 @@ def build_analysis(
     tokenizer, notes = _tokenizer_note(fill)
     notes += baseline.source_note(con, prices) + baseline.price_gaps(con, prices)
     ctx = LeverContext(con, prices, rules_dir or default_rules_dir(), options)
-    plan = sampling.plan(int(store.scalar(con, "SELECT count(*) FROM requests")), sample)
+    requests = int(store.scalar(con, "SELECT count(*) FROM requests"))
+    plan = sampling.plan(requests, sample, sample_seed)
     if plan is None:
         sim = simulate(ctx, step=step)
     else:
-        if step is not None:
-            step(f"drawing a {plan.fraction:.2%} sample of whole templates and sessions")
-        drawn = sampling.draw(con, plan)
-        with sampling.narrowed(con):
-            sim = simulate(ctx, step=step, standalone_steps=True)
+        sim, drawn = sampling.replay(ctx, plan, step)
     why_not = lever_notes.why_not(ctx, sim.levers)
     if step is not None:
         step("streaming advice")

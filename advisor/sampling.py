@@ -49,7 +49,8 @@ import duckdb
 from advisor import analysis as A
 from advisor.action_plan import NO_FEATURE, month
 from advisor.errors import InputError
-from advisor.simulate import ALONE_TABLE
+from advisor.levers.base import LeverContext
+from advisor.simulate import ALONE_TABLE, Simulation, Step, simulate
 
 SCHEMA = "sampled"  # the schema the levers read the sampled requests from (first in search_path)
 UNITS = "_sample_units"  # request_id -> unit, over the sampled requests
@@ -77,6 +78,7 @@ class SamplePlan:
 
     fraction: float
     automatic: bool = False
+    seed: int = 0  # another seed draws another sample of the same size (repeated-draw checks)
 
 
 def parse_fraction(text: str) -> float:
@@ -94,13 +96,13 @@ def parse_fraction(text: str) -> float:
     return value
 
 
-def plan(requests: int, fraction: float | None) -> SamplePlan | None:
+def plan(requests: int, fraction: float | None, seed: int = 0) -> SamplePlan | None:
     """The sample to replay: the fraction asked for (1.0: none), else automatic above AUTO_ABOVE
     requests; None: replay every request."""
     if fraction is not None:
-        return None if fraction >= 1 else SamplePlan(fraction)
+        return None if fraction >= 1 else SamplePlan(fraction, seed=seed)
     if requests > AUTO_ABOVE:
-        return SamplePlan(round(AUTO_TARGET / requests, 4) or 0.0001, automatic=True)
+        return SamplePlan(max(round(AUTO_TARGET / requests, 4), 0.0001), True, seed)
     return None
 
 
@@ -130,7 +132,9 @@ def draw(con: duckdb.DuckDBPyConnection, sample: SamplePlan) -> Drawn:
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _sample_keys AS
-            SELECT unit, md5_number(unit) % {_HASH_BUCKETS} < {_keep(sample.fraction)} AS kept
+            SELECT unit,
+                   md5_number(unit || '#{int(sample.seed)}') % {_HASH_BUCKETS}
+                   < {_keep(sample.fraction)} AS kept
             FROM (SELECT DISTINCT unit FROM _sample_all)"""
     )
     con.execute(
@@ -158,6 +162,19 @@ def draw(con: duckdb.DuckDBPyConnection, sample: SamplePlan) -> Drawn:
     )
     n = int(con.execute(f"SELECT count(*) FROM {SCHEMA}.requests").fetchall()[0][0])
     return Drawn(int(units), int(kept), n)
+
+
+def replay(
+    ctx: LeverContext, sample: SamplePlan, step: Step | None = None
+) -> tuple[Simulation, Drawn]:
+    """Draw the sample and run the levers on it (`simulate`, with the standalone steps the
+    intervals need); its tables land in the store as an exact run's do."""
+    if step is not None:
+        step(f"drawing a {sample.fraction:.2%} sample of whole templates and sessions")
+    drawn = draw(ctx.con, sample)
+    with narrowed(ctx.con):
+        sim = simulate(ctx, step=step, standalone_steps=True)
+    return sim, drawn
 
 
 @contextmanager
