@@ -292,7 +292,8 @@ class Analysis(_Model):
     )
     prices: PriceTableIdentity | None = None  # None: written before prices were recorded
     sample: Sample | None = Field(
-        None, description="absent: every request was replayed; else how the levers were sampled"
+        default=None,
+        description="absent: every request was replayed; else how the levers were sampled",
     )
 
     def redacted(self) -> Analysis:

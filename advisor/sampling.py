@@ -309,9 +309,7 @@ def estimate(
             )
         )
         intervals.append(
-            A.LeverInterval(
-                id=lever.id, standalone=alone.interval(), marginal=marginal.interval()
-            )
+            A.LeverInterval(id=lever.id, standalone=alone.interval(), marginal=marginal.interval())
         )
     saving = sum((lever.marginal_saving for lever in levers), Decimal(0))
     combined_figure = est.figure("combined", saving)

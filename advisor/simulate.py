@@ -50,10 +50,10 @@ def state_cost(con: duckdb.DuckDBPyConnection, table: str) -> tuple[Decimal, int
 def record_step(
     con: duckdb.DuckDBPyConnection, lever_id: str, before: str, after: str, into: str = "sim_steps"
 ) -> None:
-    """Append to `into` (`sim_steps`) each request whose cost the lever's chained step changed, with its
-    cost before and after the step (NULL: unpriced). Summed over a lever's rows, cost_before -
-    cost_after (NULL as 0, as state_cost sums) is exactly its marginal saving: the action plan
-    splits it by scope."""
+    """Append to `into` (`sim_steps`) each request whose cost the lever's chained step changed,
+    with its cost before and after the step (NULL: unpriced). Summed over a lever's rows,
+    cost_before - cost_after (NULL as 0, as state_cost sums) is exactly its marginal saving: the
+    action plan splits it by scope."""
     con.execute(
         f"""INSERT INTO {into}
             SELECT b.request_id, ?, b.cost, a.cost

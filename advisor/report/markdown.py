@@ -150,8 +150,7 @@ def _plan_table(a: Analysis, plan: ActionPlan) -> list[str]:
             "**Total**",
             "the combined saving",
             f"**{_money(a, plan.total_per_month)}**",
-            f"**{_money(a, plan.total)}**"
-            + _interval(a, a.sample.combined if a.sample else None),
+            f"**{_money(a, plan.total)}**" + _interval(a, a.sample.combined if a.sample else None),
             "",
             "",
         ]
