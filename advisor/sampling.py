@@ -18,6 +18,12 @@ a cache kept warm across midnight (24 h retention) and a session's continuation 
 other traffic was not drawn; both change one request per template and day, a small edge effect.
 Guardrail windows need no sample: the limits and anomalies are computed over every request.
 
+A rule's minimum request count over the whole period (output caps: a cap or a reasoning budget
+needs 50 requests of a feature) compares with the sample's count scaled by the fraction
+(`SimOptions.sample_fraction`), so the sample decides as the full log would; a threshold the
+levers learn that way and do not scale yet (the difficulty vocabulary's document frequency) is
+an error the intervals do not state.
+
 Units are drawn by a stable hash (md5 of the key): the same log and fraction draw the same
 sample, so the same input gives a byte-identical analysis.json.
 
@@ -41,7 +47,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, localcontext
 
 import duckdb
@@ -172,8 +178,9 @@ def replay(
     if step is not None:
         step(f"drawing a {sample.fraction:.2%} sample of whole templates and sessions")
     drawn = draw(ctx.con, sample)
+    options = replace(ctx.options, sample_fraction=sample.fraction)
     with narrowed(ctx.con):
-        sim = simulate(ctx, step=step, standalone_steps=True)
+        sim = simulate(replace(ctx, options=options), step=step, standalone_steps=True)
     return sim, drawn
 
 
