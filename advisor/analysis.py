@@ -245,16 +245,22 @@ class Sample(_Model):
     """Present only when the levers were replayed on a sample (advisor.sampling): the baseline
     is exact; lever, combined, recommendation and action-plan savings are scaled estimates."""
 
-    fraction: float = Field(description="share of units drawn (by a stable hash of the unit)")
+    fraction: float = Field(
+        description="share of each stratum's units drawn (two at the least), by a stable hash"
+    )
     automatic: bool = Field(description="chosen because the log holds more than auto_above")
     auto_above: int = Field(description="request count above which analyze samples by itself")
     unit: str = Field(description="what one sampling unit holds")
+    strata: int = Field(description="features: units are drawn within each, savings scaled by each")
     units: int
     units_sampled: int
     requests: int
     requests_sampled: int
     baseline_cost_sampled: Money = Field(description="baseline cost of the sampled requests")
-    scale: float = Field(description="exact baseline cost / sampled baseline cost (12 places)")
+    scale: float = Field(
+        description="exact / sampled baseline cost over all strata (12 places): the scale of "
+        "figures not split by stratum (ranges, recommendations)"
+    )
     method: str
     levers: list[LeverInterval] = Field(default_factory=list)
     combined: Interval

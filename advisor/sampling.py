@@ -24,17 +24,25 @@ needs 50 requests of a feature) compares with the sample's count scaled by the f
 levers learn that way and do not scale yet (the difficulty vocabulary's document frequency) is
 an error the intervals do not state.
 
-Units are drawn by a stable hash (md5 of the key): the same log and fraction draw the same
-sample, so the same input gives a byte-identical analysis.json.
+The same log, fraction and seed draw the same sample: the same input gives a byte-identical
+analysis.json.
+
+Design: stratified by feature (requests without one form one stratum). Within each stratum the
+units are ranked by a stable hash (md5 of the key and a seed) and the first `fraction` of them
+drawn, two at the least (so the spread can be estimated; a stratum of one or two units goes
+whole). Strata keep a small feature's saving from hanging on whether one of its days was drawn.
 
 Estimation: each saving S (a lever's standalone and marginal saving, the combined saving, an
-action-plan row) is a ratio estimate, S = s / x * X, where s is the sample's saving, x the
-sample's baseline cost and X the exact baseline cost of the whole log (one scale k = X / x for
-every figure, so the levers' marginal savings and the action plan's rows still add up to the
-combined saving). Its 95 % interval is S +/- 1.96 sqrt(V), with V the linearised variance of a
-ratio estimator under Bernoulli sampling of units at rate f: V = (1 - f) k^2 sum_i (s_i - R x_i)^2
-over the sampled units (R = s / x). It states sampling error only, not the levers' own
-assumptions (their `range`).
+action-plan row) is a separate ratio estimate, S = sum_h s_h / x_h * X_h over strata h, where
+s_h is the stratum's sampled saving, x_h its sampled baseline cost and X_h its exact baseline
+cost over the whole log. Its 95 % interval is S +/- 1.96 sqrt(V), V = sum_h (1 - n_h/N_h)
+k_h^2 n_h/(n_h-1) sum_i (s_i - R_h x_i)^2 over the stratum's n_h drawn units of N_h (k_h =
+X_h / x_h, R_h = s_h / x_h): the linearised variance of a ratio estimator under simple random
+sampling of units. Every figure scales the same per-stratum savings, so the levers' marginal
+savings and the action plan's rows still add up to the combined saving (rounding to 1e-10 goes
+to the plan's `other`). The intervals state sampling error only, not the levers' assumptions
+(their `range`); a lever whose policy the sample itself decides (a percentile, a classifier)
+also varies by what was drawn, which the spread between units covers only in part.
 
 Figures scaled: levers' savings and ranges, the combined cost and saving, recommendations and the
 action plan. Left as measured on the sample, and said so: the levers' details, request counts
@@ -59,13 +67,16 @@ from advisor.levers.base import LeverContext
 from advisor.simulate import ALONE_TABLE, Simulation, Step, simulate
 
 SCHEMA = "sampled"  # the schema the levers read the sampled requests from (first in search_path)
-UNITS = "_sample_units"  # request_id -> unit, over the sampled requests
+UNITS = "_sample_units"  # request_id -> stratum, unit, over the sampled requests
+STRATA = "_sample_strata"  # per stratum: units, units drawn, exact and sampled baseline cost
 # The store tables a sample narrows to its requests; every other table is read whole.
 NARROWED = ("requests", "messages", "costs", "texts")
-UNIT_DESCRIPTION = "template (feature, else system prompt) x UTC day; sessions whole"
+UNIT_DESCRIPTION = (
+    "template (feature, else system prompt) x UTC day, drawn within each feature; sessions whole"
+)
 METHOD = (
-    "ratio estimator (sample saving / sample baseline cost x exact baseline cost); 95% "
-    "intervals from the between-unit variance (sampling error only)"
+    "separate ratio estimator per feature (sampled saving / sampled baseline cost x exact "
+    "baseline cost); 95% intervals from the between-unit variance (sampling error only)"
 )
 # Above this many requests `analyze` samples by itself: the issue's scale bar is a 1M-request
 # log in 2 GiB and time linear in the log, so 20M requests is where a full replay takes hours
@@ -75,7 +86,6 @@ AUTO_TARGET = 5_000_000
 Z95 = Decimal("1.959963984540054")
 PLACES = Decimal("1e-10")
 SCALE_PLACES = Decimal("1e-12")
-_HASH_BUCKETS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -112,44 +122,62 @@ def plan(requests: int, fraction: float | None, seed: int = 0) -> SamplePlan | N
     return None
 
 
-def _keep(fraction: float) -> int:
-    return max(1, round(fraction * _HASH_BUCKETS))
-
-
 @dataclass(frozen=True)
 class Drawn:
+    strata: int
     units: int
     units_sampled: int
     requests_sampled: int
 
 
 def draw(con: duckdb.DuckDBPyConnection, sample: SamplePlan) -> Drawn:
-    """Build schema `sampled` holding the NARROWED tables for the drawn units (and UNITS)."""
-    template = "coalesce(r.feature, r.system_hash, '')"
-    day = "coalesce(strftime(r.ts, '%Y-%m-%d'), '')"
+    """Build schema `sampled` holding the NARROWED tables for the drawn units, UNITS (request ->
+    stratum, unit) and STRATA (per stratum: units, units drawn, exact and sampled baseline cost).
+    Needs `costs` (the baseline priced)."""
+    template = "coalesce(feature, system_hash, '')"
+    day = "coalesce(strftime(ts, '%Y-%m-%d'), '')"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _sample_all AS
-            WITH sessions AS (
-              SELECT session_id, first({template} || '|' || {day} ORDER BY r.ts, r.request_id)
-                     AS unit
-              FROM requests r WHERE session_id IS NOT NULL GROUP BY session_id)
-            SELECT r.request_id, coalesce(s.unit, {template} || '|' || {day}) AS unit
-            FROM requests r LEFT JOIN sessions s USING (session_id)"""
+            WITH keyed AS (
+              SELECT request_id, session_id, ts, coalesce(feature, '') AS stratum,
+                     coalesce(feature, '') || '|' || {template} || '|' || {day} AS unit
+              FROM requests
+            ), sessions AS (  -- a session goes whole with the unit of its first call
+              SELECT session_id, first(stratum ORDER BY ts, request_id) AS stratum,
+                     first(unit ORDER BY ts, request_id) AS unit
+              FROM keyed WHERE session_id IS NOT NULL GROUP BY session_id)
+            SELECT k.request_id, coalesce(s.stratum, k.stratum) AS stratum,
+                   coalesce(s.unit, k.unit) AS unit
+            FROM keyed k LEFT JOIN sessions s USING (session_id)"""
     )
+    # within each stratum, the units first by a stable hash: a fixed share of them (two at the
+    # least, so that its spread can be estimated) is drawn
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _sample_keys AS
-            SELECT unit,
-                   md5_number(unit || '#{int(sample.seed)}') % {_HASH_BUCKETS}
-                   < {_keep(sample.fraction)} AS kept
-            FROM (SELECT DISTINCT unit FROM _sample_all)"""
+            SELECT stratum, unit, rk <= least(n, greatest(2, round(n * {float(sample.fraction)})))
+                   AS kept
+            FROM (SELECT stratum, unit, count(*) OVER (PARTITION BY stratum) AS n,
+                         row_number() OVER (PARTITION BY stratum
+                             ORDER BY md5(unit || '#{int(sample.seed)}'), unit) AS rk
+                  FROM (SELECT DISTINCT stratum, unit FROM _sample_all))"""
     )
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {UNITS} AS
-            SELECT a.request_id, a.unit FROM _sample_all a JOIN _sample_keys k USING (unit)
-            WHERE k.kept"""
+            SELECT a.request_id, a.stratum, a.unit
+            FROM _sample_all a JOIN _sample_keys k USING (stratum, unit) WHERE k.kept"""
     )
-    units, kept = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE kept) FROM _sample_keys"
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE {STRATA} AS
+            SELECT a.stratum, count(DISTINCT a.unit) AS units,
+                   count(DISTINCT a.unit) FILTER (WHERE k.kept) AS units_sampled,
+                   coalesce(sum(c.baseline_cost), 0) AS exact_cost,
+                   coalesce(sum(c.baseline_cost) FILTER (WHERE k.kept), 0) AS sampled_cost
+            FROM _sample_all a JOIN _sample_keys k USING (stratum, unit)
+            LEFT JOIN costs c USING (request_id)
+            GROUP BY 1"""
+    )
+    strata, units, kept = con.execute(
+        f"SELECT count(*), sum(units), sum(units_sampled) FROM {STRATA}"
     ).fetchall()[0]
     con.execute("DROP TABLE _sample_all; DROP TABLE _sample_keys")
     con.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}")
@@ -167,7 +195,7 @@ def draw(con: duckdb.DuckDBPyConnection, sample: SamplePlan) -> Drawn:
             ) USING (text_hash)"""
     )
     n = int(con.execute(f"SELECT count(*) FROM {SCHEMA}.requests").fetchall()[0][0])
-    return Drawn(int(units), int(kept), n)
+    return Drawn(int(strata), int(units or 0), int(kept or 0), n)
 
 
 def replay(
@@ -222,31 +250,58 @@ class Figure:
         return A.Interval(low=self.low, high=self.high)
 
 
+@dataclass(frozen=True)
+class Stratum:
+    units: int
+    units_sampled: int
+    exact_cost: Decimal
+    sampled_cost: Decimal
+
+    @property
+    def scale(self) -> Decimal:
+        """Exact over sampled baseline cost; by units where the drawn units cost nothing."""
+        if self.sampled_cost:
+            return self.exact_cost / self.sampled_cost
+        return Decimal(self.units) / self.units_sampled if self.units_sampled else Decimal(0)
+
+
 class Estimator:
     """Scales the sample's savings to the log and bounds them (see the module docstring)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, exact_cost: Decimal, fraction: float):
-        self.fraction = Decimal(str(fraction))
-        base = con.execute(
-            f"""SELECT u.unit, coalesce(sum(c.baseline_cost), 0)
-                FROM {UNITS} u JOIN costs c USING (request_id) GROUP BY 1 ORDER BY 1"""
-        ).fetchall()
-        self.x = {unit: Decimal(x) for unit, x in base}
-        self.sampled_cost = sum(self.x.values(), Decimal(0))
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.strata = {
+            h: Stratum(int(n), int(m), Decimal(big), Decimal(small))
+            for h, n, m, big, small in con.execute(
+                f"""SELECT stratum, units, units_sampled, exact_cost, sampled_cost
+                    FROM {STRATA} ORDER BY 1"""
+            ).fetchall()
+        }
+        self.exact_cost = sum((h.exact_cost for h in self.strata.values()), Decimal(0))
+        self.sampled_cost = sum((h.sampled_cost for h in self.strata.values()), Decimal(0))
+        # figures with no split by stratum (ranges, recommendations) scale by the overall ratio
         self.scale = (
-            (exact_cost / self.sampled_cost).quantize(SCALE_PLACES)
+            (self.exact_cost / self.sampled_cost).quantize(SCALE_PLACES)
             if self.sampled_cost
             else Decimal(0)
         )
+        self.unit_stratum: dict[str, str] = {}
+        self.x: dict[str, Decimal] = {}
+        for h, unit, x in con.execute(
+            f"""SELECT u.stratum, u.unit, coalesce(sum(c.baseline_cost), 0)
+                FROM {UNITS} u LEFT JOIN costs c USING (request_id) GROUP BY ALL ORDER BY 1, 2"""
+        ).fetchall():
+            self.unit_stratum[unit], self.x[unit] = h, Decimal(x)
+        self.x2: dict[str, Decimal] = defaultdict(Decimal)
         with localcontext() as ctx:
             ctx.prec = 80  # sums of squares, differenced: no digit lost to cancellation
-            self.x2 = sum((x * x for x in self.x.values()), Decimal(0))
+            for unit, x in self.x.items():
+                self.x2[self.unit_stratum[unit]] += x * x
         self.per_unit = self._per_unit(con)
 
     @staticmethod
     def _per_unit(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Decimal]]:
         """figure key -> unit -> the unit's saving: each lever's marginal step (`sim_steps`),
-        its standalone step (ALONE), the combined saving and each action-plan row."""
+        its standalone step (ALONE_TABLE), the combined saving and each action-plan row."""
         delta = "sum(coalesce(s.cost_before, 0) - coalesce(s.cost_after, 0))"
         rows = con.execute(
             f"""SELECT 'marginal:' || s.lever, u.unit, {delta}
@@ -275,18 +330,31 @@ class Estimator:
     def figure(self, key: str, estimate: Decimal | None = None) -> Figure:
         """The figure `key` of _per_unit; `estimate` overrides the scaled sum (a sum of scaled
         parts, kept so that parts add up)."""
-        ys = self.per_unit.get(key, {})
+        y: dict[str, Decimal] = defaultdict(Decimal)
+        y2: dict[str, Decimal] = defaultdict(Decimal)
+        xy: dict[str, Decimal] = defaultdict(Decimal)
         with localcontext() as ctx:
             ctx.prec = 80
-            y = sum(ys.values(), Decimal(0))
-            r = y / self.sampled_cost if self.sampled_cost else Decimal(0)
-            y2 = sum((v * v for v in ys.values()), Decimal(0))
-            xy = sum((v * self.x.get(unit, Decimal(0)) for unit, v in ys.items()), Decimal(0))
-            residual = max(y2 - 2 * r * xy + r * r * self.x2, Decimal(0))
-            sd = ((1 - self.fraction) * self.scale * self.scale * residual).sqrt()
-        mid = self.scaled(y) if estimate is None else estimate
+            for unit, v in self.per_unit.get(key, {}).items():
+                h = self.unit_stratum[unit]
+                y[h] += v
+                y2[h] += v * v
+                xy[h] += v * self.x[unit]
+            total, variance = Decimal(0), Decimal(0)
+            for h, ys in y.items():
+                st = self.strata[h]
+                k = st.scale
+                total += k * ys
+                n = st.units_sampled
+                if n < 2 or n >= st.units:
+                    continue  # a stratum drawn whole has no sampling error
+                r = ys / st.sampled_cost if st.sampled_cost else Decimal(0)
+                residual = max(y2[h] - 2 * r * xy[h] + r * r * self.x2[h], Decimal(0))
+                variance += (1 - Decimal(n) / st.units) * k * k * n / (n - 1) * residual
+            sd = variance.sqrt()
+        mid = total.quantize(PLACES) if estimate is None else estimate
         half = (Z95 * sd).quantize(PLACES)
-        return Figure(y, mid, mid - half, mid + half)
+        return Figure(sum(y.values(), Decimal(0)), mid, mid - half, mid + half)
 
 
 def estimate(
@@ -298,7 +366,7 @@ def estimate(
     """`analysis` (its levers replayed on the drawn sample) with the savings scaled to the whole
     log, their intervals, and the `sample` block that says so."""
     exact = analysis.baseline.cost or Decimal(0)
-    est = Estimator(con, exact, sample.fraction)
+    est = Estimator(con)
     levers, intervals = [], []
     for lever in analysis.levers:
         alone = est.figure(f"standalone:{lever.id}")
@@ -336,6 +404,7 @@ def estimate(
         automatic=sample.automatic,
         auto_above=AUTO_ABOVE,
         unit=UNIT_DESCRIPTION,
+        strata=drawn.strata,
         units=drawn.units,
         units_sampled=drawn.units_sampled,
         requests=analysis.coverage.requests,

@@ -68,23 +68,30 @@ def _tiny_store() -> duckdb.DuckDBPyConnection:
 def test_draw_keeps_whole_template_days_and_whole_sessions() -> None:
     con = _tiny_store()
     drawn = sampling.draw(con, sampling.SamplePlan(0.5))
-    # 39 features x 3 days, plus f7's one session (its first request's day)
-    assert drawn.units == 39 * 3 + 1
-    assert 0 < drawn.units_sampled < drawn.units
+    # 39 features x 3 days, plus f7's one session (the unit of its first request's day)
+    assert (drawn.strata, drawn.units) == (40, 39 * 3 + 1)
+    # two of each feature's three days (round(1.5) is 2, and two at the least); f7 whole
+    assert drawn.units_sampled == 39 * 2 + 1
     kept = con.execute(
         f"""SELECT r.feature, strftime(r.ts, '%d'), count(*) FROM {sampling.SCHEMA}.requests r
             GROUP BY ALL"""
     ).fetchall()
     assert all(n == 3 for f, _, n in kept if f != "feat7")  # a template-day is whole or absent
-    f7 = [n for f, _, n in kept if f == "feat7"]
-    assert f7 in ([], [3, 3, 3])  # the session spans three days and stays whole
-    assert drawn.requests_sampled == sum(n for *_, n in kept)
+    assert sorted(n for f, _, n in kept if f == "feat7") == [3, 3, 3]  # the session, whole
+    assert drawn.requests_sampled == sum(n for *_, n in kept) == (39 * 2 + 3) * 3
     messages = con.execute(f"SELECT count(*) FROM {sampling.SCHEMA}.messages").fetchall()[0][0]
     assert messages == drawn.requests_sampled
+    strata = con.execute(
+        f"SELECT units, units_sampled, exact_cost, sampled_cost FROM {sampling.STRATA} "
+        "WHERE stratum = 'feat0'"
+    ).fetchall()
+    assert strata == [(3, 2, 9, 6)]
     again = _tiny_store()
     assert sampling.draw(again, sampling.SamplePlan(0.5)) == drawn  # a stable hash, no RNG
-    other = sampling.draw(again, sampling.SamplePlan(0.5, seed=1))
-    assert other.units == drawn.units
+    picked = set(con.execute(f"SELECT DISTINCT unit FROM {sampling.UNITS}").fetchall())
+    other = _tiny_store()
+    sampling.draw(other, sampling.SamplePlan(0.5, seed=1))
+    assert set(other.execute(f"SELECT DISTINCT unit FROM {sampling.UNITS}").fetchall()) != picked
 
 
 def test_narrowed_reads_the_sample_and_moves_what_the_levers_made() -> None:
@@ -99,10 +106,20 @@ def test_narrowed_reads_the_sample_and_moves_what_the_levers_made() -> None:
     assert sampling.SCHEMA not in schemas
 
 
-def _estimator(units: dict[str, tuple[str, str]], fraction: float) -> sampling.Estimator:
-    """An Estimator over hand-made units: unit -> (baseline cost, saving of lever `x`)."""
+def _estimator(units: dict[str, tuple[str, str]], of_units: int) -> sampling.Estimator:
+    """An Estimator over hand-made units of one stratum: unit -> (baseline cost, saving of lever
+    `x`), drawn from `of_units` units whose exact baseline cost is 100."""
     con = duckdb.connect()
-    con.execute(f"CREATE TEMP TABLE {sampling.UNITS} (request_id VARCHAR, unit VARCHAR)")
+    con.execute(
+        f"CREATE TEMP TABLE {sampling.UNITS} (request_id VARCHAR, stratum VARCHAR, unit VARCHAR)"
+    )
+    sampled = sum(Decimal(cost) for cost, _ in units.values())
+    con.execute(
+        f"CREATE TEMP TABLE {sampling.STRATA} AS SELECT 'f' AS stratum, ? AS units, "
+        "? AS units_sampled, 100::DECIMAL(38, 18) AS exact_cost, "
+        "?::DECIMAL(38, 18) AS sampled_cost",
+        [of_units, len(units), str(sampled)],
+    )
     con.execute("CREATE TABLE costs (request_id VARCHAR, baseline_cost DECIMAL(38, 18))")
     steps = "(request_id VARCHAR, lever VARCHAR, cost_before DECIMAL(38, 18), " \
         "cost_after DECIMAL(38, 18))"  # fmt: skip
@@ -111,7 +128,7 @@ def _estimator(units: dict[str, tuple[str, str]], fraction: float) -> sampling.E
     con.execute("CREATE TABLE requests (request_id VARCHAR, feature VARCHAR)")
     for unit, (cost, saving) in units.items():
         rid = f"req-{unit}"
-        con.execute(f"INSERT INTO {sampling.UNITS} VALUES (?, ?)", [rid, unit])
+        con.execute(f"INSERT INTO {sampling.UNITS} VALUES (?, 'f', ?)", [rid, unit])
         con.execute("INSERT INTO costs VALUES (?, ?)", [rid, cost])
         con.execute("INSERT INTO requests VALUES (?, 'f')", [rid])
         for table in ("sim_steps", "sim_alone"):
@@ -119,25 +136,30 @@ def _estimator(units: dict[str, tuple[str, str]], fraction: float) -> sampling.E
                 f"INSERT INTO {table} VALUES (?, 'x', ?, ?)",
                 [rid, cost, str(Decimal(cost) - Decimal(saving))],
             )
-    return sampling.Estimator(con, Decimal(100), fraction)
+    return sampling.Estimator(con)
 
 
 def test_ratio_estimate_and_its_interval_by_hand() -> None:
-    est = _estimator({"a": ("10", "2"), "b": ("30", "3"), "c": ("10", "5")}, 0.5)
+    est = _estimator({"a": ("10", "2"), "b": ("30", "3"), "c": ("10", "5")}, 6)
     fig = est.figure("marginal:x")
     assert est.scale == 2  # exact 100 / sampled 50
     assert fig.sampled == 10 and fig.estimate == 20
-    # R = 10/50; residuals 2-2, 3-6, 5-2: sum of squares 18; V = (1 - 0.5) * 2^2 * 18 = 36
-    half = (sampling.Z95 * 6).quantize(sampling.PLACES)
+    # R = 10/50; residuals 2-2, 3-6, 5-2: sum of squares 18;
+    # V = (1 - 3/6) * 2^2 * 3/2 * 18 = 54
+    half = (sampling.Z95 * Decimal(54).sqrt()).quantize(sampling.PLACES)
     assert (fig.low, fig.high) == (20 - half, 20 + half)
     assert est.figure("row:x:f") == fig  # the plan's row over the same requests
 
 
-def test_savings_proportional_to_cost_have_no_sampling_error() -> None:
-    """Where every unit saves the same share of its cost, the ratio estimator is exact."""
-    est = _estimator({"a": ("10", "1"), "b": ("40", "4"), "c": ("50", "5")}, 0.25)
+def test_no_sampling_error_where_savings_follow_cost_or_all_was_drawn() -> None:
+    """Where every unit saves the same share of its cost, the ratio estimator is exact; where a
+    stratum was drawn whole, nothing is left to estimate."""
+    est = _estimator({"a": ("10", "1"), "b": ("40", "4"), "c": ("50", "5")}, 12)
     fig = est.figure("standalone:x")
     assert fig.estimate == 10 and fig.low == fig.high == 10
+    whole = _estimator({"a": ("40", "2"), "b": ("60", "9")}, 2)
+    fig = whole.figure("standalone:x")
+    assert fig.estimate == 11 and fig.low == fig.high == 11
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +225,18 @@ def test_sampled_analysis_is_deterministic_and_says_so(
 
 def test_exact_analysis_writes_no_sample_key(analysed_sample: api.AnalyzeResult) -> None:
     assert '"sample"' not in analysed_sample.files["analysis"].read_text()
+
+
+@pytest.mark.parametrize("value", ["0%", "abc", "200%"])
+def test_cli_refuses_a_bad_sample_before_reading_anything(value: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from advisor.cli import app
+
+    log = ROOT / "sample_logs" / "traffic.jsonl.gz"
+    result = CliRunner().invoke(
+        app, ["analyze", str(log), "-o", str(tmp_path / "out"), "--sample", value]
+    )
+    assert result.exit_code == 2
+    assert "--sample" in result.output
+    assert not (tmp_path / "out").exists()
