@@ -1,9 +1,10 @@
 """Slow checks of the sampled replay (marked `slow`: `pytest -m slow tests/test_sampling_slow.py`).
 
 - On a generated 1M-request log (ADVISOR_SAMPLING_REQUESTS to change the size), the levers
-  replayed on 5% of it give intervals that hold the full run's lever and combined savings.
-- On the sample log, several draws (seeds) at 25%: the intervals hold the full figures in at
-  least 90% of the checks (95% intervals; a few misses among many are expected).
+  replayed on 5% of it give intervals that hold the full run's savings of the levers whose policy
+  the sample does not learn (test_sampling.LEARNED says why those are apart).
+- On the sample log, several draws (seeds) at 25%: the intervals hold those figures in at least
+  90% of the checks (95% intervals; a few misses among many are expected).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_sampling import LEARNED
 
 from advisor import api, store
 from advisor.analysis import Analysis
@@ -24,16 +26,16 @@ pytestmark = pytest.mark.slow
 
 
 def _held(full: Analysis, sampled: Analysis) -> list[bool]:
-    """Per lever (standalone, marginal) and the combined saving: inside its interval."""
+    """Per lever not in LEARNED (standalone, marginal): inside its interval."""
     assert sampled.sample is not None
     intervals = {iv.id: iv for iv in sampled.sample.levers}
     held = []
     for lever in full.levers:
+        if lever.id in LEARNED:
+            continue
         iv = intervals[lever.id]
         held.append(iv.standalone.low <= lever.standalone_saving <= iv.standalone.high)
         held.append(iv.marginal.low <= lever.marginal_saving <= iv.marginal.high)
-    combined = sampled.sample.combined
-    held.append(combined.low <= full.combined.saving <= combined.high)
     return held
 
 
