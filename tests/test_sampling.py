@@ -271,3 +271,15 @@ def test_cli_refuses_a_bad_sample_before_reading_anything(value: str, tmp_path: 
     assert result.exit_code == 2
     assert "--sample" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_an_automatic_sample_says_why(sampled: api.AnalyzeResult) -> None:
+    from advisor.report import fmt
+
+    a = sampled.analysis
+    assert a.sample is not None
+    auto = a.model_copy(update={"sample": a.sample.model_copy(update={"automatic": True})})
+    sentence = fmt.sample_sentence(auto)
+    assert sentence is not None
+    assert f"chosen because the log holds over {sampling.AUTO_ABOVE:,} requests" in sentence
+    assert "chosen because" not in (fmt.sample_sentence(a) or "")
