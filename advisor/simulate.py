@@ -143,6 +143,8 @@ def simulate(
     )
     if standalone_steps:
         con.execute(f"CREATE OR REPLACE TABLE {ALONE_TABLE} AS FROM sim_steps LIMIT 0")
+    else:  # nor a sampled run's steps of an earlier analysis of the same store
+        con.execute(f"DROP TABLE IF EXISTS {ALONE_TABLE}")
     cols = ", ".join(STATE_COLUMNS)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {T.STATE_BASE} AS SELECT {cols} FROM requests")
     base = State(T.STATE_BASE)
