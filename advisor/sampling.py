@@ -66,7 +66,9 @@ from advisor.errors import InputError
 from advisor.levers.base import LeverContext
 from advisor.simulate import ALONE_TABLE, Simulation, Step, simulate
 
-SCHEMA = "sampled"  # the schema the levers read the sampled requests from (first in search_path)
+# The schema the levers read the sampled requests from (first in search_path), always named with
+# the store's catalog: a store file called sampled.duckdb is a catalog of that name.
+SCHEMA = "_advisor_sample"
 UNITS = "_sample_units"  # request_id -> stratum, unit, over the sampled requests
 STRATA = "_sample_strata"  # per stratum: units, units drawn, exact and sampled baseline cost
 # The store tables a sample narrows to its requests; every other table is read whole.
@@ -180,21 +182,22 @@ def draw(con: duckdb.DuckDBPyConnection, sample: SamplePlan) -> Drawn:
         f"SELECT count(*), sum(units), sum(units_sampled) FROM {STRATA}"
     ).fetchall()[0]
     con.execute("DROP TABLE _sample_all; DROP TABLE _sample_keys")
-    con.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; CREATE SCHEMA {SCHEMA}")
-    con.execute(f"CREATE TABLE {SCHEMA}.requests AS SELECT * FROM requests SEMI JOIN {UNITS} "
+    smp = sample_schema(con)
+    con.execute(f"DROP SCHEMA IF EXISTS {smp} CASCADE; CREATE SCHEMA {smp}")
+    con.execute(f"CREATE TABLE {smp}.requests AS SELECT * FROM requests SEMI JOIN {UNITS} "
                 "USING (request_id)")  # fmt: skip
     for table in ("messages", "costs"):
         con.execute(
-            f"CREATE TABLE {SCHEMA}.{table} AS SELECT * FROM {table} "
-            f"SEMI JOIN {SCHEMA}.requests USING (request_id)"
+            f"CREATE TABLE {smp}.{table} AS SELECT * FROM {table} "
+            f"SEMI JOIN {smp}.requests USING (request_id)"
         )
     con.execute(
-        f"""CREATE TABLE {SCHEMA}.texts AS SELECT * FROM texts SEMI JOIN (
-              SELECT text_hash FROM {SCHEMA}.messages
-              UNION SELECT unnest([prompt_hash, system_hash, response_hash]) FROM {SCHEMA}.requests
+        f"""CREATE TABLE {smp}.texts AS SELECT * FROM texts SEMI JOIN (
+              SELECT text_hash FROM {smp}.messages
+              UNION SELECT unnest([prompt_hash, system_hash, response_hash]) FROM {smp}.requests
             ) USING (text_hash)"""
     )
-    n = int(con.execute(f"SELECT count(*) FROM {SCHEMA}.requests").fetchall()[0][0])
+    n = int(con.execute(f"SELECT count(*) FROM {smp}.requests").fetchall()[0][0])
     return Drawn(int(strata), int(units or 0), int(kept or 0), n)
 
 
@@ -218,23 +221,35 @@ def narrowed(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     `messages`... by name). On leaving, the tables the levers made (sim_final, lever_<id>...)
     move to the main schema, where the exports read them, and the sampled schema goes."""
     before = str(con.execute("SELECT current_setting('search_path')").fetchall()[0][0])
-    con.execute(f"SET search_path = '{SCHEMA},main'")
+    smp, main = sample_schema(con), sample_schema(con, "main")
+    con.execute(f"SET search_path = {_literal(f'{smp},{main}')}")
     try:
         yield
     finally:
         if before:
-            con.execute(f"SET search_path = '{before}'")
+            con.execute(f"SET search_path = {_literal(before)}")
         else:
             con.execute("RESET search_path")
     made = con.execute(
         """SELECT table_name FROM information_schema.tables
-           WHERE table_schema = ? AND table_type = 'BASE TABLE' ORDER BY 1""",
+           WHERE table_catalog = current_database() AND table_schema = ?
+             AND table_type = 'BASE TABLE' ORDER BY 1""",
         [SCHEMA],
     ).fetchall()
     for (name,) in made:
         if name not in NARROWED:
-            con.execute(f"CREATE OR REPLACE TABLE main.{name} AS SELECT * FROM {SCHEMA}.{name}")
-    con.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
+            con.execute(f"CREATE OR REPLACE TABLE {main}.{name} AS SELECT * FROM {smp}.{name}")
+    con.execute(f"DROP SCHEMA {smp} CASCADE")
+
+
+def sample_schema(con: duckdb.DuckDBPyConnection, schema: str = SCHEMA) -> str:
+    """`schema` of the store's catalog, quoted: never confused with a catalog of its name."""
+    catalog = str(con.execute("SELECT current_database()").fetchall()[0][0])
+    return '"{}".{}'.format(catalog.replace('"', '""'), schema)
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)

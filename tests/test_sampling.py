@@ -41,9 +41,9 @@ def test_plan_is_automatic_only_above_the_threshold() -> None:
     assert sampling.plan(sampling.AUTO_ABOVE * 5, 1.0) is None
 
 
-def _tiny_store() -> duckdb.DuckDBPyConnection:
+def _tiny_store(path: Path | None = None) -> duckdb.DuckDBPyConnection:
     """40 features x 3 days; feature f7's sessions start on day 1 and run into day 2."""
-    con = store.connect()
+    con = store.connect(path)
     rows = []
     for f in range(40):
         for day in range(1, 4):
@@ -74,13 +74,15 @@ def test_draw_keeps_whole_template_days_and_whole_sessions() -> None:
     # two of each feature's three days (round(1.5) is 2, and two at the least); f7 whole
     assert drawn.units_sampled == 39 * 2 + 1
     kept = con.execute(
-        f"""SELECT r.feature, strftime(r.ts, '%d'), count(*) FROM {sampling.SCHEMA}.requests r
-            GROUP BY ALL"""
+        f"""SELECT r.feature, strftime(r.ts, '%d'), count(*)
+            FROM {sampling.sample_schema(con)}.requests r GROUP BY ALL"""
     ).fetchall()
     assert all(n == 3 for f, _, n in kept if f != "feat7")  # a template-day is whole or absent
     assert sorted(n for f, _, n in kept if f == "feat7") == [3, 3, 3]  # the session, whole
     assert drawn.requests_sampled == sum(n for *_, n in kept) == (39 * 2 + 3) * 3
-    messages = con.execute(f"SELECT count(*) FROM {sampling.SCHEMA}.messages").fetchall()[0][0]
+    messages = con.execute(
+        f"SELECT count(*) FROM {sampling.sample_schema(con)}.messages"
+    ).fetchall()[0][0]
     assert messages == drawn.requests_sampled
     strata = con.execute(
         f"SELECT units, units_sampled, exact_cost, sampled_cost FROM {sampling.STRATA} "
@@ -105,6 +107,18 @@ def test_narrowed_reads_the_sample_and_moves_what_the_levers_made() -> None:
     assert store.scalar(con, "SELECT count(*) FROM main.sim_final") == drawn.requests_sampled
     schemas = {r[0] for r in con.execute("SELECT schema_name FROM duckdb_schemas()").fetchall()}
     assert sampling.SCHEMA not in schemas
+
+
+@pytest.mark.parametrize("name", ["sampled.duckdb", "main.duckdb", 'o\'brien "x".duckdb'])
+def test_a_store_named_like_the_schema_still_samples(name: str, tmp_path: Path) -> None:
+    """A store file's name is its catalog's: the sampled schema is always named with it."""
+    con = _tiny_store(tmp_path / name)
+    drawn = sampling.draw(con, sampling.SamplePlan(0.3))
+    with sampling.narrowed(con):
+        assert store.scalar(con, "SELECT count(*) FROM requests") == drawn.requests_sampled
+        con.execute("CREATE OR REPLACE TABLE sim_final AS SELECT request_id FROM requests")
+    assert store.scalar(con, "SELECT count(*) FROM sim_final") == drawn.requests_sampled
+    con.close()
 
 
 def _estimator(units: dict[str, tuple[str, str]], of_units: int) -> sampling.Estimator:
