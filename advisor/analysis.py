@@ -224,6 +224,50 @@ class PriceTableIdentity(_Model):
     )
 
 
+class Interval(_Model):
+    """A sampled figure's 95 % interval (sampling error only)."""
+
+    low: Money
+    high: Money
+
+
+class RowInterval(Interval):
+    id: str = Field(description="the action_plan row id")
+
+
+class LeverInterval(_Model):
+    id: str
+    standalone: Interval
+    marginal: Interval
+
+
+class Sample(_Model):
+    """Present only when the levers were replayed on a sample (advisor.sampling): the baseline
+    is exact; lever, combined, recommendation and action-plan savings are scaled estimates."""
+
+    fraction: float = Field(
+        description="share of each stratum's units drawn (two at the least), by a stable hash"
+    )
+    automatic: bool = Field(description="chosen because the log holds more than auto_above")
+    auto_above: int = Field(description="request count above which analyze samples by itself")
+    unit: str = Field(description="what one sampling unit holds")
+    strata: int = Field(description="features: units are drawn within each, savings scaled by each")
+    units: int
+    units_sampled: int
+    requests: int
+    requests_sampled: int
+    baseline_cost_sampled: Money = Field(description="baseline cost of the sampled requests")
+    scale: float = Field(
+        description="exact / sampled baseline cost over all strata (12 places): the scale of "
+        "figures not split by stratum (ranges, recommendations)"
+    )
+    method: str
+    levers: list[LeverInterval] = Field(default_factory=list)
+    combined: Interval
+    action_plan: list[RowInterval] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
 class Analysis(_Model):
     schema_version: str = SCHEMA_VERSION
     generated_at: str
@@ -253,6 +297,10 @@ class Analysis(_Model):
         description="streaming and speed-premium advice (figures, no priced saving)",
     )
     prices: PriceTableIdentity | None = None  # None: written before prices were recorded
+    sample: Sample | None = Field(
+        default=None,
+        description="absent: every request was replayed; else how the levers were sampled",
+    )
 
     def redacted(self) -> Analysis:
         """A copy with every string masked (advisor.redact): user ids, features, file and model
@@ -265,7 +313,9 @@ class Analysis(_Model):
 
     def to_json(self) -> str:
         # Sorted keys: no dict built from a query's row order can make two runs differ.
-        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        # an exact run writes no `sample` key: its document stays what it was before sampling
+        data = self.model_dump(mode="json", exclude={"sample"} if self.sample is None else None)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def json_schema() -> dict[str, Any]:

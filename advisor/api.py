@@ -22,6 +22,7 @@ from advisor import (
     lever_notes,
     outputs,
     parquet_store,
+    sampling,
     store,
     tokens,
 )
@@ -42,9 +43,12 @@ from advisor.levers.base import LeverContext, LeverNote, SimOptions
 from advisor.outputs import is_interrupt
 from advisor.pricing import PriceTable, load_prices
 from advisor.ruleset import default_rules_dir
+from advisor.sampling import AUTO_ABOVE as AUTO_SAMPLE_ABOVE
+from advisor.sampling import parse_fraction as parse_sample
 from advisor.simulate import LeverRun, Step, rank, simulate
 
 __all__ = [
+    "AUTO_SAMPLE_ABOVE",
     "EVALSET_PRIVACY",
     "EVALSET_REDACTED",
     "INPUT_FORMATS",
@@ -64,6 +68,7 @@ __all__ = [
     "is_interrupt",
     "load_analysis",
     "load_price_table",
+    "parse_sample",
     "render_report",
 ]
 
@@ -181,9 +186,13 @@ def build_analysis(
     options: SimOptions | None = None,
     now: dt.datetime | None = None,
     step: Step | None = None,
+    sample: float | None = None,
+    sample_seed: int = 0,
 ) -> Analysis:
     """Price, fill, simulate and summarise everything in an ingested store; `step` is told
-    what starts next."""
+    what starts next. `sample`: the fraction of the log the levers replay (advisor.sampling;
+    1.0: all of it; None: all of it up to sampling.AUTO_ABOVE requests); `sample_seed` draws
+    another sample of the same size."""
     store.require_sound(con)
     options = options or SimOptions()
     if step is not None:
@@ -195,7 +204,12 @@ def build_analysis(
     tokenizer, notes = _tokenizer_note(fill)
     notes += baseline.source_note(con, prices) + baseline.price_gaps(con, prices)
     ctx = LeverContext(con, prices, rules_dir or default_rules_dir(), options)
-    sim = simulate(ctx, step=step)
+    requests = int(store.scalar(con, "SELECT count(*) FROM requests"))
+    plan = sampling.plan(requests, sample, sample_seed)
+    if plan is None:
+        sim = simulate(ctx, step=step)
+    else:
+        sim, drawn = sampling.replay(ctx, plan, step)
     why_not = lever_notes.why_not(ctx, sim.levers)
     if step is not None:
         step("streaming advice")
@@ -208,7 +222,7 @@ def build_analysis(
     levers = [_lever_result(run, why_not.get(run.id)) for run in sim.levers]
     combined = A.Combined(**vars(sim.combined))
     period = baseline.build_period(con)
-    return Analysis(
+    analysis = Analysis(
         generated_at=generated,
         advisor_version=__version__,
         inputs=[
@@ -236,7 +250,10 @@ def build_analysis(
         unit_economics=build_unit_economics(con),
         streaming=advice,
         prices=baseline.build_prices(con, prices),
-    ).redacted()  # the boundary: nothing below sees unmasked log text
+    )
+    if plan is not None:
+        analysis = sampling.estimate(con, analysis, plan, drawn)
+    return analysis.redacted()  # the boundary: nothing below sees unmasked log text
 
 
 def lever_ids(ids: Sequence[str] | None) -> tuple[str, ...]:
@@ -269,6 +286,7 @@ def analyze(
     write_report: bool = True,
     memory: str | None = None,
     store_dir: Path | None = None,
+    sample: float | None = None,
 ) -> AnalyzeResult:
     """The main job: ingest -> price -> simulate -> analysis.json + report.html in `out_dir`.
 
@@ -278,7 +296,8 @@ def analyze(
     fresh store) are built in a staging folder inside `out_dir` and replace the previous ones
     as one set only when complete, so a failed or interrupted run leaves them as they were.
     `progress` hears of the lines read, `step` of each stage after reading as it starts;
-    `memory` is DuckDB's budget (store.memory_limit), checked before anything is touched.
+    `memory` is DuckDB's budget (store.memory_limit), checked before anything is touched;
+    `sample` the fraction of the log the levers replay (build_analysis).
     With `store_dir` (a folder of day-partitioned Parquet, advisor.parquet_store), logs are
     added to it and the whole folder is analysed, read in place; the run's own store holds
     only what the analysis computes.
@@ -300,7 +319,7 @@ def analyze(
                     logs, staging, Path(db) if db is not None else staging / DB_FILE,
                     fmt=fmt, mapping=mapping, model=model, prices=prices, rules_dir=rules_dir,
                     options=options, progress=progress, step=step, write_report=write_report,
-                    memory=memory, store_dir=store_dir,
+                    memory=memory, store_dir=store_dir, sample=sample,
                 )  # fmt: skip
                 with outputs.interrupts_held():
                     outputs.swap_in(staging, out, names)
@@ -346,6 +365,7 @@ def _build(
     step: Step | None,
     memory: str,
     store_dir: Path | None,
+    sample: float | None = None,
 ) -> tuple[Analysis, IngestReport, dict[str, Path], dict[str, str]]:
     """Ingest into the store and write every output into `staging`; the files written, and
     the outputs not written with the reason."""
@@ -376,7 +396,7 @@ def _build(
                 hint="check the format (docs/logging-format.md), or force one with --format",
             )
         result = build_analysis(
-            con, prices, report, rules_dir=rules_dir, options=options, step=step
+            con, prices, report, rules_dir=rules_dir, options=options, step=step, sample=sample
         )
         if step is not None:
             step("writing the analysis, report and exports")

@@ -192,6 +192,15 @@ def analyze(
     ] = None,
     memory: MemoryOpt = None,
     store_dir: StoreOpt = None,
+    sample: Annotated[
+        str | None,
+        typer.Option(
+            "--sample",
+            help="Replay the levers on this share of the log (e.g. 5%; 100% forces a full "
+            "replay); the baseline stays exact. Default: full, sampled above "
+            f"{api.AUTO_SAMPLE_ABOVE:,} requests.",
+        ),
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
     """Ingest logs, price them, replay every lever; write analysis.json and report.html.
@@ -209,6 +218,10 @@ def analyze(
         deployments=_pairs(deployment, "--deployment", "NAME=MODEL"),
         levers=_lever_ids(levers, no_lever or []),
     )
+    try:
+        fraction = None if sample is None else api.parse_sample(sample)
+    except AdvisorError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--sample'") from None
     bar, update, step = _progress()
     with bar:
         result = api.analyze(
@@ -225,6 +238,7 @@ def analyze(
             step=step,
             memory=memory,
             store_dir=store_dir,
+            sample=fraction,
         )
     if json_:
         sys.stdout.write(result.analysis.to_json())

@@ -29,6 +29,8 @@ from advisor.levers.base import (
 )
 from advisor.pricing import cost_sql
 
+# Each lever's standalone step per request, when asked for (simulate's standalone_steps).
+ALONE_TABLE = "sim_alone"
 # Told what starts next, for a progress display: each replay of a lever can take a while.
 Step = Callable[[str], None]
 
@@ -45,13 +47,15 @@ def state_cost(con: duckdb.DuckDBPyConnection, table: str) -> tuple[Decimal, int
     return Decimal(total or 0), int(unpriced)
 
 
-def record_step(con: duckdb.DuckDBPyConnection, lever_id: str, before: str, after: str) -> None:
-    """Append to `sim_steps` each request whose cost the lever's chained step changed, with its
-    cost before and after the step (NULL: unpriced). Summed over a lever's rows, cost_before -
-    cost_after (NULL as 0, as state_cost sums) is exactly its marginal saving: the action plan
-    splits it by scope."""
+def record_step(
+    con: duckdb.DuckDBPyConnection, lever_id: str, before: str, after: str, into: str = "sim_steps"
+) -> None:
+    """Append to `into` (`sim_steps`) each request whose cost the lever's chained step changed,
+    with its cost before and after the step (NULL: unpriced). Summed over a lever's rows,
+    cost_before - cost_after (NULL as 0, as state_cost sums) is exactly its marginal saving: the
+    action plan splits it by scope."""
     con.execute(
-        f"""INSERT INTO sim_steps
+        f"""INSERT INTO {into}
             SELECT b.request_id, ?, b.cost, a.cost
             FROM (SELECT s.request_id, {cost_sql("s", "p")} AS cost
                   FROM {before} s LEFT JOIN prices p USING (model_key)) b
@@ -114,13 +118,17 @@ def rank(recommendations: list[Recommendation]) -> list[Recommendation]:
 
 
 def simulate(
-    ctx: LeverContext, levers: list[Lever] | None = None, step: Step | None = None
+    ctx: LeverContext,
+    levers: list[Lever] | None = None,
+    step: Step | None = None,
+    standalone_steps: bool = False,
 ) -> Simulation:
     """Run every lever standalone and chained; persist per-request results for `export decisions`.
 
     `levers` None: the registry's, as `ctx.options.levers` selects. Writes `sim_final`
     (request_id, final_cost), `sim_steps` (record_step) and `lever_<id>` per-request tables in
-    the store.
+    the store; with `standalone_steps`, also `sim_alone`: each lever's standalone step per
+    request, as record_step writes it (a sample's intervals need the savings per unit).
     """
     con = ctx.con
     if levers is None:
@@ -133,6 +141,10 @@ def simulate(
         """CREATE OR REPLACE TABLE sim_steps (request_id VARCHAR, lever VARCHAR,
            cost_before DECIMAL(38, 18), cost_after DECIMAL(38, 18))"""
     )
+    if standalone_steps:
+        con.execute(f"CREATE OR REPLACE TABLE {ALONE_TABLE} AS FROM sim_steps LIMIT 0")
+    else:  # nor a sampled run's steps of an earlier analysis of the same store
+        con.execute(f"DROP TABLE IF EXISTS {ALONE_TABLE}")
     cols = ", ".join(STATE_COLUMNS)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {T.STATE_BASE} AS SELECT {cols} FROM requests")
     base = State(T.STATE_BASE)
@@ -149,6 +161,8 @@ def simulate(
             alone = lever.replay(ctx, base, T.state_table(lever.id, "alone"))
             alone_cost, alone_unpriced = state_cost(con, alone.state.table)
             findings = lever.describe(ctx, base, alone)
+            if standalone_steps:
+                record_step(con, lever.id, base.table, alone.state.table, into=ALONE_TABLE)
             if findings.per_request is not None:
                 con.execute(
                     f"CREATE OR REPLACE TABLE {per_request_table(lever.id)} AS "

@@ -53,6 +53,9 @@ class SimOptions:
     offline_features: tuple[str, ...] = ()  # features the user marks as not interactive
     deployments: Mapping[str, str] = field(default_factory=dict)
     levers: tuple[str, ...] | None = None  # None: every lever; else the ids to run (order kept)
+    # the share of the log the levers replay (advisor.sampling): a rule's minimum request count
+    # over the whole period compares with the sample's count scaled by it
+    sample_fraction: float = 1.0
 
 
 @dataclass

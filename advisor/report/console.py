@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from advisor.analysis import Analysis, CostRow
+from advisor.analysis import Analysis, CostRow, Interval
 from advisor.report import fmt, guardrails, waterfall
 
 TOP_ROWS = 10
@@ -51,6 +51,10 @@ def _header(a: Analysis, console: Console) -> None:
         f"[bold green]{_money(a, a.combined.saving)}[/bold green] "
         f"({fmt.pct(a.combined.saving_share)}) · after levers {_money(a, a.combined.cost)}"
     )
+    sampled = fmt.sample_sentence(a)
+    if sampled and a.sample is not None:
+        console.print(f"[bold yellow]{escape(sampled)}[/bold yellow]")
+        console.print(f"Combined saving, 95% interval: {_interval(a, a.sample.combined)}")
 
 
 def _action_plan(a: Analysis, console: Console) -> None:
@@ -191,6 +195,8 @@ def _levers(a: Analysis, console: Console) -> None:
     table.add_column("standalone saving", justify="right")
     table.add_column("marginal saving", justify="right")
     table.add_column("affected requests", justify="right")
+    if a.sample is not None:
+        table.add_column("marginal, 95% interval", justify="right")
     notes = {lever.id: fmt.approximate_note(lever, a.currency) for lever in a.levers}
     for i, lever in enumerate(a.levers, start=1):
         table.add_row(
@@ -199,6 +205,7 @@ def _levers(a: Analysis, console: Console) -> None:
             ("≈" if notes[lever.id] else "") + _money(a, lever.standalone_saving),
             _money(a, lever.marginal_saving),
             fmt.count(lever.affected_requests),
+            *([_interval(a, fmt.lever_interval(a, lever.id))] if a.sample else []),
         )
     table.add_section()
     table.add_row(
@@ -207,6 +214,7 @@ def _levers(a: Analysis, console: Console) -> None:
         "not summed",
         f"[bold green]{_money(a, a.combined.saving)}[/bold green]",
         "",
+        *([_interval(a, a.sample.combined)] if a.sample else []),
     )
     console.print(table)
     for lever in a.levers:
@@ -279,6 +287,10 @@ def literal(value: str | None, *, keep_layout: bool = False) -> str:
     characters obeyed (newlines and tabs too, unless `keep_layout`). Every such string that
     reaches the terminal goes through here."""
     return escape(fmt.printable(fmt.text(value), keep_layout=keep_layout))
+
+
+def _interval(a: Analysis, iv: Interval | None) -> str:
+    return escape(fmt.interval(iv, a.currency))
 
 
 def _money(a: Analysis, amount: Decimal | None) -> str:

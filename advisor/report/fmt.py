@@ -26,7 +26,14 @@ from pydantic import BaseModel
 from advisor.money import MONEY, SHARE, TOKENS, Kind, kind_of
 
 if TYPE_CHECKING:
-    from advisor.analysis import CostRow, Coverage, LeverResult, Reconciliation
+    from advisor.analysis import (
+        Analysis,
+        CostRow,
+        Coverage,
+        Interval,
+        LeverResult,
+        Reconciliation,
+    )
 
 NONE = "—"
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
@@ -384,3 +391,40 @@ def money_per_unit(d: Decimal | None, currency: str = "USD") -> str:
     symbol = _SYMBOLS.get(currency.upper())
     sign = "-" if amount < 0 else ""
     return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency}"
+
+
+def sample_sentence(a: Analysis) -> str | None:
+    """What a sampled analysis rests on, in one sentence (plain text); None: nothing sampled."""
+    smp = a.sample
+    if smp is None:
+        return None
+    why = f", chosen because the log holds over {count(smp.auto_above)} requests" * smp.automatic
+    return (
+        f"Sampled: the levers were replayed on {pct(smp.fraction, 2)} of the log{why} "
+        f"({count(smp.units_sampled)} of {count(smp.units)} units of {smp.unit}; "
+        f"{count(smp.requests_sampled)} of {count(smp.requests)} requests). Their savings are "
+        "scaled to the whole log, with 95% intervals; the spend, coverage and guardrails are "
+        "exact. Lever details and request counts are the sample's."
+    )
+
+
+def interval(iv: Interval | None, currency: str = "USD") -> str:
+    """A 95 % interval as 'low–high'; empty when the figure was not sampled."""
+    if iv is None:
+        return ""
+    return f"{money(iv.low, currency)}–{money(iv.high, currency)}"
+
+
+def lever_interval(a: Analysis, lever_id: str, which: str = "marginal") -> Interval | None:
+    """A lever's standalone or marginal interval in a sampled analysis (None: exact)."""
+    if a.sample is None:
+        return None
+    found = next((iv for iv in a.sample.levers if iv.id == lever_id), None)
+    return None if found is None else getattr(found, which)
+
+
+def row_interval(a: Analysis, row_id: str) -> Interval | None:
+    """An action-plan row's interval in a sampled analysis (None: exact)."""
+    if a.sample is None:
+        return None
+    return next((iv for iv in a.sample.action_plan if iv.id == row_id), None)

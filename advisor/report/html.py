@@ -23,7 +23,7 @@ import altair as alt
 import jinja2
 from markupsafe import Markup
 
-from advisor.analysis import Analysis, CostRow, LeverResult, UnitCostRow
+from advisor.analysis import Analysis, CostRow, Interval, LeverResult, UnitCostRow
 from advisor.guardrails.models import Anomaly
 from advisor.levers.tiering.models import Calibration
 from advisor.report import fmt, guardrails, waterfall
@@ -71,6 +71,11 @@ def render_html(analysis: Analysis) -> str:
         "code_spans": code_spans,
         "none_mark": fmt.NONE,
         "table_limit": fmt.MAX_TABLE_ROWS,
+        "sampled": fmt.sample_sentence(analysis),
+        "interval": partial(fmt.interval, currency=currency),
+        "iv": partial(interval_note, currency=currency),
+        "lever_iv": partial(fmt.lever_interval, analysis),
+        "row_iv": partial(fmt.row_interval, analysis),
     }
     return _environment().get_template(TEMPLATE).render(context)
 
@@ -132,6 +137,13 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
 
 
 _CODE_SPAN = re.compile(r"`([^`\n]+)`")
+
+
+def interval_note(iv: Interval | None, currency: str = "USD") -> Markup:
+    """A sampled figure's 95 % interval as a line under it; nothing for an exact figure."""
+    if iv is None:
+        return Markup("")
+    return Markup('<div class="muted">95%: {}</div>').format(fmt.interval(iv, currency))
 
 
 def code_spans(text: str) -> Markup:

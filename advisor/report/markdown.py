@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from advisor.analysis import ActionPlan, Analysis
+from advisor.analysis import ActionPlan, Analysis, Interval
 from advisor.report import fmt, guardrails, waterfall
 
 TOP_ACTIONS = 12  # rows beyond these are summed into one line, so the table still adds up
@@ -63,11 +63,13 @@ def _header(a: Analysis) -> list[str]:
         f"{fmt.timestamp(a.period.start, 'unknown start')} to "
         f"{fmt.timestamp(a.period.end, 'unknown end')}"
     )
+    sampled = fmt.sample_sentence(a)
     return [
         "# LLM spend and savings",
         "",
         headline,
         "",
+        *([f"> **{md(sampled)}**", ""] if sampled else []),
         f"{md(fmt.plural(a.coverage.requests, 'request'))} from {md(period)} "
         f"({md(fmt.days(a.period.days))}) · {md(a.currency)} · "
         f"advisor {md(a.advisor_version)} · generated {md(fmt.timestamp(a.generated_at))}",
@@ -112,7 +114,7 @@ def _plan_table(a: Analysis, plan: ActionPlan) -> list[str]:
             md(r.scope),
             md(r.change),
             _money(a, r.saving_per_month),
-            _money(a, r.saving),
+            _money(a, r.saving) + _interval(a, fmt.row_interval(a, r.id)),
             md(f"{r.risk}: {r.risk_reason}" if r.risk_reason else r.risk),
             md(r.effort),
         ]
@@ -148,7 +150,7 @@ def _plan_table(a: Analysis, plan: ActionPlan) -> list[str]:
             "**Total**",
             "the combined saving",
             f"**{_money(a, plan.total_per_month)}**",
-            f"**{_money(a, plan.total)}**",
+            f"**{_money(a, plan.total)}**" + _interval(a, a.sample.combined if a.sample else None),
             "",
             "",
         ]
@@ -156,6 +158,11 @@ def _plan_table(a: Analysis, plan: ActionPlan) -> list[str]:
     in_period = f"In {fmt.days(plan.period_days or a.period.days)}"
     header = ["Where", "Change", md("$/month"), md(in_period), "Risk", "Effort"]
     return _table(header, body, right={2, 3})
+
+
+def _interval(a: Analysis, iv: Interval | None) -> str:
+    """' (95%: low–high)' after a sampled figure; nothing after an exact one."""
+    return f" (95%: {md(fmt.interval(iv, a.currency))})" if iv is not None else ""
 
 
 def _why_not(a: Analysis) -> list[str]:
@@ -184,6 +191,12 @@ def _adds_up(a: Analysis) -> list[str]:
         f"- ≈ {md(lv.title)}: {md(note)}"
         for lv in a.levers
         if (note := fmt.approximate_note(lv, a.currency))
+    ]
+    notes += [
+        f"- {md(lv.title)}: sampled, 95% interval of the marginal saving "
+        f"{md(fmt.interval(iv, a.currency))}"
+        for lv in a.levers
+        if (iv := fmt.lever_interval(a, lv.id)) is not None
     ]
     return [
         "## How the saving adds up",

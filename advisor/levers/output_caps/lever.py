@@ -4,9 +4,10 @@ would have cut (rules/output_caps.yaml sets the percentiles and which groups get
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import duckdb
 
@@ -42,7 +43,7 @@ class OutputCapsLever:
     title: ClassVar[str] = "Output caps and reasoning budgets"
 
     def prepare(self, ctx: LeverContext) -> None:
-        self.policy = load_policy(ctx.rules_dir)
+        self.policy = _per_sample(load_policy(ctx.rules_dir), ctx.options.sample_fraction)
         self.plan = core.plan(ctx.con, self.policy)
 
     def replay(self, ctx: LeverContext, state: State, out: str) -> Replayed:
@@ -346,3 +347,19 @@ def _recommendations(
             )
         )
     return recs
+
+
+def _per_sample(policy: OutputCapsPolicy, fraction: float) -> OutputCapsPolicy:
+    """The policy on a sample of the log: a group of n sampled requests stands for n / fraction,
+    so the minimums scale down with the fraction and the sample decides as the full log would."""
+    if fraction >= 1:
+        return policy
+
+    def fewer(knobs: Any) -> Any:
+        return knobs.model_copy(
+            update={"min_requests": max(1, math.ceil(knobs.min_requests * fraction))}
+        )
+
+    return policy.model_copy(
+        update={"cap": fewer(policy.cap), "reasoning": fewer(policy.reasoning)}
+    )
