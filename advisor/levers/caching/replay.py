@@ -120,8 +120,9 @@ def replay(
     """
     tokenizers = {} if tokenizers is None else tokenizers
     counts = {} if counts is None else counts
-    # only the store's own prompts: an edited prompt table may differ from one replay to the next
-    models = models if (messages_sql, texts_sql) == ("messages", "texts") else None
+    # models are built from the store's own prompts only (an edited prompt table may differ from
+    # one replay to the next); an edited one reuses them for requests whose prompts it left alone
+    own_prompts = (messages_sql, texts_sql) == ("messages", "texts")
     con = ctx.con
     out_opts, out_info = opts_table, info_table
     variants = ("point", "low", "high") if ranges else ("point",)
@@ -151,7 +152,7 @@ def replay(
         if not len(q["idx"]):
             continue
         tok = tokenizers.setdefault(encoding, prefix.Tokenizer(encoding))
-        model = _built_before(con, models, group)
+        model = _built_before(con, models, group, None if own_prompts else messages_sql)
         if model is None:
             model = prefix.build(
                 con,
@@ -162,7 +163,7 @@ def replay(
                 texts_sql=texts_sql,
                 tokenizer=tok,
             )
-            if models is not None:
+            if models is not None and own_prompts:
                 ids = {"request_id": q["request_id"], "idx": np.arange(model.n, dtype=np.int64)}
                 models[group] = (model, pa.table(ids))
         stats.append(model.stats)
@@ -277,10 +278,13 @@ def _built_before(
     con: Any,
     models: dict[tuple, tuple[prefix.PrefixModel, pa.Table]] | None,
     group: tuple,
+    edited: str | None,
 ) -> prefix.PrefixModel | None:
     """The model built for `group` before, reordered to _cache_q's order, if it was built for
-    the same requests (a chained run where an earlier lever moved requests only between models
-    of one cache group: a third of the caching lever's time at 1M requests)."""
+    the same requests with the same prompts (a chained run where an earlier lever moved requests
+    only between models of one cache group: a third of the caching lever's time at 1M
+    requests). `edited`: the messages of an edited prompt, which must then name the store's
+    texts for every request of the group (same text hash, same text)."""
     if models is None or group not in models:
         return None
     model, ids = models[group]
@@ -292,7 +296,26 @@ def _built_before(
     con.unregister("_cache_built")
     if len(got) != model.n or np.ma.is_masked(got):  # request ids are unique on both sides
         return None
+    if edited is not None and _prompts_differ(con, edited):
+        return None
     return model.take(np.asarray(got, dtype=np.int64))
+
+
+def _prompts_differ(con: Any, edited: str) -> bool:
+    """Whether the edited messages of _cache_q's requests differ from the store's."""
+    columns = "request_id, position, role, text_hash"
+    differ = scalar(
+        con,
+        f"""SELECT count(*) FROM (
+              (SELECT {columns} FROM {prefix.relation(edited)} SEMI JOIN {T.CACHE_QUEUE}
+               USING (request_id)
+               EXCEPT SELECT {columns} FROM messages SEMI JOIN {T.CACHE_QUEUE} USING (request_id))
+              UNION ALL
+              (SELECT {columns} FROM messages SEMI JOIN {T.CACHE_QUEUE} USING (request_id)
+               EXCEPT SELECT {columns} FROM {prefix.relation(edited)} SEMI JOIN {T.CACHE_QUEUE}
+               USING (request_id)))""",
+    )
+    return bool(differ)
 
 
 _OPT_SCHEMA = pa.schema(
