@@ -701,9 +701,10 @@ def _runs(stream: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.flatnonzero(stream[1:] != stream[:-1]) + 1, [len(stream)]])
 
 
-def _chunks(bounds: np.ndarray, size: int = _REPLAY_CHUNK) -> list[tuple[int, int]]:
-    """The runs between ascending `bounds` gathered into pieces of about `size` elements, a run
-    never split: (i, j) per piece, indices into `bounds`."""
+def _chunks(bounds: np.ndarray) -> list[tuple[int, int]]:
+    """The runs between ascending `bounds` gathered into pieces of about _REPLAY_CHUNK elements,
+    a run never split: (i, j) per piece, indices into `bounds`."""
+    size = _REPLAY_CHUNK
     ends = bounds.tolist()
     cuts = [0]
     for k in range(1, len(ends) - 1):  # close the piece before run k where it would overflow
