@@ -625,16 +625,16 @@ def _partial_blocks(
     (div index, block index, hash) per block, and the tokens added per entry of `which`."""
     _register(con, "_px_cut", {"i": which, "tid": div_tid[which], "chars": chars})
     cur = con.execute(
-        f"""SELECT c.i, c.chars, x.text FROM _px_cut c JOIN _px_tid t USING (tid)
+        f"""SELECT c.i, left(x.text, c.chars) AS cut FROM _px_cut c JOIN _px_tid t USING (tid)
             JOIN {relation(texts_sql)} x USING (text_hash) ORDER BY c.i"""
-    )
+    )  # only the shared start leaves the store
     out: list[tuple[np.ndarray, ...]] = []
     added = dict.fromkeys(which.tolist(), 0)
-    for batch in _char_batches(_batches(cur, 500), 2):
+    for batch in _char_batches(_batches(cur, 500), 1):
         # the last token of a cut text may differ from the whole text's there: drop it
-        encoded = [t[:-1] for t in tok.encode([text[:c] for _, c, text in batch])]
+        encoded = [t[:-1] for t in tok.encode([cut for _, cut in batch])]
         rows = [
-            (int(i), t) for (i, _, _), t in zip(batch, encoded, strict=True) if len(t) >= needed[i]
+            (int(i), t) for (i, _), t in zip(batch, encoded, strict=True) if len(t) >= needed[i]
         ]
         if not rows:
             continue

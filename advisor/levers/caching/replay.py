@@ -126,8 +126,10 @@ def replay(
     con = ctx.con
     out_opts, out_info = opts_table, info_table
     variants = ("point", "low", "high") if ranges else ("point",)
-    opt_parts: dict[str, list[pa.Table]] = {v: [] for v in variants}
-    info_parts: list[pa.Table] = []
+    # each part goes to the store as soon as it is replayed: Python holds one group's at a time
+    for variant in variants:
+        _create(con, _variant(out_opts, variant), _OPT_SCHEMA)
+    _create(con, out_info, _INFO_SCHEMA)
     stats: list[prefix.TokenStats] = []
     used: dict[str, TokenCounts] = {}
     blocks = 0
@@ -235,7 +237,10 @@ def replay(
                     read = _round_down(cached, min_tok, inc)
                     write = np.where(ok & members[0].rules.write_surcharge, inp - read, 0)
                 done.append((scale, (read, write)))
-                opt_parts[variant].append(
+                _append(
+                    con,
+                    _variant(out_opts, variant),
+                    _OPT_SCHEMA,
                     pa.table(
                         {
                             "request_id": pa.array(q["request_id"][rows_of]),
@@ -246,9 +251,12 @@ def replay(
                                 np.where(one_hour, write, 0)[rows_of]
                             ),
                         }
-                    )
+                    ),
                 )
-        info_parts.append(
+        _append(
+            con,
+            out_info,
+            _INFO_SCHEMA,
             pa.table(
                 {
                     "request_id": pa.array(q["request_id"]),
@@ -258,11 +266,8 @@ def replay(
                     "eligible": pa.array(eligible),
                     "token_scale": pa.array(scales["point"]),
                 }
-            )
+            ),
         )
-    for variant in variants:
-        _store(con, _variant(out_opts, variant), opt_parts[variant], _OPT_SCHEMA)
-    _store(con, out_info, info_parts, _INFO_SCHEMA)
     con.execute(f"DROP TABLE IF EXISTS {T.CACHE_QUEUE}")
     con.execute(f"DROP TABLE IF EXISTS {T.CACHE_KEYS}")
     spans = {v: _variant(out_opts, v) for v in variants if v != "point"}
@@ -337,10 +342,15 @@ _INFO_SCHEMA = pa.schema(
 )
 
 
-def _store(con: Any, name: str, parts: list[pa.Table], schema: pa.Schema) -> None:
-    table = pa.concat_tables([p.cast(schema) for p in parts]) if parts else schema.empty_table()
-    con.register("_cache_arrow", table)
+def _create(con: Any, name: str, schema: pa.Schema) -> None:
+    con.register("_cache_arrow", schema.empty_table())
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _cache_arrow")
+    con.unregister("_cache_arrow")
+
+
+def _append(con: Any, name: str, schema: pa.Schema, part: pa.Table) -> None:
+    con.register("_cache_arrow", part.cast(schema))
+    con.execute(f"INSERT INTO {name} SELECT * FROM _cache_arrow")
     con.unregister("_cache_arrow")
 
 
