@@ -75,6 +75,23 @@ def test_block_replay_in_small_chunks_equals_a_sequential_cache(
     assert got.tolist() == sequential_blocks(paths, stream, ts, eligible, ttl, refresh)
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=40), st.integers(1, 4), st.booleans())
+def test_replay_in_shares_of_keys_equals_one_sort(keys: list[int], chunk: int, signed: bool):
+    """A stream larger than a chunk is sorted a share of its keys at a time: same hits."""
+    n = len(keys)
+    key = np.array(keys, dtype=np.int64 if signed else np.uint64)
+    args = (np.zeros(n, np.int64), key, np.arange(n), np.arange(n, dtype=np.float64) * 100,
+            np.full(n, 150.0))  # fmt: skip
+    whole = [prefix._previous_within(*args, refresh) for refresh in (True, False)]
+    size, prefix._REPLAY_CHUNK = prefix._REPLAY_CHUNK, chunk
+    try:
+        shared = [prefix._previous_within(*args, refresh) for refresh in (True, False)]
+    finally:
+        prefix._REPLAY_CHUNK = size
+    assert [h.tolist() for h in shared] == [h.tolist() for h in whole]
+
+
 def _sibling_store(texts: list[str]) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("CREATE TABLE t (text_hash VARCHAR, text VARCHAR)")

@@ -37,7 +37,7 @@ ROLES = {"tools": 1, "system": 2, "developer": 3, "user": 4, "assistant": 5, "to
 STATIC_ROLES = (1, 2, 3)  # tools, system, developer: where a template's stable part lives
 _HEAD_FACTOR = 8  # characters fetched per needed token before comparing whole texts
 _BATCH_CHARS = 8_000_000  # text tokenised at once: bounds memory, keeps the threads busy
-_REPLAY_CHUNK = 1 << 22  # block occurrences replayed at once (whole streams)
+_REPLAY_CHUNK = 1 << 20  # block occurrences sorted at once (streams or shares of keys)
 _LCP_ROWS = 4096  # sibling heads compared at once (heads are at most a block * _HEAD_FACTOR)
 
 
@@ -674,25 +674,30 @@ def _previous_within(
     With refresh-on-hit every occurrence (a hit or a write) restarts the key's TTL, so a hit is an
     earlier occurrence within the TTL. Without refresh only a miss (a write) restarts it. `ttl`
     is per request (seconds, inf = unbounded) and constant within a stream (one model). Streams
-    are independent, so they are sorted a chunk of whole streams at a time (bounded memory).
+    and keys are independent: occurrences are sorted a chunk of whole streams at a time, a
+    stream larger than a chunk a share of its keys at a time (bounded memory).
     """
     out = np.empty(len(req), dtype=bool)
     bounds = np.searchsorted(req, _runs(stream))
     for i, j in _chunks(bounds):
         a, b = int(bounds[i]), int(bounds[j])
-        s_stream = stream[req[a:b]]
-        # stable: a key's occurrences stay in request (time) order
-        order = np.lexsort((key[a:b], s_stream))
-        s_req, s_key, s_stream = req[a:b][order], key[a:b][order], s_stream[order]
-        same = np.zeros(len(order), dtype=bool)
-        same[1:] = (s_key[1:] == s_key[:-1]) & (s_stream[1:] == s_stream[:-1])
-        t, life = ts[s_req], ttl[s_req]
-        if refresh:
-            hit = np.zeros(len(order), dtype=bool)
-            hit[1:] = same[1:] & (t[1:] - t[:-1] <= life[1:])
-        else:
-            hit = _write_chain(same, t, life)
-        out[a + order] = hit
+        shares = max(1, (b - a) // _REPLAY_CHUNK)
+        for share in range(shares):
+            at = np.arange(a, b) if shares == 1 else a + np.flatnonzero(key[a:b] % shares == share)
+            keys, reqs = key[at], req[at]
+            s_stream = stream[reqs]
+            # stable: a key's occurrences stay in request (time) order
+            order = np.lexsort((keys, s_stream))
+            s_req, s_key, s_stream = reqs[order], keys[order], s_stream[order]
+            same = np.zeros(len(order), dtype=bool)
+            same[1:] = (s_key[1:] == s_key[:-1]) & (s_stream[1:] == s_stream[:-1])
+            t, life = ts[s_req], ttl[s_req]
+            if refresh:
+                hit = np.zeros(len(order), dtype=bool)
+                hit[1:] = same[1:] & (t[1:] - t[:-1] <= life[1:])
+            else:
+                hit = _write_chain(same, t, life)
+            out[at[order]] = hit
     return out
 
 
