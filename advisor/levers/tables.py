@@ -47,6 +47,7 @@ CACHE_CHOICE = "_cache_choice"
 CACHE_SIM = "_cache_sim"
 CACHE_SUBST = "_cache_subst"
 CACHE_SUBST_TEXTS = "_cache_subst_texts"
+CACHE_REPLAYED = "_cache_replayed"
 CACHE_WHAT_IF_REQUESTS = "_cache_cf_req"
 CACHE_WHAT_IF_OPTIONS = "_cache_opts_cf"
 CACHE_WHAT_IF_INFO = "_cache_info_cf"
@@ -119,6 +120,7 @@ WORKING: dict[str, dict[str, Table]] = {
         Table(CACHE_SIM, "the replay under the chosen options"),
         Table(CACHE_SUBST, "variable spans found in prompts and their moved-to-the-end texts"),
         Table(CACHE_SUBST_TEXTS, "the texts of the what-if prompts"),
+        Table(CACHE_REPLAYED, "the requests the standalone replay replayed (spans found on)"),
         Table(CACHE_WHAT_IF_REQUESTS, "requests in streams a variable span touches"),
         Table(CACHE_WHAT_IF_OPTIONS, "the what-if replay's cache counts per option"),
         Table(CACHE_WHAT_IF_INFO, "the what-if replay's shared prefix tokens"),

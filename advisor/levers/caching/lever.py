@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import duckdb
 import pyarrow as pa
 
 from advisor.levers import tables as T
@@ -33,8 +34,9 @@ from advisor.store import scalar
 
 
 class CachingLever:
-    """A fresh instance per simulation: the standalone replay's prefix models and token
-    calibrations serve the chained replay (the store's prompts do not change in between)."""
+    """A fresh instance per simulation: the standalone replay's prefix models, token caches,
+    calibrations and prefix-order findings serve the chained replay where its requests and
+    prompts are the same (the store's prompts do not change in between)."""
 
     id: ClassVar[str] = "caching"
     title: ClassVar[str] = "Prompt caching"
@@ -68,12 +70,17 @@ class CachingLever:
                 if cache is not None:
                     caches[key] = cache
         _rows(ctx, state, caches, policy.per_account)
-        spans = find_variable_spans(
-            con,
-            f"(SELECT request_id FROM {T.CACHE_ROWS} WHERE replay)",
-            PrefixOrderPolicy(**policy.prefix_order),
-        )
-        self.what_if_sql = substitute(con, spans)
+        if self.replays == 1 or not _same_replayed(con):
+            # the findings depend on the replayed requests alone (the store's prompts): the
+            # chained run keeps the standalone run's where it replays the same requests
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE {T.CACHE_REPLAYED} AS
+                    SELECT request_id FROM {T.CACHE_ROWS} WHERE replay"""
+            )
+            self.spans = find_variable_spans(
+                con, T.CACHE_REPLAYED, PrefixOrderPolicy(**policy.prefix_order)
+            )
+            self.what_if_sql = substitute(con, self.spans)
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {T.CACHE_TEMPLATES} AS
                SELECT r.request_id, coalesce(r.feature, '(none)') || '|'
@@ -94,9 +101,10 @@ class CachingLever:
             ranges=self.replays == 1,  # the standalone replay: describe reports its range
         )
         self.counts.update(main.counts)
-        if self.replays > 1:  # no replay follows the chained one: let the prefix models go
+        if self.replays > 1:  # no replay follows the chained one: let its inputs go
             self.models.clear()
-        self.caches, self.spans, self.main = caches, spans, main
+            self.tokenizers.clear()
+        self.caches, self.main = caches, main
         choose(ctx, main, caches, policy)
         final(con, state.table, out, main.options)
         affected = scalar(
@@ -121,7 +129,6 @@ class CachingLever:
             if self.spans
             else {}
         )
-        self.tokenizers.clear()
         details, recommendations = build_details(
             ctx, base.table, alone.state.table, main, self.caches, self.policy, self.spans,
             saving_by_span,
@@ -151,6 +158,17 @@ def _token_count_range(details: CachingDetails) -> SavingRange | None:
         high=counts.high_saving,
         assumption=f"prompt token counts {counts.counts} (low to high calibration scale)",
     )
+
+
+def _same_replayed(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether _cache_rows replays exactly the requests the standalone run replayed."""
+    before, now, both = con.execute(
+        f"""SELECT (SELECT count(*) FROM {T.CACHE_REPLAYED}),
+                   (SELECT count(*) FROM {T.CACHE_ROWS} WHERE replay),
+                   (SELECT count(*) FROM {T.CACHE_ROWS} r SEMI JOIN {T.CACHE_REPLAYED} USING
+                    (request_id) WHERE r.replay)"""
+    ).fetchone()  # type: ignore[misc]
+    return before == now == both
 
 
 def _rows(

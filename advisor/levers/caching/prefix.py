@@ -18,6 +18,7 @@ Work is O(total blocks) on numpy arrays, and tokenisation is kept to what can be
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -36,6 +37,8 @@ ROLES = {"tools": 1, "system": 2, "developer": 3, "user": 4, "assistant": 5, "to
 STATIC_ROLES = (1, 2, 3)  # tools, system, developer: where a template's stable part lives
 _HEAD_FACTOR = 8  # characters fetched per needed token before comparing whole texts
 _BATCH_CHARS = 8_000_000  # text tokenised at once: bounds memory, keeps the threads busy
+_REPLAY_CHUNK = 1 << 20  # block occurrences sorted at once (streams or shares of keys)
+_LCP_ROWS = 4096  # sibling heads compared at once (heads are at most a block * _HEAD_FACTOR)
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -504,7 +507,7 @@ def _sibling_cuts(
             "head": need * _HEAD_FACTOR,
         },
     )
-    cur = con.execute(
+    siblings = con.sql(
         f"""WITH s AS (SELECT p.*, x.text FROM _px_sib p JOIN _px_tid t USING (tid)
                        JOIN {relation(texts_sql)} x USING (text_hash)),
                  g AS (SELECT parent, left(text, min_chars) AS k FROM s
@@ -514,52 +517,81 @@ def _sibling_cuts(
             FROM s SEMI JOIN g ON g.parent = s.parent AND g.k = left(s.text, s.min_chars)
             ORDER BY s.parent, head"""
     )
-    best: dict[int, int] = {}  # div index -> characters shared with the closest sibling
-    runs: list[list[tuple[int, int]]] = []  # (tid, i) of siblings whose whole heads tie
-    run: list[tuple[int, int]] = []
-    prev: tuple | None = None
-    for rows in _batches(cur):
-        for row in rows:
-            tie = False
-            if prev is not None and prev[0] == row[0]:  # the closest sibling is a sorted neighbour
-                common = _lcp(prev[3], row[3])
-                for who in (prev, row):
-                    if who[2] >= 0:
-                        best[who[2]] = max(best.get(who[2], 0), common)
-                tie = row[4] and prev[4] and common == len(row[3]) == len(prev[3])
-            if tie:
-                run = run or [(prev[1], prev[2])]  # type: ignore[index]
-                run.append((row[1], row[2]))
-            elif run:
-                runs.append(run)
-                run = []
-            prev = row
-    if run:
-        runs.append(run)
+    # Per fetched row, in sorted order: its parent, (tid, i), and how many leading characters it
+    # shares with the row before it (the closest sibling is a sorted neighbour).
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("parent", "tid", "i", "trunc", "len")}
+    commons: list[np.ndarray] = []
+    last: str | None = None
+    for batch in siblings.to_arrow_reader(_LCP_ROWS):
+        if not batch.num_rows:
+            continue
+        heads = batch.column("head").to_pylist()
+        commons.append(_neighbour_lcp(last, heads))
+        last = heads[-1]
+        for name, column in (
+            ("parent", "parent"),
+            ("tid", "tid"),
+            ("i", "i"),
+            ("trunc", "truncated"),
+        ):
+            cols[name].append(batch.column(column).to_numpy(zero_copy_only=False))
+        cols["len"].append(np.fromiter(map(len, heads), np.int64, len(heads)))
     con.unregister("_px_sib")
-    stats.sibling_candidates = len(best)
-    if runs:
-        _whole_text_lcp(con, runs, best, texts_sql)
-    keep = sorted((i, c) for i, c in best.items() if c >= max(int(needed[i]) // 4, 1))
-    return np.array([i for i, _ in keep], np.int64), np.array([c for _, c in keep], np.int64)
+    best = np.full(len(div), -1, dtype=np.int64)  # div index -> characters shared, -1: no sibling
+    if commons:
+        par, t, i, trunc, ln = (
+            np.concatenate(cols[k]) for k in ("parent", "tid", "i", "trunc", "len")
+        )
+        common = np.concatenate(commons)
+        same = np.zeros(len(par), dtype=bool)
+        same[1:] = par[1:] == par[:-1]
+        pair = np.flatnonzero(same)  # row j and row j - 1 are siblings
+        who = np.concatenate([i[pair - 1], i[pair]])
+        value = np.concatenate([common[pair], common[pair]])
+        np.maximum.at(best, who[who >= 0], value[who >= 0])
+        # siblings equal over their whole (truncated) heads: their whole texts are compared
+        tie = np.zeros(len(par), dtype=bool)
+        tie[pair] = (
+            trunc[pair] & trunc[pair - 1] & (common[pair] == ln[pair]) & (ln[pair] == ln[pair - 1])
+        )
+        if tie.any():
+            starts = tie & ~np.concatenate([[False], tie[:-1]])
+            run = np.cumsum(starts) - 1
+            rows = np.sort(np.concatenate([np.flatnonzero(tie), np.flatnonzero(starts) - 1]))
+            run_of = np.where(tie[rows], run[rows], run[np.minimum(rows + 1, len(run) - 1)])
+            _whole_text_lcp(con, run_of, t[rows], i[rows], best, texts_sql)
+    stats.sibling_candidates = int((best >= 0).sum())
+    keep = np.flatnonzero(best >= np.maximum(needed // 4, 1))
+    return keep.astype(np.int64), best[keep]
+
+
+def _neighbour_lcp(before: str | None, texts: list[str]) -> np.ndarray:
+    """Characters each text shares at its start with the text before it (the first with
+    `before`, 0 without one): the texts as rows of code points, compared column-wise in numpy."""
+    rows = np.array([before or "", *texts], dtype=np.str_)
+    codes = rows.view(np.uint32).reshape(len(rows), -1)
+    if not codes.shape[1]:  # every text empty
+        return np.zeros(len(texts), dtype=np.int64)
+    differ = codes[1:] != codes[:-1]
+    first = differ.argmax(axis=1)
+    common = np.where(differ[np.arange(len(texts)), first], first, codes.shape[1])
+    lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+    # numpy pads with NUL: a common prefix ends with the shorter text
+    shorter = np.minimum(lengths, np.concatenate([[len(before or "")], lengths[:-1]]))
+    return np.minimum(common, shorter).astype(np.int64)
 
 
 def _whole_text_lcp(
     con: duckdb.DuckDBPyConnection,
-    runs: list[list[tuple[int, int]]],
-    best: dict[int, int],
+    run: np.ndarray,
+    tid: np.ndarray,
+    which: np.ndarray,
+    best: np.ndarray,
     texts_sql: str,
 ) -> None:
-    """Siblings equal over their whole heads: compare the whole texts, streamed in sorted order."""
-    members = [(r, t, i) for r, run in enumerate(runs) for t, i in run]
-    _register(
-        con,
-        "_px_run",
-        {
-            name: np.array([m[j] for m in members], dtype=np.int64)
-            for j, name in enumerate(("run", "tid", "i"))
-        },
-    )
+    """Siblings equal over their whole heads (`run` numbers each group): compare the whole
+    texts, streamed in sorted order, raising `best` of each first-unshared message (`which`)."""
+    _register(con, "_px_run", {"run": run, "tid": tid, "i": which})
     cur = con.execute(
         f"""SELECT r.run, r.i, x.text FROM _px_run r JOIN _px_tid t USING (tid)
             JOIN {relation(texts_sql)} x USING (text_hash) ORDER BY r.run, x.text"""
@@ -571,7 +603,7 @@ def _whole_text_lcp(
                 common = _lcp(prev[2], row[2])
                 for who in (prev, row):
                     if who[1] >= 0:
-                        best[who[1]] = max(best.get(who[1], 0), common)
+                        best[who[1]] = max(best[who[1]], common)
             prev = row
     con.unregister("_px_run")
 
@@ -593,16 +625,16 @@ def _partial_blocks(
     (div index, block index, hash) per block, and the tokens added per entry of `which`."""
     _register(con, "_px_cut", {"i": which, "tid": div_tid[which], "chars": chars})
     cur = con.execute(
-        f"""SELECT c.i, c.chars, x.text FROM _px_cut c JOIN _px_tid t USING (tid)
+        f"""SELECT c.i, left(x.text, c.chars) AS cut FROM _px_cut c JOIN _px_tid t USING (tid)
             JOIN {relation(texts_sql)} x USING (text_hash) ORDER BY c.i"""
-    )
+    )  # only the shared start leaves the store
     out: list[tuple[np.ndarray, ...]] = []
     added = dict.fromkeys(which.tolist(), 0)
-    for batch in _char_batches(_batches(cur, 500), 2):
+    for batch in _char_batches(_batches(cur, 500), 1):
         # the last token of a cut text may differ from the whole text's there: drop it
-        encoded = [t[:-1] for t in tok.encode([text[:c] for _, c, text in batch])]
+        encoded = [t[:-1] for t in tok.encode([cut for _, cut in batch])]
         rows = [
-            (int(i), t) for (i, _, _), t in zip(batch, encoded, strict=True) if len(t) >= needed[i]
+            (int(i), t) for (i, _), t in zip(batch, encoded, strict=True) if len(t) >= needed[i]
         ]
         if not rows:
             continue
@@ -636,25 +668,55 @@ def _previous_within(
     ttl: np.ndarray,
     refresh: bool,
 ) -> np.ndarray:
-    """For occurrences (req, key): was the key alive in the same stream's cache at that time?
+    """For occurrences (req, key), `req` ascending: was the key alive in the same stream's cache
+    at that time?
 
     With refresh-on-hit every occurrence (a hit or a write) restarts the key's TTL, so a hit is an
     earlier occurrence within the TTL. Without refresh only a miss (a write) restarts it. `ttl`
-    is per request (seconds, inf = unbounded) and constant within a stream (one model).
+    is per request (seconds, inf = unbounded) and constant within a stream (one model). Streams
+    and keys are independent: occurrences are sorted a chunk of whole streams at a time, a
+    stream larger than a chunk a share of its keys at a time (bounded memory).
     """
-    order = np.lexsort((req, key, stream[req]))
-    s_req, s_key = req[order], key[order]
-    same = np.zeros(len(order), dtype=bool)
-    same[1:] = (s_key[1:] == s_key[:-1]) & (stream[s_req[1:]] == stream[s_req[:-1]])
-    t, life = ts[s_req], ttl[s_req]
-    if refresh:
-        hit = np.zeros(len(order), dtype=bool)
-        hit[1:] = same[1:] & (t[1:] - t[:-1] <= life[1:])
-    else:
-        hit = _write_chain(same, t, life)
-    out = np.empty(len(order), dtype=bool)
-    out[order] = hit
+    out = np.empty(len(req), dtype=bool)
+    bounds = np.searchsorted(req, _runs(stream))
+    for i, j in _chunks(bounds):
+        a, b = int(bounds[i]), int(bounds[j])
+        shares = max(1, (b - a) // _REPLAY_CHUNK)
+        for share in range(shares):
+            at = np.arange(a, b) if shares == 1 else a + np.flatnonzero(key[a:b] % shares == share)
+            keys, reqs = key[at], req[at]
+            s_stream = stream[reqs]
+            # stable: a key's occurrences stay in request (time) order
+            order = np.lexsort((keys, s_stream))
+            s_req, s_key, s_stream = reqs[order], keys[order], s_stream[order]
+            same = np.zeros(len(order), dtype=bool)
+            same[1:] = (s_key[1:] == s_key[:-1]) & (s_stream[1:] == s_stream[:-1])
+            t, life = ts[s_req], ttl[s_req]
+            if refresh:
+                hit = np.zeros(len(order), dtype=bool)
+                hit[1:] = same[1:] & (t[1:] - t[:-1] <= life[1:])
+            else:
+                hit = _write_chain(same, t, life)
+            out[at[order]] = hit
     return out
+
+
+def _runs(stream: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of a sorted per-request array starts, and the end."""
+    return np.concatenate([[0], np.flatnonzero(stream[1:] != stream[:-1]) + 1, [len(stream)]])
+
+
+def _chunks(bounds: np.ndarray) -> list[tuple[int, int]]:
+    """The runs between ascending `bounds` gathered into pieces of about _REPLAY_CHUNK elements,
+    a run never split: (i, j) per piece, indices into `bounds`."""
+    size = _REPLAY_CHUNK
+    ends = bounds.tolist()
+    cuts = [0]
+    for k in range(1, len(ends) - 1):  # close the piece before run k where it would overflow
+        if ends[k + 1] - ends[cuts[-1]] > size and ends[k] > ends[cuts[-1]]:
+            cuts.append(k)
+    cuts.append(len(ends) - 1)
+    return list(itertools.pairwise(cuts))
 
 
 def _write_chain(same: np.ndarray, t: np.ndarray, ttl: np.ndarray) -> np.ndarray:
@@ -700,13 +762,18 @@ def replay_blocks(
     block counts only if every block before it hit too (prefix semantics).
     """
     counts = np.diff(model.block_off)
-    occ = np.flatnonzero(np.repeat(eligible, counts))
-    req = np.repeat(np.arange(model.n), counts)[occ]
-    hit = _previous_within(stream, model.block_hash[occ], req, ts, ttl, refresh)
     big = np.iinfo(np.int64).max
-    first_miss = _per_request(
-        req, np.where(hit, big, occ - model.block_off[req]), np.minimum, model.n, big
-    )
+    first_miss = np.full(model.n, big, dtype=np.int64)
+    runs = _runs(stream)
+    for i, j in _chunks(model.block_off[runs]):  # whole streams at a time: bounded memory
+        a, b = int(runs[i]), int(runs[j])
+        lo = model.block_off[a]
+        occ = lo + np.flatnonzero(np.repeat(eligible[a:b], counts[a:b]))
+        req = np.repeat(np.arange(a, b), counts[a:b])[occ - lo]
+        hit = _previous_within(stream, model.block_hash[occ], req, ts, ttl, refresh)
+        first_miss[a:b] = _per_request(
+            req - a, np.where(hit, big, occ - model.block_off[req]), np.minimum, b - a, big
+        )
     return np.where(eligible, np.minimum(first_miss, counts), 0)
 
 

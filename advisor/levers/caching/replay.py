@@ -120,13 +120,16 @@ def replay(
     """
     tokenizers = {} if tokenizers is None else tokenizers
     counts = {} if counts is None else counts
-    # only the store's own prompts: an edited prompt table may differ from one replay to the next
-    models = models if (messages_sql, texts_sql) == ("messages", "texts") else None
+    # models are built from the store's own prompts only (an edited prompt table may differ from
+    # one replay to the next); an edited one reuses them for requests whose prompts it left alone
+    own_prompts = (messages_sql, texts_sql) == ("messages", "texts")
     con = ctx.con
     out_opts, out_info = opts_table, info_table
     variants = ("point", "low", "high") if ranges else ("point",)
-    opt_parts: dict[str, list[pa.Table]] = {v: [] for v in variants}
-    info_parts: list[pa.Table] = []
+    # each part goes to the store as soon as it is replayed: Python holds one group's at a time
+    for variant in variants:
+        _create(con, _variant(out_opts, variant), _OPT_SCHEMA)
+    _create(con, out_info, _INFO_SCHEMA)
     stats: list[prefix.TokenStats] = []
     used: dict[str, TokenCounts] = {}
     blocks = 0
@@ -151,7 +154,7 @@ def replay(
         if not len(q["idx"]):
             continue
         tok = tokenizers.setdefault(encoding, prefix.Tokenizer(encoding))
-        model = _built_before(con, models, group)
+        model = _built_before(con, models, group, None if own_prompts else messages_sql)
         if model is None:
             model = prefix.build(
                 con,
@@ -162,7 +165,7 @@ def replay(
                 texts_sql=texts_sql,
                 tokenizer=tok,
             )
-            if models is not None:
+            if models is not None and own_prompts:
                 ids = {"request_id": q["request_id"], "idx": np.arange(model.n, dtype=np.int64)}
                 models[group] = (model, pa.table(ids))
         stats.append(model.stats)
@@ -234,7 +237,10 @@ def replay(
                     read = _round_down(cached, min_tok, inc)
                     write = np.where(ok & members[0].rules.write_surcharge, inp - read, 0)
                 done.append((scale, (read, write)))
-                opt_parts[variant].append(
+                _append(
+                    con,
+                    _variant(out_opts, variant),
+                    _OPT_SCHEMA,
                     pa.table(
                         {
                             "request_id": pa.array(q["request_id"][rows_of]),
@@ -245,9 +251,12 @@ def replay(
                                 np.where(one_hour, write, 0)[rows_of]
                             ),
                         }
-                    )
+                    ),
                 )
-        info_parts.append(
+        _append(
+            con,
+            out_info,
+            _INFO_SCHEMA,
             pa.table(
                 {
                     "request_id": pa.array(q["request_id"]),
@@ -257,11 +266,8 @@ def replay(
                     "eligible": pa.array(eligible),
                     "token_scale": pa.array(scales["point"]),
                 }
-            )
+            ),
         )
-    for variant in variants:
-        _store(con, _variant(out_opts, variant), opt_parts[variant], _OPT_SCHEMA)
-    _store(con, out_info, info_parts, _INFO_SCHEMA)
     con.execute(f"DROP TABLE IF EXISTS {T.CACHE_QUEUE}")
     con.execute(f"DROP TABLE IF EXISTS {T.CACHE_KEYS}")
     spans = {v: _variant(out_opts, v) for v in variants if v != "point"}
@@ -277,10 +283,13 @@ def _built_before(
     con: Any,
     models: dict[tuple, tuple[prefix.PrefixModel, pa.Table]] | None,
     group: tuple,
+    edited: str | None,
 ) -> prefix.PrefixModel | None:
     """The model built for `group` before, reordered to _cache_q's order, if it was built for
-    the same requests (a chained run where an earlier lever moved requests only between models
-    of one cache group: a third of the caching lever's time at 1M requests)."""
+    the same requests with the same prompts (a chained run where an earlier lever moved requests
+    only between models of one cache group: a third of the caching lever's time at 1M
+    requests). `edited`: the messages of an edited prompt, which must then name the store's
+    texts for every request of the group (same text hash, same text)."""
     if models is None or group not in models:
         return None
     model, ids = models[group]
@@ -292,7 +301,26 @@ def _built_before(
     con.unregister("_cache_built")
     if len(got) != model.n or np.ma.is_masked(got):  # request ids are unique on both sides
         return None
+    if edited is not None and _prompts_differ(con, edited):
+        return None
     return model.take(np.asarray(got, dtype=np.int64))
+
+
+def _prompts_differ(con: Any, edited: str) -> bool:
+    """Whether the edited messages of _cache_q's requests differ from the store's."""
+    columns = "request_id, position, role, text_hash"
+    differ = scalar(
+        con,
+        f"""SELECT count(*) FROM (
+              (SELECT {columns} FROM {prefix.relation(edited)} SEMI JOIN {T.CACHE_QUEUE}
+               USING (request_id)
+               EXCEPT SELECT {columns} FROM messages SEMI JOIN {T.CACHE_QUEUE} USING (request_id))
+              UNION ALL
+              (SELECT {columns} FROM messages SEMI JOIN {T.CACHE_QUEUE} USING (request_id)
+               EXCEPT SELECT {columns} FROM {prefix.relation(edited)} SEMI JOIN {T.CACHE_QUEUE}
+               USING (request_id)))""",
+    )
+    return bool(differ)
 
 
 _OPT_SCHEMA = pa.schema(
@@ -314,10 +342,15 @@ _INFO_SCHEMA = pa.schema(
 )
 
 
-def _store(con: Any, name: str, parts: list[pa.Table], schema: pa.Schema) -> None:
-    table = pa.concat_tables([p.cast(schema) for p in parts]) if parts else schema.empty_table()
-    con.register("_cache_arrow", table)
+def _create(con: Any, name: str, schema: pa.Schema) -> None:
+    con.register("_cache_arrow", schema.empty_table())
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _cache_arrow")
+    con.unregister("_cache_arrow")
+
+
+def _append(con: Any, name: str, schema: pa.Schema, part: pa.Table) -> None:
+    con.register("_cache_arrow", part.cast(schema))
+    con.execute(f"INSERT INTO {name} SELECT * FROM _cache_arrow")
     con.unregister("_cache_arrow")
 
 
