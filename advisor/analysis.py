@@ -27,7 +27,7 @@ from advisor.levers.trimming.models import TrimmingResult
 from advisor.money import MaybeMoney, Money
 from advisor.money import Model as _Model
 
-SCHEMA_VERSION = "2.2"
+SCHEMA_VERSION = "2.3"
 
 __all__ = ["Money", "Recommendation"]  # re-exported: renderers read them from here
 

@@ -36,4 +36,4 @@ def test_the_schema_describes_every_levers_details() -> None:
             assert model.get("additionalProperties") is False, (ref, part)
             assert model["properties"], (ref, part)
     assert defs["Combined"]["properties"]["cost"]["anyOf"][1] == {"type": "null"}
-    assert SCHEMA_VERSION == "2.2"  # 2.2: action_plan, unit_economics, why_not, via
+    assert SCHEMA_VERSION == "2.3"  # 2.3: tiering calibration held out, misroute intervals, sample
