@@ -29,7 +29,7 @@ from advisor.difficulty.vocabulary import VocabularyPolicy, vet
 from advisor.routing import CLASSES, CLASSIFIER_FORMAT, MICRO, word_hash
 
 SAMPLE_SIZE = 100_000  # training rows at most: enough for a linear model, bounded time at 1M+
-CHUNK_ROWS = 200_000  # rows scored per pass: bounds memory whatever the size of the log
+CHUNK_ROWS = 50_000  # rows scored per pass: bounds memory whatever the size of the log (~200 MB)
 MIN_TEMPLATE_ROWS = 10
 C = 0.1  # strong L2: many near-duplicate binary features, and labels that are only heuristics
 MISSING_CLASS_LOGIT = -1e4  # a class absent from the weak labels: probability exp(-1e4) = 0
