@@ -90,9 +90,14 @@ def _matrix(
         con.execute(
             """CREATE OR REPLACE TEMP TABLE _dif_names AS
                SELECT name, (row_number() OVER (ORDER BY name) - 1)::BIGINT AS col
-               FROM (SELECT name FROM _dif_tok UNION SELECT name FROM _dif_other)"""
+               FROM (SELECT DISTINCT 'tok:' || tok AS name FROM _dif_tok
+                     UNION SELECT name FROM _dif_other)"""
         )
-        tok_sql = "SELECT t.hid, v.col FROM _dif_tok t JOIN _dif_names v USING (name)"
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _dif_keys AS
+               SELECT substr(name, 5) AS tok, col FROM _dif_names WHERE name LIKE 'tok:%'"""
+        )
+        tok_sql = "SELECT t.hid, k.col FROM _dif_tok t JOIN _dif_keys k USING (tok)"
         names_table = "_dif_names"
     else:
         keys = f"SELECT tok, col FROM {vocab}_tok"
