@@ -102,7 +102,11 @@ def bins_sql(name: str, expr: str) -> list[str]:
 def _counts_sql(expr: str) -> str:
     """routing.counts_of in SQL: quantities, constraints, non_ascii of the text `expr`."""
     head = f"left({expr}, {R.HEAD_CHARS})"
-    other = f"length(regexp_replace({head}, {_lit(R.NON_ASCII_PATTERN)}, '', 'g'))"
+    # a pure-ASCII text (as many bytes as characters) has no other character: no regex needed
+    other = (
+        f"CASE WHEN strlen({head}) = length({head}) THEN 0 "
+        f"ELSE length(regexp_replace({head}, {_lit(R.NON_ASCII_PATTERN)}, '', 'g')) END"
+    )
     return (
         f"len(regexp_extract_all({head}, {_lit(R.QUANTITY_PATTERN)})) AS quantities, "
         f"len(regexp_extract_all({head}, {_lit(R.CONSTRAINT_PATTERN)})) AS constraints, "
