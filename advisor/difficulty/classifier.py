@@ -170,8 +170,8 @@ def _register_vocab(
     con: duckdb.DuckDBPyConnection, names: list[str], words: Mapping[str, str] | None = None
 ) -> None:
     """Register `_dif_vocab` (name, col) and `_dif_vocab_tok` (tok, col). A hashed word whose
-    plain word `words` gives is registered under that word; one it does not is registered under
-'h:' and its hash, for token_keys_sql to find."""
+        plain word `words` gives is registered under that word; one it does not is registered under
+    'h:' and its hash, for token_keys_sql to find."""
     words = words or {}
     con.execute("SELECT 1").fetchall()  # settle any half-read result: register() refuses otherwise
     arrow = pa.table(
@@ -338,9 +338,7 @@ def train(
         vocabulary_withheld=vetting.withheld,
     )
     words = {f"tokh:{word_hash(every[i][4:])}": every[i][4:] for i in keep if i in hashed}
-    return TrainedModel(
-        _export(feature_names, w, b, temperature, report), report, checked, words
-    )
+    return TrainedModel(_export(feature_names, w, b, temperature, report), report, checked, words)
 
 
 def _prior_model(y: np.ndarray, seed: int, labelled: int, why: str) -> TrainedModel:

@@ -281,7 +281,8 @@ def text_tokens_sql(texts: str, keys: str | None = None) -> str:
     """
     tokens = _tokens_sql(texts)
     if keys is None:
-        return f"SELECT hid, tok FROM ({tokens}) WHERE length(tok) BETWEEN 2 AND {R.MAX_TOKEN_CHARS}"
+        return f"""SELECT hid, tok FROM ({tokens})
+                   WHERE length(tok) BETWEEN 2 AND {R.MAX_TOKEN_CHARS}"""
     # the keys only hold 2..MAX_TOKEN_CHARS-character tokens: the join filters lengths
     return f"SELECT x.hid, k.col FROM ({tokens}) x JOIN {keys} k ON k.tok = x.tok"
 
