@@ -63,7 +63,7 @@ def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
 
 
 def _ints(table: pa.Table, column: str) -> np.ndarray:
-    return table.column(column).to_numpy().astype(np.int64)
+    return table.column(column).to_numpy().astype(np.int64, copy=False)
 
 
 def _matrix(
@@ -121,6 +121,7 @@ def _matrix(
     )
     n_cols = len(names)
     per_text = _csr(_ints(tok, "hid"), _ints(tok, "col"), n_texts + 1, n_cols)  # last row: empty
+    del tok  # the token stream is the largest thing held here: free it before the matrix grows
     other_x = _csr(_ints(other, "rn"), _ints(other, "col"), n_rows, n_cols)
     x = _union([per_text[_ints(ids, "s")], per_text[_ints(ids, "u")], other_x], n_cols)
     x.data[:] = 1.0
