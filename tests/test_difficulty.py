@@ -157,6 +157,11 @@ def test_sql_features_equal_the_runtime_features(small: Any) -> None:
         sql_names = {hashed[j] for j in x.indices[x.indptr[i] : x.indptr[i + 1]]}
         runtime_names = active_features(request_features(by_id[rid]))
         assert sql_names == runtime_names & set(hashed), rid
+    # given the plain words behind the hashes (as just after training), the same matrix
+    words = {f"tokh:{word_hash(n[4:])}": n[4:] for n in vocab if n.startswith("tok:")}
+    _register_vocab(con, hashed, words)
+    plain, _ = _matrix(con, "_rows", len(lines), "_dif_vocab")
+    assert (plain != x).nnz == 0 and (plain.indices == x.indices).all()
 
 
 def test_template_ids_mask_what_varies() -> None:
@@ -427,6 +432,28 @@ def test_top_features_are_the_strongest_pushes_towards_the_class(seed, n_rows, n
         active = [c for c in range(n_cols) if dense[row, c] and contrib[c, best[row]] > 0]
         want = sorted(active, key=lambda c: (-contrib[c, best[row]], c))[:3]
         assert got[row] == [names[c] for c in want]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 30), st.integers(1, 10), st.integers(1, 3))
+def test_the_design_matrix_union_is_the_pattern_of_the_sum(seed, n_rows, n_cols, n_parts) -> None:
+    """_union (one pass) against adding the matrices: same columns per row, each once, sorted."""
+    import numpy as np
+    from scipy import sparse
+
+    from advisor.difficulty.classifier import _union
+
+    rng = np.random.default_rng(seed)
+    parts = [
+        sparse.csr_matrix((rng.random((n_rows, n_cols)) < 0.3).astype(np.float64))
+        for _ in range(n_parts)
+    ]
+    got = _union(parts, n_cols)
+    want = sparse.csr_matrix(sum(parts[1:], parts[0]))
+    want.sum_duplicates()
+    want.sort_indices()
+    assert (got.indptr == want.indptr).all() and (got.indices == want.indices).all()
+    assert got.has_sorted_indices
 
 
 NOT_EASY = {

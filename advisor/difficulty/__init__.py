@@ -110,7 +110,7 @@ def classify(
     apply_rules(con, rules)
     trained = train(con, vocabulary, seed=seed, sample_size=sample_size)
     model = trained.model
-    score(con, model)
+    score(con, model, words=trained.words)
     con.execute(DIFFICULTY_TABLE.format(micro=MICRO))
     store.set_meta(con, META_CLASSIFIER, json.dumps(model, separators=(",", ":")))
     guards = [

@@ -15,8 +15,8 @@ exact arithmetic order of the pure-Python `routing.Classifier`, so both give the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import duckdb
@@ -29,7 +29,7 @@ from advisor.difficulty.vocabulary import VocabularyPolicy, vet
 from advisor.routing import CLASSES, CLASSIFIER_FORMAT, MICRO, word_hash
 
 SAMPLE_SIZE = 100_000  # training rows at most: enough for a linear model, bounded time at 1M+
-CHUNK_ROWS = 200_000  # rows scored per pass: bounds memory whatever the size of the log
+CHUNK_ROWS = 50_000  # rows scored per pass: bounds memory whatever the size of the log (~200 MB)
 MIN_TEMPLATE_ROWS = 10
 C = 0.1  # strong L2: many near-duplicate binary features, and labels that are only heuristics
 MISSING_CLASS_LOGIT = -1e4  # a class absent from the weak labels: probability exp(-1e4) = 0
@@ -63,7 +63,7 @@ def _arrow(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
 
 
 def _ints(table: pa.Table, column: str) -> np.ndarray:
-    return table.column(column).to_numpy().astype(np.int64)
+    return table.column(column).to_numpy().astype(np.int64, copy=False)
 
 
 def _matrix(
@@ -90,12 +90,19 @@ def _matrix(
         con.execute(
             """CREATE OR REPLACE TEMP TABLE _dif_names AS
                SELECT name, (row_number() OVER (ORDER BY name) - 1)::BIGINT AS col
-               FROM (SELECT name FROM _dif_tok UNION SELECT name FROM _dif_other)"""
+               FROM (SELECT DISTINCT 'tok:' || tok AS name FROM _dif_tok
+                     UNION SELECT name FROM _dif_other)"""
         )
-        tok_sql = "SELECT t.hid, v.col FROM _dif_tok t JOIN _dif_names v USING (name)"
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _dif_keys AS
+               SELECT substr(name, 5) AS tok, col FROM _dif_names WHERE name LIKE 'tok:%'"""
+        )
+        tok_sql = "SELECT t.hid, k.col FROM _dif_tok t JOIN _dif_keys k USING (tok)"
         names_table = "_dif_names"
     else:
-        keys = token_keys_sql("_dif_texts", f"{vocab}_tok")
+        keys = f"SELECT tok, col FROM {vocab}_tok"
+        if con.execute(f"SELECT count(*) FROM {vocab}_tok WHERE tok LIKE 'h:%'").fetchall()[0][0]:
+            keys = token_keys_sql("_dif_texts", f"{vocab}_tok")  # hashes every distinct token
         con.execute(f"CREATE OR REPLACE TEMP TABLE _dif_keys AS {keys}")
         tok_sql = text_tokens_sql("_dif_texts", "_dif_keys")
         names_table = vocab
@@ -114,15 +121,31 @@ def _matrix(
     )
     n_cols = len(names)
     per_text = _csr(_ints(tok, "hid"), _ints(tok, "col"), n_texts + 1, n_cols)  # last row: empty
-    x = per_text[_ints(ids, "s")] + per_text[_ints(ids, "u")]
-    x = x + _csr(_ints(other, "rn"), _ints(other, "col"), n_rows, n_cols)
-    x = sparse.csr_matrix(x)
-    x.sum_duplicates()
-    x.sort_indices()  # column order within a row = the runtime's summation order
+    del tok  # the token stream is the largest thing held here: free it before the matrix grows
+    other_x = _csr(_ints(other, "rn"), _ints(other, "col"), n_rows, n_cols)
+    x = _union([per_text[_ints(ids, "s")], per_text[_ints(ids, "u")], other_x], n_cols)
     x.data[:] = 1.0
     for table in ("_dif_texts", "_dif_tok", "_dif_other", "_dif_names", "_dif_keys"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     return x, names
+
+
+def _union(parts: list[sparse.csr_matrix], n_cols: int) -> sparse.csr_matrix:
+    """Row by row, the columns of all `parts` (same rows), each once, sorted: their sum's
+    pattern, laid out in one pass instead of adding the matrices two at a time."""
+    lengths = [np.diff(p.indptr).astype(np.int64) for p in parts]
+    indptr = np.zeros(parts[0].shape[0] + 1, dtype=np.int64)
+    np.cumsum(sum(lengths), out=indptr[1:])
+    indices = np.empty(int(indptr[-1]), dtype=parts[0].indices.dtype)
+    start = indptr[:-1].copy()  # where the next part's columns of each row go
+    for part, n in zip(parts, lengths, strict=True):
+        indices[np.repeat(start - part.indptr[:-1], n) + np.arange(part.nnz)] = part.indices
+        start += n
+    x = sparse.csr_matrix(
+        (np.ones(len(indices)), indices, indptr), shape=(parts[0].shape[0], n_cols)
+    )
+    x.sum_duplicates()  # sorts each row's columns, then merges repeats
+    return x
 
 
 def _csr(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int) -> sparse.csr_matrix:
@@ -144,10 +167,20 @@ def _select_features(x: sparse.csr_matrix, names: list[str], tokens: list[int]) 
     return np.array(sorted(keep), dtype=np.int64)
 
 
-def _register_vocab(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
+def _register_vocab(
+    con: duckdb.DuckDBPyConnection, names: list[str], words: Mapping[str, str] | None = None
+) -> None:
+    """Register `_dif_vocab` (name, col) and `_dif_vocab_tok` (tok, col). A hashed word whose
+        plain word `words` gives is registered under that word; one it does not is registered under
+    'h:' and its hash, for token_keys_sql to find."""
+    words = words or {}
     con.execute("SELECT 1").fetchall()  # settle any half-read result: register() refuses otherwise
     arrow = pa.table(
-        {"name": pa.array(names, pa.string()), "col": pa.array(range(len(names)), pa.int64())}
+        {
+            "name": pa.array(names, pa.string()),
+            "col": pa.array(range(len(names)), pa.int64()),
+            "word": pa.array([words.get(n) for n in names], pa.string()),
+        }
     )
     con.register("_dif_vocab_arrow", arrow)
     con.execute("CREATE OR REPLACE TEMP TABLE _dif_vocab AS SELECT * FROM _dif_vocab_arrow")
@@ -156,7 +189,8 @@ def _register_vocab(con: duckdb.DuckDBPyConnection, names: list[str]) -> None:
         """CREATE OR REPLACE TEMP TABLE _dif_vocab_tok AS
            SELECT substr(name, 5) AS tok, col FROM _dif_vocab WHERE name LIKE 'tok:%'
            UNION ALL
-           SELECT 'h:' || substr(name, 6), col FROM _dif_vocab WHERE name LIKE 'tokh:%'"""
+           SELECT coalesce(word, 'h:' || substr(name, 6)), col FROM _dif_vocab
+           WHERE name LIKE 'tokh:%'"""
     )
 
 
@@ -206,6 +240,9 @@ class TrainedModel:
     # (confidence of the predicted class, whether the log's label is that class) of the held-out
     # rows that neither fitted the weights nor set the temperature
     checked: list[tuple[float, bool]]
+    # the plain word behind each hashed column (tokh:HASH -> word), known only in training:
+    # scoring looks the words up directly instead of hashing every token of every text
+    words: dict[str, str] = field(default_factory=dict)
 
 
 def train(
@@ -301,7 +338,8 @@ def train(
         vocabulary_hashed=len(vetting.hashed),
         vocabulary_withheld=vetting.withheld,
     )
-    return TrainedModel(_export(feature_names, w, b, temperature, report), report, checked)
+    words = {f"tokh:{word_hash(every[i][4:])}": every[i][4:] for i in keep if i in hashed}
+    return TrainedModel(_export(feature_names, w, b, temperature, report), report, checked, words)
 
 
 def _prior_model(y: np.ndarray, seed: int, labelled: int, why: str) -> TrainedModel:
@@ -419,12 +457,17 @@ def _top_features(x: sparse.csr_matrix, best: np.ndarray, m: _Loaded, k: int = 3
 
 
 def score(
-    con: duckdb.DuckDBPyConnection, model: dict[str, Any], *, chunk_rows: int = CHUNK_ROWS
+    con: duckdb.DuckDBPyConnection,
+    model: dict[str, Any],
+    *,
+    words: Mapping[str, str] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> None:
     """Write `dif_scores` (request_id, p_easy/p_medium/p_hard and confidence in millionths,
-    predicted difficulty, top_features) for every row of `dif_features`, chunk by chunk."""
+    predicted difficulty, top_features) for every row of `dif_features`, chunk by chunk.
+    `words`: TrainedModel.words, when the model was just trained."""
     m = _load(model)
-    _register_vocab(con, [str(n) for n in m.names])
+    _register_vocab(con, [str(n) for n in m.names], words)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _dif_order AS
            SELECT (row_number() OVER (ORDER BY request_id) - 1)::BIGINT AS rn, request_id

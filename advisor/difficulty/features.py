@@ -102,7 +102,11 @@ def bins_sql(name: str, expr: str) -> list[str]:
 def _counts_sql(expr: str) -> str:
     """routing.counts_of in SQL: quantities, constraints, non_ascii of the text `expr`."""
     head = f"left({expr}, {R.HEAD_CHARS})"
-    other = f"length(regexp_replace({head}, {_lit(R.NON_ASCII_PATTERN)}, '', 'g'))"
+    # a pure-ASCII text (as many bytes as characters) has no other character: no regex needed
+    other = (
+        f"CASE WHEN strlen({head}) = length({head}) THEN 0 "
+        f"ELSE length(regexp_replace({head}, {_lit(R.NON_ASCII_PATTERN)}, '', 'g')) END"
+    )
     return (
         f"len(regexp_extract_all({head}, {_lit(R.QUANTITY_PATTERN)})) AS quantities, "
         f"len(regexp_extract_all({head}, {_lit(R.CONSTRAINT_PATTERN)})) AS constraints, "
@@ -257,16 +261,19 @@ def active_names_sql(rows: str) -> str:
 
 
 def _tokens_sql(texts: str) -> str:
+    """(hid, tok) for every word token of the texts of table `texts` (h, hid), lower-case."""
     head = f"left(t.text, {R.TOKEN_CHARS})"
-    words = f"string_split(regexp_replace({head}, '[^A-Za-z0-9]+', ' ', 'g'), ' ')"
+    # lower() after the replace: the string is pure ASCII by then, and lower-casing it once is
+    # cheaper than lower-casing each token
+    words = f"string_split(lower(regexp_replace({head}, '[^A-Za-z0-9]+', ' ', 'g')), ' ')"
     return f"SELECT d.hid, unnest({words}) AS tok FROM {texts} d JOIN texts t ON t.text_hash = d.h"
 
 
 def text_tokens_sql(texts: str, keys: str | None = None) -> str:
     """routing.tokens_of in SQL, once per distinct text of table `texts` (h, hid), however many
-    requests share it. Without `keys`: distinct (hid, name) for every token. With it (a table of
-    tok, col: see token_keys_sql): (hid, col) for the tokens in it, duplicates left to the sparse
-    matrix.
+    requests share it. Without `keys`: (hid, tok) for every token (`tok` without its 'tok:'
+    prefix). With it (a table of tok, col: see token_keys_sql): (hid, col) for the tokens in it.
+    Either way a token repeated in a text is repeated here: the sparse matrix merges them.
 
     Splitting on runs of other characters yields exactly the maximal [A-Za-z0-9] runs that
     routing's findall yields, faster than extracting them; tokens are pure ASCII, so DuckDB's
@@ -274,10 +281,10 @@ def text_tokens_sql(texts: str, keys: str | None = None) -> str:
     """
     tokens = _tokens_sql(texts)
     if keys is None:
-        return f"""SELECT DISTINCT hid, 'tok:' || lower(tok) AS name FROM ({tokens})
+        return f"""SELECT hid, tok FROM ({tokens})
                    WHERE length(tok) BETWEEN 2 AND {R.MAX_TOKEN_CHARS}"""
     # the keys only hold 2..MAX_TOKEN_CHARS-character tokens: the join filters lengths
-    return f"SELECT x.hid, k.col FROM ({tokens}) x JOIN {keys} k ON k.tok = lower(x.tok)"
+    return f"SELECT x.hid, k.col FROM ({tokens}) x JOIN {keys} k ON k.tok = x.tok"
 
 
 def token_keys_sql(texts: str, vocab_tokens: str) -> str:
@@ -293,6 +300,6 @@ def token_keys_sql(texts: str, vocab_tokens: str) -> str:
     return f"""SELECT tok, col FROM {vocab_tokens} WHERE tok NOT LIKE 'h:%'
                UNION ALL
                SELECT d.tok, v.col FROM (
-                   SELECT DISTINCT lower(tok) AS tok FROM ({_tokens_sql(texts)})
+                   SELECT DISTINCT tok FROM ({_tokens_sql(texts)})
                    WHERE length(tok) BETWEEN 2 AND {R.MAX_TOKEN_CHARS}) d
                JOIN {vocab_tokens} v ON v.tok = {key}"""
