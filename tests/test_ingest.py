@@ -344,8 +344,8 @@ def _md5(text: str) -> str:
         # Gemini parts: a tool's response, inline media
         ([{"functionResponse": {"name": "weather", "response": {"temp": 18}}}], '{"temp":18}'),
         (
-            [{"text": "What is this? "}, {"inlineData": {"mimeType": "image/webp", "data": "UklG"}}],
-            f"What is this? [media, image/webp, 4 chars, md5 {_md5('UklG')}]",
+            [{"text": "Is it? "}, {"inlineData": {"mimeType": "image/webp", "data": "UklG"}}],
+            f"Is it? [media, image/webp, 4 chars, md5 {_md5('UklG')}]",
         ),
         ([{"type": "thinking", "thinking": "hmm", "signature": "s"}], ""),  # not read (docs)
     ],

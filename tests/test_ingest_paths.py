@@ -123,11 +123,9 @@ def test_fast_path_matches_line_exact_path(tmp_path: Path, monkeypatch, name: st
     assert reasons[20] == "empty line"
     assert len(fast["quarantine"]) == 9
     texts = {row[1] for row in fast["texts"]}  # tool blocks read by the fast path too
-    assert {
-        '{"name":"f","arguments":{"q":"\u00e9","n":[1.5]}}[image, image/png, 5 chars, md5 '
-        + hashlib.md5(b"iVBOR").hexdigest()[:8] + "]",
-        "42", '{"name":"f","arguments":{"a":1}}', "{}",
-    } <= texts
+    image = f"[image, image/png, 5 chars, md5 {hashlib.md5(b'iVBOR').hexdigest()[:8]}]"
+    call = '{"name":"f","arguments":{"q":"\u00e9","n":[1.5]}}'
+    assert {call + image, "42", '{"name":"f","arguments":{"a":1}}', "{}"} <= texts
 
 
 BOM = b"\xef\xbb\xbf"

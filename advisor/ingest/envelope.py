@@ -260,7 +260,8 @@ def _media_sql(kind: str, media: str, payload: str) -> str:
     `[image, image/png, 48213 chars, md5 1a2b3c4d]`. Its tokens are not those of the text;
     the size says how big it is and the md5 keeps two different images apart in prefixes."""
     size = f"', ' || length({payload}) || ' chars, md5 ' || left(md5({payload}), 8)"
-    return f"'[' || {kind} || coalesce(', ' || nullif({media}, ''), '') || coalesce({size}, '') || ']'"
+    media = f"coalesce(', ' || nullif({media}, ''), '')"
+    return f"'[' || {kind} || {media} || coalesce({size}, '') || ']'"
 
 
 def _part_sql(p: str, nested: bool) -> str:
@@ -272,33 +273,52 @@ def _part_sql(p: str, nested: bool) -> str:
     def get(field: str, path: str) -> str:
         return f"json_extract_string({p}.{field}, '{path}')"
 
+    def json_at(field: str, path: str) -> str:
+        return f"json_extract({p}.{field}, '{path}')::VARCHAR"
+
     url = f"coalesce({get('image_url', '$.url')}, {get('image_url', '$')})"
-    result = "NULL" if nested else f"coalesce({text_of(f'{p}.content', nested=True)}, '')"
-    return f"""CASE WHEN {p}.text IS NOT NULL THEN {p}.text
-        WHEN {p}.type IN ('tool_use', 'server_tool_use') THEN {tool_call_sql(f"{p}.name", f"{p}.input")}
-        WHEN {p}.functionCall IS NOT NULL THEN {
-        tool_call_sql(get("functionCall", "$.name"), f"json_extract({p}.functionCall, '$.args')::VARCHAR")}
-        WHEN ends_with({p}.type, 'tool_result') THEN {result}
-        WHEN {p}.functionResponse IS NOT NULL
-          THEN json_extract({p}.functionResponse, '$.response')::VARCHAR
-        WHEN {p}.type = 'document' AND {get("source", "$.type")} = 'text'
-          THEN {get("source", "$.data")}
-        WHEN {p}.source IS NOT NULL THEN {_media_sql(
-            f"coalesce({p}.type, 'media')", get("source", "$.media_type"),
-            f"coalesce({get('source', '$.data')}, {get('source', '$.url')}, "
-            f"{get('source', '$.file_id')})")}
-        WHEN {p}.image_url IS NOT NULL
-          THEN {_media_sql("'image'", f"regexp_extract({url}, '^data:([^;,]+)', 1)", url)}
-        WHEN {p}.input_audio IS NOT NULL THEN {_media_sql(
-            "'audio'", get("input_audio", "$.format"), get("input_audio", "$.data"))}
-        WHEN {p}.file IS NOT NULL THEN {_media_sql(
-            "'file'", get("file", "$.filename"),
-            f"coalesce({get('file', '$.file_data')}, {get('file', '$.file_id')})")}
-        WHEN {p}.inlineData IS NOT NULL THEN {_media_sql(
-            "'media'", get("inlineData", "$.mimeType"), get("inlineData", "$.data"))}
-        WHEN {p}.fileData IS NOT NULL THEN {_media_sql(
-            "'file'", get("fileData", "$.mimeType"), get("fileData", "$.fileUri"))}
-        END"""
+    source = f"coalesce({get('source', '$.data')}, {get('source', '$.url')}, "
+    source += f"{get('source', '$.file_id')})"
+    file = f"coalesce({get('file', '$.file_data')}, {get('file', '$.file_id')})"
+    arms = [
+        (f"{p}.text IS NOT NULL", f"{p}.text"),
+        (f"{p}.type IN ('tool_use', 'server_tool_use')", tool_call_sql(f"{p}.name", f"{p}.input")),
+        (
+            f"{p}.functionCall IS NOT NULL",
+            tool_call_sql(get("functionCall", "$.name"), json_at("functionCall", "$.args")),
+        ),
+        (
+            f"ends_with({p}.type, 'tool_result')",
+            "NULL" if nested else f"coalesce({text_of(f'{p}.content', nested=True)}, '')",
+        ),
+        (f"{p}.functionResponse IS NOT NULL", json_at("functionResponse", "$.response")),
+        (
+            f"{p}.type = 'document' AND {get('source', '$.type')} = 'text'",
+            get("source", "$.data"),
+        ),
+        (
+            f"{p}.source IS NOT NULL",
+            _media_sql(f"coalesce({p}.type, 'media')", get("source", "$.media_type"), source),
+        ),
+        (
+            f"{p}.image_url IS NOT NULL",
+            _media_sql("'image'", f"regexp_extract({url}, '^data:([^;,]+)', 1)", url),
+        ),
+        (
+            f"{p}.input_audio IS NOT NULL",
+            _media_sql("'audio'", get("input_audio", "$.format"), get("input_audio", "$.data")),
+        ),
+        (f"{p}.file IS NOT NULL", _media_sql("'file'", get("file", "$.filename"), file)),
+        (
+            f"{p}.inlineData IS NOT NULL",
+            _media_sql("'media'", get("inlineData", "$.mimeType"), get("inlineData", "$.data")),
+        ),
+        (
+            f"{p}.fileData IS NOT NULL",
+            _media_sql("'file'", get("fileData", "$.mimeType"), get("fileData", "$.fileUri")),
+        ),
+    ]
+    return "CASE " + " ".join(f"WHEN {when} THEN {then}" for when, then in arms) + " END"
 
 
 def text_of(expr: str, nested: bool = False) -> str:
@@ -333,6 +353,9 @@ def message_text_sql(content: str, tool_calls: str) -> str:
         f"THEN coalesce({text_of(content)}, '') || coalesce({calls}, '') "
         f"ELSE {text_of(content)} END"
     )
+
+
+_CHOICE = "j.response.choices[1].message"
 
 
 def _known_filter(hash_expr: str, text_expr: str, with_known: bool) -> str:
@@ -543,8 +566,7 @@ WITH structured AS ({source}
         'text': coalesce({message_text_sql("m.content", "m.tool_calls")}, '')
       }}) AS msgs_t,
     {text_of("system_raw")} AS system_t,
-    coalesce({message_text_sql("j.response.choices[1].message.content",
-                               "j.response.choices[1].message.tool_calls")},
+    coalesce({message_text_sql(f"{_CHOICE}.content", f"{_CHOICE}.tool_calls")},
              {text_of("j.response.content")},
              {text_of("j.response.candidates[1].content.parts")}) AS response_t
   FROM valued
