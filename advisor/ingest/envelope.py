@@ -289,7 +289,7 @@ def _part_sql(p: str, nested: bool) -> str:
         ),
         (
             f"ends_with({p}.type, 'tool_result')",
-            "NULL" if nested else f"coalesce({text_of(f'{p}.content', nested=True)}, '')",
+            "NULL" if nested else _result_sql(f"{p}.content"),
         ),
         (f"{p}.functionResponse IS NOT NULL", json_at("functionResponse", "$.response")),
         (
@@ -319,6 +319,13 @@ def _part_sql(p: str, nested: bool) -> str:
         ),
     ]
     return "CASE " + " ".join(f"WHEN {when} THEN {then}" for when, then in arms) + " END"
+
+
+def _result_sql(content: str) -> str:
+    """A tool result's text; its parts are read only where there are some, as DuckDB runs the
+    lambda of text_of over every row that reaches it."""
+    parts = text_of(content, nested=True)
+    return f"coalesce(CASE WHEN left({content}, 1) = '[' THEN {parts} ELSE {content} END, '')"
 
 
 def text_of(expr: str, nested: bool = False) -> str:
