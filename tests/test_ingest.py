@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -279,7 +283,7 @@ def test_prompt_columns_agree_with_the_messages_rows(con, tmp_path: Path) -> Non
     ("content", "stored"),
     [
         ([{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}], "Hello there"),
-        ([{"type": "image_url", "image_url": {"url": "x"}}], ""),  # no text part
+        ([{"type": "image_url", "image_url": {"url": "x"}}], "[image, 1 chars, md5 9dd4e461]"),
         ([], ""),
         ("plain words", "plain words"),
         ("[1, 2]", "[1, 2]"),  # a string that is JSON, but not content parts
@@ -295,6 +299,169 @@ def test_message_content_text(con, tmp_path: Path, content, stored: str) -> None
         "SELECT t.text FROM messages m JOIN texts t USING (text_hash) WHERE m.role = 'user'"
     ).fetchall()
     assert got == [(stored,)]
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()[:8]
+
+
+@pytest.mark.parametrize(
+    ("parts", "stored"),
+    [
+        # Anthropic: a tool result's string, or its text blocks joined
+        ([{"type": "tool_result", "tool_use_id": "t1", "content": "18C, sunny"}], "18C, sunny"),
+        (
+            [{"type": "tool_result", "tool_use_id": "t1", "is_error": True,
+              "content": [{"type": "text", "text": "line 1\n"}, {"type": "text", "text": "2"}]}],
+            "line 1\n2",
+        ),
+        ([{"type": "tool_result", "tool_use_id": "t1"}], ""),  # a result with no content
+        # Anthropic media: a placeholder with the payload's size; a text document, its text
+        (
+            [{"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                          "data": "iVBORw0K"}}],
+            f"[image, image/png, 8 chars, md5 {_md5('iVBORw0K')}]",
+        ),
+        (
+            [{"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                             "data": "JVBERi0x"}}],
+            f"[document, application/pdf, 8 chars, md5 {_md5('JVBERi0x')}]",
+        ),
+        (
+            [{"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                             "data": "The contract says..."}}],
+            "The contract says...",
+        ),
+        # OpenAI media
+        (
+            [{"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/"}}],
+            f"[image, image/jpeg, 27 chars, md5 {_md5('data:image/jpeg;base64,/9j/')}]",
+        ),
+        (
+            [{"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}],
+            f"[audio, wav, 8 chars, md5 {_md5('UklGRg==')}]",
+        ),
+        # Gemini parts: a tool's response, inline media
+        ([{"functionResponse": {"name": "weather", "response": {"temp": 18}}}], '{"temp":18}'),
+        (
+            [{"text": "Is it? "}, {"inlineData": {"mimeType": "image/webp", "data": "UklG"}}],
+            f"Is it? [media, image/webp, 4 chars, md5 {_md5('UklG')}]",
+        ),
+        ([{"type": "thinking", "thinking": "hmm", "signature": "s"}], ""),  # not read (docs)
+    ],
+)  # fmt: skip
+def test_content_blocks_that_are_not_text(con, tmp_path: Path, parts, stored: str) -> None:
+    rows = [anthropic_line("r")]
+    rows[0]["request"]["messages"] = [{"role": "user", "content": parts}]
+    ingest(con, [str(write_jsonl(tmp_path / "a.jsonl", rows))])
+    got = con.execute(
+        "SELECT t.text FROM messages m JOIN texts t USING (text_hash) WHERE m.role = 'user'"
+    ).fetchall()
+    assert got == [(stored,)]
+
+
+def _conversation(con) -> list[tuple[str, int, str, str]]:
+    return con.execute(
+        """SELECT m.request_id, m.position, m.role, t.text
+           FROM messages m JOIN texts t USING (text_hash) ORDER BY 1, 2"""
+    ).fetchall()
+
+
+# One tool call, stored in the same shape whichever provider made it.
+CALL = '{"name":"weather","arguments":{"city":"Paris","days":[1,2]}}'
+
+
+def test_tool_calls_of_every_provider_are_stored_alike(con, tmp_path: Path) -> None:
+    anthropic = anthropic_line("a")
+    anthropic["request"]["messages"] = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "Checking. "},
+            {"type": "tool_use", "id": "toolu_1", "name": "weather",
+             "input": {"city": "Paris", "days": [1, 2]}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"}]},
+    ]  # fmt: skip
+    anthropic["response"]["content"] = [
+        {"type": "tool_use", "id": "toolu_2", "name": "weather", "input": {"city": "Paris"}}
+    ]
+    openai = openai_line("o", messages=[
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "weather", "arguments": '{"city": "Paris", "days": [1, 2]}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18C"},
+    ])  # fmt: skip
+    openai["response"]["choices"][0]["message"] = {
+        "role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_2", "type": "function",
+             "function": {"name": "weather", "arguments": "not JSON"}}]}  # fmt: skip
+    gemini = {
+        "id": "g", "timestamp": "2026-10-01T12:00:00Z", "provider": "google",
+        "request": {"model": "gemini-2.5-flash", "contents": [
+            {"role": "user", "parts": [{"text": "Weather in Paris?"}]},
+            {"role": "model", "parts": [
+                {"functionCall": {"name": "weather", "args": {"city": "Paris", "days": [1, 2]}}}]},
+            {"role": "user", "parts": [
+                {"functionResponse": {"name": "weather", "response": {"result": "18C"}}}]}]},
+        "response": {"candidates": [{"content": {"parts": [{"text": "18C in Paris."}]}}],
+                     "usageMetadata": {"promptTokenCount": 30, "candidatesTokenCount": 5}},
+    }  # fmt: skip
+    ingest(con, [str(write_jsonl(tmp_path / "a.jsonl", [anthropic, openai, gemini]))])
+    assert _conversation(con) == [
+        ("a", 0, "system", "You are terse."),
+        ("a", 1, "user", "Weather in Paris?"),
+        ("a", 2, "assistant", "Checking. " + CALL),
+        ("a", 3, "user", "18C"),
+        ("g", 0, "user", "Weather in Paris?"),
+        ("g", 1, "assistant", CALL),
+        ("g", 2, "user", '{"result":"18C"}'),
+        # OpenAI's arguments are kept as the model wrote them (they are what it tokenised)
+        ("o", 0, "user", "Weather in Paris?"),
+        ("o", 1, "assistant", '{"name":"weather","arguments":{"city": "Paris", "days": [1, 2]}}'),
+        ("o", 2, "tool", "18C"),
+    ]
+    responses = dict(con.execute(
+        """SELECT r.request_id, t.text FROM requests r JOIN texts t
+           ON t.text_hash = r.response_hash"""
+    ).fetchall())  # fmt: skip
+    assert responses == {
+        "a": '{"name":"weather","arguments":{"city":"Paris"}}',
+        "o": '{"name":"weather","arguments":"not JSON"}',  # not JSON: kept as a string
+        "g": "18C in Paris.",
+    }
+
+
+def test_no_agent_message_with_a_tool_block_is_stored_empty(
+    con, tmp_path: Path, repo_root: Path
+) -> None:
+    path = tmp_path / "agent.jsonl"
+    script = repo_root / "benchmarks" / "generate_log.py"
+    subprocess.run(
+        [sys.executable, str(script), "--profile", "agent", "--requests", "200", "-o", str(path)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    ingest(con, [str(path)])
+    kinds = {"tool_use", "tool_result"}
+    with_blocks = 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(record, dict) or record.get("provider") != "anthropic":
+            continue
+        for message in record.get("request", {}).get("messages", []):
+            content = message["content"]
+            if isinstance(content, list) and any(b.get("type") in kinds for b in content):
+                with_blocks += 1
+    empty = con.execute(
+        """SELECT count(*) FROM messages m JOIN requests r USING (request_id)
+           JOIN texts t USING (text_hash)
+           WHERE r.provider = 'anthropic' AND m.role IN ('user', 'assistant') AND t.text = ''"""
+    ).fetchone()
+    assert with_blocks > 1000  # the log has the agent shape: most messages are tool blocks
+    assert empty == (0,)
 
 
 def test_tools_that_are_not_json_do_not_stop_the_run(con, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ texts that repeat are stored once; and whatever the fast path cannot be sure of 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,17 @@ def _tricky_lines() -> list[bytes]:
             {"role": "system", "content": LONG_PROMPT},
             {"role": "user", "content": f"Invoice {i} is wrong \u00e9\u4e2d"},
         ]))  # fmt: skip
-    rows.append(anthropic_line("a1"))
+    tool_turns = anthropic_line("a1")
+    tool_turns["request"]["messages"] += [
+        {"role": "assistant", "content": [
+            {"type": "tool_use", "id": "t1", "name": "f", "input": {"q": "\u00e9", "n": [1.50]}},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": "iVBOR"}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "t1",
+             "content": [{"type": "text", "text": "4"}, {"type": "text", "text": "2"}]}]},
+    ]  # fmt: skip
+    rows.append(tool_turns)
     rows.append(openai_line("tools", messages=[
         {"role": "user", "content": [{"type": "text", "text": "look"},
                                      {"type": "image_url", "image_url": {"url": "data:x"}}]},
@@ -42,7 +53,11 @@ def _tricky_lines() -> list[bytes]:
     rows.append({
         "timestamp": "2026-10-01T12:00:00Z",
         "request": {"model": "gemini-2.5-flash",
-                    "contents": [{"role": "user", "parts": [{"text": "Hi"}]}],
+                    "contents": [{"role": "user", "parts": [{"text": "Hi"}]},
+                                 {"role": "model", "parts": [
+                                   {"functionCall": {"name": "f", "args": {"a": 1}}}]},
+                                 {"role": "user", "parts": [
+                                   {"functionResponse": {"name": "f", "response": {}}}]}],
                     "systemInstruction": {"parts": [{"text": "Be brief."}]}},
         "response": {"candidates": [{"content": {"parts": [{"text": "Hello"}]},
                                      "finishReason": "STOP"}],
@@ -107,6 +122,10 @@ def test_fast_path_matches_line_exact_path(tmp_path: Path, monkeypatch, name: st
     assert reasons[18] == "not UTF-8 text" and reasons[19] == "binary data (NUL byte)"
     assert reasons[20] == "empty line"
     assert len(fast["quarantine"]) == 9
+    texts = {row[1] for row in fast["texts"]}  # tool blocks read by the fast path too
+    image = f"[image, image/png, 5 chars, md5 {hashlib.md5(b'iVBOR').hexdigest()[:8]}]"
+    call = '{"name":"f","arguments":{"q":"\u00e9","n":[1.5]}}'
+    assert {call + image, "42", '{"name":"f","arguments":{"a":1}}', "{}"} <= texts
 
 
 BOM = b"\xef\xbb\xbf"

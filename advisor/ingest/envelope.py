@@ -231,19 +231,138 @@ def _duckdb_type(node: object) -> str:
     return str(node)
 
 
-def _text_of(expr: str) -> str:
-    """Text of a content value: a string, or the concatenated `text` of a list of content parts.
+# The fields a content part is read by, all in one parse. VARCHAR: a string unescaped, anything
+# else its compact JSON text; JSON: read further only for the rare parts that need it.
+_PART = {
+    "type": "VARCHAR", "text": "VARCHAR", "name": "VARCHAR", "input": "VARCHAR",
+    "content": "VARCHAR", "functionCall": "JSON", "functionResponse": "JSON", "source": "JSON",
+    "image_url": "JSON", "input_audio": "JSON", "file": "JSON", "inlineData": "JSON",
+    "fileData": "JSON",
+}  # fmt: skip
+_PARTS = _sql_str(json.dumps([_PART]))
+_CALL = _sql_str(json.dumps([{"function": {"name": "VARCHAR", "arguments": "VARCHAR"}}]))
+
+
+def tool_call_sql(name: str, arguments: str) -> str:
+    """One tool call as stored, whichever provider made it: `{"name":…,"arguments":…}`, the
+    arguments as the JSON text the model wrote (OpenAI's `arguments` string, Anthropic's
+    `input`, Gemini's `args`, compacted), or as a JSON string where that text is not JSON."""
+    args = f"CASE WHEN json_valid({arguments}) THEN {arguments} ELSE to_json({arguments}) END"
+    return (
+        f"""'{{"name":' || coalesce(to_json({name}), 'null') || ',"arguments":' """
+        f"|| coalesce({args}, 'null') || '}}'"
+    )
+
+
+def _media_sql(kind: str, media: str, payload: str) -> str:
+    """The placeholder of an image, document, audio or file part: its kind, media type, and the
+    size and md5 of its payload (base64 data, URL or file id), e.g.
+    `[image, image/png, 48213 chars, md5 1a2b3c4d]`. Its tokens are not those of the text;
+    the size says how big it is and the md5 keeps two different images apart in prefixes."""
+    size = f"', ' || length({payload}) || ' chars, md5 ' || left(md5({payload}), 8)"
+    media = f"coalesce(', ' || nullif({media}, ''), '')"
+    return f"'[' || {kind} || {media} || coalesce({size}, '') || ']'"
+
+
+def _part_sql(p: str, nested: bool) -> str:
+    """The text of one content part `p` (a struct of _PART): its `text`; a tool call (Anthropic
+    `tool_use`, Gemini `functionCall`) as tool_call_sql; a tool's result (Anthropic
+    `tool_result`: its string or its parts; Gemini `functionResponse`: its `response`); a
+    document sent as text, that text; other media a placeholder (_media_sql); else NULL."""
+
+    def get(field: str, path: str) -> str:
+        return f"json_extract_string({p}.{field}, '{path}')"
+
+    def json_at(field: str, path: str) -> str:
+        return f"json_extract({p}.{field}, '{path}')::VARCHAR"
+
+    url = f"coalesce({get('image_url', '$.url')}, {get('image_url', '$')})"
+    source = f"coalesce({get('source', '$.data')}, {get('source', '$.url')}, "
+    source += f"{get('source', '$.file_id')})"
+    file = f"coalesce({get('file', '$.file_data')}, {get('file', '$.file_id')})"
+    arms = [
+        (f"{p}.text IS NOT NULL", f"{p}.text"),
+        (f"{p}.type IN ('tool_use', 'server_tool_use')", tool_call_sql(f"{p}.name", f"{p}.input")),
+        (
+            f"{p}.functionCall IS NOT NULL",
+            tool_call_sql(get("functionCall", "$.name"), json_at("functionCall", "$.args")),
+        ),
+        (
+            f"ends_with({p}.type, 'tool_result')",
+            "NULL" if nested else _result_sql(f"{p}.content"),
+        ),
+        (f"{p}.functionResponse IS NOT NULL", json_at("functionResponse", "$.response")),
+        (
+            f"{p}.type = 'document' AND {get('source', '$.type')} = 'text'",
+            get("source", "$.data"),
+        ),
+        (
+            f"{p}.source IS NOT NULL",
+            _media_sql(f"coalesce({p}.type, 'media')", get("source", "$.media_type"), source),
+        ),
+        (
+            f"{p}.image_url IS NOT NULL",
+            _media_sql("'image'", f"regexp_extract({url}, '^data:([^;,]+)', 1)", url),
+        ),
+        (
+            f"{p}.input_audio IS NOT NULL",
+            _media_sql("'audio'", get("input_audio", "$.format"), get("input_audio", "$.data")),
+        ),
+        (f"{p}.file IS NOT NULL", _media_sql("'file'", get("file", "$.filename"), file)),
+        (
+            f"{p}.inlineData IS NOT NULL",
+            _media_sql("'media'", get("inlineData", "$.mimeType"), get("inlineData", "$.data")),
+        ),
+        (
+            f"{p}.fileData IS NOT NULL",
+            _media_sql("'file'", get("fileData", "$.mimeType"), get("fileData", "$.fileUri")),
+        ),
+    ]
+    return "CASE " + " ".join(f"WHEN {when} THEN {then}" for when, then in arms) + " END"
+
+
+def _result_sql(content: str) -> str:
+    """A tool result's text; its parts are read only where there are some, as DuckDB runs the
+    lambda of text_of over every row that reaches it."""
+    parts = text_of(content, nested=True)
+    return f"coalesce(CASE WHEN left({content}, 1) = '[' THEN {parts} ELSE {content} END, '')"
+
+
+def text_of(expr: str, nested: bool = False) -> str:
+    """Text of a content value: a string, or its content parts' texts (_part_sql) joined.
 
     Content parts arrive as their JSON text, so a string that is itself a JSON array of objects
     reads as parts: the one ambiguity of typing content as VARCHAR (documented in the format).
     Each JSON function parses its input again, and a system prompt sent as parts is kilobytes:
-    two parses here, the element types (NULL where the text is not JSON) and the texts.
+    two parses here, the element types (NULL where the text is not JSON) and the parts.
+    `nested`: the parts of a tool result, which hold no further tool results.
     """
+    p = "inner_part" if nested else "part"  # lambda names no column of the staging queries has
     return (
         f"CASE WHEN left({expr}, 1) = '[' AND len(list_filter(try(json_type({expr}, '$[*]')), "
         f"lambda t: t <> 'OBJECT')) = 0 "
-        f"THEN array_to_string(json_extract_string({expr}, '$[*].text'), '') ELSE {expr} END"
+        f"THEN array_to_string(list_transform(try(json_transform({expr}, {_PARTS})), "
+        f"lambda {p}: {_part_sql(p, nested)}), '') ELSE {expr} END"
     )
+
+
+def message_text_sql(content: str, tool_calls: str) -> str:
+    """A message's text: its content's (text_of), then each of its OpenAI `tool_calls` as
+    tool_call_sql; NULL where it has neither."""
+    calls = (
+        f"array_to_string(list_transform(try(json_transform(CASE WHEN left({tool_calls}, 1) = '{{' "
+        f"THEN '[' || {tool_calls} || ']' ELSE {tool_calls} END, {_CALL})), "
+        f"lambda call: {tool_call_sql('call.function.name', 'call.function.arguments')}), '')"
+    )
+    # concatenating only where there are tool calls: `||` copies, and prompts are gigabytes
+    return (
+        f"CASE WHEN left({tool_calls}, 1) IN ('[', '{{') "
+        f"THEN coalesce({text_of(content)}, '') || coalesce({calls}, '') "
+        f"ELSE {text_of(content)} END"
+    )
+
+
+_CHOICE = "j.response.choices[1].message"
 
 
 def _known_filter(hash_expr: str, text_expr: str, with_known: bool) -> str:
@@ -449,17 +568,14 @@ WITH structured AS ({source}
       WHEN NOT ({openai_in} OR {anthropic_in}) AND messages IS NULL
         THEN 'response.usage|no token counts and no prompt text to count them from'
     END AS error,
-    -- concatenating only where there are tool calls: `||` copies, and prompts are gigabytes
     list_transform(messages, lambda m: {{
         'role': m.role,
-        'text': CASE WHEN left(m.tool_calls, 1) IN ('[', '{{')
-                     THEN coalesce({_text_of("m.content")}, '') || m.tool_calls
-                     ELSE coalesce({_text_of("m.content")}, '') END
+        'text': coalesce({message_text_sql("m.content", "m.tool_calls")}, '')
       }}) AS msgs_t,
-    {_text_of("system_raw")} AS system_t,
-    coalesce({_text_of("j.response.choices[1].message.content")},
-             {_text_of("j.response.content")},
-             {_text_of("j.response.candidates[1].content.parts")}) AS response_t
+    {text_of("system_raw")} AS system_t,
+    coalesce({message_text_sql(f"{_CHOICE}.content", f"{_CHOICE}.tool_calls")},
+             {text_of("j.response.content")},
+             {text_of("j.response.candidates[1].content.parts")}) AS response_t
   FROM valued
 ), hash_t AS (
   SELECT *, hash(system_t) AS system_h, hash(tools_t) AS tools_h, hash(response_t) AS response_h

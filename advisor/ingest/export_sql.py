@@ -18,7 +18,7 @@ import duckdb
 
 from advisor import plausibility
 from advisor.ingest import fields, tabular
-from advisor.ingest.envelope import _text_of as text_of
+from advisor.ingest.envelope import message_text_sql, text_of
 from advisor.ingest.files import head_bytes, read_line_blocks
 from advisor.ingest.times import implausible_sql, timestamp_sql
 from advisor.store import text_hash_sql
@@ -138,10 +138,7 @@ def staging_sql(spec: Spec, table: str = ROWS) -> str:
     )  # fmt: skip
     tool_error = f"CASE {' '.join(spec.errors)} END" if spec.errors else "NULL::VARCHAR"
     ts_label = lit(spec.labels.get("ts", "timestamp"))
-    message = (
-        f"CASE WHEN left(m.tool_calls, 1) IN ('[', '{{') THEN coalesce({text_of('m.content')}, '')"
-        f" || m.tool_calls ELSE coalesce({text_of('m.content')}, '') END"
-    )
+    message = f"coalesce({message_text_sql('m.content', 'm.tool_calls')}, '')"
     return f"""
 WITH src AS (
   SELECT line, excerpt, content_hash AS line_hash, bad, rec AS r FROM {table}
