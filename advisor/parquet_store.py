@@ -50,13 +50,17 @@ _UNDATED = "undated"
 _COPIED = ("requests", "quarantine")
 
 
+def _pattern(table: str) -> str:
+    return f"{table}/day=*/*.parquet" if TABLES[table] else f"{table}/*.parquet"
+
+
 def files_glob(directory: Path, table: str) -> str:
     """The glob of a table's files (what another engine would read)."""
-    return str(directory / table / ("day=*/*.parquet" if TABLES[table] else "*.parquet"))
+    return str(directory / _pattern(table))
 
 
 def _has_files(directory: Path, table: str) -> bool:
-    return any(directory.glob(f"{table}/{'day=*/' if TABLES[table] else ''}*.parquet"))
+    return any(directory.glob(_pattern(table)))
 
 
 def read_sql(directory: Path, table: str) -> str:
@@ -70,7 +74,7 @@ def read_sql(directory: Path, table: str) -> str:
 
 def _check_manifest(directory: Path, *, create: bool) -> None:
     """Refuse a folder written by another layout or DuckDB build (text hashes differ)."""
-    here = {"layout": LAYOUT_VERSION, "text_hash": f"duckdb {duckdb.__version__}"}
+    here = {"layout": LAYOUT_VERSION, "text_hash": store.HASH_BUILD}
     path = directory / MANIFEST
     if not path.exists():
         if not create:
@@ -114,8 +118,8 @@ def add(
     """Add logs to a partitioned store (created if needed); re-ingesting a file adds nothing.
     The report counts as duplicates the rows the folder already held."""
     directory.mkdir(parents=True, exist_ok=True)
-    _check_manifest(directory, create=True)
-    with _locked(directory):
+    with _locked(directory):  # the manifest too: two first ingests must not both write it
+        _check_manifest(directory, create=True)
         for leftover in directory.glob(".staging-*"):  # of a crashed ingest: moved or redone
             shutil.rmtree(leftover)
         batch = uuid.uuid4().hex[:12]
@@ -235,6 +239,7 @@ def attach(
 ) -> None:
     """Load a fresh analysis store from a partitioned store: requests and quarantine copied,
     messages and texts as views over the files, read in place (see the module docstring)."""
+    directory = directory.resolve()  # the views outlive this working directory
     _check_manifest(directory, create=False)
     if any(directory.glob(".pending-*")):
         raise AdvisorError(

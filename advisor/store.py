@@ -164,8 +164,12 @@ def connect(
     return con
 
 
+# The build the text hashes come from: a store (or a --store folder) records it.
+HASH_BUILD = f"duckdb {duckdb.__version__}"
+
+
 def _check_hash_version(con: duckdb.DuckDBPyConnection, path: Path | str | None) -> None:
-    here = f"duckdb {duckdb.__version__}"
+    here = HASH_BUILD
     stored = get_meta(con, "text_hash")
     if stored is None:
         set_meta(con, "text_hash", here)

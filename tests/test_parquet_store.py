@@ -147,3 +147,21 @@ def test_store_folder_errors(tmp_path: Path) -> None:
     (lake / parquet_store.MANIFEST).write_text('{"layout": 0}', encoding="utf-8")
     with pytest.raises(AdvisorError, match="written with"):
         api.ingest([str(SAMPLE_TRAFFIC)], Path("x"), store_dir=lake)
+
+
+def test_views_read_the_folder_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run store made from a relative --store path still reads its prompts after a `cd`."""
+    log = _write(tmp_path / "a.jsonl", _lines()[:200])
+    monkeypatch.chdir(tmp_path)
+    api.ingest([log], Path("x"), store_dir=Path("lake"))
+    con = store.connect(tmp_path / "run.duckdb")
+    parquet_store.attach(con, Path("lake"))
+    con.close()
+    monkeypatch.chdir(tmp_path.parent)
+    con = store.connect(tmp_path / "run.duckdb", read_only=True)
+    try:
+        assert int(store.scalar(con, "SELECT count(*) FROM messages")) > 0
+    finally:
+        con.close()
